@@ -1,0 +1,48 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Plugins are thin executables over shared modules. Imports point one way:
+// plugins -> IPAM / Firewall / Netlink -> CMnl / CNftnl / CPierShim, with CNI used by all.
+let package = Package(
+    name: "Pier",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "pier", targets: ["pier"]),
+        .library(name: "CNI", targets: ["CNI"]),
+        .library(name: "Netlink", targets: ["Netlink"]),
+        .library(name: "Firewall", targets: ["Firewall"]),
+        .library(name: "NetNS", targets: ["NetNS"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    ],
+    targets: [
+        // C libraries, imported through pkg-config.
+        .systemLibrary(name: "CMnl", pkgConfig: "libmnl", providers: [.apt(["libmnl-dev"])]),
+        .systemLibrary(name: "CNftnl", pkgConfig: "libnftnl", providers: [.apt(["libnftnl-dev"])]),
+        // Macros, variadics and uapi constants that Swift cannot import directly.
+        .target(name: "CPierShim"),
+
+        // Shared modules.
+        .target(name: "CNI"),
+        .target(name: "NetNS", dependencies: ["CPierShim"]),
+        .target(name: "Netlink", dependencies: ["CMnl", "CPierShim", "NetNS"]),
+        .target(name: "Firewall", dependencies: ["CMnl", "CNftnl", "CPierShim", "NetNS"]),
+
+        // Plugins: one executable each, a thin main over the shared modules (path: plugins/NAME).
+
+        // The runtime and diagnostics CLI.
+        .executableTarget(name: "pier", dependencies: [
+            "CNI", "Netlink", "Firewall",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // Tests.
+        .target(name: "PierTestSupport", path: "Tests/PierTestSupport"),
+        .testTarget(name: "CNITests", dependencies: ["CNI"]),
+        .testTarget(name: "NetNSTests", dependencies: ["NetNS", "PierTestSupport"]),
+        .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "PierTestSupport"]),
+        .testTarget(name: "FirewallTests", dependencies: ["Firewall", "PierTestSupport"]),
+        .testTarget(name: "PierTestSupportTests", dependencies: ["PierTestSupport"]),
+    ]
+)

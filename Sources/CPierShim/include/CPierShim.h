@@ -1,0 +1,34 @@
+#ifndef PIER_SHIM_H
+#define PIER_SHIM_H
+// What Swift cannot import on its own: function-like macros, uapi constants that arrive
+// as macros of macros, and a few syscalls without a glibc prototype in every version.
+#include <netinet/in.h>
+#include <net/if.h>
+#include <sys/types.h>
+#include <stdint.h>
+#include <sys/statfs.h>
+#include <sys/mount.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/if_link.h>
+#include <linux/if_addr.h>
+#include <linux/if_bridge.h>
+#include <linux/neighbour.h>
+#include <linux/veth.h>
+#include <linux/if_ether.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
+#include <linux/netfilter/nf_conntrack_tcp.h>
+
+/// The receive buffer size libmnl recommends (MNL_SOCKET_BUFFER_SIZE is a function-like macro).
+size_t pier_mnl_socket_buffer_size(void);
+
+/// setns(2) and unshare(2), declared here so Swift sees them whatever glibc's feature macros say.
+int pier_setns(int fd, int nstype);
+int pier_unshare(int flags);
+
+/// Namespace clone flags (macros in <sched.h> behind _GNU_SOURCE).
+int pier_clone_newnet(void);
+int pier_clone_newuts(void);
+int pier_clone_newns(void);
+#endif

@@ -1,0 +1,6 @@
+import ArgumentParser
+
+@main
+struct Pier: ParsableCommand {
+    func run() throws { print("pier") }
+}

@@ -1,0 +1,5 @@
+import Testing
+
+@testable import CNI
+
+@Test func placeholder() { #expect(Bool(true)) }

@@ -1,0 +1,5 @@
+import Testing
+
+@testable import Firewall
+
+@Test func placeholder() { #expect(Bool(true)) }

@@ -1,0 +1,5 @@
+import Testing
+
+@testable import Netlink
+
+@Test func placeholder() { #expect(Bool(true)) }

@@ -1,0 +1,64 @@
+import Foundation
+
+/// Where the built executables are: beside the test bundle in `.build/<config>/`, unless
+/// `PIER_BIN_DIR` says otherwise (for testing an installed build).
+public let builtProductsDirectory: String = {
+    if let dir = ProcessInfo.processInfo.environment["PIER_BIN_DIR"], !dir.isEmpty { return dir }
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    var url = URL(fileURLWithPath: exe).deletingLastPathComponent()
+    // The runner lives in PierPackageTests.xctest/ (a file on Linux, a bundle elsewhere).
+    while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("pier").path) {
+        url.deleteLastPathComponent()
+    }
+    return url.path
+}()
+
+/// What a CNI plugin printed and how it exited.
+public struct PluginOutput: Sendable {
+    public let status: Int32
+    public let stdout: String
+    public let stderr: String
+
+    /// stdout as a JSON object (the Result, the VERSION answer or the Error).
+    public var object: [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(stdout.utf8))) as? [String: Any] ?? [:]
+    }
+
+    /// The CNI error code when the plugin failed, else nil.
+    public var errorCode: Int? { status == 0 ? nil : object["code"] as? Int }
+}
+
+/// Runs a built plugin exactly as a runtime does: the verb and attachment in `CNI_*`
+/// variables, the config on stdin, inside the namespace of `host` (the runtime's netns).
+public struct PluginRunner: Sendable {
+    public let plugin: String
+    public var pluginDirectory: String = builtProductsDirectory
+    public var extraEnvironment: [String: String] = [:]
+
+    public init(_ plugin: String) { self.plugin = plugin }
+
+    public func run(
+        _ command: String, config: String, containerID: String = "", netns: String = "",
+        ifname: String = "", args: String = "", in host: TestHost? = nil
+    ) throws -> PluginOutput {
+        var env: [String: String] = [
+            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin",
+            "CNI_COMMAND": command,
+            "CNI_PATH": pluginDirectory,
+        ]
+        if !containerID.isEmpty { env["CNI_CONTAINERID"] = containerID }
+        if !netns.isEmpty { env["CNI_NETNS"] = netns }
+        if !ifname.isEmpty { env["CNI_IFNAME"] = ifname }
+        if !args.isEmpty { env["CNI_ARGS"] = args }
+        env.merge(extraEnvironment) { _, new in new }
+        let binary = pluginDirectory + "/" + plugin
+        let argv: [String]
+        if let host {
+            argv = ["/usr/bin/env"] + env.map { "\($0.key)=\($0.value)" }.sorted()
+            let result = try host.run(argv + [binary], stdin: config, environment: nil)
+            return PluginOutput(status: result.status, stdout: result.stdout, stderr: result.stderr)
+        }
+        let result = try runCommand([binary], stdin: config, environment: env)
+        return PluginOutput(status: result.status, stdout: result.stdout, stderr: result.stderr)
+    }
+}
