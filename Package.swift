@@ -8,6 +8,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "pier", targets: ["pier"]),
+        .executable(name: "ipam", targets: ["ipam"]),
         .library(name: "CNI", targets: ["CNI"]),
         .library(name: "Netlink", targets: ["Netlink"]),
         .library(name: "Firewall", targets: ["Firewall"]),
@@ -24,12 +25,17 @@ let package = Package(
         .target(name: "CPierShim"),
 
         // Shared modules.
-        .target(name: "CNI"),
+        .target(name: "IPAddressing"),
+        .target(name: "CNI", dependencies: ["IPAddressing"]),
         .target(name: "NetNS", dependencies: ["CPierShim"]),
-        .target(name: "Netlink", dependencies: ["CMnl", "CPierShim", "NetNS"]),
-        .target(name: "Firewall", dependencies: ["CMnl", "CNftnl", "CPierShim", "NetNS"]),
+        .target(name: "Netlink", dependencies: ["CMnl", "CPierShim", "NetNS", "IPAddressing"]),
+        .target(name: "Firewall", dependencies: ["CMnl", "CNftnl", "CPierShim", "NetNS", "IPAddressing"]),
+        .target(name: "ClusterStore", dependencies: ["IPAddressing"]),
+        .target(name: "IPAM", dependencies: ["CNI", "IPAddressing", "ClusterStore"]),
 
-        // Plugins: one executable each, a thin main over the shared modules (path: plugins/NAME).
+        // Plugins: one executable each, a thin main over the shared modules.
+        .executableTarget(
+            name: "ipam", dependencies: ["CNI", "IPAM"], path: "plugins/ipam", exclude: ["README.md"]),
 
         // The runtime and diagnostics CLI.
         .executableTarget(name: "pier", dependencies: [
@@ -39,10 +45,13 @@ let package = Package(
 
         // Tests.
         .target(name: "PierTestSupport", path: "Tests/PierTestSupport"),
+        .testTarget(name: "IPAddressingTests", dependencies: ["IPAddressing"]),
         .testTarget(name: "CNITests", dependencies: ["CNI"]),
         .testTarget(name: "NetNSTests", dependencies: ["NetNS", "PierTestSupport"]),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "PierTestSupport"]),
         .testTarget(name: "FirewallTests", dependencies: ["Firewall", "PierTestSupport"]),
         .testTarget(name: "PierTestSupportTests", dependencies: ["PierTestSupport"]),
+        .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "PierTestSupport"]),
+        .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "PierTestSupport"]),
     ]
 )

@@ -1,0 +1,5 @@
+import Testing
+
+@testable import ClusterStore
+
+@Test func placeholder() { #expect(Bool(true)) }

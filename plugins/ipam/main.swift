@@ -1,0 +1,3 @@
+import IPAM
+
+print("ipam")
