@@ -141,7 +141,7 @@ private func mac(_ text: String) -> MACAddress {
     @Test func linkChanges() throws {
         let sent = try requests { netlink in
             try netlink.setLinkUp(index: 5)
-            try netlink.setLinkUp(index: 5, false)
+            try netlink.setLinkDown(index: 5)
             try netlink.setMaster(index: 5, 3)
             try netlink.setMaster(index: 5, nil)
             try netlink.moveLink(index: 5, to: .fileDescriptor(11))
@@ -223,6 +223,40 @@ private func mac(_ text: String) -> MACAddress {
             Wire.attr(15, Wire.u32(1000)),
             Wire.attr(5, gateway))
         expectBytes(sent, expected)
+    }
+
+    @Test func directRouteThroughDeviceHasLinkScope() throws {
+        // RT_SCOPE_LINK 253, as `ip route add 10.60.0.0/24 dev X` sends; plus RTA_PREFSRC 7.
+        let sent = try requests { netlink in
+            try netlink.addRoute(Route(destination: prefix("10.60.0.0/24"), outputIndex: 2, source: ip("10.60.0.1")))
+        }
+        let expected = Wire.message(
+            type: 24, flags: Wire.createExcl, seq: 1,
+            Wire.rtmsg(family: 2, dstLen: 24, table: 254, proto: 3, scope: 253, type: 1, flags: 0),
+            Wire.attr(15, Wire.u32(254)),
+            Wire.attr(1, [10, 60, 0, 0]),
+            Wire.attr(4, Wire.u32(2)),
+            Wire.attr(7, [10, 60, 0, 1]))
+        expectBytes(sent, expected)
+    }
+
+    @Test func deleteNeighborAndFDB() throws {
+        // RTM_DELNEIGH 29; an FDB entry learned by a bridge is deleted with NTF_MASTER (0x04).
+        let sent = try requests { netlink in
+            try netlink.deleteNeighbor(Neighbor(index: 8, address: ip("10.0.0.7"), mac: nil))
+            try netlink.deleteFDB(FDBEntry(index: 9, mac: mac("02:00:00:00:00:09"), flags: .master))
+        }
+        let expected: [[UInt8]] = [
+            Wire.message(
+                type: 29, flags: Wire.plain, seq: 1,
+                Wire.ndmsg(family: 2, index: 8, state: 0x80, flags: 0, type: 1),
+                Wire.attr(1, [10, 0, 0, 7])),
+            Wire.message(
+                type: 29, flags: Wire.plain, seq: 2,
+                Wire.ndmsg(family: 7, index: 9, state: 0x80, flags: 0x04, type: 0),
+                Wire.attr(2, [2, 0, 0, 0, 0, 9])),
+        ]
+        #expect(sent.map(Wire.hex) == expected.map(Wire.hex))
     }
 
     @Test func addPermanentNeighbor() throws {
