@@ -290,6 +290,6 @@ private func linkMessage(seq: UInt32, pid: UInt32, index: Int32, name: String, f
         #expect(neighbors.first?.state == .permanent)
         let fdb = try netlink.fdbEntries()
         #expect(fdb.first?.destination == IPAddress("192.168.1.2"))
-        #expect(fdb.first?.flags.contains(.self) == true)
+        #expect(fdb.first?.flags.contains(.ownedByDevice) == true)
     }
 }

@@ -114,6 +114,33 @@ private func mac(_ text: String) -> MACAddress {
         expectBytes(sent, expected)
     }
 
+    @Test func createVxlanWithIPv6LocalLearningOnProxyOff() throws {
+        // IFLA_VXLAN_LOCAL6 17 carries the 16 address bytes.
+        let sent = try requests { netlink in
+            try netlink.createVxlan(
+                VxlanDevice(
+                    name: "vx6", vni: 7, local: ip("fd00::a"), port: 8472, learning: true, proxy: false,
+                    namespace: .fileDescriptor(5)))
+        }
+        let local: [UInt8] = [0xfd, 0] + [UInt8](repeating: 0, count: 13) + [0x0a]
+        let expected = Wire.message(
+            type: 16, flags: Wire.createExcl, seq: 1,
+            Wire.ifinfomsg(),
+            Wire.attr(3, Wire.str("vx6")),
+            Wire.attr(28, Wire.u32(5)),
+            Wire.nest(
+                18,
+                Wire.attr(1, Wire.str("vxlan")),
+                Wire.nest(
+                    2,
+                    Wire.attr(1, Wire.u32(7)),
+                    Wire.attr(17, local),
+                    Wire.attr(15, [0x21, 0x18]),
+                    Wire.attr(7, [1]),
+                    Wire.attr(11, [0]))))
+        expectBytes(sent, expected)
+    }
+
     @Test func createMacvlanInNamespace() throws {
         let sent = try requests { netlink in
             try netlink.createMacvlan(
