@@ -157,6 +157,12 @@ private struct StdinFile {
             guard file >= 0 else { throw PluginExec.systemError("creating the stdin buffer") }
             _ = fcntl(file, F_SETFD, FD_CLOEXEC)
             try StdinFile.write(bytes, to: file, closingOnError: file)
+            // The child inherits the file offset, so it must start reading from the beginning.
+            guard lseek(file, 0, SEEK_SET) == 0 else {
+                let error = PluginExec.systemError("rewinding the stdin buffer")
+                close(file)
+                throw error
+            }
             descriptor = file
         }
     }
