@@ -176,3 +176,83 @@ final class ScriptDirectory {
         #expect(error?.msg.contains("Permission denied") == true)
     }
 }
+
+@Suite struct DelegationLifecycleTests {
+    func request(_ directory: ScriptDirectory) throws -> CNIRequest {
+        let environment = try CNIEnvironment([
+            "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "ctr1", "CNI_NETNS": "/run/netns/x", "CNI_IFNAME": "eth0",
+            "CNI_PATH": directory.path, "PATH": "/usr/bin:/bin",
+        ])
+        let config = try NetworkConfig(bytes: bytes(#"{"cniVersion":"1.0.0","name":"net","ipam":{"type":"recorder"}}"#))
+        return CNIRequest(environment: environment, config: config)
+    }
+
+    struct LinkFailed: Error {}
+
+    @Test func failedConfigurationReleasesTheAddress() throws {
+        let directory = try ScriptDirectory()
+        try directory.add("recorder", DelegationTests.recordingIPAM)
+        let delegate = try IPAMDelegate(try request(directory))
+        #expect(throws: LinkFailed.self) {
+            try delegate.add(undoingOnFailure: { (_: CNIResult) throws -> Int in throw LinkFailed() })
+        }
+        #expect(try directory.contents("env.DEL").contains("CNI_COMMAND=DEL\n"))
+    }
+
+    @Test func successfulConfigurationKeepsTheAddress() throws {
+        let directory = try ScriptDirectory()
+        try directory.add("recorder", DelegationTests.recordingIPAM)
+        let delegate = try IPAMDelegate(try request(directory))
+        let count = try delegate.add(undoingOnFailure: { $0.ips.count })
+        #expect(count == 1)
+        #expect(!FileManager.default.fileExists(atPath: directory.path + "/env.DEL"))
+    }
+}
+
+@Suite struct PluginVersionQueryTests {
+    @Test func readsAVersionAnswer() throws {
+        let directory = try ScriptDirectory()
+        try directory.add(
+            "modern",
+            #"[ "$CNI_COMMAND" = VERSION ] && printf '%s' '{"cniVersion":"1.1.0","supportedVersions":["0.4.0","1.0.0","1.1.0"]}'"#
+        )
+        let info = try PluginExec.versionInfo(path: directory.path + "/modern", environment: [:])
+        #expect(info.supportedVersions == ["0.4.0", "1.0.0", "1.1.0"])
+    }
+
+    @Test func aPluginOlderThanVersionMeans010() throws {
+        let directory = try ScriptDirectory()
+        try directory.add("ancient", #"printf '%s' '{"code":4,"msg":"unknown CNI_COMMAND: VERSION"}'; exit 1"#)
+        let info = try PluginExec.versionInfo(path: directory.path + "/ancient", environment: [:])
+        #expect(info.supportedVersions == ["0.1.0"])
+        try directory.add("broken", #"printf '%s' '{"code":7,"msg":"nope"}'; exit 1"#)
+        expectCNIError(.invalidNetworkConfig, "nope") {
+            _ = try PluginExec.versionInfo(path: directory.path + "/broken", environment: [:])
+        }
+    }
+
+    @Test func versionAnswerSurvivesAnUnreadableStdin() {
+        let outcome = PluginRunner.run(
+            MinimalPlugin(), environment: ["CNI_COMMAND": "VERSION"],
+            readStdin: { () throws(CNIError) in throw CNIError(.ioFailure, "EIO") })
+        #expect(outcome.exitCode == 0)
+        #expect(outcome.stdoutText.hasPrefix(#"{"cniVersion":"1.1.0","supportedVersions":"#))
+    }
+}
+
+@Suite struct TextBusyRetryTests {
+    /// A binary still open for writing cannot be executed (ETXTBSY); once the writer closes it, the
+    /// retry succeeds, as it does in libcni while a plugin is being upgraded.
+    @Test func retriesWhileTheBinaryIsBeingWritten() throws {
+        let directory = try ScriptDirectory()
+        try directory.add("busy", "printf done")
+        let writer = open(directory.path + "/busy", O_WRONLY)
+        try #require(writer >= 0)
+        Thread.detachNewThread {
+            usleep(300_000)
+            close(writer)
+        }
+        let output = try PluginExec.run(path: directory.path + "/busy", environment: [:], stdin: [])
+        #expect(text(output) == "done")
+    }
+}
