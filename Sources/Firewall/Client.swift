@@ -102,31 +102,8 @@ public final class NFTablesClient {
             }
             try transport.send(bytes)
             let (messages, interrupted) = try collectReplies(
-                sequence: sequence, dump: dump, operation: operation, object: object)
+                from: transport, sequence: sequence, dump: dump, operation: operation, object: object)
             if !interrupted || attempt >= 5 { return messages }
-        }
-    }
-
-    private func collectReplies(
-        sequence: UInt32, dump: Bool, operation: String, object: String
-    ) throws(FirewallError) -> ([NetlinkMessage], Bool) {
-        var collected: [NetlinkMessage] = []
-        var interrupted = false
-        while true {
-            let datagram = try transport.receive()
-            for message in NetlinkMessage.split(datagram) where message.sequence == sequence {
-                if message.flags & nlmFDumpIntr != 0 { interrupted = true }
-                if message.type == nlmsgDone { return (collected, interrupted) }
-                if let (code, text) = message.errorCode {
-                    if code != 0 {
-                        throw FirewallError(operation, object: object, errno: -code, kernelMessage: text)
-                    }
-                    // The ACK that ends a plain get.
-                    if !dump { return (collected, interrupted) }
-                    continue
-                }
-                collected.append(message)
-            }
         }
     }
 
@@ -172,5 +149,30 @@ func parse(_ message: NetlinkMessage, with parser: (UnsafePointer<nlmsghdr>) -> 
     message.bytes.withUnsafeBytes { raw in
         guard let base = raw.baseAddress else { return false }
         return parser(base.assumingMemoryBound(to: nlmsghdr.self)) >= 0
+    }
+}
+
+/// Reads replies to request `sequence` until NLMSG_DONE (dump) or the ACK (plain get);
+/// the Bool says whether the kernel flagged the dump as interrupted (NLM_F_DUMP_INTR).
+func collectReplies(
+    from transport: NetfilterTransport, sequence: UInt32, dump: Bool, operation: String, object: String
+) throws(FirewallError) -> ([NetlinkMessage], Bool) {
+    var collected: [NetlinkMessage] = []
+    var interrupted = false
+    while true {
+        let datagram = try transport.receive()
+        for message in NetlinkMessage.split(datagram) where message.sequence == sequence {
+            if message.flags & nlmFDumpIntr != 0 { interrupted = true }
+            if message.type == nlmsgDone { return (collected, interrupted) }
+            if let (code, text) = message.errorCode {
+                if code != 0 {
+                    throw FirewallError(operation, object: object, errno: -code, kernelMessage: text)
+                }
+                // The ACK that ends a plain get.
+                if !dump { return (collected, interrupted) }
+                continue
+            }
+            collected.append(message)
+        }
     }
 }

@@ -311,9 +311,8 @@ struct SetAttributes {
         nftnl_set_set_u32(set, UInt16(NFTNL_SET_KEY_LEN.rawValue), UInt32(keyLength(keyType)))
         if let dataType {
             nftnl_set_set_u32(set, UInt16(NFTNL_SET_DATA_TYPE.rawValue), concatenatedTypeID(dataType))
-            if dataType != [.verdict] {
-                nftnl_set_set_u32(set, UInt16(NFTNL_SET_DATA_LEN.rawValue), UInt32(keyLength(dataType)))
-            }
+            // Verdict maps: the kernel sizes the data itself; nft sends 0 and so do we.
+            nftnl_set_set_u32(set, UInt16(NFTNL_SET_DATA_LEN.rawValue), UInt32(keyLength(dataType)))
         }
         if let setID { nftnl_set_set_u32(set, UInt16(NFTNL_SET_ID.rawValue), setID) }
         if let size { nftnl_set_set_u32(set, UInt16(NFTNL_SET_DESC_SIZE.rawValue), size) }

@@ -86,12 +86,19 @@ public final class RecordingTransport: NetfilterTransport {
     /// Per sequence number, the errno to answer with instead of an ACK.
     public var failures: [UInt32: Int32] = [:]
     public var autoAcknowledge = true
+    /// Answers a sent datagram with reply datagrams; when it returns nil the automatic
+    /// ACK/failure handling applies. Lets tests play the kernel for gets and dumps.
+    public var responder: (([UInt8]) -> [[UInt8]]?)?
     private var pending: [[UInt8]] = []
 
     public init() {}
 
     public func send(_ datagram: [UInt8]) throws(FirewallError) {
         sent.append(datagram)
+        if let replies = responder?(datagram) {
+            pending += replies
+            return
+        }
         guard autoAcknowledge else { return }
         for message in NetlinkMessage.split(datagram) {
             if let code = failures[message.sequence] {
@@ -106,6 +113,16 @@ public final class RecordingTransport: NetfilterTransport {
         if !queuedReplies.isEmpty { return queuedReplies.removeFirst() }
         if !pending.isEmpty { return pending.removeFirst() }
         throw FirewallError("receive netlink reply", errno: ETIMEDOUT)
+    }
+
+    /// The sequence number of the first message in a datagram (BATCH_BEGIN for a batch).
+    public static func firstSequence(of datagram: [UInt8]) -> UInt32 {
+        datagram.count >= netlinkHeaderLength ? datagram.readU32(at: 8) : 0
+    }
+
+    /// Sequence numbers of every message in a datagram, in order.
+    public static func sequences(of datagram: [UInt8]) -> [UInt32] {
+        NetlinkMessage.split(datagram).map(\.sequence)
     }
 
     /// An NLMSG_ERROR message (errno 0 is an ACK) as the kernel sends it with NETLINK_CAP_ACK.

@@ -59,10 +59,11 @@ public enum NFTDataType: Sendable, Hashable {
         }
     }
 
-    /// nft's byte-order tag for set user data: 1 host endian, 2 big endian.
+    /// nft's byte-order tag for set user data: 0 none (verdicts), 1 host endian, 2 big endian.
     var byteOrder: UInt32 {
         switch self {
-        case .inetProtocol, .mark, .interfaceName, .verdict: 1
+        case .verdict: 0
+        case .inetProtocol, .mark, .interfaceName: 1
         default: 2
         }
     }
