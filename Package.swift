@@ -31,7 +31,8 @@ let package = Package(
         .target(name: "NetNS", dependencies: ["CPierShim"]),
         .target(name: "Netlink", dependencies: ["CMnl", "CPierShim", "NetNS", "IPAddressing"]),
         .target(name: "Firewall", dependencies: ["CMnl", "CNftnl", "CPierShim", "NetNS", "IPAddressing"]),
-        .target(name: "PluginSupport", dependencies: ["CNI", "NetNS", "Netlink", "IPAddressing"]),
+        .target(name: "PluginSupport", dependencies: ["CNI", "NetNS", "Netlink", "Firewall", "IPAddressing"]),
+        .target(name: "PierTables", dependencies: ["Firewall", "IPAddressing"]),
         .target(name: "ClusterStore", dependencies: ["IPAddressing"]),
         .target(name: "IPAM", dependencies: ["CNI", "IPAddressing", "ClusterStore"]),
 
@@ -39,7 +40,9 @@ let package = Package(
         .executableTarget(
             name: "ipam", dependencies: ["CNI", "IPAM"], path: "plugins/ipam", exclude: ["README.md"]),
         .executableTarget(
-            name: "bridge", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall"],
+            name: "bridge", dependencies: [
+                "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables",
+            ],
             path: "plugins/bridge", exclude: ["README.md"]),
 
         // The runtime and diagnostics CLI.

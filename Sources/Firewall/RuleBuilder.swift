@@ -14,6 +14,8 @@ public enum Selector: Sendable, Hashable {
     /// `th sport` / `th dport`: only meaningful after an l4proto match (nft requires it first).
     case transportSourcePort
     case transportDestinationPort
+    /// `ether saddr`: the link-layer source (bridge family tables).
+    case etherSource
 
     var length: Int {
         switch self {
@@ -21,6 +23,7 @@ public enum Selector: Sendable, Hashable {
         case .iifname, .oifname, .ip6Source, .ip6Destination: 16
         case .mark, .ipSource, .ipDestination: 4
         case .transportSourcePort, .transportDestinationPort: 2
+        case .etherSource: 6
         }
     }
 
@@ -33,6 +36,7 @@ public enum Selector: Sendable, Hashable {
         case .ipSource, .ipDestination: .ipv4Address
         case .ip6Source, .ip6Destination: .ipv6Address
         case .transportSourcePort, .transportDestinationPort: .inetService
+        case .etherSource: .etherAddress
         }
     }
 
@@ -59,6 +63,7 @@ public enum Selector: Sendable, Hashable {
         case .ip6Destination: .payload(.network, offset: 24, length: 16, into: register)
         case .transportSourcePort: .payload(.transport, offset: 0, length: 2, into: register)
         case .transportDestinationPort: .payload(.transport, offset: 2, length: 2, into: register)
+        case .etherSource: .payload(.link, offset: 6, length: 6, into: register)
         }
     }
 }

@@ -1,4 +1,5 @@
 import CNI
+import Firewall
 import NetNS
 import Netlink
 
@@ -49,5 +50,12 @@ extension RouteNetlink {
             if error.isNotFound { return nil }
             throw error
         }
+    }
+}
+
+extension FirewallError: CNIErrorConvertible {
+    public var cniError: CNIError {
+        // A generation that kept changing means other plugins are busy: retrying will help.
+        isGenerationChanged ? CNIError(.tryAgainLater, description) : CNIError(.internalError, description)
     }
 }

@@ -21,7 +21,9 @@ struct BridgeTests {
         return NetworkFixture(plugin: plugin)
     }
 
-    func add(_ network: NetworkFixture, _ container: TestHost, on host: TestHost, id: String? = nil) throws -> [String: Any] {
+    func add(_ network: NetworkFixture, _ container: TestHost, on host: TestHost, id: String? = nil) throws -> [String:
+        Any]
+    {
         let output = try bridgePlugin.run(
             "ADD", config: network.config(), containerID: id ?? container.name, netns: container.path, ifname: "eth0",
             in: host)
@@ -29,7 +31,8 @@ struct BridgeTests {
         return output.object
     }
 
-    func delete(_ network: NetworkFixture, _ container: TestHost?, id: String, on host: TestHost) throws -> PluginOutput {
+    func delete(_ network: NetworkFixture, _ container: TestHost?, id: String, on host: TestHost) throws -> PluginOutput
+    {
         try bridgePlugin.run(
             "DEL", config: network.config(), containerID: id, netns: container?.path ?? "", ifname: "eth0", in: host)
     }

@@ -1,7 +1,9 @@
 import CNI
+import Firewall
 import IPAddressing
 import NetNS
 import Netlink
+import PierTables
 import PluginSupport
 
 /// The `bridge` plugin: a veth pair from a Linux bridge into the container, an address from
@@ -38,8 +40,9 @@ struct BridgePlugin: CNIPlugin {
                 result.ips = ipamResult.ips
                 result.routes = ipamResult.routes
                 result.dns = ipamResult.dns
-                try configureL3(&result, request: request, config: config, bridge: bridge, ports: ports,
-                                containerNS: containerNS, container: container, host: host)
+                try configureL3(
+                    &result, request: request, config: config, bridge: bridge, ports: ports,
+                    containerNS: containerNS, container: container, host: host)
             } else if !config.disableContainerInterface {
                 try container.setLinkUp(index: ports.container.index)
             }
@@ -56,10 +59,22 @@ struct BridgePlugin: CNIPlugin {
                     name: containerNow.name, mac: containerNow.mac?.description, mtu: containerNow.mtu.map { Int($0) },
                     sandbox: request.netns),
             ]
+
+            let firewall = try NFTablesClient()
+            try NetworkRules(client: firewall, networkTag: attachment.networkTag).attach(
+                bridge: config.bridge, masqueradeSubnets: config.ipMasq ? result.ips.map(\.address.network) : [],
+                isolated: config.isolation)
+            if config.macspoofchk, let containerMAC = containerNow.mac {
+                try SpoofCheck(client: firewall).protect(
+                    port: hostNow.name, mac: containerMAC, owner: attachment.ownerTag)
+            }
             return result
         } catch {
             if leased { try? request.delegateDelete() }
             try? host.deleteLink(index: ports.host.index)
+            if config.macspoofchk, let firewall = try? NFTablesClient() {
+                try? SpoofCheck(client: firewall).release(owner: attachment.ownerTag)
+            }
             throw error
         }
     }
@@ -79,7 +94,9 @@ struct BridgePlugin: CNIPlugin {
         if config.isDefaultGateway {
             for ip in result.ips {
                 guard let gateway = ip.gateway else { continue }
-                let hasDefault = result.routes.contains { $0.dst.length == 0 && $0.dst.family == ip.family && $0.gw != nil }
+                let hasDefault = result.routes.contains {
+                    $0.dst.length == 0 && $0.dst.family == ip.family && $0.gw != nil
+                }
                 if !hasDefault {
                     result.routes.append(CNIResult.Route(dst: Netlink.Route.anyPrefix(ip.family), gw: gateway))
                 }
@@ -122,6 +139,13 @@ struct BridgePlugin: CNIPlugin {
         if request.config.ipam != nil {
             do { try request.delegateDelete() } catch { failures.append("\(error)") }
         }
+        // Spoof-check elements are removed whatever the config says now: it may have changed
+        // since ADD, and the elements are found by the attachment's tag alone.
+        do {
+            try SpoofCheck(client: try NFTablesClient()).release(owner: attachment.ownerTag)
+        } catch {
+            failures.append("\(error)")
+        }
         _ = config
         if !failures.isEmpty {
             throw CNIError(.internalError, "bridge DEL incomplete: " + failures.joined(separator: "; "))
@@ -145,7 +169,8 @@ struct BridgePlugin: CNIPlugin {
         if let reported = expected.interfaces.first(where: { $0.name == config.bridge })?.mac,
             reported != bridge.mac?.description
         {
-            throw CNIError(.internalError, "bridge \(config.bridge) MAC \(bridge.mac?.description ?? "none") != \(reported)")
+            throw CNIError(
+                .internalError, "bridge \(config.bridge) MAC \(bridge.mac?.description ?? "none") != \(reported)")
         }
         let namespace = try NetworkNamespace.open(path: request.netns)
         let container = try RouteNetlink(namespace: namespace)
@@ -153,9 +178,11 @@ struct BridgePlugin: CNIPlugin {
             throw CNIError(.internalError, "interface \(request.ifName) is missing in \(request.netns)")
         }
         guard link.kind == .veth else { throw CNIError(.internalError, "\(request.ifName) is not a veth") }
-        guard let containerIndex = expected.interfaces.firstIndex(where: {
-            $0.name == request.ifName && $0.sandbox == request.netns
-        }) else {
+        guard
+            let containerIndex = expected.interfaces.firstIndex(where: {
+                $0.name == request.ifName && $0.sandbox == request.netns
+            })
+        else {
             throw CNIError(.internalError, "prevResult has no interface \(request.ifName) in \(request.netns)")
         }
         if let mac = expected.interfaces[containerIndex].mac, mac != link.mac?.description {
@@ -179,12 +206,26 @@ struct BridgePlugin: CNIPlugin {
         guard missingRoutes.isEmpty else {
             throw CNIError(.internalError, "routes missing in container: \(missingRoutes.map(\.dst.description))")
         }
+        let firewall = try NFTablesClient()
+        if config.ipMasq {
+            let rules = NetworkRules(client: firewall, networkTag: Attachment(request).networkTag)
+            for ip in expected.ips where try !rules.isMasqueraded(ip.address.network) {
+                throw CNIError(.internalError, "subnet \(ip.address.network) is not in the masquerade set")
+            }
+        }
+        if config.macspoofchk, let mac = link.mac,
+            try !SpoofCheck(client: firewall).isProtected(
+                port: hostEnd.name, mac: mac, owner: Attachment(request).ownerTag)
+        {
+            throw CNIError(.internalError, "macspoofchk is not in place for \(hostEnd.name)")
+        }
     }
 
     func garbageCollect(_ request: CNIRequest) throws {
-        let valid = Set((request.config.validAttachments ?? []).map {
-            Attachment(network: request.config.name, containerID: $0.containerID, ifName: $0.ifName)
-        })
+        let valid = Set(
+            (request.config.validAttachments ?? []).map {
+                Attachment(network: request.config.name, containerID: $0.containerID, ifName: $0.ifName)
+            })
         var failures: [String] = []
         let host = try RouteNetlink()
         for link in try host.links() {
@@ -193,10 +234,35 @@ struct BridgePlugin: CNIPlugin {
             else { continue }
             do { try ignoringMissing { try host.deleteLink(index: link.index) } } catch { failures.append("\(error)") }
         }
+        do {
+            let spoofCheck = SpoofCheck(client: try NFTablesClient())
+            let validTags = Set(valid.map(\.ownerTag))
+            let networkPrefix = Attachment.networkTag(request.config.name) + " "
+            for owner in try spoofCheck.owners() where owner.hasPrefix(networkPrefix) && !validTags.contains(owner) {
+                try spoofCheck.release(owner: owner)
+            }
+        } catch {
+            failures.append("\(error)")
+        }
+        // The bridge goes only when nothing uses it any more: no ports, no valid attachments.
+        do {
+            let config = try request.config.decode(BridgeConfig.self)
+            if valid.isEmpty, let bridge = try host.linkIfPresent(named: config.bridge), bridge.kind == .bridge,
+                try !host.links().contains(where: { $0.masterIndex == bridge.index })
+            {
+                try NetworkRules(client: try NFTablesClient(), networkTag: Attachment.networkTag(request.config.name))
+                    .detach()
+                try ignoringMissing { try host.deleteLink(index: bridge.index) }
+            }
+        } catch {
+            failures.append("\(error)")
+        }
         if request.config.ipam != nil {
             do { try request.delegateGarbageCollect() } catch { failures.append("\(error)") }
         }
-        if !failures.isEmpty { throw CNIError(.internalError, "bridge GC incomplete: " + failures.joined(separator: "; ")) }
+        if !failures.isEmpty {
+            throw CNIError(.internalError, "bridge GC incomplete: " + failures.joined(separator: "; "))
+        }
     }
 
     func status(_ request: CNIRequest) throws {

@@ -30,7 +30,8 @@ enum VLANSupport {
             try ignoringMissing { try netlink.deleteBridgeVLAN(index: port.index, BridgeVLAN(vid: 1)) }
         }
         if config.vlan != 0 {
-            try netlink.addBridgeVLAN(index: port.index, BridgeVLAN(vid: UInt16(config.vlan), pvid: true, untagged: true))
+            try netlink.addBridgeVLAN(
+                index: port.index, BridgeVLAN(vid: UInt16(config.vlan), pvid: true, untagged: true))
         }
         let trunk = try trunkRanges(config)
         for range in trunk {

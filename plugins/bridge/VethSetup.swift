@@ -43,7 +43,8 @@ struct VethSetup {
         try? Sysctl.ensure("net/ipv6/conf/\(hostName)/accept_ra", "0")
         if config.usesVLANs { try VLANSupport.apply(config, port: hostLink, netlink: host) }
         try host.setLinkUp(index: hostLink.index)
-        return Ports(host: try host.link(index: hostLink.index), container: try container.link(named: attachment.ifName))
+        return Ports(
+            host: try host.link(index: hostLink.index), container: try container.link(named: attachment.ifName))
     }
 
     /// Deletes the host end (and with it the container end). A link with the name but another
