@@ -54,7 +54,7 @@ let package = Package(
         // Tests.
         .target(name: "PierTestSupport", path: "Tests/PierTestSupport"),
         .testTarget(name: "IPAddressingTests", dependencies: ["IPAddressing"]),
-        .testTarget(name: "CNITests", dependencies: ["CNI"]),
+        .testTarget(name: "CNITests", dependencies: ["CNI", "IPAddressing"]),
         .testTarget(name: "NetNSTests", dependencies: ["NetNS", "PierTestSupport"]),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "PierTestSupport"]),
         .testTarget(name: "FirewallTests", dependencies: ["Firewall", "PierTestSupport"]),

@@ -27,6 +27,19 @@ public struct IPAMDelegate: Sendable {
         return try CNIResult(bytes: stdout, defaultVersion: request.cniVersion)
     }
 
+    /// Delegate ADD, then `configure` with its result; if `configure` fails, the addresses are
+    /// released again (delegate DEL) before its error is rethrown, as the spec requires. A failing
+    /// release is logged, not thrown, so the original cause reaches the runtime.
+    public func add<T>(undoingOnFailure configure: (CNIResult) throws -> T) throws -> T {
+        let result = try add()
+        do {
+            return try configure(result)
+        } catch {
+            do { try delete() } catch let releaseError { cniLog("releasing IPAM after a failed ADD: \(releaseError)") }
+            throw error
+        }
+    }
+
     /// Propagates every error: whether "already released" counts as success is the delegate's call,
     /// and a well-behaved IPAM plugin already succeeds then.
     public func delete() throws(CNIError) { _ = try invoke(.delete) }

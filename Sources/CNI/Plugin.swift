@@ -51,8 +51,13 @@ extension CNIPlugin {
     /// The whole life of a plugin process: reads the real environment and stdin, writes stdout and
     /// stderr, and exits with the runner's code.
     public func main() -> Never {
+        let environment = ProcessEnvironment.current()
+        // Someone typing `CNI_COMMAND=VERSION ./bridge` at a terminal must get an answer, not a wait
+        // for input that VERSION does not need.
+        let skipStdin = environment["CNI_COMMAND"] == CNICommand.version.rawValue && isatty(STDIN_FILENO) == 1
         let outcome = PluginRunner.run(
-            self, environment: ProcessEnvironment.current(), readStdin: { () throws(CNIError) in try readAllStdin() })
+            self, environment: environment,
+            readStdin: { () throws(CNIError) in skipStdin ? [] : try readAllStdin() })
         writeAll(outcome.stderr, to: STDERR_FILENO)
         writeAll(outcome.stdout, to: STDOUT_FILENO)
         exit(outcome.exitCode)
@@ -86,10 +91,11 @@ public enum PluginRunner {
         var inputVersion: String?
         do throws(CNIError) {
             let env = try CNIEnvironment(environment)
-            let stdin = try readStdin()
             if env.command == .version {
-                return answerVersion(plugin, stdin: stdin)
+                // Skel ignores stdin for VERSION entirely, so not even a read failure may fail it.
+                return answerVersion(plugin, stdin: (try? readStdin()) ?? [])
             }
+            let stdin = try readStdin()
             let config = try NetworkConfig(bytes: stdin)
             inputVersion = config.cniVersion
             try env.validateAttachment()

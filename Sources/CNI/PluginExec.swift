@@ -47,6 +47,24 @@ public enum PluginExec {
         return execution.stdout
     }
 
+    /// Asks a plugin which versions it speaks, as libcni's `GetVersionInfo` does. A plugin older than
+    /// the VERSION verb answers "unknown CNI_COMMAND: VERSION" and only spoke 0.1.0.
+    public static func versionInfo(path: String, environment: [String: String]) throws(CNIError) -> VersionInfo {
+        var environment = environment
+        environment["CNI_COMMAND"] = CNICommand.version.rawValue
+        // libcni sends the newest version it speaks; the plugin may echo it.
+        let stdin = JSONValue.object(["cniVersion": .string(CNIVersion.current)]).encodedBytes
+        do {
+            let stdout = try run(path: path, environment: environment, stdin: stdin)
+            return try VersionInfo(decoding: stdout)
+        } catch {
+            if error.msg == "unknown CNI_COMMAND: VERSION" {
+                return VersionInfo(cniVersion: CNIVersion.implied, supportedVersions: [CNIVersion.implied])
+            }
+            throw error
+        }
+    }
+
     /// The spec error a failed plugin reported, or one describing why it could not be read.
     public static func failure(of execution: PluginExecution) -> CNIError {
         guard !execution.stdout.isEmpty else {
@@ -157,6 +175,12 @@ private struct StdinFile {
             guard file >= 0 else { throw PluginExec.systemError("creating the stdin buffer") }
             _ = fcntl(file, F_SETFD, FD_CLOEXEC)
             try StdinFile.write(bytes, to: file, closingOnError: file)
+            // The child inherits the file offset, so it must start reading from the beginning.
+            guard lseek(file, 0, SEEK_SET) == 0 else {
+                let error = PluginExec.systemError("rewinding the stdin buffer")
+                close(file)
+                throw error
+            }
             descriptor = file
         }
     }

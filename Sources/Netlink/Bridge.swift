@@ -42,7 +42,7 @@ public struct FDBEntry: Sendable, Equatable {
 
     public init(
         index: Int32, mac: MACAddress, destination: IPAddress? = nil, vni: UInt32? = nil, port: UInt16? = nil,
-        vlan: UInt16? = nil, state: NeighborState = .permanent, flags: NeighborFlags = .self
+        vlan: UInt16? = nil, state: NeighborState = .permanent, flags: NeighborFlags = .ownedByDevice
     ) {
         self.index = index
         self.mac = mac

@@ -309,12 +309,16 @@ extension RouteNetlink {
 
     // MARK: Reading links
 
+    // Gets and dumps ask the kernel to skip interface statistics (RTEXT_FILTER_SKIP_STATS):
+    // they are most of every RTM_NEWLINK and Pier never reads them.
+
     public func link(named name: String) throws(NetlinkError) -> Link {
         let operation = "get link \(name)"
         try validateInterfaceName(name, operation: operation)
         let message = MessageBuilder(type: UAPI.rtmGetLink, flags: 0, operation: operation)
         message.putFixedHeader(FixedHeader.ifinfo())
         message.put(attr(IFLA_IFNAME), string: name)
+        message.put(attr(IFLA_EXT_MASK), u32: UInt32(RTEXT_FILTER_SKIP_STATS))
         return try singleLink(try execute(message), operation: operation)
     }
 
@@ -322,6 +326,7 @@ extension RouteNetlink {
         let operation = "get link \(index)"
         let message = MessageBuilder(type: UAPI.rtmGetLink, flags: 0, operation: operation)
         message.putFixedHeader(FixedHeader.ifinfo(index: index))
+        message.put(attr(IFLA_EXT_MASK), u32: UInt32(RTEXT_FILTER_SKIP_STATS))
         return try singleLink(try execute(message), operation: operation)
     }
 
@@ -330,6 +335,7 @@ extension RouteNetlink {
         try dump {
             let message = MessageBuilder(type: UAPI.rtmGetLink, flags: 0, operation: "list links")
             message.putFixedHeader(FixedHeader.ifinfo())
+            message.put(attr(IFLA_EXT_MASK), u32: UInt32(RTEXT_FILTER_SKIP_STATS))
             return message
         }.compactMap(Link.init)
     }
@@ -344,10 +350,12 @@ extension RouteNetlink {
 
     // MARK: Changing links
 
-    public func setLinkUp(index: Int32, _ up: Bool = true) throws(NetlinkError) {
-        try changeLink(
-            index: index, operation: "set link \(index) \(up ? "up" : "down")", flags: up ? UAPI.iffUp : 0,
-            change: UAPI.iffUp)
+    public func setLinkUp(index: Int32) throws(NetlinkError) {
+        try changeLink(index: index, operation: "set link \(index) up", flags: UAPI.iffUp, change: UAPI.iffUp)
+    }
+
+    public func setLinkDown(index: Int32) throws(NetlinkError) {
+        try changeLink(index: index, operation: "set link \(index) down", flags: 0, change: UAPI.iffUp)
     }
 
     public func setPromiscuous(index: Int32, _ on: Bool) throws(NetlinkError) {

@@ -27,7 +27,7 @@ public struct NeighborFlags: OptionSet, Sendable, Hashable {
 
     public static let use = NeighborFlags(rawValue: UInt8(NTF_USE))
     /// The entry belongs to the device itself (a VXLAN device's own FDB).
-    public static let `self` = NeighborFlags(rawValue: UInt8(NTF_SELF))
+    public static let ownedByDevice = NeighborFlags(rawValue: UInt8(NTF_SELF))
     /// The entry belongs to the bridge the device is enslaved to.
     public static let master = NeighborFlags(rawValue: UInt8(NTF_MASTER))
     public static let proxy = NeighborFlags(rawValue: UInt8(NTF_PROXY))

@@ -21,7 +21,7 @@ public final class RouteNetlink {
     /// Uses `transport` as is; `firstSequence` is injectable so tests get stable bytes.
     public init(transport: any NetlinkTransport, firstSequence: UInt32? = nil) {
         self.transport = transport
-        // Distinct starting points keep replies to an earlier process's socket recognisable.
+        // Time-based like iproute2's, so requests of different runs are told apart in traces.
         self.nextSequence = firstSequence ?? UInt32(truncatingIfNeeded: time(nil))
     }
 

@@ -23,6 +23,8 @@ public final class MnlSocketTransport: NetlinkTransport {
     /// Large enough for the biggest dump skb the kernel builds (it grows dumps up to 32 KiB
     /// when the reader's buffer allows), so no reply is ever truncated.
     private static let receiveBufferSize = 64 * 1024
+    /// Reused for every receive: allocating and zeroing 64 KiB per reply adds up in dumps.
+    private var buffer = [UInt8](repeating: 0, count: receiveBufferSize)
 
     /// Opens and binds a socket in the calling thread's current network namespace.
     public init() throws(NetlinkError) {
@@ -56,7 +58,6 @@ public final class MnlSocketTransport: NetlinkTransport {
     }
 
     public func receive() throws(NetlinkError) -> [UInt8] {
-        var buffer = [UInt8](repeating: 0, count: Self.receiveBufferSize)
         while true {
             let count = buffer.withUnsafeMutableBytes { mnl_socket_recvfrom(socket, $0.baseAddress, $0.count) }
             if count >= 0 { return Array(buffer[0..<count]) }

@@ -253,3 +253,20 @@ struct MinimalPlugin: CNIPlugin {
         #expect(try error(of: run(plugin, "STATUS")).code == .pluginNotAvailable)
     }
 }
+
+@Suite struct NetworkNamespaceCheckTests {
+    @Test func comparesDeviceAndInodeNotPaths() throws {
+        // Another namespace's handle (here the UTS one) stands in for a container netns: creating a
+        // real network namespace needs privileges a unit test should not assume.
+        try NetworkNamespaceCheck.rejectOwnNamespace("/proc/self/ns/uts")
+        expectCNIError(.invalidNetNS) { try NetworkNamespaceCheck.rejectOwnNamespace("/proc/self/ns/net") }
+        expectCNIError(.invalidNetNS) {
+            try NetworkNamespaceCheck.rejectOwnNamespace("/proc/self/ns/uts", ownPath: "/proc/thread-self/ns/uts")
+        }
+    }
+
+    @Test func uninspectablePathsAreLeftToThePlugin() throws {
+        try NetworkNamespaceCheck.rejectOwnNamespace("")
+        try NetworkNamespaceCheck.rejectOwnNamespace("/run/netns/definitely-not-here")
+    }
+}

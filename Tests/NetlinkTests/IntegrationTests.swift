@@ -80,7 +80,7 @@ struct NetlinkIntegrationTests {
             #expect(try flags(a, bridgeName).contains("UP"))
             #expect(try flags(a, hostSide).contains("UP"))
             #expect(try netlink.link(index: veth.index).isUp)
-            try netlink.setLinkUp(index: veth.index, false)
+            try netlink.setLinkDown(index: veth.index)
             #expect(!(try flags(a, hostSide).contains("UP")))
 
             try netlink.setMaster(index: veth.index, nil)

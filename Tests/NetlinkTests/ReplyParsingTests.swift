@@ -86,7 +86,8 @@ private func linkMessage(seq: UInt32, pid: UInt32, index: Int32, name: String, f
             Wire.hex(transport.sent[0])
                 == Wire.hex(
                     Wire.message(
-                        type: 18, flags: Wire.plain, seq: 500, Wire.ifinfomsg(), Wire.attr(3, Wire.str("vx42")))))
+                        type: 18, flags: Wire.plain, seq: 500, Wire.ifinfomsg(), Wire.attr(3, Wire.str("vx42")),
+                        Wire.attr(29, Wire.u32(8)))))
         #expect(link.index == 7)
         #expect(link.name == "vx42")
         #expect(link.mtu == 1500)
@@ -115,10 +116,12 @@ private func linkMessage(seq: UInt32, pid: UInt32, index: Int32, name: String, f
         }
         let links = try netlink.links()
         #expect(links.map(\.name) == ["lo", "a", "b"])
-        // A dump request: NLM_F_REQUEST | NLM_F_DUMP (0x300), no ACK (NLMSG_DONE ends it).
+        // A dump request: NLM_F_REQUEST | NLM_F_DUMP (0x300), no ACK (NLMSG_DONE ends it);
+        // IFLA_EXT_MASK (29) = RTEXT_FILTER_SKIP_STATS (8).
         #expect(
             Wire.hex(transport.sent[0])
-                == Wire.hex(Wire.message(type: 18, flags: 0x301, seq: 500, Wire.ifinfomsg())))
+                == Wire.hex(
+                    Wire.message(type: 18, flags: 0x301, seq: 500, Wire.ifinfomsg(), Wire.attr(29, Wire.u32(8)))))
     }
 
     @Test func interruptedDumpIsRetried() throws {
@@ -199,6 +202,47 @@ private func linkMessage(seq: UInt32, pid: UInt32, index: Int32, name: String, f
         }
     }
 
+    @Test func uncappedErrorWithExtendedAckIsParsed() throws {
+        // Without NETLINK_CAP_ACK the kernel echoes the whole request before the TLVs.
+        let pid = self.pid
+        let (netlink, _) = session { request in
+            [
+                Wire.message(
+                    type: 2, flags: 0x200, seq: Wire.seq(of: request), pid: pid, Wire.i32(-EBUSY), request,
+                    Wire.attr(1, Wire.str("Cannot rename an up device")))
+            ]
+        }
+        do {
+            try netlink.rename(index: 3, to: "eth1")
+            Issue.record("EBUSY was swallowed")
+        } catch {
+            #expect(error.errno == EBUSY)
+            #expect(error.detail == "Cannot rename an up device")
+            #expect(error.operation == "rename link 3 to eth1")
+        }
+    }
+
+    @Test func malformedBytesNeverCrashTheParsers() {
+        // Replies come from the kernel, but a parser must still stay within bounds whatever it gets.
+        var generator = SystemRandomNumberGenerator()
+        for length in 0..<200 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            _ = NetlinkMessage.split(bytes)
+            let attributes = Attributes(bytes)
+            _ = attributes.string(3)
+            _ = attributes.u32(4)
+            let message = NetlinkMessage(type: 16, flags: 0, sequence: 0, portID: 0, payload: bytes)
+            _ = Link(message)
+            _ = Address(NetlinkMessage(type: 20, flags: 0, sequence: 0, portID: 0, payload: bytes))
+            _ = Route(NetlinkMessage(type: 24, flags: 0, sequence: 0, portID: 0, payload: bytes))
+            _ = Neighbor(NetlinkMessage(type: 28, flags: 0, sequence: 0, portID: 0, payload: bytes))
+            _ = FDBEntry(NetlinkMessage(type: 28, flags: 0, sequence: 0, portID: 0, payload: bytes))
+        }
+        // An attribute claiming more bytes than there are ends parsing instead of reading past.
+        let lying = Wire.u16(200) + Wire.u16(3) + [1, 2, 3, 4]
+        #expect(Attributes(lying).entries.isEmpty)
+    }
+
     @Test func addressRouteNeighborAndFDBDumpsParse() throws {
         let pid = self.pid
         let (netlink, _) = session { request in
@@ -246,6 +290,6 @@ private func linkMessage(seq: UInt32, pid: UInt32, index: Int32, name: String, f
         #expect(neighbors.first?.state == .permanent)
         let fdb = try netlink.fdbEntries()
         #expect(fdb.first?.destination == IPAddress("192.168.1.2"))
-        #expect(fdb.first?.flags.contains(.self) == true)
+        #expect(fdb.first?.flags.contains(.ownedByDevice) == true)
     }
 }

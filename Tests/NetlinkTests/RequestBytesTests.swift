@@ -114,6 +114,33 @@ private func mac(_ text: String) -> MACAddress {
         expectBytes(sent, expected)
     }
 
+    @Test func createVxlanWithIPv6LocalLearningOnProxyOff() throws {
+        // IFLA_VXLAN_LOCAL6 17 carries the 16 address bytes.
+        let sent = try requests { netlink in
+            try netlink.createVxlan(
+                VxlanDevice(
+                    name: "vx6", vni: 7, local: ip("fd00::a"), port: 8472, learning: true, proxy: false,
+                    namespace: .fileDescriptor(5)))
+        }
+        let local: [UInt8] = [0xfd, 0] + [UInt8](repeating: 0, count: 13) + [0x0a]
+        let expected = Wire.message(
+            type: 16, flags: Wire.createExcl, seq: 1,
+            Wire.ifinfomsg(),
+            Wire.attr(3, Wire.str("vx6")),
+            Wire.attr(28, Wire.u32(5)),
+            Wire.nest(
+                18,
+                Wire.attr(1, Wire.str("vxlan")),
+                Wire.nest(
+                    2,
+                    Wire.attr(1, Wire.u32(7)),
+                    Wire.attr(17, local),
+                    Wire.attr(15, [0x21, 0x18]),
+                    Wire.attr(7, [1]),
+                    Wire.attr(11, [0]))))
+        expectBytes(sent, expected)
+    }
+
     @Test func createMacvlanInNamespace() throws {
         let sent = try requests { netlink in
             try netlink.createMacvlan(
@@ -141,7 +168,7 @@ private func mac(_ text: String) -> MACAddress {
     @Test func linkChanges() throws {
         let sent = try requests { netlink in
             try netlink.setLinkUp(index: 5)
-            try netlink.setLinkUp(index: 5, false)
+            try netlink.setLinkDown(index: 5)
             try netlink.setMaster(index: 5, 3)
             try netlink.setMaster(index: 5, nil)
             try netlink.moveLink(index: 5, to: .fileDescriptor(11))
@@ -223,6 +250,40 @@ private func mac(_ text: String) -> MACAddress {
             Wire.attr(15, Wire.u32(1000)),
             Wire.attr(5, gateway))
         expectBytes(sent, expected)
+    }
+
+    @Test func directRouteThroughDeviceHasLinkScope() throws {
+        // RT_SCOPE_LINK 253, as `ip route add 10.60.0.0/24 dev X` sends; plus RTA_PREFSRC 7.
+        let sent = try requests { netlink in
+            try netlink.addRoute(Route(destination: prefix("10.60.0.0/24"), outputIndex: 2, source: ip("10.60.0.1")))
+        }
+        let expected = Wire.message(
+            type: 24, flags: Wire.createExcl, seq: 1,
+            Wire.rtmsg(family: 2, dstLen: 24, table: 254, proto: 3, scope: 253, type: 1, flags: 0),
+            Wire.attr(15, Wire.u32(254)),
+            Wire.attr(1, [10, 60, 0, 0]),
+            Wire.attr(4, Wire.u32(2)),
+            Wire.attr(7, [10, 60, 0, 1]))
+        expectBytes(sent, expected)
+    }
+
+    @Test func deleteNeighborAndFDB() throws {
+        // RTM_DELNEIGH 29; an FDB entry learned by a bridge is deleted with NTF_MASTER (0x04).
+        let sent = try requests { netlink in
+            try netlink.deleteNeighbor(Neighbor(index: 8, address: ip("10.0.0.7"), mac: nil))
+            try netlink.deleteFDB(FDBEntry(index: 9, mac: mac("02:00:00:00:00:09"), flags: .master))
+        }
+        let expected: [[UInt8]] = [
+            Wire.message(
+                type: 29, flags: Wire.plain, seq: 1,
+                Wire.ndmsg(family: 2, index: 8, state: 0x80, flags: 0, type: 1),
+                Wire.attr(1, [10, 0, 0, 7])),
+            Wire.message(
+                type: 29, flags: Wire.plain, seq: 2,
+                Wire.ndmsg(family: 7, index: 9, state: 0x80, flags: 0x04, type: 0),
+                Wire.attr(2, [2, 0, 0, 0, 0, 9])),
+        ]
+        #expect(sent.map(Wire.hex) == expected.map(Wire.hex))
     }
 
     @Test func addPermanentNeighbor() throws {
