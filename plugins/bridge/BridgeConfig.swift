@@ -88,7 +88,9 @@ struct BridgeConfig: Decodable {
 
     /// Everything that can be refused without touching the kernel.
     func validate(hasIPAM: Bool) throws(BridgeConfigError) {
-        guard isValidInterfaceName(bridge) else { throw .invalid("bridge name \"\(bridge)\" is not a valid interface name") }
+        guard isValidInterfaceName(bridge) else {
+            throw .invalid("bridge name \"\(bridge)\" is not a valid interface name")
+        }
         if hairpinMode && promiscMode {
             throw .invalid("cannot set hairpin mode and promiscuous mode at the same time")
         }
