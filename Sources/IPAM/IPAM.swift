@@ -113,7 +113,8 @@ public final class IPAM {
         }
         // The spec forbids a second ADD for the same attachment without DEL; host-local refuses it.
         if let existing = leases.first(where: {
-            $0.isHeld(by: attachment, includingLegacy: false) && rangeSet.contains($0.address)
+            backend.isLocal($0) && $0.isHeld(by: attachment, includingLegacy: false)
+                && rangeSet.contains($0.address)
         }) {
             throw IPAMError(
                 .addressUnavailable,
