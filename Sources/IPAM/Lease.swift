@@ -36,7 +36,7 @@ public struct Lease: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// Where leases live. The allocation logic (`IPAM`) is the same for every backend.
+/// Where leases live. The allocation logic (`AddressManager`) is the same for every backend.
 public protocol LeaseBackend: AnyObject {
     /// Runs `body` with whatever exclusion the backend needs for a read-decide-write cycle
     /// (the disk store's flock); stores with atomic conditional writes need none.

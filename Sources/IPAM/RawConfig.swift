@@ -1,7 +1,7 @@
 import ClusterStore
 
 // The JSON shapes on stdin, decoded leniently: every key optional, unknown keys ignored,
-// null treated as absent. `IPAMConfig` turns them into validated values.
+// null treated as absent. `IPAMSettings` turns them into validated values.
 
 struct RawNetworkConfig: Decodable {
     var cniVersion: String?

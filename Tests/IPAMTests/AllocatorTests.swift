@@ -68,10 +68,13 @@ import Testing
 @Suite struct AllocationTests {
     let dualStack = #""ranges":[[{"subnet":"10.1.0.0/29"}],[{"subnet":"fd00:1::/125"}]]"#
 
-    func ipam(_ ipamBody: String, extra: String = "", environmentIPs: [String] = []) throws -> (IPAM, MemoryBackend) {
+    func ipam(_ ipamBody: String, extra: String = "", environmentIPs: [String] = []) throws -> (
+        AddressManager, MemoryBackend
+    ) {
         let backend = MemoryBackend()
         return (
-            IPAM(config: try config(ipamBody, extra: extra, environmentIPs: environmentIPs), backend: backend), backend
+            AddressManager(
+                config: try config(ipamBody, extra: extra, environmentIPs: environmentIPs), backend: backend), backend
         )
     }
 
@@ -142,7 +145,7 @@ import Testing
     @Test func requestedAddressTakenNamesTheAddressAndRollsBack() throws {
         let (first, backend) = try ipam(dualStack, extra: #","args":{"cni":{"ips":["fd00:1::4"]}}"#)
         _ = try first.add(attachment("c1"))
-        let second = IPAM(
+        let second = AddressManager(
             config: try config(dualStack, extra: #","args":{"cni":{"ips":["fd00:1::4"]}}"#), backend: backend)
         do {
             _ = try second.add(attachment("c2"))
@@ -164,7 +167,7 @@ import Testing
         let backend = MemoryBackend()
         do {
             let cfg = try config(dualStack, environmentIPs: [request])
-            _ = try IPAM(config: cfg, backend: backend).add(attachment("c1"))
+            _ = try AddressManager(config: cfg, backend: backend).add(attachment("c1"))
             Issue.record("accepted request \(request)")
         } catch {
             #expect(error.description.contains(expected), "\(error)")
@@ -265,13 +268,13 @@ import Testing
 
     @Test func staticModeEchoesAndChecksPrevResult() throws {
         let body = #""addresses":[{"address":"10.9.0.5/24","gateway":"10.9.0.1"}]"#
-        let ipam = IPAM(config: try config(body), backend: nil)
+        let ipam = AddressManager(config: try config(body), backend: nil)
         let result = try ipam.add(attachment("c1"))
         #expect(result.addressTexts == ["10.9.0.5/24"])
         #expect(result.ips[0].gateway == ip("10.9.0.1"))
         try ipam.release(attachment("c1"))
         #expect(throws: IPAMError.self) { try ipam.check(attachment("c1")) }
-        let withPrev = IPAM(
+        let withPrev = AddressManager(
             config: try config(body, extra: #","prevResult":{"cniVersion":"1.0.0","ips":[{"address":"10.9.0.5/24"}]}"#),
             backend: nil)
         try withPrev.check(attachment("c1"))

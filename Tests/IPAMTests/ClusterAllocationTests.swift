@@ -5,8 +5,8 @@ import Testing
 @testable import IPAM
 
 @Suite struct ClusterAllocationTests {
-    func hostIPAM(_ store: TemporaryDirectory, host: String, subnet: String = "10.9.0.0/27") throws -> IPAM {
-        try IPAM(
+    func hostIPAM(_ store: TemporaryDirectory, host: String, subnet: String = "10.9.0.0/27") throws -> AddressManager {
+        try AddressManager(
             config: config(
                 #""ranges":[[{"subnet":"\#(subnet)"}]],"store":{"type":"file","path":"\#(store.path)","host":"\#(host)"}"#
             ))
@@ -43,7 +43,7 @@ import Testing
             do throws(IPAMError) {
                 let body =
                     #""ranges":[[{"subnet":"10.9.0.0/28"}]],"store":{"type":"file","path":"\#(path)","host":"node-\#(index % 4)"}"#
-                let ipam = try IPAM(config: config(body))
+                let ipam = try AddressManager(config: config(body))
                 outcomes.add(.success(try ipam.add(attachment("c\(index)")).addressTexts[0]))
             } catch {
                 outcomes.add(.failure(error))
@@ -59,7 +59,7 @@ import Testing
         let storeDir = try TemporaryDirectory()
         let store = try FileClusterStore(path: storeDir.path)
         let backend = ClusterLeaseStore(store: store, host: "node-a", network: "testnet")
-        let ipam = IPAM(config: try config(#""ranges":[[{"subnet":"10.9.0.0/29"}]]"#), backend: backend)
+        let ipam = AddressManager(config: try config(#""ranges":[[{"subnet":"10.9.0.0/29"}]]"#), backend: backend)
         _ = try ipam.add(attachment("c1"))
         let stale = try backend.leases()
         // Someone else takes the address over after we listed it.

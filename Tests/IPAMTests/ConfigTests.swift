@@ -83,7 +83,7 @@ import Testing
         let json = netconf(
             ipam: #""addresses":[{"address":"10.9.0.5/24"}]"#,
             extra: #","runtimeConfig":{"ips":["10.8.0.5/24"]}"#)
-        let cfg = try IPAMConfig(json: json, environmentGateways: ["10.8.0.1"])
+        let cfg = try IPAMSettings(json: json, environmentGateways: ["10.8.0.1"])
         #expect(
             cfg.mode == .fixed([StaticAddress(address: try #require(IPPrefix("10.8.0.5/24")), gateway: ip("10.8.0.1"))])
         )
@@ -144,9 +144,9 @@ import Testing
     }
 
     @Test func malformedJSONIsDecodeError() {
-        #expect(throws: IPAMError.self) { try IPAMConfig(json: Array("{not json".utf8)) }
+        #expect(throws: IPAMError.self) { try IPAMSettings(json: Array("{not json".utf8)) }
         do {
-            _ = try IPAMConfig(json: Array("{not json".utf8))
+            _ = try IPAMSettings(json: Array("{not json".utf8))
         } catch {
             #expect(error.cniCode == 6)
         }
@@ -170,7 +170,7 @@ import Testing
     }
 
     @Test func missingIPAMSection() {
-        #expect(throws: IPAMError.self) { try IPAMConfig(json: Array(#"{"cniVersion":"1.0.0","name":"n"}"#.utf8)) }
+        #expect(throws: IPAMError.self) { try IPAMSettings(json: Array(#"{"cniVersion":"1.0.0","name":"n"}"#.utf8)) }
     }
 
     @Test func oldVersionsAllowOneAddressPerFamily() {

@@ -10,10 +10,10 @@ import Testing
     let dualStack = #""ranges":[[{"subnet":"10.7.0.0/29"}],[{"subnet":"fd00:7::/120"}]]"#
 
     func diskIPAM(_ dir: TemporaryDirectory, _ body: String? = nil, name: String = "net1", extra: String = "") throws
-        -> IPAM
+        -> AddressManager
     {
         let ipamBody = (body ?? dualStack) + #","dataDir":"\#(dir.path)""#
-        return try IPAM(config: config(ipamBody, name: name, extra: extra))
+        return try AddressManager(config: config(ipamBody, name: name, extra: extra))
     }
 
     @Test func layoutIsByteIdenticalToHostLocal() throws {
@@ -116,7 +116,7 @@ import Testing
     @Test func statusFailsWhenDataDirIsAFile() throws {
         let dir = try TemporaryDirectory()
         try dir.write("file", "x")
-        let ipam = try IPAM(config: config(dualStack + #","dataDir":"\#(dir.path)/file""#))
+        let ipam = try AddressManager(config: config(dualStack + #","dataDir":"\#(dir.path)/file""#))
         #expect(throws: IPAMError.self) { try ipam.add(attachment("c1")) }
     }
 
@@ -127,7 +127,7 @@ import Testing
         let outcomes = Outcomes()
         runOnThreads(64) { index in
             do throws(IPAMError) {
-                let ipam = try IPAM(config: config(body))
+                let ipam = try AddressManager(config: config(body))
                 outcomes.add(.success(try ipam.add(attachment("t\(index)")).addressTexts[0]))
             } catch {
                 outcomes.add(.failure(error))

@@ -43,8 +43,8 @@ func netconf(
 func config(
     _ ipam: String, name: String = "testnet", version: String = "1.0.0", extra: String = "",
     environmentIPs: [String] = []
-) throws(IPAMError) -> IPAMConfig {
-    try IPAMConfig(
+) throws(IPAMError) -> IPAMSettings {
+    try IPAMSettings(
         json: netconf(name: name, version: version, ipam: ipam, extra: extra), environmentIPs: environmentIPs)
 }
 

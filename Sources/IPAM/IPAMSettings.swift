@@ -35,7 +35,7 @@ public enum AllocationMode: Sendable, Hashable {
 }
 
 /// A validated IPAM configuration plus the per-request inputs found on stdin.
-public struct IPAMConfig: Sendable {
+public struct IPAMSettings: Sendable {
     public static let defaultDataDir = "/var/lib/cni/networks"
 
     public let cniVersion: String

@@ -2,13 +2,13 @@ import ClusterStore
 import IPAddressing
 
 /// The IPAM verbs over one validated configuration. Each method is one plugin invocation.
-public final class IPAM {
-    public let config: IPAMConfig
+public final class AddressManager {
+    public let config: IPAMSettings
     /// nil in static mode, where nothing is recorded.
     public let backend: (any LeaseBackend)?
 
     /// Opens the backend the configuration names (no files are touched until a verb runs).
-    public convenience init(config: IPAMConfig) throws(IPAMError) {
+    public convenience init(config: IPAMSettings) throws(IPAMError) {
         switch config.mode {
         case .fixed:
             self.init(config: config, backend: nil)
@@ -27,7 +27,7 @@ public final class IPAM {
         }
     }
 
-    public init(config: IPAMConfig, backend: (any LeaseBackend)?) {
+    public init(config: IPAMSettings, backend: (any LeaseBackend)?) {
         self.config = config
         self.backend = backend
     }
