@@ -48,7 +48,7 @@ public struct IPAMSettings: Sendable {
     /// `args.cni.ips` and CNI_ARGS `IP=`, deduplicated in that order.
     public let requestedAddresses: [IPAddress]
     /// Addresses of `prevResult.ips` (used by static CHECK).
-    public let previousAddresses: [IPPrefix]
+    public var previousAddresses: [IPPrefix]
 
     /// Decodes and validates stdin.
     /// - Parameters:
