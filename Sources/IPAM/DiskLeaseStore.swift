@@ -107,6 +107,7 @@ public final class DiskLeaseStore: LeaseBackend {
         while !path.isEmpty {
             var info = stat()
             if stat(path, &info) == 0 {
+                guard info.st_mode & S_IFMT == S_IFDIR else { return "\(path) is not a directory" }
                 return FileSystem.isWritable(path) ? nil : "lease directory \(path) is not writable"
             }
             path = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])

@@ -59,7 +59,12 @@ public struct IPAMSettings: Sendable {
         do {
             raw = try JSONDecoder().decode(RawNetworkConfig.self, from: Data(json))
         } catch let error as DecodingError {
-            throw IPAMError(.decode, "cannot decode network config", details: Self.describe(error))
+            // Unparseable JSON is a decoding failure (6); a wrongly typed key in a well-formed
+            // document is an invalid config (7), as the CNI layer classifies them.
+            if case .dataCorrupted(let context) = error, context.codingPath.isEmpty {
+                throw IPAMError(.decode, "cannot decode network config", details: Self.describe(error))
+            }
+            throw IPAMError(.invalidConfig, "invalid ipam config", details: Self.describe(error))
         } catch {
             throw IPAMError(.decode, "cannot decode network config", details: "\(error)")
         }

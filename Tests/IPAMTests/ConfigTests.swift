@@ -134,7 +134,7 @@ import Testing
         (#""addresses":[{"address":"10.1.0.2"}]"#, "invalid static address"),
         (#""addresses":[]"#, "no addresses"),
         (#""ranges":[[{"subnet":"10.1.0.0/24"}]],"resolvConf":"/nonexistent/resolv.conf""#, "resolvConf"),
-        (#""ranges":[[{"subnet":"10.1.0.0/24"}]],"store":{"type":"consul"}"#, "cannot decode"),
+        (#""ranges":[[{"subnet":"10.1.0.0/24"}]],"store":{"type":"consul"}"#, "invalid ipam config"),
     ])
     func rejectsBadConfig(ipam: String, expected: String) {
         let error = configError(ipam)
@@ -154,7 +154,7 @@ import Testing
 
     @Test func wrongJSONTypeNamesThePath() {
         let error = configError(#""ranges":[[{"subnet":42}]]"#)
-        #expect(error?.kind == .decode)
+        #expect(error?.kind == .invalidConfig)
         #expect(error?.description.contains("subnet") == true)
     }
 

@@ -118,6 +118,7 @@ import Testing
         try dir.write("file", "x")
         let ipam = try AddressManager(config: config(dualStack + #","dataDir":"\#(dir.path)/file""#))
         #expect(throws: IPAMError.self) { try ipam.add(attachment("c1")) }
+        #expect(throws: IPAMError.self) { try ipam.status() }
     }
 
     /// Separate store instances on separate threads take separate flocks, as processes do.
