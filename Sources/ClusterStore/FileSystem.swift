@@ -78,32 +78,35 @@ public enum FileSystem {
     /// temporary file first and are hard-linked into place, so the name never refers to a
     /// half-written file and `link(2)` gives the same exclusivity as `O_EXCL`.
     /// Returns false when the name already exists.
+    ///
+    /// The contents are fsynced before the link, so after a power loss the name, if it
+    /// survived, never refers to an empty file. The directory itself is not synced: losing a
+    /// fresh name in a power loss only loses a lease whose container died with the machine.
     public static func createExclusively(
         directory: String, name: String, contents: [UInt8], mode: mode_t = 0o644
     ) throws(FileSystemError) -> Bool {
-        let temporary = try writeTemporary(directory: directory, contents: contents, mode: mode)
+        let temporary = try writeTemporary(directory: directory, contents: contents, mode: mode, durable: true)
         defer { unlink(temporary) }
         let target = directory + "/" + name
         if link(temporary, target) != 0 {
             if Glibc.errno == EEXIST { return false }
             throw FileSystemError("link", target, errno: Glibc.errno)
         }
-        syncDirectory(directory)
         return true
     }
 
-    /// Replaces (or creates) `name` in `directory` atomically with `rename(2)`.
+    /// Replaces (or creates) `name` in `directory` atomically with `rename(2)`. `durable`
+    /// fsyncs the contents first; hints that are harmless to lose (round-robin markers) skip it.
     public static func replace(
-        directory: String, name: String, contents: [UInt8], mode: mode_t = 0o644
+        directory: String, name: String, contents: [UInt8], mode: mode_t = 0o644, durable: Bool = true
     ) throws(FileSystemError) {
-        let temporary = try writeTemporary(directory: directory, contents: contents, mode: mode)
+        let temporary = try writeTemporary(directory: directory, contents: contents, mode: mode, durable: durable)
         let target = directory + "/" + name
         if rename(temporary, target) != 0 {
             let code = Glibc.errno
             unlink(temporary)
             throw FileSystemError("rename", target, errno: code)
         }
-        syncDirectory(directory)
     }
 
     /// Removes a file; true if it existed.
@@ -128,7 +131,7 @@ public enum FileSystem {
     }
 
     private static func writeTemporary(
-        directory: String, contents: [UInt8], mode: mode_t
+        directory: String, contents: [UInt8], mode: mode_t, durable: Bool
     ) throws(FileSystemError) -> String {
         let path =
             directory + "/" + temporaryPrefix + String(getpid()) + "-"
@@ -150,7 +153,7 @@ public enum FileSystem {
             written += count
         }
         // Durable before it becomes visible under its real name.
-        if fsync(fd) != 0 {
+        if durable && fsync(fd) != 0 {
             let code = Glibc.errno
             close(fd)
             unlink(path)
@@ -158,13 +161,5 @@ public enum FileSystem {
         }
         close(fd)
         return path
-    }
-
-    /// Makes a new or removed name durable; best effort (some filesystems refuse).
-    private static func syncDirectory(_ directory: String) {
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        fsync(fd)
-        close(fd)
     }
 }

@@ -91,7 +91,7 @@ public final class DiskLeaseStore: LeaseBackend {
         do {
             try FileSystem.replace(
                 directory: directory, name: Self.lastReservedPrefix + String(index),
-                contents: Array(address.description.utf8))
+                contents: Array(address.description.utf8), durable: false)
         } catch {
             throw IPAMError(
                 .io, "cannot record last reserved address in \(directory)", details: error.description,
