@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .executable(name: "pier", targets: ["pier"]),
         .executable(name: "ipam", targets: ["ipam"]),
+        .executable(name: "bridge", targets: ["bridge"]),
         .library(name: "CNI", targets: ["CNI"]),
         .library(name: "Netlink", targets: ["Netlink"]),
         .library(name: "Firewall", targets: ["Firewall"]),
@@ -30,12 +31,19 @@ let package = Package(
         .target(name: "NetNS", dependencies: ["CPierShim"]),
         .target(name: "Netlink", dependencies: ["CMnl", "CPierShim", "NetNS", "IPAddressing"]),
         .target(name: "Firewall", dependencies: ["CMnl", "CNftnl", "CPierShim", "NetNS", "IPAddressing"]),
+        .target(name: "PluginSupport", dependencies: ["CNI", "NetNS", "Netlink", "Firewall", "IPAddressing"]),
+        .target(name: "PierTables", dependencies: ["Firewall", "IPAddressing"]),
         .target(name: "ClusterStore", dependencies: ["IPAddressing"]),
         .target(name: "IPAM", dependencies: ["CNI", "IPAddressing", "ClusterStore"]),
 
         // Plugins: one executable each, a thin main over the shared modules.
         .executableTarget(
             name: "ipam", dependencies: ["CNI", "IPAM"], path: "plugins/ipam", exclude: ["README.md"]),
+        .executableTarget(
+            name: "bridge", dependencies: [
+                "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables",
+            ],
+            path: "plugins/bridge", exclude: ["README.md"]),
 
         // The runtime and diagnostics CLI.
         .executableTarget(name: "pier", dependencies: [
@@ -46,12 +54,13 @@ let package = Package(
         // Tests.
         .target(name: "PierTestSupport", path: "Tests/PierTestSupport"),
         .testTarget(name: "IPAddressingTests", dependencies: ["IPAddressing"]),
-        .testTarget(name: "CNITests", dependencies: ["CNI"]),
+        .testTarget(name: "CNITests", dependencies: ["CNI", "IPAddressing"]),
         .testTarget(name: "NetNSTests", dependencies: ["NetNS", "PierTestSupport"]),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "PierTestSupport"]),
         .testTarget(name: "FirewallTests", dependencies: ["Firewall", "PierTestSupport"]),
         .testTarget(name: "PierTestSupportTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "PierTestSupport"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "PierTestSupport"]),
+        .testTarget(name: "BridgeTests", dependencies: ["PierTestSupport"]),
     ]
 )

@@ -125,6 +125,22 @@ extension NetworkNamespace {
         return try open(path: target)
     }
 
+    /// A fresh namespace with no name and no mount: it lives as long as this handle (and any
+    /// socket opened inside it). For probes that must not be seen by anyone.
+    public static func createAnonymous() throws(NamespaceError) -> NetworkNamespace {
+        let home = try current()
+        guard pier_unshare(pier_clone_newnet()) == 0 else {
+            throw NamespaceError("unshare network namespace", path: "(anonymous)", errno: errno)
+        }
+        let fd = Glibc.open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
+        let openErrno = errno
+        if pier_setns(home.fileDescriptor, pier_clone_newnet()) != 0 {
+            fatalError("cannot switch back to the original network namespace: errno \(errno)")
+        }
+        guard fd >= 0 else { throw NamespaceError("open anonymous namespace", path: "(anonymous)", errno: openErrno) }
+        return NetworkNamespace(path: "(anonymous)", fileDescriptor: fd)
+    }
+
     /// Unmounts and removes a named namespace. A namespace that is already gone is not an error.
     public static func delete(named name: String, runDirectory: String = "/run/netns") throws(NamespaceError) {
         guard isValidName(name) else { throw NamespaceError("invalid namespace name", path: name, errno: EINVAL) }

@@ -1,0 +1,395 @@
+import CMnl
+import CNftnl
+
+/// Turns a `Batch` into netlink messages with libnftnl. Sequence numbers are consecutive
+/// from `firstSequence` (BATCH_BEGIN gets the first), so every reply maps back to one
+/// operation.
+struct BatchEncoder {
+    private var sequence: UInt32
+    private var nextSetID: UInt32 = 1
+    /// Scratch space for one message. Netlink attribute lengths are 16-bit, so no single
+    /// nested attribute list can exceed 64 KiB; element lists are chunked well below that.
+    private var scratch = [CChar](repeating: 0, count: 1 << 17)
+
+    static let elementsPerMessage = 64
+    static let createFlags = nlmFCreate | nlmFAck
+
+    init(firstSequence: UInt32) { sequence = firstSequence }
+
+    mutating func encode(_ batch: Batch, generation: UInt32?) -> EncodedBatch {
+        let begin = encodeBegin(generation: generation)
+        var messages: [EncodedMessage] = []
+        for operation in batch.operations { messages += encode(operation) }
+        let end = encodeEnd()
+        return EncodedBatch(begin: begin, messages: messages, end: end)
+    }
+
+    var next: UInt32 { sequence }
+
+    private mutating func takeSequence() -> UInt32 {
+        defer { sequence &+= 1 }
+        return sequence
+    }
+
+    private mutating func encodeBegin(generation: UInt32?) -> EncodedMessage {
+        let seq = takeSequence()
+        var bytes = withScratch { buffer in
+            nftnl_batch_begin(buffer, seq).map { bytesOf($0) } ?? []
+        }
+        if let generation, bytes.count >= netlinkHeaderLength {
+            // NFNL_BATCH_GENID (u32, network order): the kernel refuses the whole batch with
+            // ERESTART when the ruleset generation is no longer this one.
+            bytes.appendU16(8)
+            bytes.appendU16(UInt16(NFNL_BATCH_GENID.rawValue))
+            withUnsafeBytes(of: generation.bigEndian) { bytes += $0 }
+            let length = UInt32(bytes.count)
+            withUnsafeBytes(of: length.littleEndian) { bytes.replaceSubrange(0..<4, with: $0) }
+        }
+        return EncodedMessage(sequence: seq, operation: "begin batch", object: "", bytes: bytes)
+    }
+
+    private mutating func encodeEnd() -> EncodedMessage {
+        let seq = takeSequence()
+        let bytes = withScratch { buffer in nftnl_batch_end(buffer, seq).map { bytesOf($0) } ?? [] }
+        return EncodedMessage(sequence: seq, operation: "end batch", object: "", bytes: bytes)
+    }
+
+    private mutating func withScratch(_ body: (UnsafeMutablePointer<CChar>) -> [UInt8]) -> [UInt8] {
+        scratch.withUnsafeMutableBufferPointer { buffer in
+            guard let base = buffer.baseAddress else { return [] }
+            base.initialize(repeating: 0, count: buffer.count)
+            return body(base)
+        }
+    }
+
+    /// Builds one nf_tables message: header by libnftnl, payload by `build`.
+    private mutating func message(
+        _ type: nf_tables_msg_types, family: TableFamily, flags: UInt16, operation: String, object: String,
+        _ build: (UnsafeMutablePointer<nlmsghdr>) -> Void
+    ) -> EncodedMessage {
+        let seq = takeSequence()
+        let bytes = withScratch { buffer in
+            guard let header = nftnl_nlmsg_build_hdr(buffer, UInt16(type.rawValue), UInt16(family.rawValue), flags, seq)
+            else { return [] }
+            build(header)
+            return bytesOf(header)
+        }
+        return EncodedMessage(sequence: seq, operation: operation, object: object, bytes: bytes)
+    }
+
+    private mutating func encode(_ operation: Batch.Operation) -> [EncodedMessage] {
+        switch operation {
+        case .addTable(let table):
+            return [tableMessage(table, type: NFT_MSG_NEWTABLE, flags: Self.createFlags, operation: "add table")]
+        case .deleteTable(let table):
+            return [tableMessage(table, type: NFT_MSG_DELTABLE, flags: nlmFAck, operation: "delete table")]
+        case .addChain(let chain):
+            return [chainMessage(chain, type: NFT_MSG_NEWCHAIN, flags: Self.createFlags, operation: "add chain")]
+        case .deleteChain(let chain):
+            return [chainMessage(chain, type: NFT_MSG_DELCHAIN, flags: nlmFAck, operation: "delete chain")]
+        case .flushChain(let chain):
+            return [
+                message(
+                    NFT_MSG_DELRULE, family: chain.family, flags: nlmFAck, operation: "flush chain",
+                    object: "\(chain.family.name) \(chain.table) \(chain.name)"
+                ) { header in
+                    let rule = NFTObject(nftnl_rule_alloc(), free: nftnl_rule_free)
+                    nftnl_rule_set_str(rule.pointer, UInt16(NFTNL_RULE_TABLE.rawValue), chain.table)
+                    nftnl_rule_set_str(rule.pointer, UInt16(NFTNL_RULE_CHAIN.rawValue), chain.name)
+                    nftnl_rule_nlmsg_build_payload(header, rule.pointer)
+                }
+            ]
+        case .addSet(let set):
+            // The kernel refuses NEWSET without NFTA_SET_ID (the in-batch reference id).
+            let setID = nextSetID
+            nextSetID += 1
+            return [
+                setMessage(set, type: NFT_MSG_NEWSET, flags: Self.createFlags, operation: "add set", setID: setID)
+            ]
+        case .deleteSet(let set):
+            return [setMessage(set, type: NFT_MSG_DELSET, flags: nlmFAck, operation: "delete set")]
+        case .addElements(let path, let elements, let exclusive):
+            let kernelElements = elements.flatMap(KernelElement.expand)
+            return elementMessages(
+                path, setID: nil, kernelElements, type: NFT_MSG_NEWSETELEM,
+                flags: Self.createFlags | (exclusive ? nlmFExcl : 0), operation: "add set elements")
+        case .deleteElements(let path, let elements):
+            let kernelElements = elements.flatMap(KernelElement.expand).map { $0.keyOnly }
+            return elementMessages(
+                path, setID: nil, kernelElements, type: NFT_MSG_DELSETELEM, flags: nlmFAck,
+                operation: "delete set elements")
+        case .deleteElementRecords(let path, let records):
+            let kernelElements = records.map {
+                KernelElement(key: $0.key, flags: $0.isIntervalEnd ? 1 : 0)
+            }
+            return elementMessages(
+                path, setID: nil, kernelElements, type: NFT_MSG_DELSETELEM, flags: nlmFAck,
+                operation: "delete set elements")
+        case .addRule(let rule):
+            return ruleMessages(rule)
+        case .deleteRule(let family, let table, let chain, let handle):
+            return [
+                message(
+                    NFT_MSG_DELRULE, family: family, flags: nlmFAck, operation: "delete rule",
+                    object: "\(family.name) \(table) \(chain) handle \(handle)"
+                ) { header in
+                    let rule = NFTObject(nftnl_rule_alloc(), free: nftnl_rule_free)
+                    nftnl_rule_set_str(rule.pointer, UInt16(NFTNL_RULE_TABLE.rawValue), table)
+                    nftnl_rule_set_str(rule.pointer, UInt16(NFTNL_RULE_CHAIN.rawValue), chain)
+                    nftnl_rule_set_u64(rule.pointer, UInt16(NFTNL_RULE_HANDLE.rawValue), handle)
+                    nftnl_rule_nlmsg_build_payload(header, rule.pointer)
+                }
+            ]
+        }
+    }
+
+    private mutating func tableMessage(
+        _ table: Table, type: nf_tables_msg_types, flags: UInt16, operation: String
+    ) -> EncodedMessage {
+        message(
+            type, family: table.family, flags: flags, operation: operation, object: "\(table.family.name) \(table.name)"
+        ) { header in
+            let object = NFTObject(nftnl_table_alloc(), free: nftnl_table_free)
+            nftnl_table_set_str(object.pointer, UInt16(NFTNL_TABLE_NAME.rawValue), table.name)
+            nftnl_table_nlmsg_build_payload(header, object.pointer)
+        }
+    }
+
+    private mutating func chainMessage(
+        _ chain: Chain, type: nf_tables_msg_types, flags: UInt16, operation: String
+    ) -> EncodedMessage {
+        message(
+            type, family: chain.family, flags: flags, operation: operation,
+            object: "\(chain.family.name) \(chain.table) \(chain.name)"
+        ) { header in
+            let object = NFTObject(nftnl_chain_alloc(), free: nftnl_chain_free)
+            nftnl_chain_set_str(object.pointer, UInt16(NFTNL_CHAIN_TABLE.rawValue), chain.table)
+            nftnl_chain_set_str(object.pointer, UInt16(NFTNL_CHAIN_NAME.rawValue), chain.name)
+            if let base = chain.base, type == NFT_MSG_NEWCHAIN {
+                nftnl_chain_set_u32(object.pointer, UInt16(NFTNL_CHAIN_HOOKNUM.rawValue), base.hook.rawValue)
+                nftnl_chain_set_s32(object.pointer, UInt16(NFTNL_CHAIN_PRIO.rawValue), base.priority)
+                nftnl_chain_set_str(object.pointer, UInt16(NFTNL_CHAIN_TYPE.rawValue), base.type.rawValue)
+                nftnl_chain_set_u32(
+                    object.pointer, UInt16(NFTNL_CHAIN_POLICY.rawValue), UInt32(bitPattern: base.policy.code))
+            }
+            nftnl_chain_nlmsg_build_payload(header, object.pointer)
+        }
+    }
+
+    private mutating func setMessage(
+        _ set: NFTSet, type: nf_tables_msg_types, flags: UInt16, operation: String, setID: UInt32? = nil
+    ) -> EncodedMessage {
+        message(type, family: set.family, flags: flags, operation: operation, object: set.path.description) {
+            header in
+            let object = NFTObject(nftnl_set_alloc(), free: nftnl_set_free)
+            nftnl_set_set_str(object.pointer, UInt16(NFTNL_SET_TABLE.rawValue), set.table)
+            nftnl_set_set_str(object.pointer, UInt16(NFTNL_SET_NAME.rawValue), set.name)
+            if type == NFT_MSG_NEWSET {
+                SetAttributes(
+                    keyType: set.keyType, dataType: set.dataType, flags: set.flags.rawValue, setID: setID,
+                    size: nil
+                ).apply(to: object.pointer)
+            }
+            nftnl_set_nlmsg_build_payload(header, object.pointer)
+        }
+    }
+
+    private mutating func elementMessages(
+        _ path: SetPath, setID: UInt32?, _ elements: [KernelElement], type: nf_tables_msg_types, flags: UInt16,
+        operation: String
+    ) -> [EncodedMessage] {
+        stride(from: 0, to: elements.count, by: Self.elementsPerMessage).map { start in
+            let chunk = elements[start..<min(start + Self.elementsPerMessage, elements.count)]
+            return message(type, family: path.family, flags: flags, operation: operation, object: path.description) {
+                header in
+                let set = NFTObject(nftnl_set_alloc(), free: nftnl_set_free)
+                nftnl_set_set_str(set.pointer, UInt16(NFTNL_SET_TABLE.rawValue), path.table)
+                nftnl_set_set_str(set.pointer, UInt16(NFTNL_SET_NAME.rawValue), path.name)
+                if let setID { nftnl_set_set_u32(set.pointer, UInt16(NFTNL_SET_ID.rawValue), setID) }
+                for element in chunk { element.add(to: set.pointer) }
+                nftnl_set_elems_nlmsg_build_payload(header, set.pointer)
+            }
+        }
+    }
+
+    /// A rule, preceded by the anonymous sets its lookups use (created in the same batch and
+    /// referenced by set id, as nft does).
+    private mutating func ruleMessages(_ rule: Rule) -> [EncodedMessage] {
+        var messages: [EncodedMessage] = []
+        var anonymousIDs: [Int: UInt32] = [:]
+        for (index, expression) in rule.expressions.enumerated() {
+            guard case .lookup(.anonymous(let keyType, let values), _, _, _) = expression else { continue }
+            let setID = nextSetID
+            nextSetID += 1
+            anonymousIDs[index] = setID
+            let path = SetPath(family: rule.family, table: rule.table, name: anonymousSetName)
+            messages.append(
+                message(
+                    NFT_MSG_NEWSET, family: rule.family, flags: Self.createFlags, operation: "add anonymous set",
+                    object: "\(rule.family.name) \(rule.table) (rule in \(rule.chain))"
+                ) { header in
+                    let set = NFTObject(nftnl_set_alloc(), free: nftnl_set_free)
+                    nftnl_set_set_str(set.pointer, UInt16(NFTNL_SET_TABLE.rawValue), rule.table)
+                    nftnl_set_set_str(set.pointer, UInt16(NFTNL_SET_NAME.rawValue), anonymousSetName)
+                    SetAttributes(
+                        keyType: keyType, dataType: nil, flags: 0x3,  // NFT_SET_ANONYMOUS | NFT_SET_CONSTANT
+                        setID: setID, size: UInt32(values.count)
+                    ).apply(to: set.pointer)
+                    nftnl_set_nlmsg_build_payload(header, set.pointer)
+                })
+            messages += elementMessages(
+                path, setID: setID, values.map { KernelElement(key: encodeValues($0)) }, type: NFT_MSG_NEWSETELEM,
+                flags: Self.createFlags, operation: "add anonymous set elements")
+        }
+        messages.append(
+            message(
+                NFT_MSG_NEWRULE, family: rule.family, flags: Self.createFlags | 0x800,  // NLM_F_APPEND
+                operation: "add rule", object: "\(rule.family.name) \(rule.table) \(rule.chain)"
+            ) { header in
+                let object = NFTObject(nftnl_rule_alloc(), free: nftnl_rule_free)
+                nftnl_rule_set_str(object.pointer, UInt16(NFTNL_RULE_TABLE.rawValue), rule.table)
+                nftnl_rule_set_str(object.pointer, UInt16(NFTNL_RULE_CHAIN.rawValue), rule.chain)
+                for (index, expression) in rule.expressions.enumerated() {
+                    // The rule takes ownership of each expression.
+                    if let built = ExpressionEncoder.build(expression, anonymousSetID: anonymousIDs[index]) {
+                        nftnl_rule_add_expr(object.pointer, built)
+                    }
+                }
+                if let comment = rule.comment {
+                    let userData = UserData.comment(comment)
+                    userData.withUnsafeBytes { raw in
+                        _ = nftnl_rule_set_data(
+                            object.pointer, UInt16(NFTNL_RULE_USERDATA.rawValue), raw.baseAddress,
+                            UInt32(raw.count))
+                    }
+                }
+                nftnl_rule_nlmsg_build_payload(header, object.pointer)
+            })
+        return messages
+    }
+}
+
+/// nft's name for anonymous sets; the kernel replaces %d with a number.
+let anonymousSetName = "__set%d"
+
+/// Owns a libnftnl object for the duration of a build.
+final class NFTObject {
+    let pointer: OpaquePointer
+    private let free: (OpaquePointer) -> Void
+
+    init(_ pointer: OpaquePointer?, free: @escaping (OpaquePointer) -> Void) {
+        // libnftnl allocation fails only when malloc does; there is nothing sensible to do then.
+        guard let pointer else { fatalError("libnftnl: out of memory") }
+        self.pointer = pointer
+        self.free = free
+    }
+
+    deinit { free(pointer) }
+}
+
+/// The bytes of a message libnftnl has built in place.
+func bytesOf(_ header: UnsafeMutablePointer<nlmsghdr>) -> [UInt8] {
+    Array(UnsafeRawBufferPointer(start: header, count: Int(header.pointee.nlmsg_len)))
+}
+
+/// Key/data attributes of a set or map, including the user data nft reads to print types.
+struct SetAttributes {
+    var keyType: [NFTDataType]
+    var dataType: [NFTDataType]?
+    var flags: UInt32
+    var setID: UInt32?
+    var size: UInt32?
+
+    func apply(to set: OpaquePointer) {
+        var allFlags = flags
+        if dataType != nil { allFlags |= 0x8 }  // NFT_SET_MAP
+        // Interval sets over concatenations use the pipapo backend, which needs field lengths.
+        let concatenatedInterval = keyType.count > 1 && flags & 0x4 != 0
+        if concatenatedInterval { allFlags |= 0x80 }  // NFT_SET_CONCAT
+        nftnl_set_set_u32(set, UInt16(NFTNL_SET_FLAGS.rawValue), allFlags)
+        nftnl_set_set_u32(set, UInt16(NFTNL_SET_KEY_TYPE.rawValue), concatenatedTypeID(keyType))
+        nftnl_set_set_u32(set, UInt16(NFTNL_SET_KEY_LEN.rawValue), UInt32(keyLength(keyType)))
+        if let dataType {
+            nftnl_set_set_u32(set, UInt16(NFTNL_SET_DATA_TYPE.rawValue), concatenatedTypeID(dataType))
+            // Verdict maps: the kernel sizes the data itself; nft sends 0 and so do we.
+            nftnl_set_set_u32(set, UInt16(NFTNL_SET_DATA_LEN.rawValue), UInt32(keyLength(dataType)))
+        }
+        if let setID { nftnl_set_set_u32(set, UInt16(NFTNL_SET_ID.rawValue), setID) }
+        if let size { nftnl_set_set_u32(set, UInt16(NFTNL_SET_DESC_SIZE.rawValue), size) }
+        if concatenatedInterval {
+            let fieldLengths = keyType.map { UInt8($0.length) }
+            fieldLengths.withUnsafeBytes { raw in
+                _ = nftnl_set_set_data(set, UInt16(NFTNL_SET_DESC_CONCAT.rawValue), raw.baseAddress, UInt32(raw.count))
+            }
+        }
+        let userData = UserData.setTypes(keyType: keyType, dataType: dataType)
+        userData.withUnsafeBytes { raw in
+            _ = nftnl_set_set_data(set, UInt16(NFTNL_SET_USERDATA.rawValue), raw.baseAddress, UInt32(raw.count))
+        }
+    }
+}
+
+/// An element as the kernel stores it: an interval is two of these (start, and end + 1
+/// flagged NFT_SET_ELEM_INTERVAL_END).
+struct KernelElement {
+    var key: [UInt8]
+    var data: [UInt8]?
+    var verdict: Verdict?
+    var comment: String?
+    var flags: UInt32 = 0
+
+    static func expand(_ element: SetElement) -> [KernelElement] {
+        let start = KernelElement(
+            key: encodeValues(element.key), data: element.data.map(encodeValues), verdict: element.verdict,
+            comment: element.comment)
+        guard let keyEnd = element.keyEnd else { return [start] }
+        // The kernel wants the first key after the range; a range that runs to the very last
+        // value has no end element at all.
+        guard let after = incremented(encodeValues(keyEnd)) else { return [start] }
+        return [start, KernelElement(key: after, flags: 1)]
+    }
+
+    var keyOnly: KernelElement { KernelElement(key: key, flags: flags) }
+
+    func add(to set: OpaquePointer) {
+        guard let element = nftnl_set_elem_alloc() else { return }
+        key.withUnsafeBytes { raw in
+            _ = nftnl_set_elem_set(element, UInt16(NFTNL_SET_ELEM_KEY), raw.baseAddress, UInt32(raw.count))
+        }
+        if let data {
+            data.withUnsafeBytes { raw in
+                _ = nftnl_set_elem_set(
+                    element, UInt16(NFTNL_SET_ELEM_DATA), raw.baseAddress, UInt32(raw.count))
+            }
+        }
+        if let verdict {
+            nftnl_set_elem_set_u32(
+                element, UInt16(NFTNL_SET_ELEM_VERDICT), UInt32(bitPattern: verdict.code))
+            if let chain = verdict.chain {
+                nftnl_set_elem_set_str(element, UInt16(NFTNL_SET_ELEM_CHAIN), chain)
+            }
+        }
+        if flags != 0 { nftnl_set_elem_set_u32(element, UInt16(NFTNL_SET_ELEM_FLAGS), flags) }
+        if let comment {
+            let userData = UserData.comment(comment)
+            userData.withUnsafeBytes { raw in
+                _ = nftnl_set_elem_set(
+                    element, UInt16(NFTNL_SET_ELEM_USERDATA), raw.baseAddress, UInt32(raw.count))
+            }
+        }
+        nftnl_set_elem_add(set, element)
+    }
+
+    private static func incremented(_ bytes: [UInt8]) -> [UInt8]? {
+        var result = bytes
+        for index in result.indices.reversed() {
+            if result[index] == 0xff {
+                result[index] = 0
+            } else {
+                result[index] += 1
+                return result
+            }
+        }
+        return nil
+    }
+}

@@ -1,3 +1,0 @@
-import CNftnl
-
-public enum FirewallPlaceholder { public static func make() -> OpaquePointer? { nftnl_table_alloc() } }

@@ -1,0 +1,85 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+extension NFTablesClient {
+    /// Commits `setup` (idempotent table/chain/set creation) together with those of `rules`
+    /// that are not in their chain yet, in one generation-checked batch. Rules are identified
+    /// by their comment, which is therefore required; a rule whose comment is already present
+    /// in its chain is left alone, so running this twice never duplicates a rule.
+    /// Returns the rules that were added.
+    @discardableResult
+    public func apply(_ setup: Batch, ensuring rules: [Rule]) throws(FirewallError) -> [Rule] {
+        for rule in rules where rule.comment == nil {
+            throw FirewallError(
+                "ensure rule", object: "\(rule.family.name) \(rule.table) \(rule.chain) (rule without comment)",
+                errno: EINVAL)
+        }
+        var added: [Rule] = []
+        try withGenerationCheck { _ throws(FirewallError) in
+            var batch = setup
+            added = []
+            var present: [String: Set<String>] = [:]
+            for rule in rules {
+                let chainKey = "\(rule.family.rawValue) \(rule.table) \(rule.chain)"
+                if present[chainKey] == nil {
+                    do throws(FirewallError) {
+                        let existing = try self.rules(family: rule.family, table: rule.table, chain: rule.chain)
+                        present[chainKey] = Set(existing.compactMap(\.comment))
+                    } catch  where error.isNotFound {
+                        // The chain (or table) is created by `setup` in this very batch.
+                        present[chainKey] = []
+                    }
+                }
+                let comment = UserData.normalizedComment(rule.comment ?? "")
+                if present[chainKey]?.contains(comment) == true { continue }
+                present[chainKey]?.insert(comment)
+                batch.add(rule)
+                added.append(rule)
+            }
+            return batch
+        }
+        return added
+    }
+
+    /// Deletes every element of `set` whose comment is `owner`, and nothing else, even if
+    /// other processes change the set concurrently: an element replaced by someone else
+    /// between the read and the delete makes the generation check fail, and the retry
+    /// reads again. Returns the elements deleted. Intervals (two kernel elements each) are
+    /// not supported here; delete those by prefix.
+    @discardableResult
+    public func deleteElements(ownedBy owner: String, from set: SetPath) throws(FirewallError) -> [ElementRecord] {
+        try deleteElements(from: set, ownedBy: owner) { _ in true }
+    }
+
+    /// Deletes those of `keys` whose element in `set` is tagged `owner`; keys that are absent
+    /// or belong to someone else are left alone. Returns the elements deleted.
+    @discardableResult
+    public func deleteElements(
+        keys: [[SetValue]], ownedBy owner: String, from set: SetPath
+    ) throws(FirewallError) -> [ElementRecord] {
+        let wanted = Set(keys.map(encodeValues))
+        return try deleteElements(from: set, ownedBy: owner) { wanted.contains($0.key) }
+    }
+
+    private func deleteElements(
+        from set: SetPath, ownedBy owner: String, where include: (ElementRecord) -> Bool
+    ) throws(FirewallError) -> [ElementRecord] {
+        let tag = UserData.normalizedComment(owner)
+        var deleted: [ElementRecord] = []
+        try withGenerationCheck { _ throws(FirewallError) in
+            let owned: [ElementRecord]
+            do throws(FirewallError) {
+                owned = try elements(of: set).filter { $0.comment == tag && !$0.isIntervalEnd && include($0) }
+            } catch  where error.isNotFound {
+                // DEL must succeed when the set (or table) is already gone.
+                owned = []
+            }
+            deleted = owned
+            var batch = Batch()
+            batch.deleteElements(owned, from: set)
+            return batch
+        }
+        return deleted
+    }
+}

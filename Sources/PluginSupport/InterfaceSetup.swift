@@ -1,0 +1,103 @@
+import CNI
+import IPAddressing
+import NetNS
+import Netlink
+
+/// Applies a result's addresses and routes to one container interface, the job of the
+/// reference `ipam.ConfigureIface`, over a netlink session that lives in the container netns.
+public struct InterfaceSetup {
+    public let namespace: NetworkNamespace
+    public let netlink: RouteNetlink
+
+    public init(namespace: NetworkNamespace, netlink: RouteNetlink) {
+        self.namespace = namespace
+        self.netlink = netlink
+    }
+
+    /// Sysctls a container interface needs before its addresses appear: announce them with a
+    /// gratuitous ARP/NA as soon as the link comes up (`arp_notify`, `ndisc_notify`), and skip
+    /// duplicate address detection unless asked (IPAM made the address unique; DAD costs ~2 s).
+    public func prepare(ifName: String, families: Set<IPFamily>, enableDAD: Bool) throws {
+        try namespace.perform { () throws(Sysctl.Failure) in
+            try Sysctl.write("net/ipv4/conf/\(ifName)/arp_notify", "1")
+            if families.contains(.v6) {
+                // A container netns may start with IPv6 disabled; addresses would be refused.
+                try Sysctl.ensure("net/ipv6/conf/lo/disable_ipv6", "0")
+                try Sysctl.ensure("net/ipv6/conf/\(ifName)/disable_ipv6", "0")
+                try Sysctl.write("net/ipv6/conf/\(ifName)/keep_addr_on_down", "1")
+                try Sysctl.write("net/ipv6/conf/\(ifName)/ndisc_notify", "1")
+                try Sysctl.write("net/ipv6/conf/\(ifName)/accept_dad", enableDAD ? "1" : "0")
+                if enableDAD { try Sysctl.write("net/ipv6/conf/\(ifName)/enhanced_dad", "1") }
+            }
+        }
+    }
+
+    /// Adds every address of `result` that belongs to `interfaceIndex` (its position in
+    /// `result.interfaces`), brings the link up, then adds the routes (gateway defaulting to
+    /// the same family's address gateway, as the spec says).
+    public func apply(_ result: CNIResult, interfaceIndex: Int, link: Link, enableDAD: Bool) throws {
+        let addresses = result.ips.filter { $0.interface == interfaceIndex }
+        for ip in addresses {
+            try ignoringExisting {
+                try netlink.addAddress(ip.address, index: link.index, options: AddressOptions(noDAD: !enableDAD))
+            }
+        }
+        try netlink.setLinkUp(index: link.index)
+        for route in result.routes {
+            let gateway = route.gw ?? addresses.first(where: { $0.family == route.dst.family })?.gateway
+            var kernelRoute = Netlink.Route(
+                destination: route.dst.network, gateway: gateway, outputIndex: link.index,
+                table: route.table.map { UInt32($0) } ?? Netlink.Route.mainTable,
+                metric: route.priority.map { UInt32($0) }, mtu: route.mtu.map { UInt32($0) })
+            if let scope = route.scope, let kernelScope = RouteScope(rawValue: UInt8(clamping: scope)) {
+                kernelRoute.scope = kernelScope
+            }
+            try ignoringExisting { try netlink.addRoute(kernelRoute) }
+        }
+    }
+
+    /// True when `result`'s addresses for `interfaceIndex` are all on the link (CHECK).
+    public func missingAddresses(_ result: CNIResult, interfaceIndex: Int, link: Link) throws -> [IPPrefix] {
+        let present = Set(try netlink.addresses(index: link.index).map(\.prefix))
+        return result.ips.filter { $0.interface == interfaceIndex }.map(\.address).filter { !present.contains($0) }
+    }
+
+    /// Routes of `result` with no matching kernel route through this link (CHECK).
+    public func missingRoutes(_ result: CNIResult, link: Link) throws -> [CNIResult.Route] {
+        var missing: [CNIResult.Route] = []
+        for route in result.routes {
+            let table = route.table.map { UInt32($0) } ?? Netlink.Route.mainTable
+            let kernelRoutes = try netlink.routes(family: route.dst.family, table: table)
+            let found = kernelRoutes.contains { kernel in
+                kernel.destination.network == route.dst.network
+                    && (route.gw == nil || kernel.gateway == route.gw)
+            }
+            if !found { missing.append(route) }
+        }
+        return missing
+    }
+}
+
+/// Host-wide forwarding, written only when it is not already on (as the reference does).
+public func enableForwarding(for families: Set<IPFamily>) throws {
+    if families.contains(.v4) { try Sysctl.ensure("net/ipv4/ip_forward", "1") }
+    if families.contains(.v6) { try Sysctl.ensure("net/ipv6/conf/all/forwarding", "1") }
+}
+
+/// Parses the MAC a runtime asked for, in the reference's order of precedence: `CNI_ARGS MAC=`,
+/// then `args.cni.mac`, then the `mac` capability (`runtimeConfig.mac`), each overriding the last.
+public func requestedMAC(_ request: CNIRequest) throws -> MACAddress? {
+    var text: String?
+    if let fromArgs = try request.environment.args()["MAC"] { text = fromArgs }
+    if case .object(let args)? = request.config.args, case .object(let cni)? = args["cni"],
+        case .string(let mac)? = cni["mac"]
+    {
+        text = mac
+    }
+    if let fromCapability = try request.config.runtimeConfig("mac", as: String.self) { text = fromCapability }
+    guard let text else { return nil }
+    guard let mac = MACAddress(text), !mac.isMulticast else {
+        throw CNIError(.invalidNetworkConfig, "invalid MAC address \"\(text)\"")
+    }
+    return mac
+}

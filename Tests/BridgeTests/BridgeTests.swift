@@ -1,0 +1,125 @@
+import Foundation
+import PierTestSupport
+import Testing
+
+/// The bridge plugin, executed as a runtime would: inside a test host (the "host" namespace),
+/// attaching containers that are further test hosts, with Pier's `ipam` as the delegate.
+@Suite(.enabled(if: isRoot, Comment(rawValue: needsRootReason)))
+struct BridgeTests {
+    let bridgePlugin = PluginRunner("bridge")
+
+    /// A dual-stack bridge network with a short unique bridge name.
+    static func network(
+        subnet4: String = "10.77.0.0/24", subnet6: String = "fd77::/64", _ extra: [String: Any] = [:]
+    ) -> NetworkFixture {
+        var plugin: [String: Any] = [
+            "type": "bridge", "bridge": "br-\(uniqueTag(6))", "isGateway": true, "isDefaultGateway": true,
+            "ipMasq": true,
+            "ipam": ["type": "ipam", "ranges": [[["subnet": subnet4]], [["subnet": subnet6]]]],
+        ]
+        for (key, value) in extra { plugin[key] = value }
+        return NetworkFixture(plugin: plugin)
+    }
+
+    func add(_ network: NetworkFixture, _ container: TestHost, on host: TestHost, id: String? = nil) throws -> [String:
+        Any]
+    {
+        let output = try bridgePlugin.run(
+            "ADD", config: network.config(), containerID: id ?? container.name, netns: container.path, ifname: "eth0",
+            in: host)
+        try #require(output.status == 0, "ADD failed: \(output.stdout) \(output.stderr)")
+        return output.object
+    }
+
+    func delete(_ network: NetworkFixture, _ container: TestHost?, id: String, on host: TestHost) throws -> PluginOutput
+    {
+        try bridgePlugin.run(
+            "DEL", config: network.config(), containerID: id, netns: container?.path ?? "", ifname: "eth0", in: host)
+    }
+
+    static func containerAddress(_ result: [String: Any], family: String) -> String? {
+        let ips = result["ips"] as? [[String: Any]] ?? []
+        let addresses = ips.compactMap { ($0["address"] as? String)?.split(separator: "/").first.map(String.init) }
+        return addresses.first { family == "6" ? $0.contains(":") : !$0.contains(":") }
+    }
+
+    @Test func twoContainersReachEachOtherAndTheGatewayOverIPv4AndIPv6() throws {
+        let network = Self.network()
+        defer { network.cleanUp() }
+        try withTestHosts(3) { hosts in
+            let (host, c1, c2) = (hosts[0], hosts[1], hosts[2])
+            let r1 = try add(network, c1, on: host)
+            let r2 = try add(network, c2, on: host)
+            let bridge = try #require(network.plugin["bridge"] as? String)
+
+            // The result names bridge, host veth and container interface, in that order.
+            let interfaces = try #require(r1["interfaces"] as? [[String: Any]])
+            #expect(interfaces.map { $0["name"] as? String } == [bridge, interfaces[1]["name"] as? String, "eth0"])
+            #expect(interfaces[2]["sandbox"] as? String == c1.path)
+            // The kernel agrees: a bridge with the gateway addresses and the host veth as a port.
+            let hostVeth = try #require(interfaces[1]["name"] as? String)
+            #expect(try host.link(hostVeth)?["master"] as? String == bridge)
+            #expect(Set(try host.addresses(of: bridge)) == ["10.77.0.1/24", "fd77::1/64"])
+            let a1 = try #require(Self.containerAddress(r1, family: "4"))
+            #expect(try c1.addresses(of: "eth0").contains("\(a1)/24"))
+
+            let a2v4 = try #require(Self.containerAddress(r2, family: "4"))
+            let a2v6 = try #require(Self.containerAddress(r2, family: "6"))
+            #expect(c1.canPing(a2v4))
+            #expect(c1.canPing(a2v6))
+            #expect(c2.canPing("10.77.0.1"))
+            #expect(c2.canPing("fd77::1"))
+            // The default route points at the gateway.
+            let routes = try c1.ipJSON(["route", "show", "default"])
+            #expect(routes.first?["gateway"] as? String == "10.77.0.1")
+
+            #expect(try delete(network, c1, id: c1.name, on: host).status == 0)
+            #expect(try delete(network, c2, id: c2.name, on: host).status == 0)
+            #expect(try host.link(hostVeth) == nil)
+            #expect(network.leases().isEmpty)
+        }
+    }
+
+    @Test func delWorksWhenTheNetnsIsGoneOrEmptyAndRepeats() throws {
+        let network = Self.network(subnet4: "10.78.0.0/24", subnet6: "fd78::/64")
+        defer { network.cleanUp() }
+        try withTestHosts(3) { hosts in
+            let (host, c1, c2) = (hosts[0], hosts[1], hosts[2])
+            let r1 = try add(network, c1, on: host)
+            _ = try add(network, c2, on: host)
+            let veth1 = try #require((r1["interfaces"] as? [[String: Any]])?[1]["name"] as? String)
+            #expect(network.leases().count == 4)
+
+            // Container 1's netns disappears before DEL; container 2 is deleted with no CNI_NETNS.
+            c1.destroy()
+            #expect(try delete(network, c1, id: c1.name, on: host).status == 0)
+            #expect(try delete(network, nil, id: c2.name, on: host).status == 0)
+            #expect(try host.link(veth1) == nil)
+            #expect(network.leases().isEmpty)
+            let leftovers = try host.linkNames().filter { $0.hasPrefix("veth") }
+            #expect(leftovers.isEmpty, "veths left: \(leftovers)")
+            // And again: DEL of something already gone succeeds.
+            #expect(try delete(network, c1, id: c1.name, on: host).status == 0)
+            #expect(try delete(network, nil, id: c2.name, on: host).status == 0)
+        }
+    }
+
+    @Test func contradictoryOrInvalidConfigIsRefusedBeforeAnythingChanges() throws {
+        try withTestHosts(2) { hosts in
+            let (host, c1) = (hosts[0], hosts[1])
+            for extra: [String: Any] in [
+                ["hairpinMode": true, "promiscMode": true], ["vlan": 5000], ["vlan": -1],
+                ["vlanTrunk": [["minID": 10, "maxID": 5]]], ["mtu": 20], ["bridge": "name-longer-than-15"],
+            ] {
+                let network = Self.network(subnet4: "10.79.0.0/24", subnet6: "fd79::/64", extra)
+                defer { network.cleanUp() }
+                let output = try bridgePlugin.run(
+                    "ADD", config: network.config(), containerID: c1.name, netns: c1.path, ifname: "eth0", in: host)
+                #expect(output.errorCode == 7, "\(extra): \(output.stdout)")
+                #expect(try host.linkNames() == ["lo"])
+                #expect(try c1.linkNames() == ["lo"])
+                #expect(network.leases().isEmpty)
+            }
+        }
+    }
+}

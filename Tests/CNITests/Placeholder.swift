@@ -1,5 +1,0 @@
-import Testing
-
-@testable import CNI
-
-@Test func placeholder() { #expect(Bool(true)) }

@@ -1,0 +1,236 @@
+import Firewall
+import Foundation
+import IPAddressing
+import PierTestSupport
+import Testing
+
+/// Kernel behaviour inside throwaway namespaces; `nft -j` in that namespace is the oracle.
+@Suite(.enabled(if: isRoot, Comment(rawValue: needsRootReason)))
+struct KernelTests {
+    @Test func createsTheLayoutIdempotentlyAndReadsItBack() throws {
+        try withTestHosts(1) { hosts in
+            let host = hosts[0]
+            let nft = try client(in: host)
+            let rules = [PierLayout.dnatRule, PierLayout.outputDnatRule, PierLayout.masqueradeRule]
+            #expect(try nft.apply(PierLayout.setup, ensuring: rules).count == 3)
+            // Twice: nothing new, nothing duplicated, no error for existing objects.
+            #expect(try nft.apply(PierLayout.setup, ensuring: rules).isEmpty)
+
+            var elements = Batch()
+            elements.addElements(
+                [PierLayout.mapping(.tcp, 8080, to: "10.88.0.2", 80, owner: "c1/eth0")], to: PierLayout.dnatMap.path)
+            elements.addElements(
+                [SetElement(prefix: try #require(IPPrefix("10.88.0.0/16")), comment: "net:pier0")],
+                to: PierLayout.masqueradeSubnets.path)
+            try nft.commit(elements)
+
+            // The independent oracle: nft's own view of the ruleset.
+            let ruleset = try host.nftJSON(["list", "ruleset"])
+            let chains = ruleset.compactMap { $0["chain"] as? [String: Any] }
+            let prerouting = try #require(chains.first { $0["name"] as? String == "prerouting" })
+            #expect(prerouting["type"] as? String == "nat")
+            #expect(prerouting["hook"] as? String == "prerouting")
+            #expect(prerouting["prio"] as? Int == -100)
+            #expect(chains.count == 3)
+            let nftRules = ruleset.compactMap { $0["rule"] as? [String: Any] }
+            #expect(nftRules.count == 3)
+            #expect(
+                Set(nftRules.compactMap { $0["comment"] as? String }) == [
+                    "pier:dnat4", "pier:dnat4-local", "pier:masq4",
+                ])
+            let text = try host.mustRun(["nft", "list", "ruleset"]).stdout
+            #expect(
+                text.contains(
+                    "meta l4proto { tcp, udp, sctp } fib daddr type local dnat ip to meta l4proto . th dport map @dnat4"
+                ))
+            #expect(text.contains("type inet_proto . inet_service : ipv4_addr . inet_service"))
+            #expect(text.contains("tcp . 8080 comment \"c1/eth0\" : 10.88.0.2 . 80"))
+            #expect(text.contains("ip saddr @masq4 ip daddr != @masq4 masquerade"))
+            #expect(text.contains("10.88.0.0/16 comment \"net:pier0\""))
+
+            // And our own reading back.
+            #expect(try nft.tables(family: .inet).map(\.name) == ["pier"])
+            let readChains = try nft.chains(family: .inet, table: "pier")
+            #expect(readChains.first { $0.name == "postrouting" }?.base?.priority == ChainPriority.srcnat)
+            let sets = try nft.sets(family: .inet, table: "pier")
+            let map = try #require(sets.first { $0.name == "dnat4" })
+            #expect(map.keyType == [.inetProtocol, .inetService])
+            #expect(map.dataType == [.ipv4Address, .inetService])
+            #expect(sets.first { $0.name == "masq4" }?.flags.contains(.interval) == true)
+            let records = try nft.elements(of: PierLayout.dnatMap.path)
+            #expect(records.count == 1)
+            #expect(records.first?.comment == "c1/eth0")
+            #expect(records.first?.decodedKey([.inetProtocol, .inetService]) == [.tcp, .port(8080)])
+            #expect(
+                records.first?.decodedData([.ipv4Address, .inetService])
+                    == [.address(try #require(IPAddress("10.88.0.2"))), .port(80)])
+            let ruleRecords = try nft.rules(family: .inet, table: "pier", chain: "prerouting")
+            #expect(ruleRecords.map(\.comment) == ["pier:dnat4"])
+            #expect(
+                ruleRecords.first?.expressionNames == [
+                    "meta", "lookup", "fib", "cmp", "meta", "payload", "lookup", "nat",
+                ])
+            #expect((ruleRecords.first?.handle ?? 0) > 0)
+        }
+    }
+
+    @Test func verdictMapElementsJumpToChains() throws {
+        try withTestHosts(1) { hosts in
+            let host = hosts[0]
+            let nft = try client(in: host)
+            var setup = Batch()
+            setup.add(PierLayout.table)
+            setup.add(
+                Chain(
+                    family: .inet, table: "pier", name: "forward",
+                    base: BaseChainSpec(type: .filter, hook: .forward, priority: ChainPriority.filter)))
+            setup.add(Chain(family: .inet, table: "pier", name: "net-pier0"))
+            let vmap = NFTSet(
+                family: .inet, table: "pier", name: "networks", keyType: [.interfaceName], dataType: [.verdict])
+            setup.add(vmap)
+            let rule = Rule(family: .inet, table: "pier", chain: "forward", comment: "pier:networks")
+                .ctState([.established, .related]).verdict(.accept)
+            let dispatch = Rule(family: .inet, table: "pier", chain: "forward", comment: "pier:dispatch")
+                .verdictMap([.iifname], map: "networks")
+            try nft.apply(setup, ensuring: [rule, dispatch])
+            var elements = Batch()
+            elements.addElements(
+                [SetElement(key: [.interfaceName("pier0")], verdict: .jump("net-pier0"), comment: "net:pier0")],
+                to: vmap.path)
+            try nft.commit(elements)
+            let text = try host.mustRun(["nft", "list", "ruleset"]).stdout
+            #expect(text.contains("type ifname : verdict"))
+            #expect(text.contains("\"pier0\" comment \"net:pier0\" : jump net-pier0"))
+            #expect(text.contains("ct state established,related accept"))
+            #expect(text.contains("iifname vmap @networks"))
+            let records = try nft.elements(of: vmap.path)
+            #expect(records.first?.verdict == .jump("net-pier0"))
+        }
+    }
+
+    @Test func deletesOnlyWhatTheOwnerOwns() throws {
+        try withTestHosts(1) { hosts in
+            let host = hosts[0]
+            let nft = try client(in: host)
+            try nft.commit(PierLayout.setup)
+            var batch = Batch()
+            batch.addElements(
+                [
+                    PierLayout.mapping(.tcp, 8080, to: "10.88.0.2", 80, owner: "aaaa/eth0"),
+                    PierLayout.mapping(.udp, 8080, to: "10.88.0.2", 80, owner: "aaaa/eth0"),
+                    PierLayout.mapping(.tcp, 9090, to: "10.88.0.3", 90, owner: "bbbb/eth0"),
+                ], to: PierLayout.dnatMap.path)
+            try nft.commit(batch)
+
+            // A key owned by someone else is not deleted even when asked for by key.
+            let refused = try nft.deleteElements(
+                keys: [[.tcp, .port(9090)]], ownedBy: "aaaa/eth0", from: PierLayout.dnatMap.path)
+            #expect(refused.isEmpty)
+
+            let deleted = try nft.deleteElements(ownedBy: "aaaa/eth0", from: PierLayout.dnatMap.path)
+            #expect(deleted.count == 2)
+            let text = try host.mustRun(["nft", "list", "map", "inet", "pier", "dnat4"]).stdout
+            #expect(!text.contains("aaaa/eth0"))
+            #expect(text.contains("tcp . 9090 comment \"bbbb/eth0\" : 10.88.0.3 . 90"))
+
+            // Deleting again, or from a set that does not exist, is not an error (CNI DEL).
+            #expect(try nft.deleteElements(ownedBy: "aaaa/eth0", from: PierLayout.dnatMap.path).isEmpty)
+            let missing = SetPath(family: .inet, table: "nope", name: "nope")
+            #expect(try nft.deleteElements(ownedBy: "aaaa/eth0", from: missing).isEmpty)
+        }
+    }
+
+    @Test func batchIsAllOrNothingAndNamesTheFailure() throws {
+        try withTestHosts(1) { hosts in
+            let host = hosts[0]
+            let nft = try client(in: host)
+            try nft.commit(PierLayout.setup)
+            var first = Batch()
+            first.addElements(
+                [PierLayout.mapping(.tcp, 8080, to: "10.88.0.2", 80, owner: "aaaa/eth0")], to: PierLayout.dnatMap.path)
+            try nft.commit(first)
+
+            var clash = Batch()
+            clash.addElements(
+                [PierLayout.mapping(.tcp, 7070, to: "10.88.0.3", 70, owner: "bbbb/eth0")], to: PierLayout.dnatMap.path)
+            clash.addElements(
+                [PierLayout.mapping(.tcp, 8080, to: "10.88.0.3", 80, owner: "bbbb/eth0")], to: PierLayout.dnatMap.path,
+                exclusive: true)
+            let error = try #require(throws: FirewallError.self) { try nft.commit(clash) }
+            #expect(error.isAlreadyExists)
+            #expect(error.operation == "add set elements")
+            #expect(error.object == "inet pier dnat4")
+            // The other element of the failed batch was not applied either.
+            let text = try host.mustRun(["nft", "list", "map", "inet", "pier", "dnat4"]).stdout
+            #expect(!text.contains("7070"))
+            #expect(!text.contains("bbbb"))
+        }
+    }
+
+    @Test func staleGenerationIsRefusedAndTheRetryHelperSucceeds() throws {
+        try withTestHosts(1) { hosts in
+            let host = hosts[0]
+            let nft = try client(in: host)
+            try nft.commit(PierLayout.setup)
+
+            let generation = try nft.generation()
+            // Another process changes the ruleset between our read and our commit.
+            try host.mustRun(["nft", "add", "element", "inet", "pier", "dnat4", "{ tcp . 9999 : 10.88.0.9 . 99 }"])
+            var batch = Batch()
+            batch.addElements(
+                [PierLayout.mapping(.tcp, 8080, to: "10.88.0.2", 80, owner: "aaaa/eth0")], to: PierLayout.dnatMap.path)
+            let error = try #require(throws: FirewallError.self) { try nft.commit(batch, generation: generation) }
+            #expect(error.isGenerationChanged)
+            #expect(try nft.elements(of: PierLayout.dnatMap.path).count == 1)  // only the other process's
+
+            var interfered = false
+            let attempts = try nft.withGenerationCheck { _ throws(FirewallError) in
+                if !interfered {
+                    interfered = true
+                    _ = try? host.mustRun(
+                        ["nft", "add", "element", "inet", "pier", "dnat4", "{ udp . 9999 : 10.88.0.9 . 99 }"])
+                }
+                return batch
+            }
+            #expect(attempts == 2)
+            #expect(try nft.elements(of: PierLayout.dnatMap.path).count == 3)
+        }
+    }
+
+    /// The DEL race the generation check exists for: between reading "aaaa owns tcp . 8080"
+    /// and deleting it, another process replaces that element with its own. The delete must
+    /// not remove the replacement.
+    @Test func ownerDeleteNeverRemovesAReplacedElement() throws {
+        try withTestHosts(1) { hosts in
+            let host = hosts[0]
+            let nft = try client(in: host)
+            try nft.commit(PierLayout.setup)
+            var batch = Batch()
+            batch.addElements(
+                [PierLayout.mapping(.tcp, 8080, to: "10.88.0.2", 80, owner: "aaaa/eth0")], to: PierLayout.dnatMap.path)
+            try nft.commit(batch)
+
+            var replaced = false
+            var deletedPerAttempt: [Int] = []
+            try nft.withGenerationCheck { _ throws(FirewallError) in
+                let owned = try nft.elements(of: PierLayout.dnatMap.path).filter { $0.comment == "aaaa/eth0" }
+                deletedPerAttempt.append(owned.count)
+                if !replaced {
+                    replaced = true
+                    _ = try? host.mustRun(
+                        ["nft", "-f", "-"],
+                        stdin: """
+                            delete element inet pier dnat4 { tcp . 8080 }
+                            add element inet pier dnat4 { tcp . 8080 comment "bbbb/eth0" : 10.88.0.3 . 80 }
+                            """)
+                }
+                var delete = Batch()
+                delete.deleteElements(owned, from: PierLayout.dnatMap.path)
+                return delete
+            }
+            #expect(deletedPerAttempt == [1, 0])
+            let records = try nft.elements(of: PierLayout.dnatMap.path)
+            #expect(records.map(\.comment) == ["bbbb/eth0"])
+        }
+    }
+}

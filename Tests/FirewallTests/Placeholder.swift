@@ -1,5 +1,0 @@
-import Testing
-
-@testable import Firewall
-
-@Test func placeholder() { #expect(Bool(true)) }

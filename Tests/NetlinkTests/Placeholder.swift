@@ -1,5 +1,0 @@
-import Testing
-
-@testable import Netlink
-
-@Test func placeholder() { #expect(Bool(true)) }

@@ -1,0 +1,173 @@
+"""Shared helpers for Pier's benchmarks: build, exec plugins as a runtime does, measure.
+
+Every benchmark runs Pier's plugins and the reference Go plugins (Debian's
+containernetworking-plugins, /usr/lib/cni) side by side in one run, inside network
+namespaces the benchmark creates and removes itself.
+"""
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFERENCE_DIR = "/usr/lib/cni"
+
+
+def build_release():
+    """Release build, Swift runtime linked statically (what ships to /opt/cni/bin)."""
+    subprocess.run(
+        ["swift", "build", "-c", "release", "--static-swift-stdlib"],
+        cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    out = subprocess.run(
+        ["swift", "build", "-c", "release", "--static-swift-stdlib", "--show-bin-path"],
+        cwd=ROOT, check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def install_stripped(bin_dir, names):
+    """Copies and strips the plugins into a private CNI_PATH directory, as a package would."""
+    target = tempfile.mkdtemp(prefix="pier-bench-bin-")
+    for name in names:
+        shutil.copy2(os.path.join(bin_dir, name), os.path.join(target, name))
+        subprocess.run(["strip", os.path.join(target, name)], check=True)
+    return target
+
+
+def run_plugin(path, command, config, env_extra=None, netns_name=None):
+    """Execs one plugin as a runtime does; returns (seconds, peak RSS KiB, status, stdout, stderr)."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": command}
+    env.update(env_extra or {})
+    argv = [path]
+    if netns_name:
+        # The plugin runs inside the test host, as a runtime there would run it.
+        argv = ["ip", "netns", "exec", netns_name, "env"] + [f"{k}={v}" for k, v in env.items()] + [path]
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    in_r, in_w = os.pipe()
+    start = time.perf_counter()
+    pid = os.posix_spawnp(argv[0], argv, env, file_actions=[
+        (os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2),
+        (os.POSIX_SPAWN_CLOSE, in_w), (os.POSIX_SPAWN_CLOSE, out_r), (os.POSIX_SPAWN_CLOSE, err_r)])
+    for fd in (in_r, out_w, err_w):
+        os.close(fd)
+    os.write(in_w, config.encode())
+    os.close(in_w)
+    chunks = {out_r: [], err_r: []}
+    open_fds = [out_r, err_r]
+    import select
+    while open_fds:
+        ready, _, _ = select.select(open_fds, [], [])
+        for fd in ready:
+            data = os.read(fd, 65536)
+            if data:
+                chunks[fd].append(data)
+            else:
+                open_fds.remove(fd)
+                os.close(fd)
+    _, status, usage = os.wait4(pid, 0)
+    elapsed = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    return elapsed, usage.ru_maxrss, code, b"".join(chunks[out_r]).decode(), b"".join(chunks[err_r]).decode()
+
+
+def measure(fn, repeat):
+    """Runs fn() `repeat` times; returns a list of its first return values (seconds)."""
+    return [fn() for _ in range(repeat)]
+
+
+def summarize(samples):
+    samples = sorted(samples)
+    return {
+        "median_ms": statistics.median(samples) * 1000,
+        "p90_ms": samples[int(len(samples) * 0.9) - 1] * 1000 if len(samples) >= 10 else max(samples) * 1000,
+        "min_ms": samples[0] * 1000,
+        "n": len(samples),
+    }
+
+
+class Netns:
+    """A throwaway network namespace for benchmarks; removed on exit, even on error."""
+
+    def __init__(self, prefix="pier-b"):
+        self.name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+    def __enter__(self):
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        subprocess.run(["ip", "-n", self.name, "link", "set", "lo", "up"], check=True)
+        return self
+
+    def __exit__(self, *exc):
+        subprocess.run(["ip", "netns", "delete", self.name], check=False)
+
+    @property
+    def path(self):
+        return f"/run/netns/{self.name}"
+
+
+def require_root():
+    if os.geteuid() != 0:
+        sys.exit("benchmarks create network namespaces: run as root")
+
+
+def table(headers, rows):
+    """A Markdown table."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in rows:
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
+class Chain:
+    """Runs a network config list the way libcni does: ADD in order with each plugin's output
+    as the next one's prevResult, DEL in reverse with the final result. Used to drive Pier's
+    chain and the reference chain identically."""
+
+    def __init__(self, conflist, cni_path, host_netns):
+        self.conflist = conflist
+        self.cni_path = cni_path
+        self.host_netns = host_netns  # the namespace playing the host (plugins run inside it)
+
+    def _plugin_stdin(self, plugin, prev_result, runtime_config):
+        conf = dict(plugin)
+        conf["cniVersion"] = self.conflist["cniVersion"]
+        conf["name"] = self.conflist["name"]
+        if prev_result is not None:
+            conf["prevResult"] = prev_result
+        caps = {k: v for k, v in (runtime_config or {}).items() if plugin.get("capabilities", {}).get(k)}
+        if caps:
+            conf["runtimeConfig"] = caps
+        return json.dumps(conf)
+
+    def _exec(self, plugin, command, container_id, netns, ifname, stdin):
+        env = {"CNI_CONTAINERID": container_id, "CNI_NETNS": netns, "CNI_IFNAME": ifname,
+               "CNI_PATH": self.cni_path}
+        path = os.path.join(self.cni_path, plugin["type"])
+        return run_plugin(path, command, stdin, env, netns_name=self.host_netns)
+
+    def add(self, container_id, netns, ifname="eth0", runtime_config=None):
+        """Returns (seconds for the whole chain, final result)."""
+        prev = None
+        total = 0.0
+        for plugin in self.conflist["plugins"]:
+            elapsed, _, status, out, err = self._exec(
+                plugin, "ADD", container_id, netns, ifname, self._plugin_stdin(plugin, prev, runtime_config))
+            total += elapsed
+            if status != 0:
+                raise RuntimeError(f"{plugin['type']} ADD failed ({status}): {out} {err}")
+            prev = json.loads(out)
+        return total, prev
+
+    def delete(self, container_id, netns, result, ifname="eth0", runtime_config=None):
+        total = 0.0
+        for plugin in reversed(self.conflist["plugins"]):
+            elapsed, _, status, out, err = self._exec(
+                plugin, "DEL", container_id, netns, ifname, self._plugin_stdin(plugin, result, runtime_config))
+            total += elapsed
+            if status != 0:
+                raise RuntimeError(f"{plugin['type']} DEL failed ({status}): {out} {err}")
+        return total

@@ -1,0 +1,118 @@
+import FoundationEssentials
+import IPAddressing
+
+/// The bridge plugin's own configuration keys, with the reference plugin's meanings and
+/// defaults. Unknown keys are ignored; contradictory values are rejected by `validate()`
+/// before anything in the kernel changes.
+struct BridgeConfig: Decodable {
+    var bridge: String = "cni0"
+    var isGateway: Bool = false
+    var isDefaultGateway: Bool = false
+    var forceAddress: Bool = false
+    var ipMasq: Bool = false
+    var mtu: Int?
+    var hairpinMode: Bool = false
+    var promiscMode: Bool = false
+    var vlan: Int = 0
+    var vlanTrunk: [TrunkEntry]?
+    var preserveDefaultVlan: Bool = false
+    var macspoofchk: Bool = false
+    var enabledad: Bool = false
+    var disableContainerInterface: Bool = false
+    var portIsolation: Bool = false
+    /// Pier's own: drop traffic between this network and other isolated bridge networks, as
+    /// Docker does between its networks. Off means this network may talk to the others.
+    var isolation: Bool = true
+
+    struct TrunkEntry: Decodable, Equatable {
+        var id: Int?
+        var minID: Int?
+        var maxID: Int?
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case bridge, isGateway, isDefaultGateway, forceAddress, ipMasq, mtu, hairpinMode, promiscMode
+        case vlan, vlanTrunk, preserveDefaultVlan, macspoofchk, enabledad, disableContainerInterface
+        case portIsolation, isolation
+    }
+
+    init() {}
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        bridge = try c.decodeIfPresent(String.self, forKey: .bridge) ?? bridge
+        isGateway = try c.decodeIfPresent(Bool.self, forKey: .isGateway) ?? false
+        isDefaultGateway = try c.decodeIfPresent(Bool.self, forKey: .isDefaultGateway) ?? false
+        forceAddress = try c.decodeIfPresent(Bool.self, forKey: .forceAddress) ?? false
+        ipMasq = try c.decodeIfPresent(Bool.self, forKey: .ipMasq) ?? false
+        mtu = try c.decodeIfPresent(Int.self, forKey: .mtu)
+        hairpinMode = try c.decodeIfPresent(Bool.self, forKey: .hairpinMode) ?? false
+        promiscMode = try c.decodeIfPresent(Bool.self, forKey: .promiscMode) ?? false
+        vlan = try c.decodeIfPresent(Int.self, forKey: .vlan) ?? 0
+        vlanTrunk = try c.decodeIfPresent([TrunkEntry].self, forKey: .vlanTrunk)
+        preserveDefaultVlan = try c.decodeIfPresent(Bool.self, forKey: .preserveDefaultVlan) ?? false
+        macspoofchk = try c.decodeIfPresent(Bool.self, forKey: .macspoofchk) ?? false
+        enabledad = try c.decodeIfPresent(Bool.self, forKey: .enabledad) ?? false
+        disableContainerInterface = try c.decodeIfPresent(Bool.self, forKey: .disableContainerInterface) ?? false
+        portIsolation = try c.decodeIfPresent(Bool.self, forKey: .portIsolation) ?? false
+        isolation = try c.decodeIfPresent(Bool.self, forKey: .isolation) ?? true
+        // The reference: a default gateway is a gateway.
+        if isDefaultGateway { isGateway = true }
+    }
+
+    /// VLAN IDs to put on the host veth as tagged members, expanded from `vlanTrunk`.
+    func trunkVLANs() throws(BridgeConfigError) -> [ClosedRange<Int>] {
+        guard let vlanTrunk else { return [] }
+        var ranges: [ClosedRange<Int>] = []
+        for entry in vlanTrunk {
+            if let id = entry.id {
+                guard (1...4094).contains(id) else { throw .invalid("vlanTrunk id \(id) is not in 1..4094") }
+                ranges.append(id...id)
+            }
+            if entry.minID != nil || entry.maxID != nil {
+                guard let low = entry.minID, let high = entry.maxID else {
+                    throw .invalid("vlanTrunk needs both minID and maxID")
+                }
+                guard (1...4094).contains(low), (1...4094).contains(high) else {
+                    throw .invalid("vlanTrunk range \(low)-\(high) is not in 1..4094")
+                }
+                guard low <= high else { throw .invalid("vlanTrunk minID \(low) is greater than maxID \(high)") }
+                ranges.append(low...high)
+            }
+            if entry.id == nil && entry.minID == nil && entry.maxID == nil {
+                throw .invalid("vlanTrunk entry needs id or minID/maxID")
+            }
+        }
+        return ranges
+    }
+
+    /// Everything that can be refused without touching the kernel.
+    func validate(hasIPAM: Bool) throws(BridgeConfigError) {
+        guard isValidInterfaceName(bridge) else {
+            throw .invalid("bridge name \"\(bridge)\" is not a valid interface name")
+        }
+        if hairpinMode && promiscMode {
+            throw .invalid("cannot set hairpin mode and promiscuous mode at the same time")
+        }
+        guard (0...4094).contains(vlan) else { throw .invalid("invalid VLAN ID \(vlan) (must be between 0 and 4094)") }
+        _ = try trunkVLANs()
+        if let mtu, mtu < 68 || mtu > 65535 { throw .invalid("mtu \(mtu) is out of range (68..65535)") }
+        if disableContainerInterface && hasIPAM {
+            throw .invalid("cannot use IPAM when disableContainerInterface is set")
+        }
+    }
+
+    /// True when any VLAN key asks for bridge VLAN filtering.
+    var usesVLANs: Bool { vlan != 0 || !(vlanTrunk ?? []).isEmpty }
+}
+
+enum BridgeConfigError: Error, Equatable {
+    case invalid(String)
+}
+
+/// Linux interface names: 1–15 bytes, no `/`, `:` or whitespace, not `.`/`..`.
+func isValidInterfaceName(_ name: String) -> Bool {
+    let bytes = Array(name.utf8)
+    return !bytes.isEmpty && bytes.count <= 15 && name != "." && name != ".."
+        && !bytes.contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 32 || $0 == 127 })
+}

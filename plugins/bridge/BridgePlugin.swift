@@ -1,0 +1,281 @@
+import CNI
+import Firewall
+import IPAddressing
+import NetNS
+import Netlink
+import PierTables
+import PluginSupport
+
+/// The `bridge` plugin: a veth pair from a Linux bridge into the container, an address from
+/// the IPAM delegate, the gateway on the bridge, masquerade and isolation in `inet pier`.
+struct BridgePlugin: CNIPlugin {
+    var about: String { "Pier bridge plugin" }
+
+    func add(_ request: CNIRequest) throws -> CNIResult {
+        let config = try request.config.decode(BridgeConfig.self)
+        try validate(config, request)
+        let mac = try requestedMAC(request)
+        if config.usesVLANs { try VLANSupport.requireKernelSupport() }
+
+        let attachment = Attachment(request)
+        let containerNS = try NetworkNamespace.open(path: request.netns)
+        let host = try RouteNetlink()
+        let container = try RouteNetlink(namespace: containerNS)
+        if try container.linkIfPresent(named: request.ifName) != nil {
+            throw CNIError(
+                .invalidEnvironmentVariables, "container already has an interface named \(request.ifName)")
+        }
+
+        let bridge = try BridgeDevice.ensure(config, netlink: host)
+        let ports = try VethSetup(host: host, container: container, containerNamespace: containerNS)
+            .create(attachment: attachment, bridge: bridge, config: config, mac: mac)
+        // From here on a failure must not leave the veth or the lease behind: the runtime will
+        // DEL, but ADD promises to clean up after itself.
+        var leased = false
+        do {
+            var result = CNIResult(cniVersion: request.cniVersion)
+            if request.config.ipam != nil {
+                let ipamResult = try request.delegateAdd()
+                leased = true
+                result.ips = ipamResult.ips
+                result.routes = ipamResult.routes
+                result.dns = ipamResult.dns
+                try configureL3(
+                    &result, request: request, config: config, bridge: bridge, ports: ports,
+                    containerNS: containerNS, container: container, host: host)
+            } else if !config.disableContainerInterface {
+                try container.setLinkUp(index: ports.container.index)
+            }
+            if let dns = request.config.dns, !dns.isEmpty { result.dns = dns }
+
+            // MACs can change when a port is enslaved; report what the kernel has now.
+            let bridgeNow = try host.link(index: bridge.index)
+            let hostNow = try host.link(index: ports.host.index)
+            let containerNow = try container.link(index: ports.container.index)
+            result.interfaces = [
+                CNIResult.Interface(name: bridgeNow.name, mac: bridgeNow.mac?.description),
+                CNIResult.Interface(name: hostNow.name, mac: hostNow.mac?.description),
+                CNIResult.Interface(
+                    name: containerNow.name, mac: containerNow.mac?.description, mtu: containerNow.mtu.map { Int($0) },
+                    sandbox: request.netns),
+            ]
+
+            let firewall = try NFTablesClient()
+            try NetworkRules(client: firewall, networkTag: attachment.networkTag).attach(
+                bridge: config.bridge, masqueradeSubnets: config.ipMasq ? result.ips.map(\.address.network) : [],
+                isolated: config.isolation)
+            if config.macspoofchk, let containerMAC = containerNow.mac {
+                try SpoofCheck(client: firewall).protect(
+                    port: hostNow.name, mac: containerMAC, owner: attachment.ownerTag)
+            }
+            return result
+        } catch {
+            if leased { try? request.delegateDelete() }
+            try? host.deleteLink(index: ports.host.index)
+            if config.macspoofchk, let firewall = try? NFTablesClient() {
+                try? SpoofCheck(client: firewall).release(owner: attachment.ownerTag)
+            }
+            throw error
+        }
+    }
+
+    private func configureL3(
+        _ result: inout CNIResult, request: CNIRequest, config: BridgeConfig, bridge: Link, ports: VethSetup.Ports,
+        containerNS: NetworkNamespace, container: RouteNetlink, host: RouteNetlink
+    ) throws {
+        guard !result.ips.isEmpty else { throw CNIError(.internalError, "IPAM plugin returned no IP addresses") }
+        // The container interface is the third in the result: bridge, host veth, container.
+        for index in result.ips.indices {
+            result.ips[index].interface = 2
+            if config.isGateway && result.ips[index].gateway == nil {
+                result.ips[index].gateway = result.ips[index].address.network.firstAddress.advanced(by: 1)
+            }
+        }
+        if config.isDefaultGateway {
+            for ip in result.ips {
+                guard let gateway = ip.gateway else { continue }
+                let hasDefault = result.routes.contains {
+                    $0.dst.length == 0 && $0.dst.family == ip.family && $0.gw != nil
+                }
+                if !hasDefault {
+                    result.routes.append(CNIResult.Route(dst: Netlink.Route.anyPrefix(ip.family), gw: gateway))
+                }
+            }
+        }
+        let families = Set(result.ips.map(\.family))
+        let setup = InterfaceSetup(namespace: containerNS, netlink: container)
+        try setup.prepare(ifName: request.ifName, families: families, enableDAD: config.enabledad)
+        try setup.apply(result, interfaceIndex: 2, link: ports.container, enableDAD: config.enabledad)
+
+        if config.isGateway {
+            try BridgeDevice.assignGateways(result.ips, to: bridge, config: config, netlink: host)
+            try enableForwarding(for: families)
+        }
+    }
+
+    func delete(_ request: CNIRequest) throws {
+        let config = try request.config.decode(BridgeConfig.self)
+        let attachment = Attachment(request)
+        var failures: [String] = []
+        // The host end is found from the attachment alone; deleting it removes the pair, so
+        // this works when the netns is gone or CNI_NETNS is empty.
+        do {
+            let host = try RouteNetlink()
+            try VethSetup.deleteHostEnd(of: attachment, netlink: host)
+        } catch {
+            failures.append("\(error)")
+        }
+        if !request.netns.isEmpty {
+            do {
+                let namespace = try NetworkNamespace.open(path: request.netns)
+                let container = try RouteNetlink(namespace: namespace)
+                try ignoringMissing { try container.deleteLink(named: request.ifName) }
+            } catch let error as NamespaceError where error.isNotFound {
+                // The namespace went first: its links went with it.
+            } catch {
+                failures.append("\(error)")
+            }
+        }
+        if request.config.ipam != nil {
+            do { try request.delegateDelete() } catch { failures.append("\(error)") }
+        }
+        // Spoof-check elements are removed whatever the config says now: it may have changed
+        // since ADD, and the elements are found by the attachment's tag alone.
+        do {
+            try SpoofCheck(client: try NFTablesClient()).release(owner: attachment.ownerTag)
+        } catch {
+            failures.append("\(error)")
+        }
+        _ = config
+        if !failures.isEmpty {
+            throw CNIError(.internalError, "bridge DEL incomplete: " + failures.joined(separator: "; "))
+        }
+    }
+
+    func check(_ request: CNIRequest) throws {
+        let config = try request.config.decode(BridgeConfig.self)
+        guard let expected = request.prevResult else {
+            throw CNIError(.invalidNetworkConfig, "bridge CHECK needs prevResult")
+        }
+        if request.config.ipam != nil { try request.delegateCheck() }
+        let host = try RouteNetlink()
+        guard let bridge = try host.linkIfPresent(named: config.bridge) else {
+            throw CNIError(.internalError, "bridge \(config.bridge) is missing")
+        }
+        guard bridge.kind == .bridge else { throw CNIError(.internalError, "\(config.bridge) is not a bridge") }
+        guard bridge.isPromiscuous == config.promiscMode else {
+            throw CNIError(.internalError, "bridge \(config.bridge) promiscuous mode is not \(config.promiscMode)")
+        }
+        if let reported = expected.interfaces.first(where: { $0.name == config.bridge })?.mac,
+            reported != bridge.mac?.description
+        {
+            throw CNIError(
+                .internalError, "bridge \(config.bridge) MAC \(bridge.mac?.description ?? "none") != \(reported)")
+        }
+        let namespace = try NetworkNamespace.open(path: request.netns)
+        let container = try RouteNetlink(namespace: namespace)
+        guard let link = try container.linkIfPresent(named: request.ifName) else {
+            throw CNIError(.internalError, "interface \(request.ifName) is missing in \(request.netns)")
+        }
+        guard link.kind == .veth else { throw CNIError(.internalError, "\(request.ifName) is not a veth") }
+        guard
+            let containerIndex = expected.interfaces.firstIndex(where: {
+                $0.name == request.ifName && $0.sandbox == request.netns
+            })
+        else {
+            throw CNIError(.internalError, "prevResult has no interface \(request.ifName) in \(request.netns)")
+        }
+        if let mac = expected.interfaces[containerIndex].mac, mac != link.mac?.description {
+            throw CNIError(.internalError, "\(request.ifName) MAC \(link.mac?.description ?? "none") != \(mac)")
+        }
+        guard let hostEnd = try host.linkIfPresent(named: Attachment(request).hostVethName) else {
+            throw CNIError(.internalError, "host veth \(Attachment(request).hostVethName) is missing")
+        }
+        guard hostEnd.masterIndex == bridge.index else {
+            throw CNIError(.internalError, "host veth \(hostEnd.name) is not a port of \(config.bridge)")
+        }
+        guard hostEnd.linkIndex == link.index else {
+            throw CNIError(.internalError, "host veth \(hostEnd.name) is not the peer of \(request.ifName)")
+        }
+        let setup = InterfaceSetup(namespace: namespace, netlink: container)
+        let missing = try setup.missingAddresses(expected, interfaceIndex: containerIndex, link: link)
+        guard missing.isEmpty else {
+            throw CNIError(.internalError, "addresses missing on \(request.ifName): \(missing.map(\.description))")
+        }
+        let missingRoutes = try setup.missingRoutes(expected, link: link)
+        guard missingRoutes.isEmpty else {
+            throw CNIError(.internalError, "routes missing in container: \(missingRoutes.map(\.dst.description))")
+        }
+        let firewall = try NFTablesClient()
+        if config.ipMasq {
+            let rules = NetworkRules(client: firewall, networkTag: Attachment(request).networkTag)
+            for ip in expected.ips where try !rules.isMasqueraded(ip.address.network) {
+                throw CNIError(.internalError, "subnet \(ip.address.network) is not in the masquerade set")
+            }
+        }
+        if config.macspoofchk, let mac = link.mac,
+            try !SpoofCheck(client: firewall).isProtected(
+                port: hostEnd.name, mac: mac, owner: Attachment(request).ownerTag)
+        {
+            throw CNIError(.internalError, "macspoofchk is not in place for \(hostEnd.name)")
+        }
+    }
+
+    func garbageCollect(_ request: CNIRequest) throws {
+        let valid = Set(
+            (request.config.validAttachments ?? []).map {
+                Attachment(network: request.config.name, containerID: $0.containerID, ifName: $0.ifName)
+            })
+        var failures: [String] = []
+        let host = try RouteNetlink()
+        for link in try host.links() {
+            guard let alias = link.alias, let owner = Attachment.fromLinkAlias(alias),
+                owner.network == request.config.name, !valid.contains(owner)
+            else { continue }
+            do { try ignoringMissing { try host.deleteLink(index: link.index) } } catch { failures.append("\(error)") }
+        }
+        do {
+            let spoofCheck = SpoofCheck(client: try NFTablesClient())
+            let validTags = Set(valid.map(\.ownerTag))
+            let networkPrefix = Attachment.networkTag(request.config.name) + " "
+            for owner in try spoofCheck.owners() where owner.hasPrefix(networkPrefix) && !validTags.contains(owner) {
+                try spoofCheck.release(owner: owner)
+            }
+        } catch {
+            failures.append("\(error)")
+        }
+        // The bridge goes only when nothing uses it any more: no ports, no valid attachments.
+        do {
+            let config = try request.config.decode(BridgeConfig.self)
+            if valid.isEmpty, let bridge = try host.linkIfPresent(named: config.bridge), bridge.kind == .bridge,
+                try !host.links().contains(where: { $0.masterIndex == bridge.index })
+            {
+                try NetworkRules(client: try NFTablesClient(), networkTag: Attachment.networkTag(request.config.name))
+                    .detach()
+                try ignoringMissing { try host.deleteLink(index: bridge.index) }
+            }
+        } catch {
+            failures.append("\(error)")
+        }
+        if request.config.ipam != nil {
+            do { try request.delegateGarbageCollect() } catch { failures.append("\(error)") }
+        }
+        if !failures.isEmpty {
+            throw CNIError(.internalError, "bridge GC incomplete: " + failures.joined(separator: "; "))
+        }
+    }
+
+    func status(_ request: CNIRequest) throws {
+        let config = try request.config.decode(BridgeConfig.self)
+        try validate(config, request)
+        if request.config.ipam != nil { try request.delegateStatus() }
+    }
+
+    private func validate(_ config: BridgeConfig, _ request: CNIRequest) throws {
+        do {
+            try config.validate(hasIPAM: request.config.ipam != nil)
+        } catch .invalid(let message) {
+            throw CNIError(.invalidNetworkConfig, message)
+        }
+    }
+}
