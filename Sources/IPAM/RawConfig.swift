@@ -10,6 +10,22 @@ struct RawNetworkConfig: Decodable {
     var runtimeConfig: RawRuntimeConfig?
     var args: RawArgs?
     var prevResult: RawPrevResult?
+
+    enum CodingKeys: String, CodingKey {
+        case cniVersion, name, ipam, runtimeConfig, args, prevResult
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        cniVersion = try container.decodeIfPresent(String.self, forKey: .cniVersion)
+        name = try container.decodeIfPresent(String.self, forKey: .name)
+        ipam = try container.decodeIfPresent(RawIPAM.self, forKey: .ipam)
+        runtimeConfig = try container.decodeIfPresent(RawRuntimeConfig.self, forKey: .runtimeConfig)
+        // `args` is free-form metadata for every plugin in a chain, and prevResult is
+        // validated by the CNI layer; a shape IPAM does not understand is ignored, not fatal.
+        args = try? container.decodeIfPresent(RawArgs.self, forKey: .args)
+        prevResult = try? container.decodeIfPresent(RawPrevResult.self, forKey: .prevResult)
+    }
 }
 
 struct RawIPAM: Decodable {

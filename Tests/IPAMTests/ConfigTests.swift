@@ -66,6 +66,16 @@ import Testing
         #expect(cfg.requestedAddresses == [ip("10.1.0.7"), ip("fd00::7"), ip("10.1.0.8")])
     }
 
+    @Test func unknownArgsShapesAreIgnored() throws {
+        let cfg = try config(
+            #""ranges":[[{"subnet":"10.1.0.0/24"}]]"#,
+            extra:
+                #","args":{"cni":{"labels":[{"key":"a","value":"b"}],"ips":"not-a-list"},"other":1},"capabilities":{"ips":true}"#
+        )
+        #expect(cfg.requestedAddresses.isEmpty)
+        #expect(try config(#""ranges":[[{"subnet":"10.1.0.0/24"}]]"#, extra: #","args":"text""#).rangeSets.count == 1)
+    }
+
     @Test func staticAddresses() throws {
         let cfg = try config(
             #""type":"static","addresses":[{"address":"10.9.0.5/24","gateway":"10.9.0.1"},{"address":"fd09::5/64"}],"routes":[{"dst":"0.0.0.0/0"}],"dns":{"nameservers":["1.1.1.1"]}"#
