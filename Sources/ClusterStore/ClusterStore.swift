@@ -73,6 +73,10 @@ public protocol ClusterStore: AnyObject {
     /// elapse, and returns the current revision. Watchers then re-list and reconcile, which
     /// stays correct across missed events and restarts.
     func waitForChange(after revision: UInt64, timeoutMilliseconds: Int) throws(ClusterStoreError) -> UInt64
+
+    /// Throws unless the store can take writes now (for CNI STATUS); etcd would check the
+    /// cluster's health endpoint.
+    func checkHealth() throws(ClusterStoreError)
 }
 
 /// Why a store operation failed.

@@ -109,6 +109,13 @@ public final class FileClusterStore: ClusterStore {
         }
     }
 
+    public func checkHealth() throws(ClusterStoreError) {
+        _ = try readRevision(operation: "health check")
+        for directory in [path, dataPath] where !FileSystem.isWritable(directory) {
+            throw ClusterStoreError(.io, operation: "health check", message: "\(directory) is not writable")
+        }
+    }
+
     // MARK: Internals
 
     private func mutate<T>(_ operation: String, _ body: () throws(ClusterStoreError) -> T) throws(ClusterStoreError)

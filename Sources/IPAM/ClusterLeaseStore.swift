@@ -92,6 +92,7 @@ public final class ClusterLeaseStore: LeaseBackend {
 
     public func unavailableReason() -> String? {
         do {
+            try store.checkHealth()
             _ = try store.list(prefix: leasePrefix)
             return nil
         } catch {

@@ -147,6 +147,15 @@ final class TemporaryStore {
         #expect(try temp.store.list(prefix: "").revision == 40)
     }
 
+    @Test func healthCheck() throws {
+        let temp = try TemporaryStore()
+        try temp.store.checkHealth()
+        try temp.store.put("k", value: "v")
+        try temp.store.checkHealth()
+        #expect(FileManager.default.createFile(atPath: temp.path + "/revision", contents: Data("x".utf8)))
+        #expect(throws: ClusterStoreError.self) { try temp.store.checkHealth() }
+    }
+
     @Test func configOpensFileStoreAndRejectsEtcdForNow() throws {
         let temp = try TemporaryStore()
         let config = ClusterStoreConfig(type: .file, path: temp.path, host: "node-a")
