@@ -233,4 +233,56 @@ struct KernelTests {
             #expect(records.map(\.comment) == ["bbbb/eth0"])
         }
     }
+
+    /// The host-IP-bound map (`ipv4_addr . inet_proto . inet_service`) and the IPv6 map load,
+    /// and nft reads the rules back as the clauses they were built from.
+    @Test func hostAddressAndIPv6MapsLoad() throws {
+        try withTestHosts(1) { hosts in
+            let host = hosts[0]
+            let nft = try client(in: host)
+            let hostIPMap = NFTSet(
+                family: .inet, table: "pier", name: "dnat4-hostip",
+                keyType: [.ipv4Address, .inetProtocol, .inetService], dataType: [.ipv4Address, .inetService])
+            let v6Map = NFTSet(
+                family: .inet, table: "pier", name: "dnat6", keyType: [.inetProtocol, .inetService],
+                dataType: [.ipv6Address, .inetService])
+            var setup = PierLayout.setup
+            setup.add(hostIPMap)
+            setup.add(v6Map)
+            let hostIPRule = Rule(family: .inet, table: "pier", chain: "prerouting", comment: "pier:dnat4-hostip")
+                .match(.l4proto, in: [.tcp, .udp, .sctp])
+                .dnat(.ipv4, map: "dnat4-hostip", key: [.ipDestination, .l4proto, .transportDestinationPort])
+            let v6Rule = Rule(family: .inet, table: "pier", chain: "prerouting", comment: "pier:dnat6")
+                .match(.nfproto, .eq, .inetProtocol(10))
+                .match(.l4proto, in: [.tcp, .udp, .sctp])
+                .fibDestinationIsLocal()
+                .dnat(.ipv6, map: "dnat6", key: [.l4proto, .transportDestinationPort])
+            try nft.apply(setup, ensuring: [hostIPRule, v6Rule])
+            var elements = Batch()
+            elements.addElements(
+                [
+                    SetElement(
+                        key: [.address(try #require(IPAddress("192.0.2.1"))), .tcp, .port(8443)],
+                        data: [.address(try #require(IPAddress("10.88.0.4"))), .port(443)], comment: "c4/eth0")
+                ], to: hostIPMap.path)
+            elements.addElements(
+                [
+                    SetElement(
+                        key: [.tcp, .port(8080)], data: [.address(try #require(IPAddress("fd00::2"))), .port(80)],
+                        comment: "c6/eth0")
+                ], to: v6Map.path)
+            try nft.commit(elements)
+
+            let text = try host.mustRun(["nft", "list", "ruleset"]).stdout
+            #expect(text.contains("type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service"))
+            #expect(text.contains("192.0.2.1 . tcp . 8443 comment \"c4/eth0\" : 10.88.0.4 . 443"))
+            #expect(text.contains("dnat ip to ip daddr . meta l4proto . th dport map @dnat4-hostip"))
+            #expect(text.contains("tcp . 8080 comment \"c6/eth0\" : fd00::2 . 80"))
+            #expect(text.contains("dnat ip6 to meta l4proto . th dport map @dnat6"))
+            let record = try #require(try nft.elements(of: hostIPMap.path).first)
+            #expect(
+                record.decodedKey([.ipv4Address, .inetProtocol, .inetService])
+                    == [.address(try #require(IPAddress("192.0.2.1"))), .tcp, .port(8443)])
+        }
+    }
 }
