@@ -120,6 +120,30 @@ extension NFTablesClient {
             nftnl_set_set_str(filter.pointer, a(NFTNL_SET_NAME), path.name)
             nftnl_set_elems_nlmsg_build_payload(header, filter.pointer)
         }
+        return decodeElements(replies)
+    }
+
+    /// The element with this exact key, or nil when the set has none: one kernel lookup
+    /// (GETSETELEM without DUMP), so ownership checks need not dump the whole set.
+    public func element(_ key: [SetValue], in path: SetPath) throws(FirewallError) -> ElementRecord? {
+        do throws(FirewallError) {
+            let replies = try request(
+                NFT_MSG_GETSETELEM, family: path.family.rawValue, dump: false, operation: "get set element",
+                object: path.description
+            ) { header in
+                let query = NFTObject(nftnl_set_alloc(), free: nftnl_set_free)
+                nftnl_set_set_str(query.pointer, a(NFTNL_SET_TABLE), path.table)
+                nftnl_set_set_str(query.pointer, a(NFTNL_SET_NAME), path.name)
+                KernelElement(key: encodeValues(key)).add(to: query.pointer)
+                nftnl_set_elems_nlmsg_build_payload(header, query.pointer)
+            }
+            return decodeElements(replies).first
+        } catch  where error.isNotFound {
+            return nil
+        }
+    }
+
+    private func decodeElements(_ replies: [NetlinkMessage]) -> [ElementRecord] {
         var records: [ElementRecord] = []
         for reply in replies {
             let set = NFTObject(nftnl_set_alloc(), free: nftnl_set_free)

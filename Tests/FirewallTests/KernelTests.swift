@@ -71,6 +71,13 @@ struct KernelTests {
                     "meta", "lookup", "fib", "cmp", "meta", "payload", "lookup", "nat",
                 ])
             #expect((ruleRecords.first?.handle ?? 0) > 0)
+
+            // Removing a rule by its comment (network teardown).
+            #expect(
+                try nft.deleteRules(commented: "pier:masq4", family: .inet, table: "pier", chain: "postrouting") == 1)
+            #expect(try host.nftJSON(["list", "ruleset"]).compactMap { $0["rule"] }.count == 2)
+            #expect(
+                try nft.deleteRules(commented: "pier:masq4", family: .inet, table: "pier", chain: "postrouting") == 0)
         }
     }
 
@@ -127,8 +134,19 @@ struct KernelTests {
                 keys: [[.tcp, .port(9090)]], ownedBy: "aaaa/eth0", from: PierLayout.dnatMap.path)
             #expect(refused.isEmpty)
 
+            // Single-element lookups.
+            let found = try nft.element([.tcp, .port(9090)], in: PierLayout.dnatMap.path)
+            #expect(found?.comment == "bbbb/eth0")
+            #expect(try nft.element([.sctp, .port(1)], in: PierLayout.dnatMap.path) == nil)
+
+            // By key: only the caller's own, absent keys ignored.
+            let byKey = try nft.deleteElements(
+                keys: [[.tcp, .port(8080)], [.sctp, .port(1)]], ownedBy: "aaaa/eth0", from: PierLayout.dnatMap.path)
+            #expect(byKey.count == 1)
+            #expect(try nft.element([.tcp, .port(8080)], in: PierLayout.dnatMap.path) == nil)
+
             let deleted = try nft.deleteElements(ownedBy: "aaaa/eth0", from: PierLayout.dnatMap.path)
-            #expect(deleted.count == 2)
+            #expect(deleted.map { $0.decodedKey([.inetProtocol, .inetService]) } == [[.udp, .port(8080)]])
             let text = try host.mustRun(["nft", "list", "map", "inet", "pier", "dnat4"]).stdout
             #expect(!text.contains("aaaa/eth0"))
             #expect(text.contains("tcp . 9090 comment \"bbbb/eth0\" : 10.88.0.3 . 90"))
