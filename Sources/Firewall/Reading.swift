@@ -199,12 +199,6 @@ private func collectExpressionName(_ expression: OpaquePointer?, _ context: Unsa
     return 0
 }
 
-/// libnftnl attribute ids arrive as Int (anonymous enums) or as enum structs.
-func a(_ attribute: Int) -> UInt16 { UInt16(attribute) }
-func a<T: RawRepresentable>(_ attribute: T) -> UInt16 where T.RawValue: BinaryInteger { UInt16(attribute.rawValue) }
-
-func string(_ pointer: UnsafePointer<CChar>?) -> String { pointer.map { String(cString: $0) } ?? "" }
-
 /// The nfgenmsg family byte of a reply.
 func replyFamily(_ message: NetlinkMessage) -> UInt8 {
     message.bytes.count > netlinkHeaderLength ? message.bytes[netlinkHeaderLength] : 0
