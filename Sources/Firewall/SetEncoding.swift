@@ -45,24 +45,37 @@ struct KernelElement {
     var verdict: Verdict?
     var comment: String?
     var flags: UInt32 = 0
+    /// Inclusive range end, for intervals over concatenations (the pipapo backend).
+    var keyEnd: [UInt8]?
 
     static func expand(_ element: SetElement) -> [KernelElement] {
-        let start = KernelElement(
+        var start = KernelElement(
             key: encodeValues(element.key), data: element.data.map(encodeValues), verdict: element.verdict,
             comment: element.comment)
         guard let keyEnd = element.keyEnd else { return [start] }
+        if element.key.count > 1 {
+            // Concatenated ranges are one element carrying both ends (NFTA_SET_ELEM_KEY_END).
+            start.keyEnd = encodeValues(keyEnd)
+            return [start]
+        }
         // The kernel wants the first key after the range; a range that runs to the very last
         // value has no end element at all.
         guard let after = incremented(encodeValues(keyEnd)) else { return [start] }
         return [start, KernelElement(key: after, flags: 1)]
     }
 
-    var keyOnly: KernelElement { KernelElement(key: key, flags: flags) }
+    var keyOnly: KernelElement { KernelElement(key: key, flags: flags, keyEnd: keyEnd) }
 
     func add(to set: OpaquePointer) {
         guard let element = nftnl_set_elem_alloc() else { return }
         key.withUnsafeBytes { raw in
             _ = nftnl_set_elem_set(element, UInt16(NFTNL_SET_ELEM_KEY), raw.baseAddress, UInt32(raw.count))
+        }
+        if let keyEnd {
+            keyEnd.withUnsafeBytes { raw in
+                _ = nftnl_set_elem_set(
+                    element, UInt16(NFTNL_SET_ELEM_KEY_END), raw.baseAddress, UInt32(raw.count))
+            }
         }
         if let data {
             data.withUnsafeBytes { raw in

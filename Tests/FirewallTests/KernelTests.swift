@@ -303,4 +303,27 @@ struct KernelTests {
                     == [.address(try #require(IPAddress("192.0.2.1"))), .tcp, .port(8443)])
         }
     }
+
+    /// Intervals over a concatenation (pipapo): one element with both ends.
+    @Test func concatenatedIntervalSet() throws {
+        try withTestHosts(1) { hosts in
+            let host = hosts[0]
+            let nft = try client(in: host)
+            let set = NFTSet(
+                family: .inet, table: "pier", name: "allowed", keyType: [.ipv4Address, .inetService],
+                flags: [.interval])
+            var batch = Batch()
+            batch.add(PierLayout.table)
+            batch.add(set)
+            let low = try #require(IPAddress("10.1.0.0"))
+            let high = try #require(IPAddress("10.1.255.255"))
+            batch.addElements(
+                [SetElement(key: [.address(low), .port(80)], through: [.address(high), .port(89)], comment: "r1")],
+                to: set.path)
+            try nft.commit(batch)
+            let text = try host.mustRun(["nft", "list", "set", "inet", "pier", "allowed"]).stdout
+            #expect(text.contains("type ipv4_addr . inet_service"))
+            #expect(text.contains("10.1.0.0/16 . 80-89 comment \"r1\""))
+        }
+    }
 }
