@@ -120,7 +120,7 @@ struct BatchEncoder {
                 operation: "delete set elements")
         case .deleteElementRecords(let path, let records):
             let kernelElements = records.map {
-                KernelElement(key: $0.key, flags: $0.isIntervalEnd ? 1 : 0)
+                KernelElement(key: $0.key, flags: $0.isIntervalEnd ? 1 : 0, keyEnd: $0.keyEnd)
             }
             return elementMessages(
                 path, setID: nil, kernelElements, type: NFT_MSG_DELSETELEM, flags: nlmFAck,

@@ -151,6 +151,8 @@ public struct ElementRecord: Sendable, Hashable {
     public var comment: String?
     /// True for the closing element of an interval (it has no comment and no data).
     public var isIntervalEnd: Bool
+    /// The inclusive end of a range over a concatenation (NFTA_SET_ELEM_KEY_END).
+    public var keyEnd: [UInt8]?
 
     public func decodedKey(_ types: [NFTDataType]) -> [SetValue]? { decodeValues(key, as: types) }
     public func decodedData(_ types: [NFTDataType]) -> [SetValue]? { data.flatMap { decodeValues($0, as: types) } }

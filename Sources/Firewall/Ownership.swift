@@ -112,18 +112,33 @@ extension NFTablesClient {
         let tag = UserData.normalizedComment(owner)
         var deleted: [ElementRecord] = []
         try withGenerationCheck { _ throws(FirewallError) in
-            let owned: [ElementRecord]
+            let all: [ElementRecord]
             do throws(FirewallError) {
-                owned = try elements(of: set).filter { $0.comment == tag && !$0.isIntervalEnd && include($0) }
+                all = try elements(of: set)
             } catch  where error.isNotFound {
                 // DEL must succeed when the set (or table) is already gone.
-                owned = []
+                all = []
             }
+            let owned = all.filter { $0.comment == tag && !$0.isIntervalEnd && include($0) }
             deleted = owned
             var batch = Batch()
-            batch.deleteElements(owned, from: set)
+            batch.deleteElements(withClosingElements(owned, among: all), from: set)
             return batch
         }
         return deleted
+    }
+
+    /// In an interval set an owned range is a start element plus an untagged end element:
+    /// the end is the smallest end key above the start (ranges never overlap; keys are
+    /// big-endian, so byte order is numeric order). A range running to the last value has none.
+    /// Each end follows its start, the order nft sends them in and the kernel expects.
+    private func withClosingElements(_ owned: [ElementRecord], among all: [ElementRecord]) -> [ElementRecord] {
+        let ends = all.filter(\.isIntervalEnd)
+        guard !ends.isEmpty else { return owned }
+        return owned.flatMap { start in
+            let end = ends.filter { start.key.lexicographicallyPrecedes($0.key) }
+                .min { $0.key.lexicographicallyPrecedes($1.key) }
+            return [start] + (end.map { [$0] } ?? [])
+        }
     }
 }

@@ -188,7 +188,8 @@ private func collectElement(_ element: OpaquePointer?, _ context: UnsafeMutableR
     box.records.append(
         ElementRecord(
             key: bytes(NFTNL_SET_ELEM_KEY) ?? [], data: bytes(NFTNL_SET_ELEM_DATA), verdict: verdict,
-            comment: bytes(NFTNL_SET_ELEM_USERDATA).flatMap(UserData.comment(in:)), isIntervalEnd: flags & 1 != 0))
+            comment: bytes(NFTNL_SET_ELEM_USERDATA).flatMap(UserData.comment(in:)), isIntervalEnd: flags & 1 != 0,
+            keyEnd: bytes(NFTNL_SET_ELEM_KEY_END)))
     return 0
 }
 

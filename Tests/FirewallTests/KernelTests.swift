@@ -324,6 +324,31 @@ struct KernelTests {
             let text = try host.mustRun(["nft", "list", "set", "inet", "pier", "allowed"]).stdout
             #expect(text.contains("type ipv4_addr . inet_service"))
             #expect(text.contains("10.1.0.0/16 . 80-89 comment \"r1\""))
+            #expect(try nft.deleteElements(ownedBy: "r1", from: set.path).count == 1)
+            #expect(try nft.elements(of: set.path).isEmpty)
+        }
+    }
+
+    /// Owner deletes in an interval set remove both kernel elements of the owner's range,
+    /// even when a neighbour's range starts exactly where it ends.
+    @Test func ownerDeleteRemovesWholeIntervals() throws {
+        try withTestHosts(1) { hosts in
+            let host = hosts[0]
+            let nft = try client(in: host)
+            try nft.commit(PierLayout.setup)
+            var batch = Batch()
+            batch.addElements(
+                [
+                    SetElement(prefix: try #require(IPPrefix("10.88.0.0/16")), comment: "net:a"),
+                    SetElement(prefix: try #require(IPPrefix("10.89.0.0/16")), comment: "net:b"),
+                    SetElement(prefix: try #require(IPPrefix("10.90.0.0/16")), comment: "net:a"),
+                ], to: PierLayout.masqueradeSubnets.path)
+            try nft.commit(batch)
+            #expect(try nft.deleteElements(ownedBy: "net:a", from: PierLayout.masqueradeSubnets.path).count == 2)
+            let text = try host.mustRun(["nft", "list", "set", "inet", "pier", "masq4"]).stdout
+            #expect(text.contains("elements = { 10.89.0.0/16 comment \"net:b\" }"))
+            let left = try nft.elements(of: PierLayout.masqueradeSubnets.path)
+            #expect(left.count == 2)  // the start and the end of net:b's range
         }
     }
 }
