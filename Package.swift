@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "CNITests", dependencies: ["CNI", "IPAddressing"]),
         .testTarget(name: "NetNSTests", dependencies: ["NetNS", "PierTestSupport"]),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "PierTestSupport"]),
-        .testTarget(name: "FirewallTests", dependencies: ["Firewall", "PierTestSupport"]),
+        .testTarget(name: "FirewallTests", dependencies: ["Firewall", "NetNS", "IPAddressing", "PierTestSupport"]),
         .testTarget(name: "PierTestSupportTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "PierTestSupport"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "ClusterStore", "PierTestSupport"]),
