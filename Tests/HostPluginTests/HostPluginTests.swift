@@ -1,0 +1,2 @@
+import PierTestSupport
+import Testing
