@@ -68,7 +68,7 @@ let package = Package(
         .testTarget(name: "FirewallTests", dependencies: ["Firewall", "PierTestSupport"]),
         .testTarget(name: "PierTestSupportTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "PierTestSupport"]),
-        .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "PierTestSupport"]),
+        .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "ClusterStore", "PierTestSupport"]),
         .testTarget(name: "BridgeTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "MacvlanTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "HostPluginTests", dependencies: ["PierTestSupport"]),
