@@ -1,2 +1,319 @@
+import Foundation
 import PierTestSupport
 import Testing
+
+/// The macvlan plugin, executed as a runtime would: inside a test host (the "host" netns) whose
+/// master is one end of a veth; the other end sits in a second test host on the same segment
+/// (this kernel has no dummy driver). Containers are further test hosts; Pier's `ipam` is the
+/// delegate. Subnets 10.201.x.0/24, one per test.
+@Suite(.enabled(if: isRoot, Comment(rawValue: needsRootReason)))
+struct MacvlanTests {
+    let macvlan = PluginRunner("macvlan")
+
+    /// A macvlan network on `master` with addresses from `subnet` (.10–.100; the peer is .254).
+    static func network(master: String? = "mst0", subnet: String?, _ extra: [String: Any] = [:]) -> NetworkFixture {
+        var plugin: [String: Any] = ["type": "macvlan"]
+        if let master { plugin["master"] = master }
+        if let subnet {
+            let base = subnet.split(separator: "/")[0].split(separator: ".").prefix(3).joined(separator: ".")
+            plugin["ipam"] = [
+                "type": "ipam",
+                "ranges": [[["subnet": subnet, "rangeStart": "\(base).10", "rangeEnd": "\(base).100"]]],
+            ]
+        }
+        for (key, value) in extra { plugin[key] = value }
+        return NetworkFixture(plugin: plugin)
+    }
+
+    /// Joins `host` (interface `master`) and `peer` (interface `up0`, address `.254` of the
+    /// subnet) with a veth: the segment the master is plugged into.
+    static func segment(_ host: TestHost, master: String = "mst0", peer: TestHost, subnet: String) throws {
+        try connect(host, master, to: peer, "up0")
+        try peer.mustRun(["ip", "addr", "add", peerAddress(subnet) + "/24", "dev", "up0"])
+    }
+
+    static func peerAddress(_ subnet: String) -> String {
+        subnet.split(separator: "/")[0].split(separator: ".").prefix(3).joined(separator: ".") + ".254"
+    }
+
+    func run(
+        _ command: String, _ network: NetworkFixture, _ container: TestHost?, on host: TestHost,
+        id: String? = nil, ifname: String = "eth0", args: String = "", extra: [String: Any] = [:]
+    ) throws -> PluginOutput {
+        try macvlan.run(
+            command, config: network.config(extra), containerID: id ?? container?.name ?? "gone",
+            netns: container?.path ?? "", ifname: ifname, args: args, in: host)
+    }
+
+    func add(_ network: NetworkFixture, _ container: TestHost, on host: TestHost, args: String = "") throws
+        -> [String: Any]
+    {
+        let output = try run("ADD", network, container, on: host, args: args)
+        try #require(output.status == 0, "ADD failed: \(output.stdout) \(output.stderr)")
+        return output.object
+    }
+
+    static func address(_ result: [String: Any]) -> String? {
+        let ips = result["ips"] as? [[String: Any]] ?? []
+        return (ips.first?["address"] as? String)?.split(separator: "/").first.map(String.init)
+    }
+
+    static func macvlanMode(_ link: [String: Any]?) -> String? {
+        let info = link?["linkinfo"] as? [String: Any]
+        guard info?["info_kind"] as? String == "macvlan" else { return nil }
+        return (info?["info_data"] as? [String: Any])?["mode"] as? String
+    }
+
+    @Test func bridgeModeContainersOnOneMasterReachEachOther() throws {
+        let subnet = "10.201.1.0/24"
+        let network = Self.network(subnet: subnet, ["mode": "bridge"])
+        defer { network.cleanUp() }
+        try withTestHosts(4) { hosts in
+            let (host, peer, c1, c2) = (hosts[0], hosts[1], hosts[2], hosts[3])
+            try Self.segment(host, peer: peer, subnet: subnet)
+            let r1 = try add(network, c1, on: host)
+            let r2 = try add(network, c2, on: host)
+
+            // The result names the container interface only, with the kernel's MAC and MTU.
+            let interfaces = try #require(r1["interfaces"] as? [[String: Any]])
+            #expect(interfaces.count == 1)
+            let link = try #require(try c1.link("eth0"))
+            #expect(interfaces.first?["name"] as? String == "eth0")
+            #expect(interfaces.first?["sandbox"] as? String == c1.path)
+            #expect(interfaces.first?["mac"] as? String == link["address"] as? String)
+            #expect(interfaces.first?["mtu"] as? Int == 1500)
+            #expect((r1["ips"] as? [[String: Any]])?.first?["interface"] as? Int == 0)
+            #expect(Self.macvlanMode(link) == "bridge")
+            let a1 = try #require(Self.address(r1))
+            #expect(try c1.addresses(of: "eth0") == ["\(a1)/24"])
+            // Nothing new on the host: the link was born in the container, under another name.
+            #expect(try host.linkNames().sorted() == ["lo", "mst0"])
+
+            let a2 = try #require(Self.address(r2))
+            #expect(c1.canPing(a2))
+            #expect(c2.canPing(a1))
+
+            #expect(try run("DEL", network, c1, on: host).status == 0)
+            #expect(try run("DEL", network, c2, on: host).status == 0)
+            #expect(try c1.link("eth0") == nil)
+            #expect(try c2.link("eth0") == nil)
+            #expect(network.leases().isEmpty)
+        }
+    }
+
+    @Test func privateModeContainersCannotReachEachOtherButReachTheSegment() throws {
+        let subnet = "10.201.2.0/24"
+        let network = Self.network(subnet: subnet, ["mode": "private"])
+        defer { network.cleanUp() }
+        try withTestHosts(4) { hosts in
+            let (host, peer, c1, c2) = (hosts[0], hosts[1], hosts[2], hosts[3])
+            try Self.segment(host, peer: peer, subnet: subnet)
+            let r1 = try add(network, c1, on: host)
+            let r2 = try add(network, c2, on: host)
+            #expect(Self.macvlanMode(try c1.link("eth0")) == "private")
+            let a2 = try #require(Self.address(r2))
+            let a1 = try #require(Self.address(r1))
+            #expect(c1.canPing(Self.peerAddress(subnet)))
+            #expect(!c1.canPing(a2, timeoutSeconds: 1))
+            #expect(!c2.canPing(a1, timeoutSeconds: 1))
+        }
+    }
+
+    @Test func containerReachesAnotherHostOnTheMastersSegment() throws {
+        let subnet = "10.201.3.0/24"
+        let network = Self.network(subnet: subnet)
+        defer { network.cleanUp() }
+        try withTestHosts(3) { hosts in
+            let (host, peer, c1) = (hosts[0], hosts[1], hosts[2])
+            try Self.segment(host, peer: peer, subnet: subnet)
+            let r1 = try add(network, c1, on: host)
+            let a1 = try #require(Self.address(r1))
+            #expect(c1.canPing(Self.peerAddress(subnet)))
+            #expect(peer.canPing(a1))
+            // The peer learnt the container's own MAC, not the master's.
+            let neighbours = try peer.ipJSON(["neigh", "show", "dev", "up0"])
+            let mac = (r1["interfaces"] as? [[String: Any]])?.first?["mac"] as? String
+            #expect(neighbours.contains { $0["dst"] as? String == a1 && $0["lladdr"] as? String == mac })
+        }
+    }
+
+    @Test func masterNamedLikeTheContainerInterfaceAndFoundThroughTheDefaultRoute() throws {
+        let subnet = "10.201.4.0/24"
+        // No "master": the interface of the host's default route, here named eth0 like CNI_IFNAME.
+        let network = Self.network(master: nil, subnet: subnet)
+        defer { network.cleanUp() }
+        try withTestHosts(3) { hosts in
+            let (host, peer, c1) = (hosts[0], hosts[1], hosts[2])
+            try Self.segment(host, master: "eth0", peer: peer, subnet: subnet)
+            try host.mustRun(["ip", "addr", "add", "10.201.4.1/24", "dev", "eth0"])
+            try host.mustRun(["ip", "route", "add", "default", "via", Self.peerAddress(subnet)])
+            let r1 = try add(network, c1, on: host)
+            #expect(Self.macvlanMode(try c1.link("eth0")) == "bridge")
+            let hostInfo = try host.link("eth0")?["linkinfo"] as? [String: Any]
+            #expect(hostInfo?["info_kind"] as? String == "veth", "the host's eth0 is still the master veth")
+            #expect(c1.canPing(Self.peerAddress(subnet)))
+            #expect(Self.address(r1) != nil)
+        }
+    }
+
+    @Test func layer2OnlyWithARuntimeMACAndBroadcastQueueLength() throws {
+        let network = Self.network(subnet: nil, ["mode": "vepa", "bcqueuelen": 123, "mac": "02:00:00:00:01:01"])
+        defer { network.cleanUp() }
+        try withTestHosts(3) { hosts in
+            let (host, peer, c1) = (hosts[0], hosts[1], hosts[2])
+            try Self.segment(host, peer: peer, subnet: "10.201.5.0/24")
+            // CNI_ARGS MAC overrides the config's mac.
+            let result = try add(network, c1, on: host, args: "IgnoreUnknown=1;MAC=02:00:00:00:01:02")
+            #expect((result["ips"] as? [Any] ?? []).isEmpty)
+            let link = try #require(try c1.link("eth0"))
+            #expect(link["address"] as? String == "02:00:00:00:01:02")
+            #expect((link["flags"] as? [String] ?? []).contains("UP"))
+            #expect(Self.macvlanMode(link) == "vepa")
+            let data = (link["linkinfo"] as? [String: Any])?["info_data"] as? [String: Any]
+            #expect(data?["bcqueuelen"] as? Int == 123)
+            #expect(try c1.addresses(of: "eth0").isEmpty)
+            let notify = try c1.mustRun(["cat", "/proc/sys/net/ipv4/conf/eth0/arp_notify"]).stdout
+            #expect(notify.trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+            #expect(try run("DEL", network, c1, on: host).status == 0)
+            #expect(try c1.link("eth0") == nil)
+        }
+    }
+
+    @Test func masterInsideTheContainer() throws {
+        let subnet = "10.201.6.0/24"
+        let network = Self.network(master: "vf0", subnet: subnet, ["linkInContainer": true])
+        defer { network.cleanUp() }
+        try withTestHosts(3) { hosts in
+            let (host, peer, c1) = (hosts[0], hosts[1], hosts[2])
+            try connect(c1, "vf0", to: peer, "up0")
+            try peer.mustRun(["ip", "addr", "add", Self.peerAddress(subnet) + "/24", "dev", "up0"])
+            let result = try add(network, c1, on: host)
+            #expect(Self.macvlanMode(try c1.link("eth0")) == "bridge")
+            #expect(c1.canPing(Self.peerAddress(subnet)))
+            let check = try run("CHECK", network, c1, on: host, extra: ["prevResult": result])
+            #expect(check.status == 0, "\(check.stdout)")
+            #expect(try run("DEL", network, c1, on: host).status == 0)
+            #expect(try c1.linkNames().sorted() == ["lo", "vf0"])
+        }
+    }
+
+    @Test func invalidConfigAndTooLargeMTUAreRefusedBeforeAnythingChanges() throws {
+        try withTestHosts(3) { hosts in
+            let (host, peer, c1) = (hosts[0], hosts[1], hosts[2])
+            try Self.segment(host, peer: peer, subnet: "10.201.7.0/24")
+            for extra: [String: Any] in [
+                ["mtu": 9000], ["mtu": -1], ["mode": "sideways"], ["master": "nosuchif"], ["mac": "01:00:5e:00:00:01"],
+                ["bcqueuelen": -5],
+            ] {
+                let network = Self.network(subnet: "10.201.7.0/24", extra)
+                defer { network.cleanUp() }
+                let output = try run("ADD", network, c1, on: host)
+                #expect(output.errorCode == 7, "\(extra): \(output.stdout) \(output.stderr)")
+                #expect(try c1.linkNames() == ["lo"])
+                #expect(try host.linkNames().sorted() == ["lo", "mst0"])
+                #expect(network.leases().isEmpty)
+            }
+            // An MTU at the master's is fine.
+            let network = Self.network(subnet: "10.201.7.0/24", ["mtu": 1500])
+            defer { network.cleanUp() }
+            #expect(try add(network, c1, on: host)["interfaces"] != nil)
+        }
+    }
+
+    @Test func existingContainerInterfaceFailsAddAndLeavesItAlone() throws {
+        let network = Self.network(subnet: "10.201.8.0/24")
+        defer { network.cleanUp() }
+        try withTestHosts(3) { hosts in
+            let (host, peer, c1) = (hosts[0], hosts[1], hosts[2])
+            try Self.segment(host, peer: peer, subnet: "10.201.8.0/24")
+            try c1.mustRun(["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "other0"])
+            let output = try run("ADD", network, c1, on: host)
+            #expect(output.status != 0)
+            let info = try c1.link("eth0")?["linkinfo"] as? [String: Any]
+            #expect(info?["info_kind"] as? String == "veth")
+            #expect(network.leases().isEmpty)
+            // DEL does not delete an interface that is not a macvlan.
+            #expect(try run("DEL", network, c1, on: host).status == 0)
+            #expect(try c1.link("eth0") != nil)
+        }
+    }
+
+    @Test func delIsIdempotentWhenTheNetnsIsGoneOrNotGiven() throws {
+        let network = Self.network(subnet: "10.201.9.0/24")
+        defer { network.cleanUp() }
+        try withTestHosts(4) { hosts in
+            let (host, peer, c1, c2) = (hosts[0], hosts[1], hosts[2], hosts[3])
+            try Self.segment(host, peer: peer, subnet: "10.201.9.0/24")
+            _ = try add(network, c1, on: host)
+            _ = try add(network, c2, on: host)
+            #expect(network.leases().count == 2)
+
+            c1.destroy()
+            #expect(try run("DEL", network, c1, on: host).status == 0)
+            #expect(try run("DEL", network, c1, on: host).status == 0)
+            // No CNI_NETNS: the lease still goes.
+            #expect(try run("DEL", network, nil, on: host, id: c2.name).status == 0)
+            #expect(network.leases().isEmpty)
+            #expect(try run("DEL", network, c2, on: host).status == 0)
+            #expect(try c2.link("eth0") == nil)
+            #expect(try run("DEL", network, c2, on: host).status == 0)
+            #expect(try host.linkNames().sorted() == ["lo", "mst0"])
+        }
+    }
+
+    @Test func checkPassesAfterAddAndFailsWhenTheAddressIsGone() throws {
+        let network = Self.network(subnet: "10.201.10.0/24")
+        defer { network.cleanUp() }
+        try withTestHosts(3) { hosts in
+            let (host, peer, c1) = (hosts[0], hosts[1], hosts[2])
+            try Self.segment(host, peer: peer, subnet: "10.201.10.0/24")
+            let result = try add(network, c1, on: host)
+            let check = try run("CHECK", network, c1, on: host, extra: ["prevResult": result])
+            #expect(check.status == 0, "\(check.stdout) \(check.stderr)")
+
+            // Another mode in the config than in the kernel fails.
+            let vepa = try run("CHECK", network, c1, on: host, extra: ["prevResult": result, "mode": "vepa"])
+            #expect(vepa.status != 0)
+
+            let address = try #require((result["ips"] as? [[String: Any]])?.first?["address"] as? String)
+            try c1.mustRun(["ip", "addr", "del", address, "dev", "eth0"])
+            let broken = try run("CHECK", network, c1, on: host, extra: ["prevResult": result])
+            #expect(broken.status != 0)
+            #expect(broken.stdout.contains(address), "\(broken.stdout)")
+        }
+    }
+
+    @Test func statusReportsAMissingMasterAsUnavailable() throws {
+        try withTestHosts(2) { hosts in
+            let (host, peer) = (hosts[0], hosts[1])
+            try Self.segment(host, peer: peer, subnet: "10.201.11.0/24")
+            let present = Self.network(subnet: "10.201.11.0/24")
+            defer { present.cleanUp() }
+            #expect(try macvlan.run("STATUS", config: present.config(), in: host).status == 0)
+            let missing = Self.network(master: "gone0", subnet: "10.201.11.0/24")
+            defer { missing.cleanUp() }
+            let output = try macvlan.run("STATUS", config: missing.config(), in: host)
+            #expect(output.errorCode == 50, "\(output.stdout)")
+            // No master and no default route: nothing to default to.
+            let noDefault = Self.network(master: nil, subnet: "10.201.11.0/24")
+            defer { noDefault.cleanUp() }
+            #expect(try macvlan.run("STATUS", config: noDefault.config(), in: host).errorCode == 50)
+        }
+    }
+
+    @Test func garbageCollectionReleasesLeasesOfAttachmentsNoLongerValid() throws {
+        let network = Self.network(subnet: "10.201.12.0/24")
+        defer { network.cleanUp() }
+        try withTestHosts(4) { hosts in
+            let (host, peer, c1, c2) = (hosts[0], hosts[1], hosts[2], hosts[3])
+            try Self.segment(host, peer: peer, subnet: "10.201.12.0/24")
+            _ = try add(network, c1, on: host)
+            _ = try add(network, c2, on: host)
+            let valid: [[String: Any]] = [["containerID": c2.name, "ifname": "eth0"]]
+            let output = try macvlan.run(
+                "GC", config: network.config(["cni.dev/valid-attachments": valid]), in: host)
+            #expect(output.status == 0, "\(output.stdout)")
+            #expect(network.leases().count == 1)
+        }
+    }
+}
