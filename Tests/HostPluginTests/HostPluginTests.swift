@@ -204,6 +204,23 @@ struct HostPluginTests {
         }
     }
 
+    @Test func aDeviceTheKernelReturnedFromADeletedNetnsGetsItsIdentityBack() throws {
+        // A physical device comes back from a destroyed netns by itself, down, under its
+        // container-side name and with Pier's alias; a veth cannot, so this one is staged so.
+        let network = Self.deviceNetwork(["device": "hd6"], subnet: nil)
+        try withTestHosts(2) { hosts in
+            let (host, peer) = (hosts[0], hosts[1])
+            try connect(host, "eth0", to: peer, "hp6")
+            try host.mustRun(["ip", "link", "set", "eth0", "down", "alias", "pier-host:hd6:1400:up:lab uplink"])
+            #expect(try run("DEL", network, netns: "", in: host).status == 0)
+            let device = try #require(try host.link("hd6"))
+            #expect(device["mtu"] as? Int == 1400)
+            #expect(Self.flags(device).contains("UP"))
+            #expect(device["ifalias"] as? String == "lab uplink")
+            #expect(try host.link("eth0") == nil)
+        }
+    }
+
     @Test func refusalsLeaveTheDeviceWhereItWas() throws {
         try withTestHosts(3) { hosts in
             let (host, peer, container) = (hosts[0], hosts[1], hosts[2])

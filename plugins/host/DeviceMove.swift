@@ -69,6 +69,36 @@ struct DeviceMove {
         }
     }
 
+    /// Devices on the host that still carry an origin alias came back without Pier: their
+    /// container netns was destroyed and the kernel returned them (physical devices go to the
+    /// root netns, down, under their container-side name, or `dev<N>` if that was taken). They
+    /// get their original name, MTU, alias and state back, whichever attachment they belonged
+    /// to. Best effort: a name still taken on the host is left for a later DEL or GC.
+    func restoreStrays() -> [String] {
+        var problems: [String] = []
+        guard let links = try? host.links() else { return ["cannot list host interfaces"] }
+        for link in links {
+            guard let origin = DeviceOrigin(alias: link.alias) else { continue }
+            do {
+                if link.name != origin.name {
+                    if try host.linkIfPresent(named: origin.name) != nil {
+                        problems.append("\(link.name) should be renamed \(origin.name), which is taken")
+                        continue
+                    }
+                    if link.isUp { try host.setLinkDown(index: link.index) }
+                    try host.rename(index: link.index, to: origin.name)
+                }
+                if origin.mtu > 0 && link.mtu != origin.mtu { try host.setMTU(index: link.index, origin.mtu) }
+                try host.setAlias(index: link.index, origin.alias)
+                if origin.wasUp { try host.setLinkUp(index: link.index) }
+                cniLog("restored \(origin.name), which came back from a deleted container netns as \(link.name)")
+            } catch {
+                problems.append("restoring \(origin.name): \(error)")
+            }
+        }
+        return problems
+    }
+
     /// From the scratch netns: original name and MTU there, then to the host, where the old
     /// alias and the up state come back.
     private func finishReturn(from staging: RouteNetlink, origin: DeviceOrigin) throws {

@@ -104,6 +104,15 @@ struct HostPlugin: CNIPlugin {
         if request.config.ipam != nil {
             do { try request.delegateDelete() } catch { failures.append("\(error)") }
         }
+        if namespace == nil {
+            // Whatever the kernel gave back when the netns died gets its identity back (the
+            // problems are logged only: DEL must not fail for a device that is already home).
+            do {
+                for problem in try DeviceMove().restoreStrays() { cniLog("host DEL: \(problem)") }
+            } catch {
+                cniLog("host DEL: \(error)")
+            }
+        }
         if let namespace {
             do {
                 let container = try RouteNetlink(namespace: namespace)
@@ -118,8 +127,8 @@ struct HostPlugin: CNIPlugin {
                 failures.append("\(error)")
             }
         }
-        // No netns (or no device in it): a virtual device died with its netns, and the kernel
-        // gave a physical one back to the root netns. Nothing is left to undo.
+        // No netns, or no device in it: a virtual device died with its netns, a physical one
+        // went back to the root netns and was restored above. Nothing else is left to undo.
         if !failures.isEmpty {
             throw CNIError(.internalError, "host DEL incomplete: " + failures.joined(separator: "; "))
         }
@@ -170,9 +179,17 @@ struct HostPlugin: CNIPlugin {
         }
     }
 
-    /// Moved devices carry their own record (the alias); only the IPAM delegate keeps state.
+    /// Moved devices carry their own record (the alias): the only host-side leftovers are
+    /// devices the kernel returned from deleted netns, restored here. Leases are the delegate's.
     func garbageCollect(_ request: CNIRequest) throws {
-        if request.config.ipam != nil { try request.delegateGarbageCollect() }
+        var failures: [String] = []
+        if case .device = try HostMode(request) { failures += try DeviceMove().restoreStrays() }
+        if request.config.ipam != nil {
+            do { try request.delegateGarbageCollect() } catch { failures.append("\(error)") }
+        }
+        if !failures.isEmpty {
+            throw CNIError(.internalError, "host GC incomplete: " + failures.joined(separator: "; "))
+        }
     }
 
     /// The device is not looked for: once it is in a container it is off the host, and a
