@@ -53,9 +53,10 @@ struct MacvlanTests {
         return output.object
     }
 
-    static func address(_ result: [String: Any]) -> String? {
+    static func address(_ result: [String: Any], family: String = "4") -> String? {
         let ips = result["ips"] as? [[String: Any]] ?? []
-        return (ips.first?["address"] as? String)?.split(separator: "/").first.map(String.init)
+        let addresses = ips.compactMap { ($0["address"] as? String)?.split(separator: "/").first.map(String.init) }
+        return addresses.first { family == "6" ? $0.contains(":") : !$0.contains(":") }
     }
 
     static func macvlanMode(_ link: [String: Any]?) -> String? {
@@ -67,6 +68,9 @@ struct MacvlanTests {
     @Test func bridgeModeContainersOnOneMasterReachEachOther() throws {
         let subnet = "10.201.1.0/24"
         let network = Self.network(subnet: subnet, ["mode": "bridge"])
+        var ipam = network.plugin["ipam"] as? [String: Any] ?? [:]
+        ipam["ranges"] = (ipam["ranges"] as? [Any] ?? []) + [[["subnet": "fd01:201:1::/64"]]]
+        network.plugin["ipam"] = ipam
         defer { network.cleanUp() }
         try withTestHosts(4) { hosts in
             let (host, peer, c1, c2) = (hosts[0], hosts[1], hosts[2], hosts[3])
@@ -85,13 +89,15 @@ struct MacvlanTests {
             #expect((r1["ips"] as? [[String: Any]])?.first?["interface"] as? Int == 0)
             #expect(Self.macvlanMode(link) == "bridge")
             let a1 = try #require(Self.address(r1))
-            #expect(try c1.addresses(of: "eth0") == ["\(a1)/24"])
+            let a1v6 = try #require(Self.address(r1, family: "6"))
+            #expect(Set(try c1.addresses(of: "eth0")) == ["\(a1)/24", "\(a1v6)/64"])
             // Nothing new on the host: the link was born in the container, under another name.
             #expect(try host.linkNames().sorted() == ["lo", "mst0"])
 
             let a2 = try #require(Self.address(r2))
             #expect(c1.canPing(a2))
             #expect(c2.canPing(a1))
+            #expect(c2.canPing(a1v6))
 
             #expect(try run("DEL", network, c1, on: host).status == 0)
             #expect(try run("DEL", network, c2, on: host).status == 0)
@@ -217,6 +223,29 @@ struct MacvlanTests {
             let network = Self.network(subnet: "10.201.7.0/24", ["mtu": 1500])
             defer { network.cleanUp() }
             #expect(try add(network, c1, on: host)["interfaces"] != nil)
+        }
+    }
+
+    @Test func failureAfterCreationRemovesTheLinkAndReleasesTheLease() throws {
+        try withTestHosts(3) { hosts in
+            let (host, peer, c1) = (hosts[0], hosts[1], hosts[2])
+            try Self.segment(host, peer: peer, subnet: "10.201.13.0/24")
+            // The delegate cannot be run at all.
+            let noDelegate = NetworkFixture(plugin: ["type": "macvlan", "master": "mst0", "ipam": ["type": "no-such"]])
+            #expect(try run("ADD", noDelegate, c1, on: host).status != 0)
+            #expect(try c1.linkNames() == ["lo"])
+            // The delegate leases an address, then its route cannot be installed (the gateway
+            // is off-link): the lease must be released and the link removed.
+            let badRoute = Self.network(subnet: "10.201.13.0/24")
+            defer { badRoute.cleanUp() }
+            var ipam = try #require(badRoute.plugin["ipam"] as? [String: Any])
+            ipam["routes"] = [["dst": "10.250.0.0/16", "gw": "10.99.99.99"]]
+            badRoute.plugin["ipam"] = ipam
+            let output = try run("ADD", badRoute, c1, on: host)
+            #expect(output.status != 0, "\(output.stdout)")
+            #expect(output.stdout.contains("10.250.0.0/16"), "failed for another reason: \(output.stdout)")
+            #expect(try c1.linkNames() == ["lo"])
+            #expect(badRoute.leases().isEmpty)
         }
     }
 
