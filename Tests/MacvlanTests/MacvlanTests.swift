@@ -165,8 +165,8 @@ struct MacvlanTests {
     @Test func layer2OnlyWithARuntimeMACAndBroadcastQueueLength() throws {
         let network = Self.network(subnet: nil, ["mode": "vepa", "bcqueuelen": 123, "mac": "02:00:00:00:01:01"])
         defer { network.cleanUp() }
-        try withTestHosts(3) { hosts in
-            let (host, peer, c1) = (hosts[0], hosts[1], hosts[2])
+        try withTestHosts(4) { hosts in
+            let (host, peer, c1, c2) = (hosts[0], hosts[1], hosts[2], hosts[3])
             try Self.segment(host, peer: peer, subnet: "10.201.5.0/24")
             // CNI_ARGS MAC overrides the config's mac.
             let result = try add(network, c1, on: host, args: "IgnoreUnknown=1;MAC=02:00:00:00:01:02")
@@ -182,6 +182,13 @@ struct MacvlanTests {
             #expect(notify.trimmingCharacters(in: .whitespacesAndNewlines) == "1")
             #expect(try run("DEL", network, c1, on: host).status == 0)
             #expect(try c1.link("eth0") == nil)
+
+            // The `mac` capability (runtimeConfig) overrides CNI_ARGS and the config.
+            let capability = try run(
+                "ADD", network, c2, on: host, args: "IgnoreUnknown=1;MAC=02:00:00:00:01:02",
+                extra: ["runtimeConfig": ["mac": "02:00:00:00:01:03"]])
+            #expect(capability.status == 0, "\(capability.stdout)")
+            #expect(try c2.link("eth0")?["address"] as? String == "02:00:00:00:01:03")
         }
     }
 

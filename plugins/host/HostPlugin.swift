@@ -97,9 +97,10 @@ struct HostPlugin: CNIPlugin {
     func delete(_ request: CNIRequest) throws {
         // A config whose device keys no longer parse still moved a device in: look for it.
         if let mode = try? HostMode(request), case .hostNetworking = mode { return }
-        let namespace = try openUnlessGone(request.netns)
-        if let namespace { try rejectOwnNamespace(namespace) }
         var failures: [String] = []
+        var namespace: NetworkNamespace?
+        do { namespace = try openUnlessGone(request.netns) } catch { failures.append("\(error)") }
+        if let namespace { try rejectOwnNamespace(namespace) }
         // IPAM always, even with no netns: the reference host-device leaks the lease there.
         if request.config.ipam != nil {
             do { try request.delegateDelete() } catch { failures.append("\(error)") }
