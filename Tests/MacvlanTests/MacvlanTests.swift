@@ -233,6 +233,30 @@ struct MacvlanTests {
         }
     }
 
+    @Test(arguments: ["0.2.0", "0.3.1", "0.4.0", "1.0.0"])
+    func resultsInOlderSpecVersions(version: String) throws {
+        let network = Self.network(subnet: "10.201.14.0/24")
+        network.cniVersion = version
+        defer { network.cleanUp() }
+        try withTestHosts(3) { hosts in
+            let (host, peer, c1) = (hosts[0], hosts[1], hosts[2])
+            try Self.segment(host, peer: peer, subnet: "10.201.14.0/24")
+            let result = try add(network, c1, on: host)
+            #expect(result["cniVersion"] as? String == version)
+            if version == "0.2.0" {
+                #expect((result["ip4"] as? [String: Any])?["ip"] as? String != nil)
+            } else {
+                let ip = (result["ips"] as? [[String: Any]])?.first
+                #expect(ip?["interface"] as? Int == 0)
+                // Only 0.3.x and 0.4.0 carry `version` on each address.
+                #expect((ip?["version"] as? String == "4") == version.hasPrefix("0."))
+            }
+            #expect(c1.canPing(Self.peerAddress("10.201.14.0/24")))
+            #expect(try run("DEL", network, c1, on: host).status == 0)
+            #expect(network.leases().isEmpty)
+        }
+    }
+
     @Test func failureAfterCreationRemovesTheLinkAndReleasesTheLease() throws {
         try withTestHosts(3) { hosts in
             let (host, peer, c1) = (hosts[0], hosts[1], hosts[2])
