@@ -144,14 +144,6 @@ public final class NFTablesClient {
     }
 }
 
-/// Hands a received message to a libnftnl parser (which wants a `struct nlmsghdr *`).
-func parse(_ message: NetlinkMessage, with parser: (UnsafePointer<nlmsghdr>) -> Int32) -> Bool {
-    message.bytes.withUnsafeBytes { raw in
-        guard let base = raw.baseAddress else { return false }
-        return parser(base.assumingMemoryBound(to: nlmsghdr.self)) >= 0
-    }
-}
-
 /// Reads replies to request `sequence` until NLMSG_DONE (dump) or the ACK (plain get);
 /// the Bool says whether the kernel flagged the dump as interrupted (NLM_F_DUMP_INTR).
 func collectReplies(
