@@ -183,6 +183,21 @@ struct HostPluginTests {
         }
     }
 
+    @Test func deviceSelectedByKernelPath() throws {
+        // Virtual devices live in /sys/devices/virtual/net/; `ip netns exec` shows the test
+        // host's own, and the first of "hd7" and "lo" in name order is the veth.
+        let network = Self.deviceNetwork(["kernelpath": "/sys/devices/virtual", "device": "hd7"], subnet: nil)
+        try withTestHosts(3) { hosts in
+            let (host, peer, container) = (hosts[0], hosts[1], hosts[2])
+            try connect(host, "hd7", to: peer, "hp7")
+            let output = try run("ADD", network, netns: container.path, in: host)
+            #expect(output.status == 0, "\(output.stdout)")
+            #expect(try container.link("eth0")?["ifalias"] as? String == "pier-host:hd7:1500:up")
+            #expect(try run("DEL", network, netns: container.path, in: host).status == 0)
+            #expect(try host.link("hd7") != nil)
+        }
+    }
+
     @Test func delSucceedsAndReleasesTheLeaseWhenTheNetnsIsGoneOrNotGiven() throws {
         let network = Self.deviceNetwork(["device": "hd2"], subnet: "10.209.3.0/24")
         defer { network.cleanUp() }

@@ -67,7 +67,7 @@ struct MacvlanTests {
 
     @Test func bridgeModeContainersOnOneMasterReachEachOther() throws {
         let subnet = "10.201.1.0/24"
-        let network = Self.network(subnet: subnet, ["mode": "bridge"])
+        let network = Self.network(subnet: subnet, ["mode": "bridge", "dns": ["nameservers": ["10.201.1.53"]]])
         var ipam = network.plugin["ipam"] as? [String: Any] ?? [:]
         ipam["ranges"] = (ipam["ranges"] as? [Any] ?? []) + [[["subnet": "fd01:201:1::/64"]]]
         network.plugin["ipam"] = ipam
@@ -87,6 +87,7 @@ struct MacvlanTests {
             #expect(interfaces.first?["mac"] as? String == link["address"] as? String)
             #expect(interfaces.first?["mtu"] as? Int == 1500)
             #expect((r1["ips"] as? [[String: Any]])?.first?["interface"] as? Int == 0)
+            #expect((r1["dns"] as? [String: Any])?["nameservers"] as? [String] == ["10.201.1.53"])
             #expect(Self.macvlanMode(link) == "bridge")
             let a1 = try #require(Self.address(r1))
             let a1v6 = try #require(Self.address(r1, family: "6"))
