@@ -10,6 +10,8 @@ let package = Package(
         .executable(name: "pier", targets: ["pier"]),
         .executable(name: "ipam", targets: ["ipam"]),
         .executable(name: "bridge", targets: ["bridge"]),
+        .executable(name: "macvlan", targets: ["macvlan"]),
+        .executable(name: "host", targets: ["host"]),
         .library(name: "CNI", targets: ["CNI"]),
         .library(name: "Netlink", targets: ["Netlink"]),
         .library(name: "Firewall", targets: ["Firewall"]),
@@ -44,6 +46,12 @@ let package = Package(
                 "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables",
             ],
             path: "plugins/bridge", exclude: ["README.md"]),
+        .executableTarget(
+            name: "macvlan", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing"],
+            path: "plugins/macvlan", exclude: ["README.md"]),
+        .executableTarget(
+            name: "host", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing"],
+            path: "plugins/host", exclude: ["README.md"]),
 
         // The runtime and diagnostics CLI.
         .executableTarget(name: "pier", dependencies: [
@@ -62,5 +70,7 @@ let package = Package(
         .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "PierTestSupport"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "ClusterStore", "PierTestSupport"]),
         .testTarget(name: "BridgeTests", dependencies: ["PierTestSupport"]),
+        .testTarget(name: "MacvlanTests", dependencies: ["PierTestSupport"]),
+        .testTarget(name: "HostPluginTests", dependencies: ["PierTestSupport"]),
     ]
 )
