@@ -109,9 +109,11 @@ struct BridgeLifecycleTests {
         #expect(spoof.allSatisfy { ($0["elem"] as? [Any] ?? []).isEmpty })
         // The per-network elements stay while the bridge does: one subnet per family, one bridge.
         let sets = try host.nftJSON(["list", "table", "inet", "pier"]).compactMap { $0["set"] as? [String: Any] }
-        let counts = Dictionary(uniqueKeysWithValues: sets.map { ($0["name"] as? String ?? "", ($0["elem"] as? [Any] ?? []).count) })
+        let counts = Dictionary(
+            uniqueKeysWithValues: sets.map { ($0["name"] as? String ?? "", ($0["elem"] as? [Any] ?? []).count) })
         #expect(counts["masq_v4"] == 1 && counts["masq_v6"] == 1 && counts["isolated_bridges"] == 1)
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: network.dataDirectory + "/" + network.name)) ?? []
+        let files =
+            (try? FileManager.default.contentsOfDirectory(atPath: network.dataDirectory + "/" + network.name)) ?? []
         #expect(Set(files).isSubset(of: ["lock", "last_reserved_ip.0", "last_reserved_ip.1"]), "\(files)")
     }
 }
