@@ -21,7 +21,7 @@ def conflist(kind, name, bridge, subnet, data_dir):
     return {
         "cniVersion": "1.0.0", "name": name,
         "plugins": [{
-            "type": plugin, "bridge": bridge, "isGateway": True, "isDefaultGateway": True, "ipMasq": False,
+            "type": plugin, "bridge": bridge, "isGateway": True, "isDefaultGateway": True, "ipMasq": True,
             "ipam": {"type": ipam, "dataDir": data_dir, "ranges": [[{"subnet": subnet}]]},
         }],
     }

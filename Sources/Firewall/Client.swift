@@ -134,6 +134,9 @@ public final class NFTablesClient {
             attempt += 1
             let generation = try generation()
             let batch = try body(generation)
+            // Nothing to change: no commit, so no transaction for the kernel to release later
+            // (closing a socket waits for pending releases, an RCU grace period).
+            if batch.isEmpty { return attempt }
             do {
                 try commit(batch, generation: generation)
                 return attempt
