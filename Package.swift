@@ -37,6 +37,9 @@ let package = Package(
         .target(name: "PierTables", dependencies: ["Firewall", "IPAddressing"]),
         .target(name: "ClusterStore", dependencies: ["IPAddressing"]),
         .target(name: "IPAM", dependencies: ["CNI", "IPAddressing", "ClusterStore"]),
+        .target(name: "Diagnostics", dependencies: [
+            "CNI", "NetNS", "Netlink", "Firewall", "IPAddressing", "PierTables", "PluginSupport", "ClusterStore",
+        ]),
 
         // Plugins: one executable each, a thin main over the shared modules.
         .executableTarget(
@@ -55,7 +58,7 @@ let package = Package(
 
         // The runtime and diagnostics CLI.
         .executableTarget(name: "pier", dependencies: [
-            "CNI", "Netlink", "Firewall",
+            "CNI", "Netlink", "Firewall", "Diagnostics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -72,5 +75,8 @@ let package = Package(
         .testTarget(name: "BridgeTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "MacvlanTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "HostPluginTests", dependencies: ["PierTestSupport"]),
+        .testTarget(name: "DiagnosticsTests", dependencies: [
+            "Diagnostics", "PluginSupport", "NetNS", "IPAddressing", "PierTestSupport",
+        ]),
     ]
 )

@@ -1,0 +1,112 @@
+import CNI
+import FoundationEssentials
+import PluginSupport
+
+/// One entry of libcni's result cache (`kind: cniCacheV1`), as far as diagnostics need it.
+public struct CachedResult: Sendable, Equatable {
+    public var attachment: Attachment
+    public var netns: String
+    public var path: String
+    /// The conflist the ADD ran with (nil when the entry holds none or it does not parse).
+    public var configList: NetworkConfigList.Summary?
+    /// Addresses of the ADD result, CIDR notation.
+    public var addresses: [String]
+    /// `portMappings` capability arguments, as the runtime passed them.
+    public var portMappings: [PortMapping]
+}
+
+/// A `portMappings` capability entry.
+public struct PortMapping: Sendable, Equatable, Codable {
+    public var hostPort: Int
+    public var containerPort: Int
+    public var `protocol`: String
+    public var hostIP: String?
+}
+
+extension NetworkConfigList {
+    /// The parts of a conflist diagnostics show: name, version, plugin types, and the keys
+    /// that locate kernel objects (bridge name, lease directory, subnets).
+    public struct Summary: Sendable, Equatable {
+        public var name: String
+        public var cniVersion: String
+        public var plugins: [String]
+        public var bridge: String?
+        public var dataDirectory: String?
+        public var subnets: [String]
+        public var gateways: [String]
+        public var ipMasq: Bool
+        public var isolation: Bool
+
+        public init(_ list: NetworkConfigList) {
+            name = list.name
+            cniVersion = list.cniVersion
+            plugins = list.plugins.map(\.type)
+            bridge = nil
+            dataDirectory = nil
+            subnets = []
+            gateways = []
+            ipMasq = false
+            isolation = true
+            for plugin in list.plugins {
+                let raw = plugin.raw
+                if plugin.type == "bridge" || plugin.type == "vxlan-overlay" {
+                    bridge = raw["bridge"]?.stringValue ?? (plugin.type == "bridge" ? "cni0" : nil)
+                    ipMasq = raw["ipMasq"]?.boolValue ?? false
+                    isolation = raw["isolation"]?.boolValue ?? true
+                }
+                guard let ipam = raw["ipam"]?.objectValue else { continue }
+                dataDirectory = ipam["dataDir"]?.stringValue ?? dataDirectory
+                for set in ipam["ranges"]?.arrayValue ?? [] {
+                    for range in set.arrayValue ?? [] {
+                        if let subnet = range["subnet"]?.stringValue { subnets.append(subnet) }
+                        if let gateway = range["gateway"]?.stringValue { gateways.append(gateway) }
+                    }
+                }
+                if let subnet = ipam["subnet"]?.stringValue { subnets.append(subnet) }
+            }
+        }
+    }
+}
+
+/// Reads the libcni result cache without writing to it.
+public struct ResultCacheReader: Sendable {
+    public let directory: String
+
+    public init(cacheDirectory: String) { directory = cacheDirectory + "/results" }
+
+    public func path(for attachment: Attachment) -> String {
+        "\(directory)/\(attachment.network)-\(attachment.containerID)-\(attachment.ifName)"
+    }
+
+    public func entry(for attachment: Attachment) -> CachedResult? { read(path: path(for: attachment)) }
+
+    /// Every readable entry, sorted by path so output is stable.
+    public func all() -> [CachedResult] {
+        FileList.names(in: directory).filter { !$0.contains(".tmp-") }.sorted().compactMap {
+            read(path: directory + "/" + $0)
+        }
+    }
+
+    public func read(path: String) -> CachedResult? {
+        guard let bytes = FileList.read(path), let value = try? JSONValue(parsing: bytes),
+            value["kind"]?.stringValue == "cniCacheV1", let network = value["networkName"]?.stringValue,
+            let containerID = value["containerId"]?.stringValue, let ifName = value["ifName"]?.stringValue
+        else { return nil }
+        var summary: NetworkConfigList.Summary?
+        if let text = value["config"]?.stringValue, let data = Data(base64Encoded: text),
+            let list = try? NetworkConfigList(bytes: [UInt8](data))
+        {
+            summary = NetworkConfigList.Summary(list)
+        }
+        let addresses = (value["result"]?["ips"]?.arrayValue ?? []).compactMap { $0["address"]?.stringValue }
+        let mappings = (value["capabilityArgs"]?["portMappings"]?.arrayValue ?? []).compactMap { item in
+            PortMapping(
+                hostPort: item["hostPort"]?.intValue ?? 0, containerPort: item["containerPort"]?.intValue ?? 0,
+                protocol: item["protocol"]?.stringValue ?? "tcp", hostIP: item["hostIP"]?.stringValue)
+        }
+        return CachedResult(
+            attachment: Attachment(network: network, containerID: containerID, ifName: ifName),
+            netns: value["netns"]?.stringValue ?? "", path: path, configList: summary, addresses: addresses,
+            portMappings: mappings)
+    }
+}

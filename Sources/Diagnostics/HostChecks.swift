@@ -1,0 +1,136 @@
+import ClusterStore
+import Firewall
+import NetNS
+
+/// Host settings that decide whether container traffic can leave its bridge.
+enum HostChecks {
+    /// `/proc/sys/net` follows the calling thread's namespace, so reads happen inside `host`.
+    static func sysctl(_ key: String, in host: NetworkNamespace) -> String? {
+        try? host.perform { () throws(Sysctl.Failure) -> String in try Sysctl.read(key) }
+    }
+
+    /// IPv6 forwarding only matters when some network has IPv6 subnets.
+    static func forwarding(in host: NetworkNamespace, ipv6: Bool) -> [Finding] {
+        var findings: [Finding] = []
+        let v4 = sysctl("net/ipv4/ip_forward", in: host)
+        if v4 == "1" {
+            findings.append(Finding(check: "host.ip_forward", severity: .ok, message: "IPv4 forwarding is on"))
+        } else {
+            findings.append(
+                Finding(
+                    check: "host.ip_forward", severity: .error, subject: "net.ipv4.ip_forward",
+                    message: "IPv4 forwarding is off: containers reach their bridge but nothing beyond it",
+                    fix:
+                        "sysctl -w net.ipv4.ip_forward=1, and persist it: echo net.ipv4.ip_forward=1 > /etc/sysctl.d/90-pier.conf"
+                ))
+        }
+        if ipv6, sysctl("net/ipv6/conf/all/forwarding", in: host) == "0" {
+            findings.append(
+                Finding(
+                    check: "host.ipv6_forwarding", severity: .warning, subject: "net.ipv6.conf.all.forwarding",
+                    message: "IPv6 forwarding is off: IPv6 container traffic stays on its bridge",
+                    fix: "sysctl -w net.ipv6.conf.all.forwarding=1 (Pier turns it on for gateway networks with IPv6)"))
+        }
+        return findings
+    }
+
+    /// br_netfilter makes bridged (same-bridge) frames traverse the IP hooks: then a drop policy
+    /// meant for routed traffic also cuts containers of one bridge off from each other.
+    static func bridgeNetfilter(in host: NetworkNamespace, dropChains: [Chain]) -> Finding {
+        guard let value = sysctl("net/bridge/bridge-nf-call-iptables", in: host) else {
+            return Finding(
+                check: "host.br_netfilter", severity: .ok,
+                message: "br_netfilter is not loaded: bridged traffic is not filtered")
+        }
+        guard value == "1" else {
+            return Finding(
+                check: "host.br_netfilter", severity: .ok, message: "bridge-nf-call-iptables is off")
+        }
+        let fix =
+            "sysctl -w net.bridge.bridge-nf-call-iptables=0 (and bridge-nf-call-ip6tables) unless something "
+            + "on this host needs bridged traffic filtered (e.g. Kubernetes); otherwise accept Pier's bridges in the forward chains"
+        if dropChains.isEmpty {
+            return Finding(
+                check: "host.br_netfilter", severity: .warning, subject: "net.bridge.bridge-nf-call-iptables",
+                message:
+                    "bridged traffic between containers passes the IP forward hooks: any drop rule there also cuts containers of one bridge apart",
+                fix: fix)
+        }
+        return Finding(
+            check: "host.br_netfilter", severity: .error, subject: "net.bridge.bridge-nf-call-iptables",
+            message:
+                "bridged traffic passes the IP forward hooks, and \(dropChains.map(describe).joined(separator: ", ")) drops by policy: containers of one bridge cannot reach each other",
+            fix: fix)
+    }
+
+    /// Forward base chains of other tables with policy drop (Docker's and iptables-nft's
+    /// `ip filter FORWARD`): every table's chain must accept a packet for it to pass, so
+    /// Pier's accepting `inet pier forward` chain does not help.
+    static func conflictingChains(_ chains: [Chain]) -> [Chain] {
+        chains.filter { chain in
+            guard let base = chain.base, base.hook == .forward, base.type == .filter, base.policy == .drop else {
+                return false
+            }
+            return !(chain.family == .inet && chain.table == "pier")
+        }
+    }
+
+    static func firewall(_ conflicting: [Chain], bridges: [String]) -> [Finding] {
+        guard !conflicting.isEmpty else {
+            return [Finding(check: "host.firewall", severity: .ok, message: "no forward chain drops by policy")]
+        }
+        let names = bridges.isEmpty ? ["<bridge>"] : bridges
+        return conflicting.map { chain in
+            let family = chain.family.name
+            let rules = names.flatMap { bridge in
+                [
+                    "nft insert rule \(family) \(chain.table) \(chain.name) iifname \"\(bridge)\" accept",
+                    "nft insert rule \(family) \(chain.table) \(chain.name) oifname \"\(bridge)\" ct state established,related accept",
+                ]
+            }
+            return Finding(
+                check: "host.firewall", severity: .error, subject: describe(chain),
+                message:
+                    "forward chain \(describe(chain)) has policy drop: routed container traffic (to other networks, the outside, published ports) is dropped unless its rules accept it",
+                fix: "accept Pier's bridges in that chain: " + rules.joined(separator: "; "))
+        }
+    }
+
+    static func describe(_ chain: Chain) -> String { "\(chain.family.name) \(chain.table) \(chain.name)" }
+
+    static func store(at path: String) -> [Finding] {
+        var findings: [Finding] = []
+        if FileList.isDirectory(path) {
+            do {
+                try FileClusterStore(path: path).checkHealth()
+                findings.append(
+                    Finding(
+                        check: "store.file", severity: .ok, subject: path,
+                        message: "file store is readable and writable"))
+            } catch {
+                findings.append(
+                    Finding(
+                        check: "store.file", severity: .error, subject: path,
+                        message: "file store is unusable: \(error)",
+                        fix:
+                            "check permissions and free space of \(path) (pier runs as root and needs read-write access)"
+                    ))
+            }
+        } else {
+            let parent = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+            let usable = FileList.isReadWrite(parent.isEmpty ? "/" : parent) || !FileList.exists(parent)
+            findings.append(
+                Finding(
+                    check: "store.file", severity: usable ? .ok : .error, subject: path,
+                    message: usable
+                        ? "file store not created yet (it is created on first use by overlay networks or cluster IPAM)"
+                        : "file store cannot be created: \(parent) is not writable",
+                    fix: usable ? nil : "make \(parent) writable for root, or point the store elsewhere"))
+        }
+        findings.append(
+            Finding(
+                check: "store.etcd", severity: .ok,
+                message: "etcd not checked: this build has no etcd client yet, only the file store was checked"))
+        return findings
+    }
+}

@@ -1,0 +1,82 @@
+import NetNS
+import Netlink
+import PluginSupport
+
+/// Builds `pier inspect` reports: a container's interfaces, seen from inside its namespace and
+/// from the host (veth peer, bridge port, published ports), and where each came from.
+public struct Inspector {
+    public let host: NetworkNamespace
+    public let paths: StatePaths
+
+    public init(host: NetworkNamespace, paths: StatePaths) {
+        self.host = host
+        self.paths = paths
+    }
+
+    public func inspect(netnsPath: String, container: ContainerInfo? = nil) throws(DiagnosticsError)
+        -> ContainerReport
+    {
+        let namespace = try openNamespace(netnsPath)
+        let inside = try snapshot(of: namespace, includeFDB: false)
+        let outside = try snapshot(of: host, includeFDB: false)
+        let firewall = firewallSnapshot(of: host)
+        let cache = ResultCacheReader(cacheDirectory: paths.cacheDirectory)
+        let cached = cache.all().filter { $0.netns == netnsPath }
+        let configs = ConfigDirectoryReader(directory: paths.configDirectory)
+        let interfaces = inside.links.map { link -> InterfaceReport in
+            let peer = hostPeer(of: link, in: outside)
+            let attachment = identify(link, peer: peer, container: container, cached: cached)
+            var report = InterfaceReport(
+                name: link.name, index: link.index, kind: link.kind?.rawValue, mac: link.mac.map { "\($0)" },
+                mtu: link.mtu, state: Describe.state(link), adminUp: link.isUp,
+                addresses: Describe.addresses(of: link.index, in: inside),
+                routes: inside.routes.filter { $0.table == Route.mainTable && $0.outputIndex == link.index }
+                    .map { Describe.route($0, in: inside) },
+                neighbors: inside.neighbors.filter { $0.index == link.index }.map { Describe.neighbor($0, in: inside) },
+                hostPeer: peer.map { peerReport($0, in: outside) }, attachment: nil, origin: nil, publishedPorts: [])
+            if let attachment {
+                report.attachment = AttachmentReport(
+                    network: attachment.network, containerId: attachment.containerID, ifName: attachment.ifName,
+                    ownerTag: attachment.ownerTag)
+                report.origin = origin(of: attachment, cache: cache, configs: configs)
+                report.publishedPorts = firewall.publishedPorts.filter { $0.owner == attachment.ownerTag }
+            }
+            return report
+        }
+        let identity = container.map { ContainerIdentity(id: $0.id, name: $0.name) }
+        return ContainerReport(container: identity, netns: netnsPath, interfaces: interfaces)
+    }
+
+    /// The host end of a veth: the container end's IFLA_LINK names the peer's index in the
+    /// namespace IFLA_LINK_NETNSID points at; the peer must point back, or it is someone else's.
+    func hostPeer(of link: Link, in outside: NamespaceSnapshot) -> Link? {
+        guard link.kind == .veth, link.linkNetnsID != nil, let peerIndex = link.linkIndex,
+            let peer = outside.link(index: peerIndex), peer.kind == .veth, peer.linkIndex == link.index
+        else { return nil }
+        return peer
+    }
+
+    func peerReport(_ peer: Link, in outside: NamespaceSnapshot) -> PeerReport {
+        PeerReport(
+            name: peer.name, index: peer.index, mac: peer.mac.map { "\($0)" }, state: Describe.state(peer),
+            adminUp: peer.isUp, alias: peer.alias, bridge: peer.masterIndex.flatMap { outside.link(index: $0)?.name },
+            hairpin: peer.bridgePort?.hairpin, isolated: peer.bridgePort?.isolated)
+    }
+
+    /// The attachment an interface belongs to: the host veth's alias says it best; otherwise
+    /// the runtime's record or a cache entry for this namespace and interface name.
+    func identify(_ link: Link, peer: Link?, container: ContainerInfo?, cached: [CachedResult]) -> Attachment? {
+        if let alias = peer?.alias, let attachment = Attachment.fromLinkAlias(alias) { return attachment }
+        if let attachment = container?.attachments.first(where: { $0.ifName == link.name }) { return attachment }
+        return cached.first { $0.attachment.ifName == link.name }?.attachment
+    }
+
+    func origin(of attachment: Attachment, cache: ResultCacheReader, configs: ConfigDirectoryReader) -> OriginReport {
+        let entry = cache.entry(for: attachment)
+        let file = configs.entry(network: attachment.network)
+        let summary = entry?.configList ?? file?.summary
+        return OriginReport(
+            network: attachment.network, cniVersion: summary?.cniVersion, plugins: summary?.plugins ?? [],
+            configFile: file?.path, cacheFile: entry?.path, resultAddresses: entry?.addresses ?? [])
+    }
+}

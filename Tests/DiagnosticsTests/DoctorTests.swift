@@ -1,0 +1,171 @@
+import Diagnostics
+import Foundation
+import NetNS
+import PierTestSupport
+import Testing
+
+/// `pier doctor` against test hosts: each finding is provoked for real and must come with
+/// the right fix; a healthy host has no errors.
+@Suite(.enabled(if: isRoot, Comment(rawValue: needsRootReason)))
+struct DoctorTests {
+    @Test func healthyHostHasNoErrorsAndKernelFeaturesPass() throws {
+        try withTestHosts(3) { hosts in
+            let scenario = try Scenario(host: hosts[0], subnet: "10.241.1.0/24")
+            defer { scenario.cleanUp() }
+            try scenario.add(hosts[1])
+            try scenario.add(hosts[2])
+            let report = try scenario.doctor(probeKernel: true)
+            show(report.render(style: Style(enabled: false)))
+            #expect(report.errors.isEmpty, "\(report.summary)")
+            for feature in ["bridge", "veth", "vxlan", "macvlan", "nf_tables", "nat", "conntrack"] {
+                #expect(report.findings("kernel.\(feature)").first?.severity == .ok, "kernel.\(feature)")
+            }
+            #expect(
+                report.findings.allSatisfy { !$0.check.hasPrefix("stale") || $0.severity == .ok }, "\(report.summary)")
+            #expect(report.findings("host.ip_forward").first?.severity == .ok)
+            #expect(report.findings("store.file").first?.severity == .ok)
+            // JSON round-trips, and the text form names every check.
+            let decoded = try JSONDecoder().decode(DoctorReport.self, from: Data(ReportJSON.encode(report).utf8))
+            #expect(decoded == report)
+            #expect(report.render(style: Style(enabled: false)).contains("kernel.vxlan"))
+        }
+    }
+
+    @Test func containerNetnsDeletedBehindPiersBackLeavesStaleVethLeaseAndCache() throws {
+        try withTestHosts(3) { hosts in
+            let (host, c1, c2) = (hosts[0], hosts[1], hosts[2])
+            let scenario = try Scenario(host: host, subnet: "10.241.2.0/24")
+            defer { scenario.cleanUp() }
+            try scenario.add(c1)
+            try scenario.add(c2)
+            let veth = try #require(scenario.hostVeth(of: c1))
+            let address = try #require(scenario.address(of: c1))
+            // Something still holds the namespace (a leaked process, say): its veth survives
+            // although the runtime's netns path is gone.
+            let held = try NetworkNamespace.open(path: c1.path)
+            c1.destroy()
+            let report = try scenario.doctor()
+            withExtendedLifetime(held) {}
+            show(report.render(style: Style(enabled: true)))
+
+            let veths = report.findings("stale.veth")
+            #expect(veths.map(\.subject) == [veth], "\(report.summary)")
+            #expect(veths.first?.fix?.contains("ip link delete \(veth)") == true)
+            let leases = report.findings("stale.lease")
+            #expect(leases.map(\.subject) == ["\(scenario.network.dataDirectory)/\(scenario.network.name)/\(address)"])
+            #expect(leases.first?.fix?.contains("pier gc") == true)
+            let cache = report.findings("stale.cache")
+            #expect(cache.map(\.subject) == [scenario.cachePath(c1)])
+            #expect(cache.first?.message.contains("\(c1.path) is gone") == true)
+            // c2 is healthy: nothing of it is reported.
+            #expect(!report.summary.contains(c2.name.prefix(12)))
+            #expect(report.errors.isEmpty, "\(report.summary)")
+        }
+    }
+
+    @Test func strayAndMissingPublishedPortElements() throws {
+        try withTestHosts(2) { hosts in
+            let (host, c1) = (hosts[0], hosts[1])
+            let portmap: [String: Any] = ["type": "portmap", "capabilities": ["portMappings": true]]
+            let scenario = try Scenario(host: host, subnet: "10.241.3.0/24", extraPlugins: [portmap])
+            defer { scenario.cleanUp() }
+            let mappings: [[String: Any]] = [
+                ["hostPort": 8080, "containerPort": 80, "protocol": "tcp"],
+                ["hostPort": 8081, "containerPort": 81, "protocol": "tcp"],
+            ]
+            try scenario.add(c1, portMappings: mappings)
+            let address = try #require(scenario.address(of: c1))
+            let owner = scenario.attachment(c1).ownerTag
+            // 8081's element was flushed behind Pier's back; 9090 belongs to no attachment.
+            try scenario.addDNAT([
+                "tcp . 8080 comment \"\(owner)\" : \(address) . 80",
+                "tcp . 9090 comment \"net=\(scenario.network.name) gone/eth0\" : \(address) . 90",
+            ])
+            let report = try scenario.doctor()
+
+            let missing = report.findings("missing.published_port")
+            #expect(missing.map(\.subject) == ["tcp 8081"], "\(report.summary)")
+            #expect(missing.first?.severity == .error)
+            let stray = report.findings("stale.element")
+            #expect(stray.count == 1, "\(report.summary)")
+            #expect(stray.first?.fix?.contains("nft delete element inet pier dnat_v4 { tcp . 9090 }") == true)
+            // The fix works as written.
+            if let fix = stray.first?.fix, let command = fix.split(separator: ":", maxSplits: 1).last {
+                let words = command.trimmingCharacters(in: .whitespaces).split(separator: " ", maxSplits: 1)
+                try host.mustRun(["nft", String(words[1])])
+            }
+            #expect(try scenario.doctor().findings("stale.element").isEmpty)
+        }
+    }
+
+    @Test func ipForwardOffIsAnError() throws {
+        try withTestHosts(2) { hosts in
+            let scenario = try Scenario(host: hosts[0], subnet: "10.241.4.0/24")
+            defer { scenario.cleanUp() }
+            try scenario.add(hosts[1])
+            try hosts[0].mustRun(["sysctl", "-qw", "net.ipv4.ip_forward=0"])
+            let finding = try #require(try scenario.doctor().findings("host.ip_forward").first)
+            #expect(finding.severity == .error)
+            #expect(finding.fix?.contains("sysctl -w net.ipv4.ip_forward=1") == true)
+        }
+    }
+
+    @Test func dropPolicyForwardChainInAnotherTableConflicts() throws {
+        try withTestHosts(2) { hosts in
+            let host = hosts[0]
+            let scenario = try Scenario(host: host, subnet: "10.241.5.0/24")
+            defer { scenario.cleanUp() }
+            try scenario.add(hosts[1])
+            try host.mustRun(["nft", "add table ip filter"])
+            try host.mustRun([
+                "nft", "add chain ip filter FORWARD { type filter hook forward priority 0; policy drop; }",
+            ])
+            let report = try scenario.doctor()
+            let finding = try #require(report.findings("host.firewall").first)
+            #expect(finding.severity == .error)
+            #expect(finding.subject == "ip filter FORWARD")
+            #expect(
+                finding.fix?.contains("nft insert rule ip filter FORWARD iifname \"\(scenario.bridge)\" accept") == true
+            )
+            // Pier's own accepting forward chain is not a conflict.
+            #expect(report.findings("host.firewall").count == 1)
+
+            // With br_netfilter on, the drop policy also splits containers of one bridge.
+            try host.mustRun(["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"])
+            let bridged = try #require(try scenario.doctor().findings("host.br_netfilter").first)
+            #expect(bridged.severity == .error)
+            #expect(bridged.fix?.contains("bridge-nf-call-iptables=0") == true)
+            try host.mustRun(["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0"])
+            #expect(try scenario.doctor().findings("host.br_netfilter").first?.severity == .ok)
+        }
+    }
+
+    @Test func bridgeWithoutPortsIsReported() throws {
+        try withTestHosts(2) { hosts in
+            let scenario = try Scenario(host: hosts[0], subnet: "10.241.6.0/24")
+            defer { scenario.cleanUp() }
+            try scenario.add(hosts[1])
+            try scenario.delete(hosts[1])
+            let report = try scenario.doctor()
+            let finding = try #require(report.findings("stale.bridge").first, "\(report.summary)")
+            #expect(finding.subject == scenario.bridge)
+            #expect(finding.fix?.contains("pier gc") == true)
+            #expect(report.findings("stale.lease").isEmpty)
+            #expect(report.findings("stale.cache").isEmpty)
+        }
+    }
+
+    @Test func unusableFileStoreIsAnError() throws {
+        try withTestHosts(1) { hosts in
+            let scenario = try Scenario(host: hosts[0], subnet: "10.241.7.0/24")
+            defer { scenario.cleanUp() }
+            let file = scenario.root + "/not-a-directory"
+            try Data("x".utf8).write(to: URL(fileURLWithPath: file))
+            var paths = scenario.paths
+            paths.storeDirectory = file + "/store"
+            let report = try Doctor(host: try scenario.hostNamespace(), paths: paths, probeKernel: false).run()
+            #expect(report.findings("store.file").first?.severity == .error)
+            #expect(report.findings("store.etcd").first?.message.contains("only the file store") == true)
+        }
+    }
+}
