@@ -35,6 +35,8 @@ public struct DoctorReport: Sendable, Equatable, Codable {
     public var schemaVersion: Int = 1
     public var findings: [Finding]
 
+    public init(findings: [Finding]) { self.findings = findings }
+
     public var worst: Severity { findings.map(\.severity).max() ?? .ok }
 
     public func count(_ severity: Severity) -> Int { findings.filter { $0.severity == severity }.count }

@@ -20,7 +20,8 @@ public struct TextTable: Sendable {
             let cells = row.enumerated().map { column, cell in
                 column == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[column] - cell.count)
             }
-            return indent + cells.joined(separator: "  ")
+            // Empty trailing cells would leave trailing spaces.
+            return String((indent + cells.joined(separator: "  ")).reversed().drop { $0 == " " }.reversed())
         }
     }
 }

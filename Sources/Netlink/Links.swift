@@ -94,6 +94,9 @@ public struct Link: Sendable, Equatable {
     public var vxlan: VxlanInfo?
     public var macvlanMode: MacvlanMode?
     public var bridgePort: BridgePortInfo?
+    /// STP state of a bridge port (BR_STATE_*: 0 disabled, 1 listening, 2 learning,
+    /// 3 forwarding, 4 blocking); only forwarding ports pass traffic. Diagnostics read it.
+    public var bridgePortState: UInt8?
 
     public var isUp: Bool { flags & UAPI.iffUp != 0 }
     public var hasCarrier: Bool { flags & UAPI.iffLowerUp != 0 }
@@ -133,6 +136,7 @@ public struct Link: Sendable, Equatable {
                 bridgePort = BridgePortInfo(
                     hairpin: data.u8(attr(IFLA_BRPORT_MODE)).map { $0 != 0 },
                     isolated: data.u8(attr(IFLA_BRPORT_ISOLATED)).map { $0 != 0 })
+                bridgePortState = data.u8(attr(IFLA_BRPORT_STATE))
             }
         }
     }
