@@ -52,3 +52,8 @@ enum Describe {
         snapshot.addresses(of: index).filter { !$0.prefix.address.isLinkLocal }.map { "\($0.prefix)" }
     }
 }
+
+/// Docker-style short form of a 64-hex-digit container ID; other IDs are shown whole.
+func shortID(_ id: String) -> String {
+    id.count == 64 && id.allSatisfy(\.isHexDigit) ? String(id.prefix(12)) : id
+}

@@ -3,7 +3,7 @@ extension ContainerReport {
     public func render(style: Style) -> String {
         var lines: [String] = []
         if let container {
-            lines.append(style.bold("Container \(container.name)") + "  id \(container.id.prefix(12))  netns \(netns)")
+            lines.append(style.bold("Container \(container.name)") + "  id \(shortID(container.id))  netns \(netns)")
         } else {
             lines.append(style.bold("Namespace \(netns)"))
         }
@@ -32,7 +32,7 @@ extension InterfaceReport {
         }
         if let attachment {
             facts.append([
-                "attachment", "\(attachment.network) \(attachment.containerId.prefix(12))/\(attachment.ifName)",
+                "attachment", "\(attachment.network) \(shortID(attachment.containerId))/\(attachment.ifName)",
             ])
         }
         if let origin {

@@ -40,7 +40,7 @@ extension NetworkReport {
             ["CONTAINER", "IFNAME", "HOST VETH", "ADDRESSES", "STATE"],
             rows: attachments.map {
                 [
-                    String($0.containerId.prefix(12)), $0.ifName, $0.hostVeth ?? "-",
+                    shortID($0.containerId), $0.ifName, $0.hostVeth ?? "-",
                     $0.addresses.joined(separator: ","), $0.live ? "live" : style.yellow("stale"),
                 ]
             }
@@ -50,7 +50,7 @@ extension NetworkReport {
         lines += TextTable(
             ["ADDRESS", "CONTAINER", "IFNAME", "STATE"],
             rows: leases.map {
-                [$0.address, String($0.containerId.prefix(12)), $0.ifName, $0.live ? "live" : style.yellow("stale")]
+                [$0.address, shortID($0.containerId), $0.ifName, $0.live ? "live" : style.yellow("stale")]
             }
         ).lines(indent: "  ")
         if !elements.isEmpty {

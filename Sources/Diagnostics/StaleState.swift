@@ -49,7 +49,7 @@ struct StaleState {
                         Finding(
                             check: "stale.lease", severity: .warning, subject: lease.path,
                             message:
-                                "address \(lease.address) of network \(network) is leased to \(lease.containerID.prefix(12))/\(lease.ifName), which has no live attachment",
+                                "address \(lease.address) of network \(network) is leased to \(shortID(lease.containerID))/\(lease.ifName), which has no live attachment",
                             fix: "pier gc, or: rm \(lease.path)"))
                 }
             }
@@ -149,6 +149,6 @@ struct StaleState {
     }
 
     func describe(_ attachment: Attachment) -> String {
-        "\(attachment.network) \(attachment.containerID.prefix(12))/\(attachment.ifName)"
+        "\(attachment.network) \(shortID(attachment.containerID))/\(attachment.ifName)"
     }
 }

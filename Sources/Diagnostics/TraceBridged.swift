@@ -12,8 +12,20 @@ extension TraceWalk {
             if !failed { destinationInterface(destination, in: path) }
             return
         }
+        // No namespace known: the MAC the source resolved, and the port the bridge learned it on.
+        if let port = learnedPort(of: destination, on: bridge) {
+            localPort(port, of: bridge)
+            return
+        }
         let tunnels = ports.filter { $0.kind == .vxlan }
         guard !tunnels.isEmpty else {
+            let down = ports.filter { $0.kind == .veth && !$0.isUp }.map(\.name)
+            if !down.isEmpty {
+                add(
+                    "bridge.ports", "host", .warn,
+                    "ports of \(bridge.name) that are down: \(down.joined(separator: ", ")); if \(destination) is behind one, it is cut off",
+                    fix: down.map { "ip link set \($0) up" }.joined(separator: "; "))
+            }
             add(
                 "bridge.fdb", "host", .info,
                 "\(destination) is on no local port of \(bridge.name) that this host knows of: frames are flooded")
@@ -113,6 +125,19 @@ extension TraceWalk {
             return
         }
         add("overlay.underlay", "host", .ok, "VTEP \(vtep) via \(out.name)")
+    }
+}
+
+extension TraceWalk {
+    func learnedPort(of destination: IPAddress, on bridge: Link) -> Link? {
+        let resolved = source.neighbors.first {
+            $0.address == destination && $0.mac != nil && !$0.state.contains(.failed) && !$0.state.contains(.incomplete)
+        }
+        guard let mac = resolved?.mac,
+            let entry = host.fdb.first(where: { $0.mac == mac && $0.masterIndex == bridge.index }),
+            let port = host.link(index: entry.index), port.kind == .veth
+        else { return nil }
+        return port
     }
 }
 

@@ -74,7 +74,8 @@ extension TraceReport {
         }
         lines.append("")
         lines.append(isHealthy ? style.green(summary) : style.red(summary))
-        if let fix = failedHop?.fix { lines.append("fix: \(fix)") }
+        let suspect = isHealthy ? nil : hops.first { $0.status == .warn }
+        if let fix = failedHop?.fix ?? suspect?.fix { lines.append("fix: \(fix)") }
         return lines.joined(separator: "\n")
     }
 }

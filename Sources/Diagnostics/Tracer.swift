@@ -59,9 +59,14 @@ public struct Tracer {
         if let failure {
             summary = "broken at hop \(failure + 1) (\(hops[failure].step)): \(hops[failure].detail)"
         } else if let probe = unanswered.first {
-            summary =
-                "kernel state along the path looks right, but the \(probe.kind) probe to \(probe.target) got \(probe.result)"
+            let outcome =
+                "the \(probe.kind) probe to \(probe.target) got \(probe.result)"
                 + (probe.detail.map { " (\($0))" } ?? "")
+            if let warning = hops.firstIndex(where: { $0.status == .warn }) {
+                summary = "\(outcome); suspect hop \(warning + 1) (\(hops[warning].step)): \(hops[warning].detail)"
+            } else {
+                summary = "kernel state along the path looks right, but \(outcome)"
+            }
         } else {
             let answered = probes.first.map { ", \($0.kind) \($0.result) in \($0.milliseconds ?? 0) ms" } ?? ""
             summary = "path is healthy: \(hops.count) hops checked\(answered)"

@@ -48,6 +48,14 @@ struct TraceTests {
             let sourceDown = try trace(scenario, from: c1, to: target, probe: false)
             #expect(sourceDown.failedHop?.step == "host.veth")
             #expect(sourceDown.failedHop?.detail.contains(veth1) == true)
+            try host.mustRun(["ip", "link", "set", veth1, "up"])
+
+            // Without a cache entry the destination is found through the bridge's FDB.
+            try FileManager.default.removeItem(atPath: scenario.cachePath(c2))
+            #expect(c1.canPing(target))
+            let learned = try trace(scenario, from: c1, to: target)
+            #expect(learned.isHealthy, "\(learned.summary)")
+            #expect(learned.hops.last?.step == "destination.veth")
         }
     }
 
@@ -126,6 +134,19 @@ struct TraceTests {
             let healthy = try trace(scenario, from: cA, to: overlay.addressB)
             #expect(healthy.isHealthy, "\(healthy.summary)")
             #expect(healthy.hops.contains { $0.step == "overlay.fdb" && $0.detail.contains("10.249.1.2") })
+
+            // network inspect shows the overlay's device, FDB and neighbour entries.
+            let name = "ovl-\(uniqueTag(6))"
+            let config =
+                #"{"cniVersion":"1.1.0","name":"\#(name)","plugins":[{"type":"vxlan-overlay","bridge":"br0"}]}"#
+            try Data(config.utf8).write(to: URL(fileURLWithPath: scenario.paths.configDirectory + "/20-ovl.conflist"))
+            let network = try NetworkInspector(host: try scenario.hostNamespace(), paths: scenario.paths)
+                .inspect(network: name)
+            let device = try #require(network.vxlan.first)
+            #expect(device.name == "vx0" && device.vni == 42 && device.learning == false && device.proxy == true)
+            #expect(device.fdb.contains { $0.mac == overlay.macB && $0.destination == "10.249.1.2" })
+            #expect(device.neighbors.contains { $0.address == overlay.addressB && $0.mac == overlay.macB })
+            show(network.render(style: Style(enabled: false)))
 
             try hostA.mustRun(["bridge", "fdb", "del", overlay.macB, "dev", "vx0", "dst", "10.249.1.2", "self"])
             let noFDB = try trace(scenario, from: cA, to: overlay.addressB, probe: false)
