@@ -81,17 +81,25 @@ enum HostChecks {
         }
         let names = bridges.isEmpty ? ["<bridge>"] : bridges
         return conflicting.map { chain in
-            let family = chain.family.name
+            let prefix = "nft insert rule \(describe(chain))"
+            // Bridge-family chains see the bridge as `ibrname`; IP-family ones see it as the
+            // routed packet's input or output interface.
             let rules = names.flatMap { bridge in
-                [
-                    "nft insert rule \(family) \(chain.table) \(chain.name) iifname \"\(bridge)\" accept",
-                    "nft insert rule \(family) \(chain.table) \(chain.name) oifname \"\(bridge)\" ct state established,related accept",
-                ]
+                chain.family == .bridge
+                    ? ["\(prefix) ibrname \"\(bridge)\" accept"]
+                    : [
+                        "\(prefix) iifname \"\(bridge)\" accept",
+                        "\(prefix) oifname \"\(bridge)\" ct state established,related accept",
+                    ]
             }
+            let traffic =
+                chain.family == .bridge
+                ? "traffic between containers of one bridge"
+                : "routed container traffic (to other networks, the outside, published ports)"
             return Finding(
                 check: "host.firewall", severity: .error, subject: describe(chain),
                 message:
-                    "forward chain \(describe(chain)) has policy drop: routed container traffic (to other networks, the outside, published ports) is dropped unless its rules accept it",
+                    "forward chain \(describe(chain)) has policy drop: \(traffic) is dropped unless its rules accept it",
                 fix: "accept Pier's bridges in that chain: " + rules.joined(separator: "; "))
         }
     }

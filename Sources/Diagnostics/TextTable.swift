@@ -49,6 +49,32 @@ public enum ReportJSON {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         guard let data = try? encoder.encode(value) else { return "{}" }
-        return String(decoding: data, as: UTF8.self)
+        return compactEmptyArrays(String(decoding: data, as: UTF8.self))
+    }
+
+    /// The encoder prints an empty array over three lines; `[]` reads better and is the same JSON.
+    static func compactEmptyArrays(_ text: String) -> String {
+        var output = ""
+        var pending: String?
+        for character in text {
+            if var open = pending {
+                if character == "]" {
+                    output += "[]"
+                    pending = nil
+                } else if character.isWhitespace {
+                    open.append(character)
+                    pending = open
+                } else {
+                    output += open
+                    output.append(character)
+                    pending = nil
+                }
+            } else if character == "[" {
+                pending = "["
+            } else {
+                output.append(character)
+            }
+        }
+        return output + (pending ?? "")
     }
 }

@@ -130,6 +130,17 @@ struct DoctorTests {
             // Pier's own accepting forward chain is not a conflict.
             #expect(report.findings("host.firewall").count == 1)
 
+            // A bridge-family forward chain sees the bridge as ibrname.
+            try host.mustRun(["nft", "add table bridge filter"])
+            try host.mustRun([
+                "nft", "add chain bridge filter forward { type filter hook forward priority 0; policy drop; }",
+            ])
+            let bridgeFinding = try #require(
+                try scenario.doctor().findings("host.firewall").first { $0.subject == "bridge filter forward" })
+            #expect(bridgeFinding.fix?.contains("ibrname \"\(scenario.bridge)\" accept") == true)
+            #expect(bridgeFinding.message.contains("one bridge"))
+            try host.mustRun(["nft", "delete table bridge filter"])
+
             // With br_netfilter on, the drop policy also splits containers of one bridge.
             try host.mustRun(["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"])
             let bridged = try #require(try scenario.doctor().findings("host.br_netfilter").first)

@@ -59,6 +59,24 @@ struct TraceTests {
         }
     }
 
+    @Test func ipv6PathIsHealthyAndItsDNATLookupUsesTheV6Maps() throws {
+        try withTestHosts(3) { hosts in
+            let (host, c1, c2) = (hosts[0], hosts[1], hosts[2])
+            let scenario = try Scenario(host: host, subnet: "fd24:7::/64")
+            defer { scenario.cleanUp() }
+            try scenario.add(c1)
+            try scenario.add(c2)
+            let target = try #require(scenario.address(of: c2))
+            let report = try trace(scenario, from: c1, to: target)
+            #expect(report.isHealthy, "\(report.summary)")
+            #expect(report.probes.first?.result == "reply")
+            let missing = try trace(scenario, from: c1, to: "fd24:7::1", port: 8443, probe: false)
+            #expect(missing.failedHop?.step == "nat.dnat")
+            #expect(missing.failedHop?.detail.contains("[fd24:7::1]:8443") == true)
+            #expect(missing.failedHop?.detail.contains("dnat_v6") == true)
+        }
+    }
+
     @Test func isolatedNetworksDropRoutedTraffic() throws {
         try withTestHosts(3) { hosts in
             let (host, c1, c2) = (hosts[0], hosts[1], hosts[2])
