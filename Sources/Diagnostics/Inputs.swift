@@ -35,12 +35,15 @@ public struct ContainerInfo: Sendable, Equatable {
     /// nil when the container shares another namespace (host mode).
     public var netnsPath: String?
     public var attachments: [Attachment]
+    /// The runtime's status word, shown as is.
+    public var status: String?
 
-    public init(id: String, name: String, netnsPath: String?, attachments: [Attachment]) {
+    public init(id: String, name: String, netnsPath: String?, attachments: [Attachment], status: String? = nil) {
         self.id = id
         self.name = name
         self.netnsPath = netnsPath
         self.attachments = attachments
+        self.status = status
     }
 }
 

@@ -3,7 +3,9 @@ extension ContainerReport {
     public func render(style: Style) -> String {
         var lines: [String] = []
         if let container {
-            lines.append(style.bold("Container \(container.name)") + "  id \(shortID(container.id))  netns \(netns)")
+            let status = container.status.map { "  \($0)" } ?? ""
+            lines.append(
+                style.bold("Container \(container.name)") + "  id \(shortID(container.id))\(status)  netns \(netns)")
         } else {
             lines.append(style.bold("Namespace \(netns)"))
         }

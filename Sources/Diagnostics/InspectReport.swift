@@ -10,10 +10,13 @@ public struct ContainerReport: Sendable, Equatable, Codable {
 public struct ContainerIdentity: Sendable, Equatable, Codable {
     public var id: String
     public var name: String
+    /// The runtime's status (created, running, exited, …), when it gave one.
+    public var status: String?
 
-    public init(id: String, name: String) {
+    public init(id: String, name: String, status: String? = nil) {
         self.id = id
         self.name = name
+        self.status = status
     }
 }
 
@@ -31,6 +34,8 @@ public struct InterfaceReport: Sendable, Equatable, Codable {
     public var routes: [RouteReport]
     public var neighbors: [NeighborReport]
     public var hostPeer: PeerReport?
+    /// The network of the attachment (same as `attachment.network`; the runtime's short form).
+    public var network: String?
     public var attachment: AttachmentReport?
     public var origin: OriginReport?
     public var publishedPorts: [PublishedPortRecord]

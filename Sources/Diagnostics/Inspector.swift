@@ -23,7 +23,10 @@ public struct Inspector {
         let cache = ResultCacheReader(cacheDirectory: paths.cacheDirectory)
         let cached = cache.all().filter { $0.netns == netnsPath }
         let configs = ConfigDirectoryReader(directory: paths.configDirectory)
-        let interfaces = inside.links.map { link -> InterfaceReport in
+        // Loopback is the same in every namespace and only hides the interesting interfaces
+        // (scripts read `interfaces[0]`, as with `docker inspect`).
+        let links = inside.links.filter { $0.flags & 0x8 == 0 }  // IFF_LOOPBACK
+        var interfaces = links.map { link -> InterfaceReport in
             let peer = hostPeer(of: link, in: outside)
             let attachment = identify(link, peer: peer, container: container, cached: cached)
             var report = InterfaceReport(
@@ -33,8 +36,10 @@ public struct Inspector {
                 routes: inside.routes.filter { $0.table == Route.mainTable && $0.outputIndex == link.index }
                     .map { Describe.route($0, in: inside) },
                 neighbors: inside.neighbors.filter { $0.index == link.index }.map { Describe.neighbor($0, in: inside) },
-                hostPeer: peer.map { peerReport($0, in: outside) }, attachment: nil, origin: nil, publishedPorts: [])
+                hostPeer: peer.map { peerReport($0, in: outside) }, network: nil, attachment: nil, origin: nil,
+                publishedPorts: [])
             if let attachment {
+                report.network = attachment.network
                 report.attachment = AttachmentReport(
                     network: attachment.network, containerId: attachment.containerID, ifName: attachment.ifName,
                     ownerTag: attachment.ownerTag)
@@ -43,7 +48,14 @@ public struct Inspector {
             }
             return report
         }
-        let identity = container.map { ContainerIdentity(id: $0.id, name: $0.name) }
+        // Attached interfaces first, in the runtime's attachment order (eth0, eth1, …).
+        let order = container?.attachments.map(\.ifName) ?? []
+        interfaces.sort { lhs, rhs in
+            let left = (lhs.attachment == nil ? 1 : 0, order.firstIndex(of: lhs.name) ?? order.count, lhs.index)
+            let right = (rhs.attachment == nil ? 1 : 0, order.firstIndex(of: rhs.name) ?? order.count, rhs.index)
+            return left < right
+        }
+        let identity = container.map { ContainerIdentity(id: $0.id, name: $0.name, status: $0.status) }
         return ContainerReport(container: identity, netns: netnsPath, interfaces: interfaces)
     }
 

@@ -20,10 +20,10 @@ struct InspectTests {
             #expect(c1.canPing("10.242.1.1"))  // leaves a neighbour entry for the gateway
 
             let container = ContainerInfo(
-                id: c1.name, name: "web", netnsPath: c1.path, attachments: [scenario.attachment(c1)])
+                id: c1.name, name: "web", netnsPath: c1.path, attachments: [scenario.attachment(c1)], status: "running")
             let report = try Inspector(host: try scenario.hostNamespace(), paths: scenario.paths)
                 .inspect(netnsPath: c1.path, container: container)
-            #expect(report.container == ContainerIdentity(id: c1.name, name: "web"))
+            #expect(report.container == ContainerIdentity(id: c1.name, name: "web", status: "running"))
             let eth0 = try #require(report.interfaces.first { $0.name == "eth0" })
             #expect(eth0.kind == "veth")
             #expect(eth0.state == "up")
@@ -41,8 +41,9 @@ struct InspectTests {
             #expect(
                 eth0.publishedPorts.map { "\($0.protocol) \($0.hostPort) \($0.containerAddress):\($0.containerPort)" }
                     == ["tcp 8080 \(address):80"])
-            let lo = try #require(report.interfaces.first { $0.name == "lo" })
-            #expect(lo.hostPeer == nil && lo.attachment == nil)
+            // Loopback is left out: the first interface is the container's (scripts read interfaces[0]).
+            #expect(report.interfaces.map(\.name) == ["eth0"])
+            #expect(eth0.network == scenario.network.name)
 
             // JSON: round-trips, and the documented keys are exactly what is emitted.
             let json = ReportJSON.encode(report)
@@ -54,7 +55,7 @@ struct InspectTests {
             #expect(
                 Set(eth0JSON.keys) == [
                     "name", "index", "kind", "mac", "mtu", "state", "adminUp", "addresses", "routes", "neighbors",
-                    "hostPeer", "attachment", "origin", "publishedPorts",
+                    "hostPeer", "network", "attachment", "origin", "publishedPorts",
                 ])
             let text = report.render(style: Style(enabled: false))
             show(text + "\n" + json)
