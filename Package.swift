@@ -76,7 +76,7 @@ let package = Package(
         .testTarget(name: "MacvlanTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "HostPluginTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "DiagnosticsTests", dependencies: [
-            "Diagnostics", "PluginSupport", "NetNS", "IPAddressing", "PierTestSupport",
+            "Diagnostics", "CNI", "PluginSupport", "NetNS", "IPAddressing", "PierTestSupport",
         ]),
     ]
 )

@@ -36,8 +36,22 @@ extension NetworkConfigList {
         public var gateways: [String]
         public var ipMasq: Bool
         public var isolation: Bool
+        /// The conflist as written.
+        public var raw: JSONValue?
+
+        /// Reports encode with sorted keys anyway; sorting here makes decoded reports compare equal.
+        static func sortingKeys(_ value: JSONValue) -> JSONValue {
+            switch value {
+            case .object(let object):
+                return .object(
+                    JSONObject(object.entries.sorted { $0.key < $1.key }.map { ($0.key, sortingKeys($0.value)) }))
+            case .array(let items): return .array(items.map(sortingKeys))
+            default: return value
+            }
+        }
 
         public init(_ list: NetworkConfigList) {
+            raw = (try? JSONValue(parsing: list.bytes)).map(Self.sortingKeys)
             name = list.name
             cniVersion = list.cniVersion
             plugins = list.plugins.map(\.type)

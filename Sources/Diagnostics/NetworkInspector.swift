@@ -29,6 +29,7 @@ public struct NetworkInspector {
         let tag = Attachment.networkTag(name)
         var report = NetworkReport(
             name: name, configFile: file?.path, cniVersion: summary.cniVersion, plugins: summary.plugins,
+            config: summary.raw,
             subnets: summary.subnets, gateways: summary.gateways, bridge: nil, vxlan: [],
             leases: leases(summary, index: index), attachments: [],
             masquerade: MasqueradeReport(configured: summary.ipMasq, subnets: []),

@@ -1,3 +1,5 @@
+import CNI
+
 /// `pier network inspect NAME`: a network's config, kernel devices, leases, attachments and
 /// nftables state. Keys are only ever added (bump `schemaVersion` for anything else).
 public struct NetworkReport: Sendable, Equatable, Codable {
@@ -6,6 +8,8 @@ public struct NetworkReport: Sendable, Equatable, Codable {
     public var configFile: String?
     public var cniVersion: String?
     public var plugins: [String]
+    /// The conflist as written (from the config file, else the cached copy).
+    public var config: JSONValue?
     public var subnets: [String]
     public var gateways: [String]
     public var bridge: BridgeReport?

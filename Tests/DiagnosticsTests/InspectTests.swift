@@ -1,3 +1,4 @@
+import CNI
 import Diagnostics
 import Foundation
 import NetNS
@@ -74,6 +75,7 @@ struct InspectTests {
             let report = try NetworkInspector(host: try scenario.hostNamespace(), paths: scenario.paths)
                 .inspect(network: scenario.network.name)
             #expect(report.plugins == ["bridge"])
+            #expect(report.config?["plugins"]?.arrayValue?.first?["bridge"]?.stringValue == scenario.bridge)
             #expect(report.subnets == ["10.242.2.0/24"])
             let bridge = try #require(report.bridge)
             #expect(bridge.exists && bridge.addresses == ["10.242.2.1/24"])
