@@ -76,7 +76,8 @@ public enum CapabilityArgs {
         if let mac {
             let groups = mac.split(separator: ":")
             guard groups.count == 6, groups.allSatisfy({ $0.count == 2 && UInt8($0, radix: 16) != nil }) else {
-                throw RuntimeError.invalidArgument("invalid --mac \(mac): expected six hex pairs like c2:11:22:33:44:55")
+                throw RuntimeError.invalidArgument(
+                    "invalid --mac \(mac): expected six hex pairs like c2:11:22:33:44:55")
             }
             object["mac"] = .string(mac)
         }

@@ -21,6 +21,9 @@ public struct InitSpec: Sendable, Equatable {
     public var binds: [(source: String, target: String)]
     /// Where to report a failure before exec (the parent reads it; exec closes it on success).
     public var reportDescriptor: Int32?
+    /// Written with "pid starttime" before exec, so the process can be found even when the `pier` that
+    /// started it died before recording its pid.
+    public var pidFile: String?
     public var command: [String]
 
     public init(command: [String]) {
@@ -43,6 +46,7 @@ public struct InitSpec: Sendable, Equatable {
         if let rootfs { arguments += ["--rootfs", rootfs] }
         for bind in binds { arguments += ["--bind", bind.source, bind.target] }
         if let reportDescriptor { arguments += ["--report-fd", String(reportDescriptor)] }
+        if let pidFile { arguments += ["--pid-file", pidFile] }
         return arguments + ["--"] + command
     }
 
@@ -66,6 +70,7 @@ public struct InitSpec: Sendable, Equatable {
                 let source = try value()
                 binds.append((source, try value()))
             case "--report-fd": reportDescriptor = Int32(try value())
+            case "--pid-file": pidFile = try value()
             case "--":
                 command = Array(arguments[(index + 1)...])
                 index = arguments.count
@@ -83,6 +88,11 @@ public enum ContainerInit {
     public static func run(_ spec: InitSpec) -> Never {
         if let fd = spec.reportDescriptor { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         do {
+            if let pidFile = spec.pidFile {
+                let pid = getpid()
+                let start = ProcessState.stat(pid)?.startTime ?? 0
+                try Files.writeAtomically(Array("\(pid) \(start)\n".utf8), to: pidFile, mode: 0o600)
+            }
             try enter(spec)
         } catch {
             fail(spec, "\(error)", code: 126)
@@ -139,8 +149,7 @@ public enum ContainerInit {
 
     /// A private mount namespace so nothing mounted here leaks to the host, the generated files
     /// (resolv.conf, hosts, hostname) bound over the rootfs's own, /proc, then chroot.
-    private static func enterRootfs(_ rootfs: String, binds: [(source: String, target: String)]) throws(RuntimeError)
-    {
+    private static func enterRootfs(_ rootfs: String, binds: [(source: String, target: String)]) throws(RuntimeError) {
         guard pier_unshare(pier_clone_newns()) == 0 else {
             throw RuntimeError.system("unshare mount namespace", errno: errno)
         }

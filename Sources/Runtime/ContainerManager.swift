@@ -122,7 +122,7 @@ public final class ContainerManager {
         do {
             try setUpNetworking(&record, lists: lists)
         } catch {
-            try? tearDown(record)
+            _ = try? tearDown(record, force: true)
             throw error
         }
         record.status = .created
@@ -164,14 +164,16 @@ public final class ContainerManager {
     }
 
     /// Undoes whatever a record says may exist: the process, every attachment (DEL in reverse, with
-    /// the cached result when there is one), the namespace, then the record itself. DEL failures keep the
-    /// record (status `removing`) so that `rm -f` or `gc` can try again.
-    func tearDown(_ record: ContainerRecord) throws(RuntimeError) {
+    /// the cached result when there is one), the namespace, then the record. Returns what failed. A failed
+    /// DEL keeps the record (status `removing`) for another try, unless `force`: then the record goes
+    /// anyway and the cache entry that DEL left behind lets `gc` retry it.
+    @discardableResult
+    func tearDown(_ record: ContainerRecord, force: Bool) throws(RuntimeError) -> [String] {
         var record = record
         record.status = .removing
         record.ownerPID = getpid()
         try store.save(record)
-        ContainerProcess.kill(record, signal: SIGKILL)
+        ContainerProcess.killAny(record, pidFile: store.directory(of: record.id) + "/pid")
         var failures: [String] = []
         for attachment in record.attachments.reversed() {
             let request = record.request(for: attachment)
@@ -185,6 +187,7 @@ public final class ContainerManager {
                 failures.append("\(error)")
             }
         }
+        // DEL works without the namespace, so it can go whatever happened above.
         if record.ownsNetns, let path = record.netnsPath {
             do {
                 try NetworkNamespace.delete(path: path)
@@ -192,12 +195,13 @@ public final class ContainerManager {
                 failures.append("removing the network namespace: \(error)")
             }
         }
-        guard failures.isEmpty else {
-            throw RuntimeError.failed(
-                "removing \(record.name) left work undone (run `pier rm -f \(record.name)` again):\n  "
-                    + failures.joined(separator: "\n  "))
+        if failures.isEmpty || force {
+            store.remove(id: record.id)
+            return failures
         }
-        store.remove(id: record.id)
+        throw RuntimeError.failed(
+            "removing \(record.name) left work undone (fix the cause, then `pier rm -f \(record.name)`):\n  "
+                + failures.joined(separator: "\n  "))
     }
 
     /// DEL uses the exact list that ADD used (cached), or the one on disk when nothing was cached.
@@ -216,8 +220,10 @@ public final class ContainerManager {
         try store.find(reference)
     }
 
-    /// `rm`: refuses a running container unless forced (then it is killed first).
-    public func remove(_ reference: String, force: Bool) throws(RuntimeError) {
+    /// `rm`: refuses a running container unless forced (then it is killed first). Returns warnings: what
+    /// a forced removal could not undo.
+    @discardableResult
+    public func remove(_ reference: String, force: Bool) throws(RuntimeError) -> [String] {
         try requireRoot()
         let lock = try store.lock()
         defer { lock.release() }
@@ -225,7 +231,7 @@ public final class ContainerManager {
         // Holding the lock means no other pier is half-way through this record: a `creating` or
         // `removing` status here was left by a pier that died, and is safe to finish.
         if record.isRunning && !force { throw RuntimeError.stillRunning(record.name) }
-        try tearDown(record)
+        return try tearDown(record, force: force)
     }
 
     /// CHECK every attachment of a container against its cached result.

@@ -13,6 +13,26 @@ enum ContainerProcess {
         _ = Glibc.kill(pid, signal)
     }
 
+    /// Kills whatever process the record or its pid file names, whatever the recorded status: a `pier`
+    /// killed between spawning the process and recording its pid leaves only the pid file.
+    static func killAny(_ record: ContainerRecord, pidFile: String) {
+        var candidates: [(Int32, UInt64)] = []
+        if let pid = record.pid, let start = record.pidStartTime { candidates.append((pid, start)) }
+        if let bytes = try? Files.read(pidFile) {
+            let fields = String(decoding: bytes, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
+            if fields.count == 2, let pid = Int32(fields[0]), let start = UInt64(fields[1]) {
+                candidates.append((pid, start))
+            }
+        }
+        for (pid, start) in candidates where ProcessState.isAlive(pid: pid, startTime: start) {
+            // Detached containers lead their own process group: take their children too.
+            if getpgid(pid) == pid { _ = Glibc.kill(-pid, SIGKILL) }
+            _ = Glibc.kill(pid, SIGKILL)
+            let deadline = monotonicSeconds() + 5
+            while ProcessState.isAlive(pid: pid, startTime: start) && monotonicSeconds() < deadline { usleep(10_000) }
+        }
+    }
+
     /// Waits up to `seconds` for the process to go; true when it did.
     static func waitForExit(_ record: ContainerRecord, seconds: Double) -> Bool {
         let deadline = monotonicSeconds() + seconds
@@ -46,6 +66,7 @@ extension ContainerManager {
         spec.netns = record.netnsPath
         spec.hostname = record.name
         spec.reportDescriptor = 3
+        spec.pidFile = store.directory(of: record.id) + "/pid"
         if let rootfs = record.rootfs {
             spec.rootfs = rootfs
             spec.binds = try writeContainerFiles(record)
@@ -55,7 +76,7 @@ extension ContainerManager {
         do {
             pid = try ProcessSpawner.spawn(
                 [environment.executable, "__init"] + spec.arguments, output: detach ? .log(logPath) : .inherit,
-                newSession: detach, closing: [lock.fileDescriptor], reportFailure: true)
+                newSession: detach, reportFailure: true)
         } catch {
             lock.release()
             throw error
@@ -66,7 +87,7 @@ extension ContainerManager {
         record.detached = detach
         record.exitCode = nil
         try store.save(record)
-        if detach && record.autoRemove { try startReaper(record, closing: lock.fileDescriptor) }
+        if detach && record.autoRemove { try startReaper(record) }
         lock.release()
         guard !detach else { return nil }
 
@@ -80,7 +101,7 @@ extension ContainerManager {
         if var current = store.load(id: record.id), current.pid == pid {
             current.exitCode = code
             try store.save(current)
-            if current.autoRemove { try tearDown(current) }
+            if current.autoRemove { try tearDown(current, force: true) }
         }
         return code
     }
@@ -91,7 +112,7 @@ extension ContainerManager {
         do {
             return (record, try start(record.id, detach: detach))
         } catch {
-            try? remove(record.id, force: true)
+            _ = try? remove(record.id, force: true)
             throw error
         }
     }
@@ -122,7 +143,7 @@ extension ContainerManager {
         }
         spec.reportDescriptor = 3
         let child = try ProcessSpawner.spawn(
-            [environment.executable, "__init"] + spec.arguments, output: .inherit, newSession: false, closing: [],
+            [environment.executable, "__init"] + spec.arguments, output: .inherit, newSession: false,
             reportFailure: true)
         signal(SIGINT, SIG_IGN)
         return ProcessSpawner.wait(child)
@@ -130,10 +151,10 @@ extension ContainerManager {
 
     /// A detached `pier __reap` that removes a `--rm` container once its process has gone; there is no
     /// daemon to do it.
-    private func startReaper(_ record: ContainerRecord, closing lock: Int32) throws(RuntimeError) {
+    private func startReaper(_ record: ContainerRecord) throws(RuntimeError) {
         _ = try ProcessSpawner.spawn(
             [environment.executable] + globalArguments + ["__reap", record.id], output: .discard, newSession: true,
-            closing: [lock], reportFailure: false)
+            reportFailure: false)
     }
 
     /// The options that make another `pier` see the same state, configs, cache and plugins.
@@ -151,7 +172,7 @@ extension ContainerManager {
             usleep(200_000)
         }
         guard let record = store.load(id: id), record.status == .started, record.autoRemove else { return }
-        try? remove(record.id, force: true)
+        _ = try? remove(record.id, force: true)
     }
 
     /// resolv.conf, hosts and hostname for a container with its own root filesystem.

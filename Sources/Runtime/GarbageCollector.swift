@@ -1,4 +1,5 @@
 import CNI
+import Glibc
 
 extension ContainerManager {
     /// What one `gc` pass did and what it could not do.
@@ -22,13 +23,14 @@ extension ContainerManager {
                 || (record.status == .started && record.autoRemove && !record.isRunning)
             guard stale else { continue }
             do {
-                try tearDown(record)
+                report.errors += try tearDown(record, force: true)
                 report.removedContainers.append(record.name)
             } catch {
                 report.errors.append("\(error)")
             }
         }
 
+        removeAbandonedFiles()
         let remaining = store.all()
         func valid(for network: String) -> [NetworkConfig.Attachment] {
             remaining.flatMap { record in
@@ -56,5 +58,23 @@ extension ContainerManager {
             }
         }
         return report
+    }
+
+    /// Temporaries of atomic writes whose writer died, and container directories whose record was never
+    /// completely written: what a `pier` killed at the wrong instant leaves besides records.
+    private func removeAbandonedFiles() {
+        for directory in [executor.cache.directory] + Files.list(store.containersDirectory).map(store.directory(of:)) {
+            for name in Files.list(directory) {
+                let parts = name.split(separator: ".tmp-", omittingEmptySubsequences: false)
+                guard parts.count == 2, let pid = Int32(parts[1]) else { continue }
+                if kill(pid, 0) != 0 && errno == ESRCH { Files.remove(directory + "/" + name) }
+            }
+        }
+        for id in Files.list(store.containersDirectory) where store.load(id: id) == nil {
+            let directory = store.directory(of: id)
+            if Files.list(directory).allSatisfy({ $0.contains(".tmp-") || $0 == "log" || $0 == "pid" }) {
+                store.remove(id: id)
+            }
+        }
     }
 }

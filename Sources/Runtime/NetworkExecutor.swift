@@ -74,7 +74,8 @@ public struct NetworkExecutor: Sendable {
         var errors: [RuntimeError] = []
         let keep = Set(valid)
         for entry in cache.all() where entry.networkName == list.name {
-            let identity = NetworkConfig.Attachment(containerID: entry.request.containerID, ifName: entry.request.ifName)
+            let identity = NetworkConfig.Attachment(
+                containerID: entry.request.containerID, ifName: entry.request.ifName)
             if keep.contains(identity) { continue }
             do {
                 try delete(list, entry.request)

@@ -15,18 +15,15 @@ enum ProcessSpawner {
     /// glibc's POSIX_SPAWN_SETSID, not imported into Swift.
     static let spawnSetsid: Int16 = 0x80
 
-    /// Spawns `arguments` (argv[0] is the path). Descriptors in `closing` are closed in the child (the
-    /// store lock must not outlive `pier` in a container). With `reportFailure`, a pipe on fd 3 carries
+    /// Spawns `arguments` (argv[0] is the path) with only stdin, stdout and stderr (and the report pipe)
+    /// open: in particular the store lock must not outlive `pier` in a container. With `reportFailure`, a pipe on fd 3 carries
     /// the child's error if it fails before exec; exec closes it, so an empty read means success.
     static func spawn(
-        _ arguments: [String], output: Output, newSession: Bool, closing: [Int32], reportFailure: Bool
+        _ arguments: [String], output: Output, newSession: Bool, reportFailure: Bool
     ) throws(RuntimeError) -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        for descriptor in closing where descriptor >= 0 {
-            posix_spawn_file_actions_addclose(&actions, descriptor)
-        }
         switch output {
         case .inherit: break
         case .log(let path):
@@ -45,6 +42,13 @@ enum ProcessSpawner {
             _ = fcntl(pipeEnds[1], F_SETFD, FD_CLOEXEC)
             // dup2 clears close-on-exec on fd 3; the child sets it again first thing.
             posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], 3)
+        }
+        // Nothing else `pier` inherited may leak into a long-lived container: a caller's descriptor held
+        // open by a container keeps that caller waiting (Foundation's Process, for one, learns that its
+        // child exited from a socket the child inherits).
+        // (glibc's addclosefrom_np is not visible to Swift, so each open descriptor is named.)
+        for descriptor in openDescriptors() where descriptor > (reportFailure ? 3 : 2) {
+            posix_spawn_file_actions_addclose(&actions, descriptor)
         }
         defer { if pipeEnds[0] >= 0 { close(pipeEnds[0]) } }
 
@@ -77,6 +81,11 @@ enum ProcessSpawner {
             throw RuntimeError.failed(message.hasPrefix("pier: ") ? String(message.dropFirst(6)) : message)
         }
         return pid
+    }
+
+    /// The descriptors open in this process now (the directory's own, closed again, filtered out).
+    static func openDescriptors() -> [Int32] {
+        Files.list("/proc/self/fd").compactMap { Int32($0) }.filter { fcntl($0, F_GETFD) >= 0 }
     }
 
     static func readAll(_ descriptor: Int32) -> [UInt8] {

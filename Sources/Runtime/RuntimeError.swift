@@ -20,13 +20,15 @@ public enum RuntimeError: Error, CustomStringConvertible, Sendable {
     public var description: String {
         switch self {
         case .plugin(let network, let plugin, let command, let error):
-            var text = "network \"\(network)\": plugin \(plugin) \(command) failed (CNI error \(error.code)): \(error.msg)"
+            var text =
+                "network \"\(network)\": plugin \(plugin) \(command) failed (CNI error \(error.code)): \(error.msg)"
             if !error.details.isEmpty { text += " (\(error.details))" }
             if let hint = RuntimeError.hint(for: error) { text += "\n  hint: \(hint)" }
             return text
         case .unknownNetwork(let name, let known, let directory):
             let list = known.isEmpty ? "none" : known.joined(separator: ", ")
-            return "unknown network \"\(name)\" in \(directory); known networks: \(list) (and host, none, container:NAME)"
+            return
+                "unknown network \"\(name)\" in \(directory); known networks: \(list) (and host, none, container:NAME)"
         case .pluginNotFound(let name, let searched):
             return
                 "plugin \"\(name)\" not found; looked in: \(searched.joined(separator: ", ")) (set CNI_PATH or build it)"

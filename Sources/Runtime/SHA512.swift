@@ -35,7 +35,9 @@ enum SHA512 {
         // The length is a 128-bit big-endian bit count; messages here are far below 2^64 bits.
         padded += [UInt8](repeating: 0, count: 8)
         let bitLength = UInt64(message.count) &* 8
-        for shift in stride(from: 56, through: 0, by: -8) { padded.append(UInt8(truncatingIfNeeded: bitLength >> shift)) }
+        for shift in stride(from: 56, through: 0, by: -8) {
+            padded.append(UInt8(truncatingIfNeeded: bitLength >> shift))
+        }
 
         var words = [UInt64](repeating: 0, count: 80)
         for blockStart in stride(from: 0, to: padded.count, by: 128) {
@@ -63,7 +65,9 @@ enum SHA512 {
             }
             for (index, value) in [a, b, c, d, e, f, g, h].enumerated() { state[index] = state[index] &+ value }
         }
-        return state.flatMap { word in stride(from: 56, through: 0, by: -8).map { UInt8(truncatingIfNeeded: word >> $0) } }
+        return state.flatMap { word in
+            stride(from: 56, through: 0, by: -8).map { UInt8(truncatingIfNeeded: word >> $0) }
+        }
     }
 
     private static func rotate(_ value: UInt64, _ count: UInt64) -> UInt64 {

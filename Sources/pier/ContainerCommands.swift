@@ -12,7 +12,9 @@ struct ContainerOptions: ParsableArguments {
         help: "Network: a config name, host, none or container:NAME. Repeat for eth1, eth2, … (default: pier).")
     var networks: [String] = []
 
-    @Option(name: [.customShort("p"), .customLong("publish")], help: "Publish a port: [hostIP:]hostPort:containerPort[/tcp|udp|sctp].")
+    @Option(
+        name: [.customShort("p"), .customLong("publish")],
+        help: "Publish a port: [hostIP:]hostPort:containerPort[/tcp|udp|sctp].")
     var ports: [String] = []
 
     @Option(help: "Request a fixed address on the first network (capability `ips`).")
@@ -101,7 +103,8 @@ struct Exec: ParsableCommand {
 }
 
 struct Stop: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Stop containers: SIGTERM, then SIGKILL after the grace time.")
+    static let configuration = CommandConfiguration(
+        abstract: "Stop containers: SIGTERM, then SIGKILL after the grace time.")
     @OptionGroup var globals: GlobalOptions
     @Option(name: [.customShort("t"), .customLong("time")], help: "Seconds to wait before SIGKILL.")
     var time: Double = 10
@@ -120,21 +123,25 @@ struct Remove: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rm", abstract: "Remove containers: DEL every attachment, delete the namespace and the record.")
     @OptionGroup var globals: GlobalOptions
-    @Flag(name: [.customShort("f"), .customLong("force")], help: "Kill a running container first; finish a half-made one.")
+    @Flag(
+        name: [.customShort("f"), .customLong("force")], help: "Kill a running container first; finish a half-made one."
+    )
     var force = false
     @Argument var containers: [String]
 
     func run() throws {
         let manager = globals.manager
         for container in containers {
-            try reporting { () throws(RuntimeError) in try manager.remove(container, force: force) }
+            let warnings = try reporting { () throws(RuntimeError) in try manager.remove(container, force: force) }
+            for warning in warnings { printError("pier: warning: \(warning)") }
             printLine(container)
         }
     }
 }
 
 struct Check: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "CHECK a container's attachments against their cached results.")
+    static let configuration = CommandConfiguration(
+        abstract: "CHECK a container's attachments against their cached results.")
     @OptionGroup var globals: GlobalOptions
     @Argument var container: String
 
@@ -146,7 +153,8 @@ struct Check: ParsableCommand {
 struct GarbageCollect: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gc",
-        abstract: "Finish half-made or half-removed containers, DEL stale cached attachments, send GC to every network.")
+        abstract: "Finish half-made or half-removed containers, DEL stale cached attachments, send GC to every network."
+    )
     @OptionGroup var globals: GlobalOptions
 
     func run() throws {

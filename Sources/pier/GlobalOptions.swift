@@ -10,13 +10,17 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .customLong("cache-dir"), help: "CNI cache directory (results in <dir>/results).")
     var cacheDir: String?
 
-    @Option(name: .customLong("config-dir"), help: "Network config directory (default: conf/ of a source checkout, else /etc/cni/net.d).")
+    @Option(
+        name: .customLong("config-dir"),
+        help: "Network config directory (default: conf/ of a source checkout, else /etc/cni/net.d).")
     var configDir: String?
 
     @Option(name: .customLong("netns-dir"), help: "Where container network namespaces are pinned.")
     var netnsDir: String?
 
-    @Option(name: .customLong("cni-path"), help: "Plugin directories, ':'-separated (default: $CNI_PATH, else pier's directory then /opt/cni/bin).")
+    @Option(
+        name: .customLong("cni-path"),
+        help: "Plugin directories, ':'-separated (default: $CNI_PATH, else pier's directory then /opt/cni/bin).")
     var cniPath: String?
 
     nonisolated(unsafe) static var leading: [String: String] = [:]

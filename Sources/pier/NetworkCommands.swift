@@ -8,7 +8,8 @@ struct Network: ParsableCommand {
 }
 
 struct NetworkList: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "ls", abstract: "List networks (as libcni finds them).")
+    static let configuration = CommandConfiguration(
+        commandName: "ls", abstract: "List networks (as libcni finds them).")
     @OptionGroup var globals: GlobalOptions
 
     func run() throws {
