@@ -29,6 +29,24 @@ def build_release():
     return out.stdout.strip()
 
 
+def spawnrss():
+    """Builds bench/spawnrss.c once: it measures a command's own peak RSS."""
+    source = os.path.join(ROOT, "bench", "spawnrss.c")
+    binary = os.path.join(tempfile.gettempdir(), "pier-bench-spawnrss")
+    if not os.path.exists(binary) or os.path.getmtime(binary) < os.path.getmtime(source):
+        subprocess.run(["cc", "-O2", "-o", binary, source], check=True)
+    return binary
+
+
+def peak_rss_kib(path, command, config, env_extra=None):
+    """The plugin's own peak RSS (KiB) for one invocation."""
+    _, _, status, out, err = run_plugin(spawnrss(), command, config, env_extra, argv_tail=[path])
+    for line in err.splitlines():
+        if line.startswith("pier-bench-maxrss="):
+            return int(line.split("=", 1)[1])
+    raise RuntimeError(f"no RSS reported for {path}: {err}")
+
+
 def install_stripped(bin_dir, names):
     """Copies and strips the plugins into a private CNI_PATH directory, as a package would."""
     target = tempfile.mkdtemp(prefix="pier-bench-bin-")
@@ -38,14 +56,16 @@ def install_stripped(bin_dir, names):
     return target
 
 
-def run_plugin(path, command, config, env_extra=None, netns_name=None):
+def run_plugin(path, command, config, env_extra=None, netns_name=None, argv_tail=None):
     """Execs one plugin as a runtime does; returns (seconds, peak RSS KiB, status, stdout, stderr)."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": command}
     env.update(env_extra or {})
-    argv = [path]
+    argv = [path] + (argv_tail or [])
     if netns_name:
-        # The plugin runs inside the test host, as a runtime there would run it.
-        argv = ["ip", "netns", "exec", netns_name, "env"] + [f"{k}={v}" for k, v in env.items()] + [path]
+        # The plugin runs inside the test host, as a runtime there would run it. nsenter
+        # switches only the network namespace: `ip netns exec` also copies the whole mount
+        # table, a cost that grows with every namespace the benchmark has pinned.
+        argv = ["nsenter", f"--net=/run/netns/{netns_name}", "env"] + [f"{k}={v}" for k, v in env.items()] + argv
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     in_r, in_w = os.pipe()

@@ -32,12 +32,12 @@ def main():
         results = {}
         for label, path in (("pier", os.path.join(cni_path, pier_name)),
                             ("ref", os.path.join(benchlib.REFERENCE_DIR, ref_name))):
-            times, peaks = [], []
+            times = []
             for _ in range(args.repeat):
-                elapsed, rss, status, out, err = benchlib.run_plugin(path, "VERSION", config)
+                elapsed, _, status, out, err = benchlib.run_plugin(path, "VERSION", config)
                 assert status == 0 and "supportedVersions" in out, (path, status, out, err)
                 times.append(elapsed)
-                peaks.append(rss)
+            peaks = [benchlib.peak_rss_kib(path, "VERSION", config) for _ in range(5)]
             results[label] = (benchlib.summarize(times), max(peaks), os.path.getsize(path))
         p, r = results["pier"], results["ref"]
         rows.append([

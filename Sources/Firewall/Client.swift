@@ -134,6 +134,9 @@ public final class NFTablesClient {
             attempt += 1
             let generation = try generation()
             let batch = try body(generation)
+            // Nothing to change: no commit, so no transaction for the kernel to release later
+            // (closing a socket waits for pending releases, an RCU grace period).
+            if batch.isEmpty { return attempt }
             do {
                 try commit(batch, generation: generation)
                 return attempt
@@ -141,14 +144,6 @@ public final class NFTablesClient {
                 continue
             }
         }
-    }
-}
-
-/// Hands a received message to a libnftnl parser (which wants a `struct nlmsghdr *`).
-func parse(_ message: NetlinkMessage, with parser: (UnsafePointer<nlmsghdr>) -> Int32) -> Bool {
-    message.bytes.withUnsafeBytes { raw in
-        guard let base = raw.baseAddress else { return false }
-        return parser(base.assumingMemoryBound(to: nlmsghdr.self)) >= 0
     }
 }
 

@@ -108,7 +108,8 @@ public struct NFTSet: Sendable, Hashable {
 /// (the attachment identity `containerID/ifname`), visible in `nft list` as `comment "..."`.
 public struct SetElement: Sendable, Hashable {
     public var key: [SetValue]
-    /// For interval sets: the inclusive end of the range; nil for a single value.
+    /// For interval sets: the inclusive end of the range; nil for a single value. For a
+    /// concatenation every field gets a range (a lone value is a range from it to itself).
     public var keyEnd: [SetValue]?
     public var data: [SetValue]?
     public var verdict: Verdict?
@@ -123,6 +124,14 @@ public struct SetElement: Sendable, Hashable {
     public init(key: [SetValue], verdict: Verdict, comment: String? = nil) {
         self.key = key
         self.verdict = verdict
+        self.comment = comment
+    }
+
+    /// An interval-set element covering `key` through `keyEnd` (both inclusive).
+    public init(key: [SetValue], through keyEnd: [SetValue], data: [SetValue]? = nil, comment: String? = nil) {
+        self.key = key
+        self.keyEnd = keyEnd
+        self.data = data
         self.comment = comment
     }
 
@@ -142,6 +151,8 @@ public struct ElementRecord: Sendable, Hashable {
     public var comment: String?
     /// True for the closing element of an interval (it has no comment and no data).
     public var isIntervalEnd: Bool
+    /// The inclusive end of a range over a concatenation (NFTA_SET_ELEM_KEY_END).
+    public var keyEnd: [UInt8]?
 
     public func decodedKey(_ types: [NFTDataType]) -> [SetValue]? { decodeValues(key, as: types) }
     public func decodedData(_ types: [NFTDataType]) -> [SetValue]? { data.flatMap { decodeValues($0, as: types) } }

@@ -58,28 +58,87 @@ extension NFTablesClient {
     public func deleteElements(
         keys: [[SetValue]], ownedBy owner: String, from set: SetPath
     ) throws(FirewallError) -> [ElementRecord] {
-        let wanted = Set(keys.map(encodeValues))
-        return try deleteElements(from: set, ownedBy: owner) { wanted.contains($0.key) }
+        let tag = UserData.normalizedComment(owner)
+        var deleted: [ElementRecord] = []
+        try withGenerationCheck { _ throws(FirewallError) in
+            deleted = []
+            for key in keys {
+                let found: ElementRecord?
+                do throws(FirewallError) {
+                    found = try element(key, in: set)
+                } catch  where error.isNotFound {
+                    found = nil
+                }
+                if let found, found.comment == tag { deleted.append(found) }
+            }
+            var batch = Batch()
+            batch.deleteElements(deleted, from: set)
+            return batch
+        }
+        return deleted
+    }
+
+    /// Deletes the rules of a chain whose comment is `comment` (e.g. when a network goes
+    /// away). Returns how many were deleted; a missing chain or table counts as none.
+    @discardableResult
+    public func deleteRules(
+        commented comment: String, family: TableFamily, table: String, chain: String
+    ) throws(FirewallError) -> Int {
+        let tag = UserData.normalizedComment(comment)
+        var count = 0
+        try withGenerationCheck { _ throws(FirewallError) in
+            var batch = Batch()
+            let existing: [RuleRecord]
+            do throws(FirewallError) {
+                existing = try rules(family: family, table: table, chain: chain)
+            } catch  where error.isNotFound {
+                existing = []
+            }
+            let matching = existing.filter { $0.comment == tag }
+            for rule in matching {
+                batch.deleteRule(family: family, table: table, chain: chain, handle: rule.handle)
+            }
+            count = matching.count
+            return batch
+        }
+        return count
     }
 
     private func deleteElements(
         from set: SetPath, ownedBy owner: String, where include: (ElementRecord) -> Bool
     ) throws(FirewallError) -> [ElementRecord] {
+        // A whole-set dump: right for DEL/GC by owner alone; `deleteElements(keys:...)` is the
+        // cheaper path when the caller knows its keys.
         let tag = UserData.normalizedComment(owner)
         var deleted: [ElementRecord] = []
         try withGenerationCheck { _ throws(FirewallError) in
-            let owned: [ElementRecord]
+            let all: [ElementRecord]
             do throws(FirewallError) {
-                owned = try elements(of: set).filter { $0.comment == tag && !$0.isIntervalEnd && include($0) }
+                all = try elements(of: set)
             } catch  where error.isNotFound {
                 // DEL must succeed when the set (or table) is already gone.
-                owned = []
+                all = []
             }
+            let owned = all.filter { $0.comment == tag && !$0.isIntervalEnd && include($0) }
             deleted = owned
             var batch = Batch()
-            batch.deleteElements(owned, from: set)
+            batch.deleteElements(withClosingElements(owned, among: all), from: set)
             return batch
         }
         return deleted
+    }
+
+    /// In an interval set an owned range is a start element plus an untagged end element:
+    /// the end is the smallest end key above the start (ranges never overlap; keys are
+    /// big-endian, so byte order is numeric order). A range running to the last value has none.
+    /// Each end follows its start, the order nft sends them in and the kernel expects.
+    private func withClosingElements(_ owned: [ElementRecord], among all: [ElementRecord]) -> [ElementRecord] {
+        let ends = all.filter(\.isIntervalEnd)
+        guard !ends.isEmpty else { return owned }
+        return owned.flatMap { start in
+            let end = ends.filter { start.key.lexicographicallyPrecedes($0.key) }
+                .min { $0.key.lexicographicallyPrecedes($1.key) }
+            return [start] + (end.map { [$0] } ?? [])
+        }
     }
 }

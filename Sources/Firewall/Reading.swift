@@ -120,6 +120,30 @@ extension NFTablesClient {
             nftnl_set_set_str(filter.pointer, a(NFTNL_SET_NAME), path.name)
             nftnl_set_elems_nlmsg_build_payload(header, filter.pointer)
         }
+        return decodeElements(replies)
+    }
+
+    /// The element with this exact key, or nil when the set has none: one kernel lookup
+    /// (GETSETELEM without DUMP), so ownership checks need not dump the whole set.
+    public func element(_ key: [SetValue], in path: SetPath) throws(FirewallError) -> ElementRecord? {
+        do throws(FirewallError) {
+            let replies = try request(
+                NFT_MSG_GETSETELEM, family: path.family.rawValue, dump: false, operation: "get set element",
+                object: path.description
+            ) { header in
+                let query = NFTObject(nftnl_set_alloc(), free: nftnl_set_free)
+                nftnl_set_set_str(query.pointer, a(NFTNL_SET_TABLE), path.table)
+                nftnl_set_set_str(query.pointer, a(NFTNL_SET_NAME), path.name)
+                KernelElement(key: encodeValues(key)).add(to: query.pointer)
+                nftnl_set_elems_nlmsg_build_payload(header, query.pointer)
+            }
+            return decodeElements(replies).first
+        } catch  where error.isNotFound {
+            return nil
+        }
+    }
+
+    private func decodeElements(_ replies: [NetlinkMessage]) -> [ElementRecord] {
         var records: [ElementRecord] = []
         for reply in replies {
             let set = NFTObject(nftnl_set_alloc(), free: nftnl_set_free)
@@ -164,7 +188,8 @@ private func collectElement(_ element: OpaquePointer?, _ context: UnsafeMutableR
     box.records.append(
         ElementRecord(
             key: bytes(NFTNL_SET_ELEM_KEY) ?? [], data: bytes(NFTNL_SET_ELEM_DATA), verdict: verdict,
-            comment: bytes(NFTNL_SET_ELEM_USERDATA).flatMap(UserData.comment(in:)), isIntervalEnd: flags & 1 != 0))
+            comment: bytes(NFTNL_SET_ELEM_USERDATA).flatMap(UserData.comment(in:)), isIntervalEnd: flags & 1 != 0,
+            keyEnd: bytes(NFTNL_SET_ELEM_KEY_END)))
     return 0
 }
 
@@ -174,12 +199,6 @@ private func collectExpressionName(_ expression: OpaquePointer?, _ context: Unsa
     box.names.append(string(nftnl_expr_get_str(expression, a(NFTNL_EXPR_NAME))))
     return 0
 }
-
-/// libnftnl attribute ids arrive as Int (anonymous enums) or as enum structs.
-func a(_ attribute: Int) -> UInt16 { UInt16(attribute) }
-func a<T: RawRepresentable>(_ attribute: T) -> UInt16 where T.RawValue: BinaryInteger { UInt16(attribute.rawValue) }
-
-func string(_ pointer: UnsafePointer<CChar>?) -> String { pointer.map { String(cString: $0) } ?? "" }
 
 /// The nfgenmsg family byte of a reply.
 func replyFamily(_ message: NetlinkMessage) -> UInt8 {

@@ -245,11 +245,14 @@ extension RouteNetlink {
         try execute(message)
     }
 
-    /// Creates a macvlan child of `parentIndex`, optionally straight into `namespace` (the
-    /// name must then also be free here: the kernel registers it here first).
+    /// Creates a macvlan child of `parentIndex` (an index in this socket's namespace), optionally
+    /// straight into `namespace`, where the kernel registers it: only a name collision there
+    /// fails the request. `broadcastQueueLength` sizes the queue the parent uses to hand
+    /// broadcasts to its children (IFLA_MACVLAN_BC_QUEUE_LEN, Linux 5.11+); nil keeps the
+    /// kernel's default.
     public func createMacvlan(
         name: String, parentIndex: Int32, mode: MacvlanMode = .bridge, mtu: UInt32? = nil, mac: MACAddress? = nil,
-        namespace: NamespaceReference? = nil
+        namespace: NamespaceReference? = nil, broadcastQueueLength: UInt32? = nil
     ) throws(NetlinkError) {
         let operation = "create macvlan \(name) on link \(parentIndex)"
         try validateInterfaceName(name, operation: operation)
@@ -261,6 +264,9 @@ extension RouteNetlink {
             message.put(attr(IFLA_INFO_KIND), string: LinkKind.macvlan.rawValue)
             message.nest(attr(IFLA_INFO_DATA)) {
                 message.put(attr(IFLA_MACVLAN_MODE), u32: mode.rawValue)
+                if let broadcastQueueLength {
+                    message.put(attr(IFLA_MACVLAN_BC_QUEUE_LEN), u32: broadcastQueueLength)
+                }
             }
         }
         try execute(message)

@@ -18,7 +18,10 @@ public struct NetworkRules {
     func subnetTag(_ subnet: IPPrefix) -> String { "\(networkTag) \(subnet.network)" }
 
     /// Ensures the table layout and this network's elements. Idempotent; safe to race.
+    /// Reads first: once a network is set up, ADDs commit nothing (a commit costs its
+    /// process an RCU grace period when its netfilter socket closes).
     public func attach(bridge: String, masqueradeSubnets: [IPPrefix], isolated: Bool) throws(FirewallError) {
+        if try isAttached(bridge: bridge, masqueradeSubnets: masqueradeSubnets, isolated: isolated) { return }
         var batch = PierTable.layout
         for subnet in masqueradeSubnets {
             batch.addElements(
@@ -33,6 +36,29 @@ public struct NetworkRules {
                 [SetElement(key: [.interfaceName(bridge)], comment: networkTag)], to: PierTable.isolatedBridges.path)
         }
         try client.apply(batch, ensuring: PierTable.rules)
+    }
+
+    /// True when the layout's rules and every element `attach` would add are in place.
+    func isAttached(bridge: String, masqueradeSubnets: [IPPrefix], isolated: Bool) throws(FirewallError) -> Bool {
+        do {
+            for chain in [PierTable.postrouting, PierTable.forward] {
+                let present = Set(
+                    try client.rules(family: .inet, table: PierTable.name, chain: chain.name).compactMap(\.comment))
+                let wanted = PierTable.rules.filter { $0.chain == chain.name }.compactMap(\.comment)
+                guard wanted.allSatisfy(present.contains) else { return false }
+            }
+            let pair: [SetValue] = [.interfaceName(bridge), .interfaceName(bridge)]
+            guard try client.element(pair, in: PierTable.sameBridge.path) != nil else { return false }
+            if isolated {
+                guard try client.element([.interfaceName(bridge)], in: PierTable.isolatedBridges.path) != nil else {
+                    return false
+                }
+            }
+            for subnet in masqueradeSubnets where try !isMasqueraded(subnet) { return false }
+            return true
+        } catch  where error.isNotFound {
+            return false
+        }
     }
 
     /// True when `subnet` is in the masquerade set under this network's tag (CHECK).

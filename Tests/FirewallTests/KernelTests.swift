@@ -71,6 +71,13 @@ struct KernelTests {
                     "meta", "lookup", "fib", "cmp", "meta", "payload", "lookup", "nat",
                 ])
             #expect((ruleRecords.first?.handle ?? 0) > 0)
+
+            // Removing a rule by its comment (network teardown).
+            #expect(
+                try nft.deleteRules(commented: "pier:masq4", family: .inet, table: "pier", chain: "postrouting") == 1)
+            #expect(try host.nftJSON(["list", "ruleset"]).compactMap { $0["rule"] }.count == 2)
+            #expect(
+                try nft.deleteRules(commented: "pier:masq4", family: .inet, table: "pier", chain: "postrouting") == 0)
         }
     }
 
@@ -127,8 +134,19 @@ struct KernelTests {
                 keys: [[.tcp, .port(9090)]], ownedBy: "aaaa/eth0", from: PierLayout.dnatMap.path)
             #expect(refused.isEmpty)
 
+            // Single-element lookups.
+            let found = try nft.element([.tcp, .port(9090)], in: PierLayout.dnatMap.path)
+            #expect(found?.comment == "bbbb/eth0")
+            #expect(try nft.element([.sctp, .port(1)], in: PierLayout.dnatMap.path) == nil)
+
+            // By key: only the caller's own, absent keys ignored.
+            let byKey = try nft.deleteElements(
+                keys: [[.tcp, .port(8080)], [.sctp, .port(1)]], ownedBy: "aaaa/eth0", from: PierLayout.dnatMap.path)
+            #expect(byKey.count == 1)
+            #expect(try nft.element([.tcp, .port(8080)], in: PierLayout.dnatMap.path) == nil)
+
             let deleted = try nft.deleteElements(ownedBy: "aaaa/eth0", from: PierLayout.dnatMap.path)
-            #expect(deleted.count == 2)
+            #expect(deleted.map { $0.decodedKey([.inetProtocol, .inetService]) } == [[.udp, .port(8080)]])
             let text = try host.mustRun(["nft", "list", "map", "inet", "pier", "dnat4"]).stdout
             #expect(!text.contains("aaaa/eth0"))
             #expect(text.contains("tcp . 9090 comment \"bbbb/eth0\" : 10.88.0.3 . 90"))
@@ -231,6 +249,106 @@ struct KernelTests {
             #expect(deletedPerAttempt == [1, 0])
             let records = try nft.elements(of: PierLayout.dnatMap.path)
             #expect(records.map(\.comment) == ["bbbb/eth0"])
+        }
+    }
+
+    /// The host-IP-bound map (`ipv4_addr . inet_proto . inet_service`) and the IPv6 map load,
+    /// and nft reads the rules back as the clauses they were built from.
+    @Test func hostAddressAndIPv6MapsLoad() throws {
+        try withTestHosts(1) { hosts in
+            let host = hosts[0]
+            let nft = try client(in: host)
+            let hostIPMap = NFTSet(
+                family: .inet, table: "pier", name: "dnat4-hostip",
+                keyType: [.ipv4Address, .inetProtocol, .inetService], dataType: [.ipv4Address, .inetService])
+            let v6Map = NFTSet(
+                family: .inet, table: "pier", name: "dnat6", keyType: [.inetProtocol, .inetService],
+                dataType: [.ipv6Address, .inetService])
+            var setup = PierLayout.setup
+            setup.add(hostIPMap)
+            setup.add(v6Map)
+            let hostIPRule = Rule(family: .inet, table: "pier", chain: "prerouting", comment: "pier:dnat4-hostip")
+                .match(.l4proto, in: [.tcp, .udp, .sctp])
+                .dnat(.ipv4, map: "dnat4-hostip", key: [.ipDestination, .l4proto, .transportDestinationPort])
+            let v6Rule = Rule(family: .inet, table: "pier", chain: "prerouting", comment: "pier:dnat6")
+                .match(.nfproto, .eq, .inetProtocol(10))
+                .match(.l4proto, in: [.tcp, .udp, .sctp])
+                .fibDestinationIsLocal()
+                .dnat(.ipv6, map: "dnat6", key: [.l4proto, .transportDestinationPort])
+            try nft.apply(setup, ensuring: [hostIPRule, v6Rule])
+            var elements = Batch()
+            elements.addElements(
+                [
+                    SetElement(
+                        key: [.address(try #require(IPAddress("192.0.2.1"))), .tcp, .port(8443)],
+                        data: [.address(try #require(IPAddress("10.88.0.4"))), .port(443)], comment: "c4/eth0")
+                ], to: hostIPMap.path)
+            elements.addElements(
+                [
+                    SetElement(
+                        key: [.tcp, .port(8080)], data: [.address(try #require(IPAddress("fd00::2"))), .port(80)],
+                        comment: "c6/eth0")
+                ], to: v6Map.path)
+            try nft.commit(elements)
+
+            let text = try host.mustRun(["nft", "list", "ruleset"]).stdout
+            #expect(text.contains("type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service"))
+            #expect(text.contains("192.0.2.1 . tcp . 8443 comment \"c4/eth0\" : 10.88.0.4 . 443"))
+            #expect(text.contains("dnat ip to ip daddr . meta l4proto . th dport map @dnat4-hostip"))
+            #expect(text.contains("tcp . 8080 comment \"c6/eth0\" : fd00::2 . 80"))
+            #expect(text.contains("dnat ip6 to meta l4proto . th dport map @dnat6"))
+            let record = try #require(try nft.elements(of: hostIPMap.path).first)
+            #expect(
+                record.decodedKey([.ipv4Address, .inetProtocol, .inetService])
+                    == [.address(try #require(IPAddress("192.0.2.1"))), .tcp, .port(8443)])
+        }
+    }
+
+    /// Intervals over a concatenation (pipapo): one element with both ends.
+    @Test func concatenatedIntervalSet() throws {
+        try withTestHosts(1) { hosts in
+            let host = hosts[0]
+            let nft = try client(in: host)
+            let set = NFTSet(
+                family: .inet, table: "pier", name: "allowed", keyType: [.ipv4Address, .inetService],
+                flags: [.interval])
+            var batch = Batch()
+            batch.add(PierLayout.table)
+            batch.add(set)
+            let low = try #require(IPAddress("10.1.0.0"))
+            let high = try #require(IPAddress("10.1.255.255"))
+            batch.addElements(
+                [SetElement(key: [.address(low), .port(80)], through: [.address(high), .port(89)], comment: "r1")],
+                to: set.path)
+            try nft.commit(batch)
+            let text = try host.mustRun(["nft", "list", "set", "inet", "pier", "allowed"]).stdout
+            #expect(text.contains("type ipv4_addr . inet_service"))
+            #expect(text.contains("10.1.0.0/16 . 80-89 comment \"r1\""))
+            #expect(try nft.deleteElements(ownedBy: "r1", from: set.path).count == 1)
+            #expect(try nft.elements(of: set.path).isEmpty)
+        }
+    }
+
+    /// Owner deletes in an interval set remove both kernel elements of the owner's range,
+    /// even when a neighbour's range starts exactly where it ends.
+    @Test func ownerDeleteRemovesWholeIntervals() throws {
+        try withTestHosts(1) { hosts in
+            let host = hosts[0]
+            let nft = try client(in: host)
+            try nft.commit(PierLayout.setup)
+            var batch = Batch()
+            batch.addElements(
+                [
+                    SetElement(prefix: try #require(IPPrefix("10.88.0.0/16")), comment: "net:a"),
+                    SetElement(prefix: try #require(IPPrefix("10.89.0.0/16")), comment: "net:b"),
+                    SetElement(prefix: try #require(IPPrefix("10.90.0.0/16")), comment: "net:a"),
+                ], to: PierLayout.masqueradeSubnets.path)
+            try nft.commit(batch)
+            #expect(try nft.deleteElements(ownedBy: "net:a", from: PierLayout.masqueradeSubnets.path).count == 2)
+            let text = try host.mustRun(["nft", "list", "set", "inet", "pier", "masq4"]).stdout
+            #expect(text.contains("elements = { 10.89.0.0/16 comment \"net:b\" }"))
+            let left = try nft.elements(of: PierLayout.masqueradeSubnets.path)
+            #expect(left.count == 2)  // the start and the end of net:b's range
         }
     }
 }

@@ -38,6 +38,15 @@ struct ReplyTests {
         #expect(error.errno == ETIMEDOUT)
     }
 
+    @Test func ensuringARuleNeedsItsComment() throws {
+        let fake = RecordingTransport()
+        let nft = NFTablesClient(transport: fake, firstSequence: 1)
+        let anonymous = Rule(family: .inet, table: "pier", chain: "postrouting").masquerade()
+        let error = try #require(throws: FirewallError.self) { try nft.apply(Batch(), ensuring: [anonymous]) }
+        #expect(error.errno == EINVAL)
+        #expect(fake.sent.isEmpty)  // refused before anything reached the kernel
+    }
+
     @Test func staleGenerationRejectsTheWholeBatch() throws {
         let fake = RecordingTransport()
         fake.responder = { datagram in

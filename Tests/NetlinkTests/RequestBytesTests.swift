@@ -157,6 +157,22 @@ private func mac(_ text: String) -> MACAddress {
         expectBytes(sent, expected)
     }
 
+    @Test func createMacvlanWithBroadcastQueueLength() throws {
+        let sent = try requests { netlink in
+            try netlink.createMacvlan(name: "mv-tmp2", parentIndex: 3, mode: .private, broadcastQueueLength: 2000)
+        }
+        // IFLA_MACVLAN_BC_QUEUE_LEN is 7, after the mode inside IFLA_INFO_DATA.
+        let expected = Wire.message(
+            type: 16, flags: Wire.createExcl, seq: 1,
+            Wire.ifinfomsg(),
+            Wire.attr(3, Wire.str("mv-tmp2")),
+            Wire.attr(5, Wire.u32(3)),
+            Wire.nest(
+                18, Wire.attr(1, Wire.str("macvlan")),
+                Wire.nest(2, Wire.attr(1, Wire.u32(1)), Wire.attr(7, Wire.u32(2000)))))
+        expectBytes(sent, expected)
+    }
+
     @Test func createDummy() throws {
         let sent = try requests { try $0.createDummy(name: "d0") }
         let expected = Wire.message(

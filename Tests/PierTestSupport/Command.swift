@@ -54,7 +54,8 @@ public func runCommand(
         }
     }
     if group.wait(timeout: .now() + timeout) == .timedOut {
-        process.terminate()
+        // SIGKILL: a child of the test runner may inherit SIGTERM as ignored.
+        kill(process.processIdentifier, SIGKILL)
         group.wait()
     }
     process.waitUntilExit()

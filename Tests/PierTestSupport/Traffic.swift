@@ -11,7 +11,9 @@ public final class PeerEchoServer: @unchecked Sendable {
     public init(in host: TestHost, port: Int, udp: Bool = false, address: String = "::", lifetime: Int = 60) throws {
         self.port = port
         let script = """
-            import socket, sys, time
+            import ctypes, socket, sys, time
+            # Die with the test process (PR_SET_PDEATHSIG), should it crash before stop().
+            ctypes.CDLL(None).prctl(1, 9)
             udp = sys.argv[2] == "udp"
             family = socket.AF_INET6 if ":" in sys.argv[3] else socket.AF_INET
             s = socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
@@ -51,7 +53,8 @@ public final class PeerEchoServer: @unchecked Sendable {
 
     public func stop() {
         if process.isRunning {
-            process.terminate()
+            // SIGKILL: a child of the test runner may inherit SIGTERM as ignored.
+            kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
     }

@@ -1,0 +1,119 @@
+import Foundation
+import PierTestSupport
+import Testing
+
+/// CHECK, GC and leak-freedom over many ADD/DEL cycles.
+@Suite(.enabled(if: isRoot, Comment(rawValue: needsRootReason)))
+struct BridgeLifecycleTests {
+    let helper = BridgeTests()
+    let bridgePlugin = PluginRunner("bridge")
+
+    static func jsonObject(_ text: String) -> Any {
+        (try? JSONSerialization.jsonObject(with: Data(text.utf8))) ?? [:]
+    }
+
+    @Test func checkPassesAfterAddAndFailsWhenStateIsBroken() throws {
+        let network = BridgeTests.network(subnet4: "10.88.1.0/24", subnet6: "fd88:1::/64", ["macspoofchk": true])
+        defer { network.cleanUp() }
+        try withTestHosts(2) { hosts in
+            let (host, c1) = (hosts[0], hosts[1])
+            let output = try bridgePlugin.run(
+                "ADD", config: network.config(), containerID: c1.name, netns: c1.path, ifname: "eth0", in: host)
+            try #require(output.status == 0)
+            let check = { () throws -> PluginOutput in
+                try bridgePlugin.run(
+                    "CHECK", config: network.config(["prevResult": Self.jsonObject(output.stdout)]),
+                    containerID: c1.name, netns: c1.path, ifname: "eth0", in: host)
+            }
+            let healthy = try check()
+            #expect(healthy.status == 0, "\(healthy.stdout)")
+
+            // An address removed behind Pier's back is reported.
+            let address = try #require(BridgeTests.containerAddress(output.object, family: "4"))
+            try c1.mustRun(["ip", "addr", "del", "\(address)/24", "dev", "eth0"])
+            let broken = try check()
+            #expect(broken.status != 0)
+            #expect(broken.stdout.contains(address))
+
+            // CHECK needs a prevResult.
+            let noPrev = try bridgePlugin.run(
+                "CHECK", config: network.config(), containerID: c1.name, netns: c1.path, ifname: "eth0", in: host)
+            #expect(noPrev.status != 0)
+            _ = try helper.delete(network, c1, id: c1.name, on: host)
+        }
+    }
+
+    @Test func gcRemovesWhatNoValidAttachmentOwnsAndThenTheBridge() throws {
+        let network = BridgeTests.network(subnet4: "10.88.2.0/24", subnet6: "fd88:2::/64", ["macspoofchk": true])
+        defer { network.cleanUp() }
+        try withTestHosts(3) { hosts in
+            let (host, keep, stale) = (hosts[0], hosts[1], hosts[2])
+            let kept = try helper.add(network, keep, on: host)
+            let lost = try helper.add(network, stale, on: host)
+            let keptVeth = try #require(BridgeOptionsTests.hostVeth(kept))
+            let lostVeth = try #require(BridgeOptionsTests.hostVeth(lost))
+            #expect(network.leases().count == 4)
+
+            let gc = { (valid: [String]) throws -> PluginOutput in
+                let attachments = valid.map { ["containerID": $0, "ifname": "eth0"] }
+                return try bridgePlugin.run(
+                    "GC", config: network.config(["cni.dev/valid-attachments": attachments]), in: host)
+            }
+            #expect(try gc([keep.name]).status == 0)
+            #expect(try host.link(keptVeth) != nil)
+            #expect(try host.link(lostVeth) == nil)
+            #expect(network.leases().count == 2)
+            let bridge = try #require(network.plugin["bridge"] as? String)
+            #expect(try host.link(bridge) != nil)
+
+            // Nothing valid: the last veth, its leases, and the unused bridge go, with the
+            // network's elements in `inet pier`.
+            #expect(try gc([]).status == 0)
+            #expect(try host.link(keptVeth) == nil)
+            #expect(try host.link(bridge) == nil)
+            #expect(network.leases().isEmpty)
+            let sets = try host.nftJSON(["list", "table", "inet", "pier"]).compactMap { $0["set"] as? [String: Any] }
+            #expect(sets.allSatisfy { ($0["elem"] as? [Any] ?? []).isEmpty }, "\(sets)")
+            let spoof = try host.nftJSON(["list", "table", "bridge", "pier"]).compactMap { $0["set"] as? [String: Any] }
+            #expect(spoof.allSatisfy { ($0["elem"] as? [Any] ?? []).isEmpty })
+        }
+    }
+
+    /// 500 ADD/DEL cycles, every fifth with the netns deleted before DEL and every seventh
+    /// with an empty CNI_NETNS: nothing may remain.
+    @Test func fiveHundredCyclesLeaveNothingBehind() throws {
+        let network = BridgeTests.network(
+            subnet4: "10.88.3.0/24", subnet6: "fd88:3::/64", ["macspoofchk": true, "hairpinMode": true])
+        defer { network.cleanUp() }
+        let host = try TestHost()
+        defer { host.destroy() }
+        for cycle in 0..<500 {
+            let container = try TestHost(prefix: "pier-t-c")
+            defer { container.destroy() }
+            let id = "cycle-\(cycle)-\(uniqueTag(4))"
+            let added = try bridgePlugin.run(
+                "ADD", config: network.config(), containerID: id, netns: container.path, ifname: "eth0", in: host)
+            try #require(added.status == 0, "cycle \(cycle): \(added.stdout)")
+            var netns = container.path
+            if cycle % 5 == 0 { container.destroy() }
+            if cycle % 7 == 0 { netns = "" }
+            let deleted = try bridgePlugin.run(
+                "DEL", config: network.config(["prevResult": Self.jsonObject(added.stdout)]), containerID: id,
+                netns: netns, ifname: "eth0", in: host)
+            try #require(deleted.status == 0, "cycle \(cycle): \(deleted.stdout)")
+        }
+        let bridge = try #require(network.plugin["bridge"] as? String)
+        #expect(try host.linkNames().sorted() == [bridge, "lo"].sorted())
+        #expect(network.leases().isEmpty)
+        let spoof = try host.nftJSON(["list", "table", "bridge", "pier"]).compactMap { $0["set"] as? [String: Any] }
+        #expect(spoof.allSatisfy { ($0["elem"] as? [Any] ?? []).isEmpty })
+        // The per-network elements stay while the bridge does: one subnet per family, one bridge.
+        let sets = try host.nftJSON(["list", "table", "inet", "pier"]).compactMap { $0["set"] as? [String: Any] }
+        let counts = Dictionary(
+            uniqueKeysWithValues: sets.map { ($0["name"] as? String ?? "", ($0["elem"] as? [Any] ?? []).count) })
+        #expect(counts["masq_v4"] == 1 && counts["masq_v6"] == 1 && counts["isolated_bridges"] == 1)
+        let files =
+            (try? FileManager.default.contentsOfDirectory(atPath: network.dataDirectory + "/" + network.name)) ?? []
+        #expect(Set(files).isSubset(of: ["lock", "last_reserved_ip.0", "last_reserved_ip.1"]), "\(files)")
+    }
+}

@@ -1,0 +1,199 @@
+import CNI
+import IPAddressing
+import NetNS
+import Netlink
+import PluginSupport
+
+/// The `host` plugin. Without device keys it is host networking mode: the container shares the
+/// host's netns and ADD reports the host's network. With `device`, `hwaddr`, `kernelpath`,
+/// `pciBusID` or the `deviceID` capability it moves that host interface into the container
+/// and, on DEL, back.
+struct HostPlugin: CNIPlugin {
+    var about: String { "Pier host plugin (host networking mode, host devices)" }
+    /// Host networking mode is exactly "CNI_NETNS is the plugin's own netns". Device mode
+    /// refuses that case itself, with skel's code 8, since moving a host device into the
+    /// host is meaningless and DEL would then rename a host interface.
+    var acceptsOwnNetworkNamespace: Bool { true }
+
+    func add(_ request: CNIRequest) throws -> CNIResult {
+        switch try HostMode(request) {
+        case .hostNetworking:
+            guard request.config.ipam == nil else {
+                throw CNIError(
+                    .invalidNetworkConfig,
+                    "\"ipam\" has no meaning in host networking mode: the container uses the host's own addresses")
+            }
+            try HostNetworking.requireHostNamespace(request.netns)
+            var result = try HostNetworking.describeHost(cniVersion: request.cniVersion)
+            if let dns = request.config.dns, !dns.isEmpty { result.dns = dns }
+            return result
+        case .device(let selectors):
+            return try addDevice(selectors, request)
+        }
+    }
+
+    private func addDevice(_ selectors: [DeviceSelector], _ request: CNIRequest) throws -> CNIResult {
+        let containerNS = try NetworkNamespace.open(path: request.netns)
+        try rejectOwnNamespace(containerNS)
+        let container = try RouteNetlink(namespace: containerNS)
+        if try container.linkIfPresent(named: request.ifName) != nil {
+            throw CNIError(
+                .invalidEnvironmentVariables, "container already has an interface named \(request.ifName)")
+        }
+        let move = try DeviceMove()
+        let device = try DeviceSelection.resolve(selectors, netlink: move.host)
+        try move.moveIn(device, as: request.ifName, into: containerNS)
+        let link = try container.link(named: request.ifName)
+        // ADD leaves nothing behind when it fails: the device goes home, the lease is released
+        // inside `IPAMDelegate.add(undoingOnFailure:)`.
+        do {
+            var result: CNIResult
+            if request.config.ipam != nil {
+                let setup = InterfaceSetup(namespace: containerNS, netlink: container)
+                result = try IPAMDelegate(request).add { ipamResult in
+                    try configureL3(ipamResult, request: request, link: link, setup: setup)
+                }
+            } else {
+                try container.setLinkUp(index: link.index)
+                result = CNIResult(cniVersion: request.cniVersion)
+            }
+            if let dns = request.config.dns, !dns.isEmpty { result.dns = dns }
+            let current = try container.link(index: link.index)
+            result.interfaces = [
+                CNIResult.Interface(
+                    name: current.name, mac: current.mac?.description, mtu: current.mtu.map { Int($0) },
+                    sandbox: request.netns)
+            ]
+            return result
+        } catch {
+            if let origin = DeviceOrigin(alias: link.alias) {
+                do { try move.moveOut(link, origin: origin, from: container, holderNamespace: containerNS) } catch let
+                    undoError
+                {
+                    cniLog("could not return \(origin.name) to the host after a failed ADD: \(undoError)")
+                }
+            }
+            throw error
+        }
+    }
+
+    private func configureL3(
+        _ ipamResult: CNIResult, request: CNIRequest, link: Link, setup: InterfaceSetup
+    ) throws -> CNIResult {
+        guard !ipamResult.ips.isEmpty else { throw CNIError(.internalError, "IPAM plugin returned no IP addresses") }
+        var result = CNIResult(cniVersion: request.cniVersion)
+        result.ips = ipamResult.ips.map { ip in
+            var ip = ip
+            ip.interface = 0
+            return ip
+        }
+        result.routes = ipamResult.routes
+        result.dns = ipamResult.dns
+        try setup.prepare(ifName: request.ifName, families: Set(result.ips.map(\.family)), enableDAD: false)
+        try setup.apply(result, interfaceIndex: 0, link: link, enableDAD: false)
+        return result
+    }
+
+    func delete(_ request: CNIRequest) throws {
+        // A config whose device keys no longer parse still moved a device in: look for it.
+        if let mode = try? HostMode(request), case .hostNetworking = mode { return }
+        var failures: [String] = []
+        var namespace: NetworkNamespace?
+        do { namespace = try openUnlessGone(request.netns) } catch { failures.append("\(error)") }
+        if let namespace { try rejectOwnNamespace(namespace) }
+        // IPAM always, even with no netns: the reference host-device leaks the lease there.
+        if request.config.ipam != nil {
+            do { try request.delegateDelete() } catch { failures.append("\(error)") }
+        }
+        if namespace == nil {
+            // Whatever the kernel gave back when the netns died gets its identity back (the
+            // problems are logged only: DEL must not fail for a device that is already home).
+            do {
+                for problem in try DeviceMove().restoreStrays() { cniLog("host DEL: \(problem)") }
+            } catch {
+                cniLog("host DEL: \(error)")
+            }
+        }
+        if let namespace {
+            do {
+                let container = try RouteNetlink(namespace: namespace)
+                if let link = try container.linkIfPresent(named: request.ifName) {
+                    if let origin = DeviceOrigin(alias: link.alias) {
+                        try DeviceMove().moveOut(link, origin: origin, from: container, holderNamespace: namespace)
+                    } else {
+                        cniLog("\(request.ifName) in \(request.netns) was not moved there by Pier; left alone")
+                    }
+                }
+            } catch {
+                failures.append("\(error)")
+            }
+        }
+        // No netns, or no device in it: a virtual device died with its netns, a physical one
+        // went back to the root netns and was restored above. Nothing else is left to undo.
+        if !failures.isEmpty {
+            throw CNIError(.internalError, "host DEL incomplete: " + failures.joined(separator: "; "))
+        }
+    }
+
+    func check(_ request: CNIRequest) throws {
+        switch try HostMode(request) {
+        case .hostNetworking:
+            try HostNetworking.requireHostNamespace(request.netns)
+        case .device:
+            try checkDevice(request)
+        }
+    }
+
+    private func checkDevice(_ request: CNIRequest) throws {
+        guard let expected = request.prevResult else {
+            throw CNIError(.invalidNetworkConfig, "host CHECK needs prevResult")
+        }
+        if request.config.ipam != nil { try request.delegateCheck() }
+        let namespace = try NetworkNamespace.open(path: request.netns)
+        try rejectOwnNamespace(namespace)
+        let container = try RouteNetlink(namespace: namespace)
+        guard let link = try container.linkIfPresent(named: request.ifName) else {
+            throw CNIError(.internalError, "interface \(request.ifName) is missing in \(request.netns)")
+        }
+        guard DeviceOrigin(alias: link.alias) != nil else {
+            throw CNIError(
+                .internalError, "\(request.ifName) in \(request.netns) is not a host device Pier moved there")
+        }
+        try InterfaceSetup(namespace: namespace, netlink: container)
+            .verify(link, against: expected, ifName: request.ifName, netns: request.netns)
+    }
+
+    /// Moved devices carry their own record (the alias): the only host-side leftovers are
+    /// devices the kernel returned from deleted netns, restored here. Leases are the delegate's.
+    func garbageCollect(_ request: CNIRequest) throws {
+        var failures: [String] = []
+        if case .device = try HostMode(request) { failures += try DeviceMove().restoreStrays() }
+        if request.config.ipam != nil {
+            do { try request.delegateGarbageCollect() } catch { failures.append("\(error)") }
+        }
+        if !failures.isEmpty {
+            throw CNIError(.internalError, "host GC incomplete: " + failures.joined(separator: "; "))
+        }
+    }
+
+    /// The device is not looked for: once it is in a container it is off the host, and a
+    /// failing STATUS would mark the whole network unusable for every other container.
+    func status(_ request: CNIRequest) throws {
+        if case .device = try HostMode(request), request.config.ipam != nil { try request.delegateStatus() }
+    }
+
+    /// Skel's code 8, which the runner skips for this plugin because host mode needs the case.
+    private func rejectOwnNamespace(_ namespace: NetworkNamespace) throws {
+        if namespace.isSame(as: try NetworkNamespace.current()) {
+            throw CNIError(
+                .invalidNetNS,
+                "CNI_NETNS is the plugin's own network namespace: a host device cannot be moved into it"
+                    + " (for host networking mode, remove the device keys)")
+        }
+    }
+
+    private func openUnlessGone(_ path: String) throws -> NetworkNamespace? {
+        guard !path.isEmpty else { return nil }
+        do { return try NetworkNamespace.open(path: path) } catch  where error.isNotFound { return nil }
+    }
+}
