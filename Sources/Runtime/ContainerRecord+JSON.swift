@@ -21,6 +21,15 @@ extension ContainerRecord {
                         ("addresses", .array(attachment.addresses.map { .string($0) })),
                     ]))
             })
+        // The container's side, the way `docker inspect` users look for it: interface name → addresses.
+        object["interfaces"] = .array(
+            attachments.map { attachment in
+                .object(
+                    JSONObject([
+                        ("name", .string(attachment.ifName)), ("network", .string(attachment.network)),
+                        ("addresses", .array(attachment.addresses.map { .string($0) })),
+                    ]))
+            })
         if let rootfs { object["rootfs"] = .string(rootfs) }
         return .object(object)
     }

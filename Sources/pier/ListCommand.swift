@@ -35,3 +35,17 @@ func table(_ rows: [[String]]) -> [String] {
         }.joined(separator: "  ")
     }
 }
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a container as JSON: status, namespace, networks, interfaces and their addresses.")
+    @OptionGroup var globals: GlobalOptions
+    @Flag(help: "JSON output (the only format; accepted for scripts that ask for it).")
+    var json = false
+    @Argument var container: String
+
+    func run() throws {
+        let record = try reporting { () throws(RuntimeError) in try globals.manager.find(container) }
+        printLine(record.json.encodedString)
+    }
+}
