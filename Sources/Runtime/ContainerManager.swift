@@ -175,8 +175,12 @@ public final class ContainerManager {
         try store.save(record)
         ContainerProcess.killAny(record, pidFile: store.directory(of: record.id) + "/pid")
         var failures: [String] = []
+        // A `pier` killed between creating the mount point and bind-mounting the namespace leaves a plain
+        // file there; plugins would refuse it, and DEL without a namespace is what the spec allows.
+        let namespaceUsable = record.netnsPath.map { (try? NetworkNamespace.open(path: $0)) != nil } ?? true
         for attachment in record.attachments.reversed() {
-            let request = record.request(for: attachment)
+            var request = record.request(for: attachment)
+            if !namespaceUsable { request.netns = "" }
             guard let list = configForDelete(network: attachment.network, request: request) else {
                 failures.append("network \"\(attachment.network)\": no config (neither cached nor on disk) to DEL with")
                 continue

@@ -59,6 +59,17 @@ struct PluginExecTests {
         }
     }
 
+    @Test func notRootIsRefusedWithAReason() throws {
+        let root = NSTemporaryDirectory() + "pier-noroot-\(uniqueTag())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let result = try runCommand([
+            "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", builtProductsDirectory + "/pier", "--root",
+            root, "run", "--net", "none", "true",
+        ])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("needs root"), "\(result.stderr)")
+    }
+
     @Test func missingPluginSaysWhereItLooked() throws {
         try withPier { pier in
             let list = #"{"cniVersion":"1.0.0","name":"t229","plugins":[{"type":"nosuchplugin"}]}"#
@@ -74,12 +85,20 @@ struct PluginExecTests {
 
 @Suite(.enabled(if: isRoot, Comment(rawValue: needsRootReason)))
 struct CrashRecoveryTests {
-    /// SIGKILL `pier run` at random points (the issue asks for 100; 20 here keeps the suite fast), then
-    /// `gc` and `rm -f` must leave nothing: no namespace, veth, lease, cache entry, state or process.
+    /// SIGKILL `pier run` at random points, then `gc` and `rm -f` must leave nothing: no namespace,
+    /// veth, lease, cache entry, state or process. 20 rounds keep the suite fast; the issue's 100 run with
+    /// `PIER_KILL_ROUNDS=100`.
     @Test func killedRunIsCleanedByGCAndForcedRemove() throws {
+        let rounds = Int(ProcessInfo.processInfo.environment["PIER_KILL_ROUNDS"] ?? "") ?? 20
         try withPier { pier in
             try pier.addNetwork("t229", subnet: "10.229.\(Int.random(in: 0...255)).0/24")
-            for round in 0..<20 {
+            // Kill points are spread over one whole uninterrupted run, measured first, so that start-up,
+            // the ADDs, the spawn and the final record all get hit.
+            let started = Date()
+            try pier.mustPier(["run", "-d", "--name", pier.name("timing"), "--net", "t229", "sleep", "300"])
+            let duration = Date().timeIntervalSince(started)
+            try pier.mustPier(["rm", "-f", pier.name("timing")])
+            for round in 0..<rounds {
                 let name = pier.name("k\(round)")
                 let process = Process()
                 let argv = pier.command(["run", "-d", "--name", name, "--net", "t229", "sleep", "300"])
@@ -88,7 +107,7 @@ struct CrashRecoveryTests {
                 process.standardOutput = FileHandle.nullDevice
                 process.standardError = FileHandle.nullDevice
                 try process.run()
-                usleep(UInt32.random(in: 0...250_000))
+                usleep(UInt32.random(in: 0...UInt32(duration * 1_000_000)))
                 kill(process.processIdentifier, SIGKILL)
                 process.waitUntilExit()
 
