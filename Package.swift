@@ -73,7 +73,7 @@ let package = Package(
         .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "ClusterStore", "PierTestSupport"]),
         .testTarget(name: "BridgeTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "CNI", "PierTestSupport"]),
-        .testTarget(name: "PierCLITests", dependencies: ["PierTestSupport"]),
+        .testTarget(name: "PierCLITests", dependencies: ["PierTestSupport"], exclude: ["cnitool"]),
         .testTarget(name: "MacvlanTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "HostPluginTests", dependencies: ["PierTestSupport"]),
     ]

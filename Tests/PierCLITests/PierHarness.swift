@@ -62,7 +62,9 @@ final class PierHarness: @unchecked Sendable {
 
     /// Writes a bridge network `name` on `subnet` (a /24 in 10.221–10.229), optionally with portmap.
     @discardableResult
-    func addNetwork(_ name: String, subnet: String, portmap: Bool = false, file: String? = nil) throws -> String {
+    func addNetwork(
+        _ name: String, subnet: String, portmap: Bool = false, file: String? = nil, cniVersion: String? = nil
+    ) throws -> String {
         let ipam = PierHarness.ipamPlugin
         var plugins: [[String: Any]] = [
             [
@@ -71,7 +73,7 @@ final class PierHarness: @unchecked Sendable {
             ]
         ]
         if portmap { plugins.append(["type": "portmap", "capabilities": ["portMappings": true]]) }
-        let list: [String: Any] = ["cniVersion": ipam.cniVersion, "name": name, "plugins": plugins]
+        let list: [String: Any] = ["cniVersion": cniVersion ?? ipam.cniVersion, "name": name, "plugins": plugins]
         let data = try JSONSerialization.data(withJSONObject: list, options: [.sortedKeys])
         try data.write(to: URL(fileURLWithPath: configDirectory + "/" + (file ?? "50-\(name).conflist")))
         return name
