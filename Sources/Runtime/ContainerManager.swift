@@ -74,7 +74,13 @@ public final class ContainerManager {
         if case .networks(let names) = mode {
             for name in names {
                 let list = try configs.load(network: name)
-                for plugin in list.plugins { _ = try executor.find(plugin.type) }
+                for plugin in list.plugins {
+                    _ = try executor.find(plugin.type)
+                    // The IPAM delegate is looked up by the plugin, on the same path: check it up front too.
+                    if let ipam = plugin.raw["ipam"]?["type"]?.stringValue, !ipam.isEmpty {
+                        _ = try executor.find(ipam)
+                    }
+                }
                 lists.append(list)
             }
         } else if !options.ports.isEmpty || !options.ips.isEmpty || options.mac != nil {

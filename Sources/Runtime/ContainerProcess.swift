@@ -149,6 +149,13 @@ extension ContainerManager {
         return ProcessSpawner.wait(child)
     }
 
+    /// What a detached container wrote to stdout and stderr (empty for foreground ones).
+    public func logs(_ reference: String) throws(RuntimeError) -> String {
+        let record = try store.find(reference)
+        guard let bytes = try? Files.read(store.directory(of: record.id) + "/log") else { return "" }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
     /// A detached `pier __reap` that removes a `--rm` container once its process has gone; there is no
     /// daemon to do it.
     private func startReaper(_ record: ContainerRecord) throws(RuntimeError) {

@@ -69,7 +69,8 @@ public struct ContainerRecord: Codable, Sendable, Equatable {
     /// identifies the process, so a recycled pid is never mistaken for the container.
     public var pidStartTime: UInt64?
     public var exitCode: Int32?
-    /// The `pier` process that wrote `creating`/`removing`, to tell a live operation from a dead one.
+    /// The `pier` process that wrote `creating`/`removing`: for a human reading a record a dead `pier`
+    /// left (the store lock, not this pid, is what tells live operations from dead ones).
     public var ownerPID: Int32?
 
     public init(id: String, name: String, command: [String], networkMode: NetworkMode) {

@@ -49,3 +49,15 @@ struct Inspect: ParsableCommand {
         printLine(record.json.encodedString)
     }
 }
+
+struct Logs: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print a detached container's output.")
+    @OptionGroup var globals: GlobalOptions
+    @Argument var container: String
+
+    func run() throws {
+        let manager = globals.manager
+        let text = try reporting { () throws(RuntimeError) in try manager.logs(container) }
+        print(text, terminator: "")
+    }
+}

@@ -12,7 +12,8 @@ struct Pier: ParsableCommand {
             the subcommand.
             """,
         subcommands: [
-            Create.self, Start.self, Run.self, Exec.self, Stop.self, Remove.self, List.self, Inspect.self, Check.self,
+            Create.self, Start.self, Run.self, Exec.self, Stop.self, Remove.self, List.self, Inspect.self, Logs.self,
+            Check.self,
             GarbageCollect.self, Network.self, PluginCommand.self, Reap.self,
         ])
 

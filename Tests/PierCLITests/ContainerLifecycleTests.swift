@@ -36,6 +36,8 @@ struct ContainerLifecycleTests {
             let mode = try FileManager.default.attributesOfItem(atPath: cacheFile)[.posixPermissions] as? Int
             #expect(mode == 0o600)
 
+            // Detached output is kept.
+            #expect(try pier.mustPier(["logs", name]).stdout.contains("GET / HTTP"))
             // A running container is not removed without -f.
             #expect(try pier.pier(["rm", name]).status != 0)
             try pier.mustPier(["stop", "--time", "2", name])
