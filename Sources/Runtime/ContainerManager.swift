@@ -129,12 +129,22 @@ public final class ContainerManager {
             try setUpNetworking(&record, lists: lists)
         } catch {
             _ = try? tearDown(record, force: true)
-            throw error
+            throw naming(existing, in: error)
         }
         record.status = .created
         record.ownerPID = nil
         try store.save(record)
         return record
+    }
+
+    /// Plugins name attachments by container ID (portmap: "port is already allocated (held by … <id>/eth0)");
+    /// users know containers by name.
+    private func naming(_ records: [ContainerRecord], in error: RuntimeError) -> RuntimeError {
+        guard case .plugin(let network, let plugin, let command, var cniError) = error else { return error }
+        for record in records where cniError.msg.contains(record.id) || cniError.details.contains(record.id) {
+            cniError.msg += " [\(record.id.prefix(12)) is container \(record.name)]"
+        }
+        return .plugin(network: network, plugin: plugin, command: command, error: cniError)
     }
 
     /// `pier-<name>` in the netns directory, so `ip netns` shows whose it is.

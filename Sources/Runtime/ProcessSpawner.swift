@@ -76,9 +76,10 @@ enum ProcessSpawner {
 
         let report = readAll(pipeEnds[0])
         if !report.isEmpty {
-            _ = wait(pid)
+            let code = wait(pid)
             let message = String(decoding: report, as: UTF8.self).trimmingSuffixNewlines()
-            throw RuntimeError.failed(message.hasPrefix("pier: ") ? String(message.dropFirst(6)) : message)
+            throw RuntimeError.commandFailed(
+                message.hasPrefix("pier: ") ? String(message.dropFirst(6)) : message, exitCode: code)
         }
         return pid
     }

@@ -16,6 +16,8 @@ public enum RuntimeError: Error, CustomStringConvertible, Sendable {
     case notRoot
     case system(String, errno: Int32)
     case failed(String)
+    /// The container command could not be started (not found: 127, not executable: 126, as shells say).
+    case commandFailed(String, exitCode: Int32)
 
     public var description: String {
         switch self {
@@ -41,6 +43,7 @@ public enum RuntimeError: Error, CustomStringConvertible, Sendable {
         case .notRoot: return "pier needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) to manage namespaces: run it as root"
         case .system(let action, let code): return "\(action): \(String(cString: strerror(code))) (errno \(code))"
         case .failed(let text): return text
+        case .commandFailed(let text, _): return text
         }
     }
 

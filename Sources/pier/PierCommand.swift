@@ -41,6 +41,8 @@ func reporting<T>(_ body: () throws(RuntimeError) -> T) throws -> T {
         return try body()
     } catch {
         printError("pier: \(error)")
+        // Like Docker: 125 when pier itself failed, 126/127 when the command could not be run.
+        if case .commandFailed(_, let code) = error, code == 126 || code == 127 { throw ExitCode(code) }
         throw ExitCode(125)
     }
 }
