@@ -85,6 +85,35 @@ struct PluginExecTests {
 
 @Suite(.enabled(if: isRoot, Comment(rawValue: needsRootReason)))
 struct CrashRecoveryTests {
+    /// `gc` DELs cached attachments no container owns, then sends GC with the live attachments, which
+    /// releases a lease whose cache entry was lost while keeping the running container's.
+    @Test func gcDeletesStaleAttachmentsAndSendsGC() throws {
+        try withPier { pier in
+            try pier.addNetwork("t228", subnet: "10.228.\(Int.random(in: 0...255)).0/24")
+            try withTestHosts(2) { hosts in
+                let keep = pier.name("keep")
+                try pier.mustPier(["run", "-d", "--name", keep, "--net", "t228", "sleep", "60"])
+                try pier.mustPier(["plugin", "add", "--net", "t228", "--netns", hosts[0].path])
+                try pier.mustPier([
+                    "plugin", "add", "--net", "t228", "--netns", hosts[1].path, "--container-id", "lost",
+                ])
+                try FileManager.default.removeItem(atPath: pier.cacheDirectory + "/results/t228-lost-eth0")
+                #expect(try pier.leftovers().filter { $0.hasPrefix("lease") }.count == 3)
+
+                try pier.mustPier(["gc"])
+                // The stale cached attachment got a DEL: its interface is gone.
+                #expect(try hosts[0].linkNames() == ["lo"])
+                let leases = try pier.leftovers().filter { $0.hasPrefix("lease") }
+                if PierHarness.ipamPlugin.cniVersion == "1.1.0" {
+                    // GC (CNI 1.1) released the lease whose cache entry was lost.
+                    #expect(leases.count == 1, "\(leases)")
+                }
+                #expect(try pier.containers().map { $0["name"] as? String } == [keep])
+                try pier.mustPier(["rm", "-f", keep])
+            }
+        }
+    }
+
     /// SIGKILL `pier run` at random points, then `gc` and `rm -f` must leave nothing: no namespace,
     /// veth, lease, cache entry, state or process. 20 rounds keep the suite fast; the 100 run with
     /// `PIER_KILL_ROUNDS=100`.
