@@ -37,6 +37,8 @@ let package = Package(
         .target(name: "PierTables", dependencies: ["Firewall", "IPAddressing"]),
         .target(name: "ClusterStore", dependencies: ["IPAddressing"]),
         .target(name: "IPAM", dependencies: ["CNI", "IPAddressing", "ClusterStore"]),
+        // Containers over namespaces, conflist execution, result cache, GC: what `pier` runs.
+        .target(name: "Runtime", dependencies: ["CNI", "NetNS", "Netlink", "CPierShim", "IPAddressing"]),
 
         // Plugins: one executable each, a thin main over the shared modules.
         .executableTarget(
@@ -55,7 +57,7 @@ let package = Package(
 
         // The runtime and diagnostics CLI.
         .executableTarget(name: "pier", dependencies: [
-            "CNI", "Netlink", "Firewall",
+            "CNI", "Runtime",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -70,6 +72,8 @@ let package = Package(
         .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "PierTestSupport"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "ClusterStore", "PierTestSupport"]),
         .testTarget(name: "BridgeTests", dependencies: ["PierTestSupport"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "CNI", "PierTestSupport"]),
+        .testTarget(name: "PierCLITests", dependencies: ["PierTestSupport"], exclude: ["cnitool"]),
         .testTarget(name: "MacvlanTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "HostPluginTests", dependencies: ["PierTestSupport"]),
     ]
