@@ -40,6 +40,8 @@ let package = Package(
         .target(name: "Diagnostics", dependencies: [
             "CNI", "NetNS", "Netlink", "Firewall", "IPAddressing", "PierTables", "PluginSupport", "ClusterStore",
         ]),
+        // Containers over namespaces, conflist execution, result cache, GC: what `pier` runs.
+        .target(name: "Runtime", dependencies: ["CNI", "NetNS", "Netlink", "CPierShim", "IPAddressing"]),
 
         // Plugins: one executable each, a thin main over the shared modules.
         .executableTarget(
@@ -58,7 +60,7 @@ let package = Package(
 
         // The runtime and diagnostics CLI.
         .executableTarget(name: "pier", dependencies: [
-            "CNI", "Netlink", "Firewall", "Diagnostics",
+            "CNI", "Runtime", "Diagnostics", "NetNS", "PluginSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -73,6 +75,8 @@ let package = Package(
         .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "PierTestSupport"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "ClusterStore", "PierTestSupport"]),
         .testTarget(name: "BridgeTests", dependencies: ["PierTestSupport"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "CNI", "PierTestSupport"]),
+        .testTarget(name: "PierCLITests", dependencies: ["PierTestSupport"], exclude: ["cnitool"]),
         .testTarget(name: "MacvlanTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "HostPluginTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "DiagnosticsTests", dependencies: [

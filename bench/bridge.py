@@ -82,12 +82,12 @@ def main():
                         ns.__exit__(None, None, None)
     report = "# bridge + IPAM: ADD and DEL latency beside the reference\n\n"
     report += ("Pier `bridge`+`ipam` vs reference `bridge`+`host-local` (Debian containernetworking-plugins), "
-               "same config (isGateway, isDefaultGateway, /16), each plugin exec'd through `ip netns exec` into "
-               f"its test host like a runtime there would; median of {args.samples} ADD+DEL pairs per level, "
+               "same config (isGateway, isDefaultGateway, /16), each chain exec'd inside its test host with `nsenter --net`, "
+               f"as a runtime there would; median of {args.samples} ADD+DEL pairs per level, "
                "N = containers on the bridge including the measured one. Stripped static release builds.\n\n")
     report += benchlib.table(
         ["N", "pier ADD ms", "ref ADD ms", "ADD ratio", "pier DEL ms", "ref DEL ms", "DEL ratio"], rows)
-    report += f"\n\n(exec overhead of the `ip netns exec` wrapper alone: {wrapper['median_ms']:.1f} ms, included in both)\n"
+    report += f"\n\n(exec overhead of the `nsenter --net` wrapper alone: {wrapper['median_ms']:.1f} ms, included in both)\n"
     print(report)
     with open(os.path.join(benchlib.ROOT, "bench", "results", "bridge.md"), "w") as f:
         f.write(report)

@@ -20,8 +20,11 @@ def config(name, data_dir, subnet):
     })
 
 
+NETNS = "/proc/1/ns/net"
+
+
 def run(path, command, conf, cid):
-    env = {"CNI_CONTAINERID": cid, "CNI_NETNS": "/proc/self/ns/net", "CNI_IFNAME": "eth0", "CNI_PATH": "/nonexistent"}
+    env = {"CNI_CONTAINERID": cid, "CNI_NETNS": NETNS, "CNI_IFNAME": "eth0", "CNI_PATH": "/nonexistent"}
     elapsed, _, status, out, err = benchlib.run_plugin(path, command, conf, env)
     if status != 0:
         raise RuntimeError(f"{path} {command} failed: {out} {err}")
@@ -38,6 +41,10 @@ def main():
     pier_dir = benchlib.install_stripped(bin_dir, ["ipam"])
     plugins = {"pier": os.path.join(pier_dir, "ipam"), "ref": os.path.join(benchlib.REFERENCE_DIR, "host-local")}
     data_dir = tempfile.mkdtemp(prefix="pier-bench-ipam-")
+    # IPAM never enters the netns, but plugins refuse their own netns: name another one.
+    container = benchlib.Netns("pier-b-ipam").__enter__()
+    global NETNS
+    NETNS = container.path
     confs = {k: config(f"bench-{k}", data_dir, "10.152.0.0/16" if k == "pier" else "10.153.0.0/16") for k in plugins}
     held = {k: 0 for k in plugins}
     rows = []
@@ -59,8 +66,8 @@ def main():
             f"{med['pier']['del']:.2f}", f"{med['ref']['del']:.2f}", f"{med['pier']['del'] / med['ref']['del']:.2f}×",
         ])
         print(rows[-1], flush=True)
-    for kind in plugins:
-        benchlib.shutil.rmtree(os.path.join(data_dir, f"bench-{kind}"), ignore_errors=True)
+    container.__exit__(None, None, None)
+    benchlib.shutil.rmtree(data_dir, ignore_errors=True)
     report = "# ipam: ADD and DEL latency beside host-local\n\n"
     report += (f"Same config (one /16 range), same lease layout, plugins exec'd directly; median of {args.samples} "
                "ADD+DEL pairs per level; N = leases held including the measured one. Stripped static release builds. "

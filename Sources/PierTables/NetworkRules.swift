@@ -56,7 +56,7 @@ public struct NetworkRules {
             }
             for subnet in masqueradeSubnets where try !isMasqueraded(subnet) { return false }
             return true
-        } catch where error.isNotFound {
+        } catch  where error.isNotFound {
             return false
         }
     }

@@ -101,3 +101,25 @@ public func requestedMAC(_ request: CNIRequest) throws -> MACAddress? {
     }
     return mac
 }
+
+extension InterfaceSetup {
+    /// CHECK for one container interface, the part every interface plugin shares: `expected`
+    /// (the cached result) lists it in this netns, its MAC matches, and the result's addresses
+    /// and routes are on it.
+    public func verify(_ link: Link, against expected: CNIResult, ifName: String, netns: String) throws {
+        guard let position = expected.interfaces.firstIndex(where: { $0.name == ifName && $0.sandbox == netns }) else {
+            throw CNIError(.internalError, "prevResult has no interface \(ifName) in \(netns)")
+        }
+        if let mac = expected.interfaces[position].mac, MACAddress(mac) != link.mac {
+            throw CNIError(.internalError, "\(ifName) MAC \(link.mac?.description ?? "none") != \(mac)")
+        }
+        let missing = try missingAddresses(expected, interfaceIndex: position, link: link)
+        guard missing.isEmpty else {
+            throw CNIError(.internalError, "addresses missing on \(ifName): \(missing.map(\.description))")
+        }
+        let missingRoutes = try missingRoutes(expected, link: link)
+        guard missingRoutes.isEmpty else {
+            throw CNIError(.internalError, "routes missing in container: \(missingRoutes.map(\.dst.description))")
+        }
+    }
+}

@@ -11,10 +11,12 @@ struct DoctorCommand: ParsableCommand {
     var skipKernelProbes = false
 
     func run() throws {
-        let doctor = Doctor(host: try options.hostNamespace(), paths: options.paths, probeKernel: !skipKernelProbes)
+        let doctor = Doctor(
+            host: try options.hostNamespace(), paths: options.paths, containers: options.containers,
+            probeKernel: !skipKernelProbes)
         let report: DoctorReport
         do { report = try doctor.run() } catch { throw failure(error.description) }
-        print(options.json ? ReportJSON.encode(report) : report.render(style: .forStandardOutput))
+        options.emit(options.json ? ReportJSON.encode(report) : report.render(style: .forStandardOutput))
         if report.worst == .error { throw ExitCode(1) }
     }
 }

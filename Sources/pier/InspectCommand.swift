@@ -1,30 +1,54 @@
 import ArgumentParser
 import Diagnostics
 import NetNS
+import PluginSupport
+import Runtime
 
-/// Paths and output options shared by the diagnostics commands.
+/// The runtime's paths plus the ones only diagnostics read, and the output format.
 struct DiagnosticsOptions: ParsableArguments {
-    @Option(name: .customLong("cache-dir"), help: "CNI cache directory (results in <dir>/results).")
-    var cacheDir = "/var/lib/cni"
-    @Option(name: .customLong("config-dir"), help: "Network config directory.")
-    var configDir = "/etc/cni/net.d"
+    @OptionGroup var globals: GlobalOptions
     @Option(name: .customLong("lease-dir"), help: "IPAM lease root for networks whose config names no dataDir.")
     var leaseDir = "/var/lib/cni/networks"
     @Option(name: .customLong("store-dir"), help: "The cluster store's file store.")
     var storeDir = "/var/lib/pier/store"
-    @Option(name: .customLong("netns-dir"), help: "Where container network namespaces are pinned.")
-    var netnsDir = "/run/netns"
     @Flag(help: "Print JSON instead of tables.")
     var json = false
 
     var paths: StatePaths {
-        StatePaths(
-            cacheDirectory: cacheDir, configDirectory: configDir, leaseDirectory: leaseDir, storeDirectory: storeDir)
+        let environment = globals.environment
+        return StatePaths(
+            cacheDirectory: environment.cacheDirectory, configDirectory: environment.configDirectory,
+            stateRoot: environment.root, leaseDirectory: leaseDir, storeDirectory: storeDir)
     }
+
+    var containers: RuntimeContainers { RuntimeContainers(store: StateStore(root: globals.environment.root)) }
+
+    var netnsDirectory: String { globals.environment.netnsDirectory }
 
     /// The namespace the CLI runs in is the host it examines.
     func hostNamespace() throws -> NetworkNamespace {
         do { return try NetworkNamespace.current() } catch { throw failure("\(error)") }
+    }
+
+    func emit(_ text: String) { printLine(text) }
+}
+
+/// The runtime's container records, as diagnostics take them.
+struct RuntimeContainers: ContainerSource {
+    let store: StateStore
+
+    func containers() -> [ContainerInfo] { store.all().map(ContainerInfo.init) }
+
+    func find(_ reference: String) -> ContainerInfo? { (try? store.find(reference)).map(ContainerInfo.init) }
+}
+
+extension ContainerInfo {
+    init(_ record: ContainerRecord) {
+        self.init(
+            id: record.id, name: record.name, netnsPath: record.netnsPath,
+            attachments: record.attachments.map {
+                Attachment(network: $0.network, containerID: record.id, ifName: $0.ifName)
+            }, status: record.displayStatus)
     }
 }
 
@@ -36,7 +60,7 @@ struct Inspect: ParsableCommand {
     @OptionGroup var options: DiagnosticsOptions
     @Option(name: .customLong("netns"), help: "Inspect the network namespace at this path instead of a container.")
     var netns: String?
-    @Argument(help: "Container name (or a netns name or path).")
+    @Argument(help: "Container name or ID.")
     var container: String?
 
     func validate() throws {
@@ -44,27 +68,18 @@ struct Inspect: ParsableCommand {
     }
 
     func run() throws {
-        let path = netns ?? NamespaceLocator.path(for: container ?? "", netnsDirectory: options.netnsDir)
+        let info = container.flatMap { options.containers.find($0) }
+        if let container, info == nil, netns == nil {
+            throw failure("no such container: \(container)")
+        }
+        guard let path = netns ?? info?.netnsPath else {
+            throw failure("\(container ?? "") shares the host's network namespace: nothing of its own to inspect")
+        }
         let inspector = Inspector(host: try options.hostNamespace(), paths: options.paths)
         let report: ContainerReport
-        do { report = try inspector.inspect(netnsPath: path) } catch { throw failure(error.description) }
-        print(options.json ? ReportJSON.encode(report) : report.render(style: .forStandardOutput))
-    }
-}
-
-/// `pier network inspect NAME` from the kernel's point of view (the runtime's own
-/// `network inspect` calls `NetworkInspector` the same way).
-struct NetworkReportCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "inspect", abstract: "Show a network: devices, leases, attachments, nftables state.")
-    @OptionGroup var options: DiagnosticsOptions
-    @Argument(help: "Network name.")
-    var name: String
-
-    func run() throws {
-        let inspector = NetworkInspector(host: try options.hostNamespace(), paths: options.paths)
-        let report: NetworkReport
-        do { report = try inspector.inspect(network: name) } catch { throw failure(error.description) }
-        print(options.json ? ReportJSON.encode(report) : report.render(style: .forStandardOutput))
+        do { report = try inspector.inspect(netnsPath: path, container: info) } catch {
+            throw failure(error.description)
+        }
+        options.emit(options.json ? ReportJSON.encode(report) : report.render(style: .forStandardOutput))
     }
 }

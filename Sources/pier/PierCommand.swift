@@ -1,6 +1,67 @@
 import ArgumentParser
+import Glibc
+import Runtime
 
 @main
 struct Pier: ParsableCommand {
-    func run() throws { print("pier") }
+    static let configuration = CommandConfiguration(
+        commandName: "pier",
+        abstract: "Container networking runtime: containers over network namespaces, wired by CNI plugins.",
+        discussion: """
+            Global options (--root, --cache-dir, --config-dir, --netns-dir, --cni-path) may come before or after \
+            the subcommand.
+            """,
+        subcommands: [
+            Create.self, Start.self, Run.self, Exec.self, Stop.self, Remove.self, List.self, Inspect.self, Logs.self,
+            Check.self, DoctorCommand.self, TraceCommand.self,
+            GarbageCollect.self, Network.self, PluginCommand.self, Reap.self,
+        ])
+
+    /// `pier __init` runs before the argument parser and before anything else can start a thread: it
+    /// joins namespaces (a mount namespace refuses multi-threaded callers) and execs the command.
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "__init" {
+            do {
+                ContainerInit.run(try InitSpec(arguments: Array(arguments.dropFirst())))
+            } catch {
+                printError("pier: \(error)")
+                Glibc.exit(126)
+            }
+        }
+        let (globals, rest) = GlobalOptions.extractLeading(arguments)
+        GlobalOptions.leading = globals
+        Self.main(rest)
+    }
+}
+
+/// Reports a runtime error the way users expect from a CLI: one line on stderr, non-zero exit.
+func reporting<T>(_ body: () throws(RuntimeError) -> T) throws -> T {
+    do {
+        return try body()
+    } catch {
+        printError("pier: \(error)")
+        // Like Docker: 125 when pier itself failed, 126/127 when the command could not be run.
+        if case .commandFailed(_, let code) = error, code == 126 || code == 127 { throw ExitCode(code) }
+        throw ExitCode(125)
+    }
+}
+
+/// Unbuffered, so output interleaves correctly with plugins' and containers' output on the same streams.
+func printLine(_ text: String) {
+    writeAll(STDOUT_FILENO, text + "\n")
+}
+
+func printError(_ text: String) {
+    writeAll(STDERR_FILENO, text + "\n")
+}
+
+private func writeAll(_ descriptor: Int32, _ text: String) {
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        if written < 0 && errno == EINTR { continue }
+        guard written > 0 else { return }
+        bytes = bytes.dropFirst(written)
+    }
 }

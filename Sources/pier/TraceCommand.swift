@@ -27,7 +27,10 @@ struct TraceCommand: ParsableCommand {
     }
 
     func run() throws {
-        let targets = TraceTargets(paths: options.paths, netnsDirectory: options.netnsDir)
+        let containers = options.containers
+        let targets = TraceTargets(
+            paths: options.paths, netnsDirectory: options.netnsDirectory,
+            resolveContainer: { containers.find($0)?.netnsPath })
         let (to, port) = TraceTargets.split(endpoints[endpoints.count - 1])
         let report: TraceReport
         do {
@@ -39,7 +42,7 @@ struct TraceCommand: ParsableCommand {
         } catch {
             throw failure("\(error)")
         }
-        print(options.json ? ReportJSON.encode(report) : report.render(style: .forStandardOutput))
+        options.emit(options.json ? ReportJSON.encode(report) : report.render(style: .forStandardOutput))
         if !report.isHealthy { throw ExitCode(1) }
     }
 }

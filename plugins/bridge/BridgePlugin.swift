@@ -178,16 +178,6 @@ struct BridgePlugin: CNIPlugin {
             throw CNIError(.internalError, "interface \(request.ifName) is missing in \(request.netns)")
         }
         guard link.kind == .veth else { throw CNIError(.internalError, "\(request.ifName) is not a veth") }
-        guard
-            let containerIndex = expected.interfaces.firstIndex(where: {
-                $0.name == request.ifName && $0.sandbox == request.netns
-            })
-        else {
-            throw CNIError(.internalError, "prevResult has no interface \(request.ifName) in \(request.netns)")
-        }
-        if let mac = expected.interfaces[containerIndex].mac, mac != link.mac?.description {
-            throw CNIError(.internalError, "\(request.ifName) MAC \(link.mac?.description ?? "none") != \(mac)")
-        }
         guard let hostEnd = try host.linkIfPresent(named: Attachment(request).hostVethName) else {
             throw CNIError(.internalError, "host veth \(Attachment(request).hostVethName) is missing")
         }
@@ -197,15 +187,8 @@ struct BridgePlugin: CNIPlugin {
         guard hostEnd.linkIndex == link.index else {
             throw CNIError(.internalError, "host veth \(hostEnd.name) is not the peer of \(request.ifName)")
         }
-        let setup = InterfaceSetup(namespace: namespace, netlink: container)
-        let missing = try setup.missingAddresses(expected, interfaceIndex: containerIndex, link: link)
-        guard missing.isEmpty else {
-            throw CNIError(.internalError, "addresses missing on \(request.ifName): \(missing.map(\.description))")
-        }
-        let missingRoutes = try setup.missingRoutes(expected, link: link)
-        guard missingRoutes.isEmpty else {
-            throw CNIError(.internalError, "routes missing in container: \(missingRoutes.map(\.dst.description))")
-        }
+        try InterfaceSetup(namespace: namespace, netlink: container)
+            .verify(link, against: expected, ifName: request.ifName, netns: request.netns)
         let firewall = try NFTablesClient()
         if config.ipMasq {
             let rules = NetworkRules(client: firewall, networkTag: Attachment(request).networkTag)

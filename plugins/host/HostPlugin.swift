@@ -159,25 +159,8 @@ struct HostPlugin: CNIPlugin {
             throw CNIError(
                 .internalError, "\(request.ifName) in \(request.netns) is not a host device Pier moved there")
         }
-        guard
-            let position = expected.interfaces.firstIndex(where: {
-                $0.name == request.ifName && $0.sandbox == request.netns
-            })
-        else {
-            throw CNIError(.internalError, "prevResult has no interface \(request.ifName) in \(request.netns)")
-        }
-        if let mac = expected.interfaces[position].mac, MACAddress(mac) != link.mac {
-            throw CNIError(.internalError, "\(request.ifName) MAC \(link.mac?.description ?? "none") != \(mac)")
-        }
-        let setup = InterfaceSetup(namespace: namespace, netlink: container)
-        let missing = try setup.missingAddresses(expected, interfaceIndex: position, link: link)
-        guard missing.isEmpty else {
-            throw CNIError(.internalError, "addresses missing on \(request.ifName): \(missing.map(\.description))")
-        }
-        let missingRoutes = try setup.missingRoutes(expected, link: link)
-        guard missingRoutes.isEmpty else {
-            throw CNIError(.internalError, "routes missing in container: \(missingRoutes.map(\.dst.description))")
-        }
+        try InterfaceSetup(namespace: namespace, netlink: container)
+            .verify(link, against: expected, ifName: request.ifName, netns: request.netns)
     }
 
     /// Moved devices carry their own record (the alias): the only host-side leftovers are

@@ -1,0 +1,177 @@
+import CPierShim
+import Glibc
+
+/// What `pier __init` does between being spawned and exec'ing the container command: join the
+/// container's network namespace, get a UTS namespace (hostname = container name) and, with a root
+/// filesystem, a mount namespace and chroot. It runs in a freshly spawned process before any thread
+/// exists, because joining a mount namespace is refused to multi-threaded processes.
+public struct InitSpec: Sendable, Equatable {
+    /// Network namespace to join; nil keeps the caller's (host mode).
+    public var netns: String?
+    /// Set in a new UTS namespace; ignored when `joinUTS` is given.
+    public var hostname: String?
+    /// `exec`: namespaces of the running container process.
+    public var joinUTS: String?
+    public var joinMount: String?
+    /// `exec` into a chrooted container: `/proc/<pid>/root`.
+    public var joinRoot: String?
+    /// New root filesystem (chroot) in a new mount namespace.
+    public var rootfs: String?
+    /// Files bind-mounted into the rootfs before the chroot: source → path inside the rootfs.
+    public var binds: [(source: String, target: String)]
+    /// Where to report a failure before exec (the parent reads it; exec closes it on success).
+    public var reportDescriptor: Int32?
+    /// Written with "pid starttime" before exec, so the process can be found even when the `pier` that
+    /// started it died before recording its pid.
+    public var pidFile: String?
+    public var command: [String]
+
+    public init(command: [String]) {
+        self.command = command
+        self.binds = []
+    }
+
+    public static func == (lhs: InitSpec, rhs: InitSpec) -> Bool {
+        lhs.arguments == rhs.arguments
+    }
+
+    /// The `__init` command line; the inverse of `init(arguments:)`.
+    public var arguments: [String] {
+        var arguments: [String] = []
+        if let netns { arguments += ["--netns", netns] }
+        if let hostname { arguments += ["--hostname", hostname] }
+        if let joinUTS { arguments += ["--join-uts", joinUTS] }
+        if let joinMount { arguments += ["--join-mnt", joinMount] }
+        if let joinRoot { arguments += ["--join-root", joinRoot] }
+        if let rootfs { arguments += ["--rootfs", rootfs] }
+        for bind in binds { arguments += ["--bind", bind.source, bind.target] }
+        if let reportDescriptor { arguments += ["--report-fd", String(reportDescriptor)] }
+        if let pidFile { arguments += ["--pid-file", pidFile] }
+        return arguments + ["--"] + command
+    }
+
+    public init(arguments: [String]) throws(RuntimeError) {
+        self.init(command: [])
+        var index = 0
+        func value() throws(RuntimeError) -> String {
+            index += 1
+            guard index < arguments.count else { throw RuntimeError.invalidArgument("__init: missing value") }
+            return arguments[index]
+        }
+        while index < arguments.count {
+            switch arguments[index] {
+            case "--netns": netns = try value()
+            case "--hostname": hostname = try value()
+            case "--join-uts": joinUTS = try value()
+            case "--join-mnt": joinMount = try value()
+            case "--join-root": joinRoot = try value()
+            case "--rootfs": rootfs = try value()
+            case "--bind":
+                let source = try value()
+                binds.append((source, try value()))
+            case "--report-fd": reportDescriptor = Int32(try value())
+            case "--pid-file": pidFile = try value()
+            case "--":
+                command = Array(arguments[(index + 1)...])
+                index = arguments.count
+                continue
+            default: throw RuntimeError.invalidArgument("__init: unknown option \(arguments[index])")
+            }
+            index += 1
+        }
+        guard !command.isEmpty else { throw RuntimeError.invalidArgument("__init: no command") }
+    }
+}
+
+public enum ContainerInit {
+    /// Sets up the namespaces and execs; returns only on failure, with the message already reported.
+    public static func run(_ spec: InitSpec) -> Never {
+        if let fd = spec.reportDescriptor { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        do {
+            if let pidFile = spec.pidFile {
+                let pid = getpid()
+                let start = ProcessState.stat(pid)?.startTime ?? 0
+                try Files.writeAtomically(Array("\(pid) \(start)\n".utf8), to: pidFile, mode: 0o600)
+            }
+            try enter(spec)
+        } catch {
+            fail(spec, "\(error)", code: 126)
+        }
+        let arguments = spec.command.map { strdup($0) } + [nil]
+        execvp(spec.command[0], arguments)
+        let code = errno
+        fail(
+            spec, "exec \(spec.command[0]): \(String(cString: strerror(code)))",
+            code: code == ENOENT ? 127 : 126)
+    }
+
+    private static func fail(_ spec: InitSpec, _ message: String, code: Int32) -> Never {
+        let text = "pier: \(message)\n"
+        let target = spec.reportDescriptor ?? STDERR_FILENO
+        _ = text.withCString { write(target, $0, strlen($0)) }
+        exit(code)
+    }
+
+    private static func enter(_ spec: InitSpec) throws(RuntimeError) {
+        // The root must be opened before joining the mount namespace, where /proc may not be mounted.
+        var rootDescriptor: Int32 = -1
+        if let joinRoot = spec.joinRoot {
+            rootDescriptor = open(joinRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            guard rootDescriptor >= 0 else { throw RuntimeError.system("open \(joinRoot)", errno: errno) }
+        }
+        if let netns = spec.netns { try join(netns, pier_clone_newnet()) }
+        if let joinUTS = spec.joinUTS {
+            try join(joinUTS, pier_clone_newuts())
+        } else if let hostname = spec.hostname {
+            guard pier_unshare(pier_clone_newuts()) == 0 else {
+                throw RuntimeError.system("unshare UTS namespace", errno: errno)
+            }
+            guard sethostname(hostname, hostname.utf8.count) == 0 else {
+                throw RuntimeError.system("sethostname \(hostname)", errno: errno)
+            }
+        }
+        if let joinMount = spec.joinMount { try join(joinMount, pier_clone_newns()) }
+        if rootDescriptor >= 0 {
+            guard fchdir(rootDescriptor) == 0, chroot(".") == 0, chdir("/") == 0 else {
+                throw RuntimeError.system("enter the container root", errno: errno)
+            }
+            close(rootDescriptor)
+        }
+        if let rootfs = spec.rootfs { try enterRootfs(rootfs, binds: spec.binds) }
+    }
+
+    private static func join(_ path: String, _ type: Int32) throws(RuntimeError) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw RuntimeError.system("open namespace \(path)", errno: errno) }
+        defer { close(fd) }
+        guard pier_setns(fd, type) == 0 else { throw RuntimeError.system("setns \(path)", errno: errno) }
+    }
+
+    /// A private mount namespace so nothing mounted here leaks to the host, the generated files
+    /// (resolv.conf, hosts, hostname) bound over the rootfs's own, /proc, then chroot.
+    private static func enterRootfs(_ rootfs: String, binds: [(source: String, target: String)]) throws(RuntimeError) {
+        guard pier_unshare(pier_clone_newns()) == 0 else {
+            throw RuntimeError.system("unshare mount namespace", errno: errno)
+        }
+        guard mount("none", "/", nil, UInt(MS_REC) | UInt(MS_PRIVATE), nil) == 0 else {
+            throw RuntimeError.system("make / private", errno: errno)
+        }
+        for bind in binds {
+            let target = rootfs + "/" + bind.target
+            if !fileExists(target) {
+                try Files.makeDirectories(directoryName(target))
+                let fd = open(target, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+                if fd >= 0 { close(fd) }
+            }
+            guard mount(bind.source, target, nil, UInt(MS_BIND), nil) == 0 else {
+                throw RuntimeError.system("bind \(bind.source) on \(target)", errno: errno)
+            }
+        }
+        if isDirectory(rootfs + "/proc") {
+            _ = mount("proc", rootfs + "/proc", "proc", 0, nil)
+        }
+        guard chroot(rootfs) == 0, chdir("/") == 0 else {
+            throw RuntimeError.system("chroot \(rootfs)", errno: errno)
+        }
+    }
+}

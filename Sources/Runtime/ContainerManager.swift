@@ -1,0 +1,267 @@
+import CNI
+import Glibc
+import NetNS
+import Netlink
+
+/// What `pier create` / `pier run` were asked for.
+public struct CreateOptions: Sendable {
+    public var name: String?
+    public var command: [String]
+    /// Raw `--net` values: network names, `host`, `none` or `container:NAME`. Empty means the default.
+    public var networks: [String]
+    public var ports: [String]
+    public var ips: [String]
+    public var mac: String?
+    public var cniArgs: [(String, String)]
+    public var rootfs: String?
+    public var autoRemove: Bool
+
+    public init(command: [String]) {
+        self.command = command
+        self.networks = []
+        self.ports = []
+        self.ips = []
+        self.cniArgs = []
+        self.autoRemove = false
+    }
+}
+
+/// The container lifecycle over namespaces: create (netns + ADDs), start, stop, remove, list. Every
+/// state change holds the store lock and is recorded before it is acted on.
+public final class ContainerManager {
+    public static let defaultNetwork = "pier"
+
+    public let environment: RuntimeEnvironment
+    public let store: StateStore
+    public let configs: NetworkConfigStore
+    public let executor: NetworkExecutor
+
+    public init(environment: RuntimeEnvironment) {
+        self.environment = environment
+        self.store = StateStore(root: environment.root)
+        self.configs = NetworkConfigStore(directory: environment.configDirectory)
+        self.executor = NetworkExecutor(
+            pluginPath: environment.pluginPath, cache: ResultCache(cacheDirectory: environment.cacheDirectory))
+    }
+
+    static func parseNetworkMode(_ values: [String]) throws(RuntimeError) -> ContainerRecord.NetworkMode {
+        let values = values.isEmpty ? [defaultNetwork] : values
+        let special = values.filter { $0 == "host" || $0 == "none" || $0.hasPrefix("container:") }
+        if let mode = special.first {
+            guard values.count == 1 else {
+                throw RuntimeError.invalidArgument("--net \(mode) cannot be combined with other --net options")
+            }
+            if mode == "host" { return .host }
+            if mode == "none" { return .none }
+            let other = String(mode.dropFirst("container:".count))
+            guard !other.isEmpty else { throw RuntimeError.invalidArgument("--net container: needs a container name") }
+            return .container(other)
+        }
+        guard Set(values).count == values.count else {
+            throw RuntimeError.invalidArgument("a network may be given only once")
+        }
+        return .networks(values)
+    }
+
+    /// Creates the container: its record first (status `creating`), then the network namespace and one
+    /// attachment per network. Any failure undoes everything done so far.
+    public func create(_ options: CreateOptions) throws(RuntimeError) -> ContainerRecord {
+        try requireRoot()
+        guard !options.command.isEmpty else { throw RuntimeError.invalidArgument("no command given") }
+        let mode = try ContainerManager.parseNetworkMode(options.networks)
+        // Everything that can be checked without touching the system is checked first.
+        var lists: [NetworkConfigList] = []
+        if case .networks(let names) = mode {
+            for name in names {
+                let list = try configs.load(network: name)
+                for plugin in list.plugins {
+                    _ = try executor.find(plugin.type)
+                    // The IPAM delegate is looked up by the plugin, on the same path: check it up front too.
+                    if let ipam = plugin.raw["ipam"]?["type"]?.stringValue, !ipam.isEmpty {
+                        _ = try executor.find(ipam)
+                    }
+                }
+                lists.append(list)
+            }
+        } else if !options.ports.isEmpty || !options.ips.isEmpty || options.mac != nil {
+            throw RuntimeError.invalidArgument("-p, --ip and --mac need a CNI network (not host, none or container:)")
+        }
+        let capabilities = try CapabilityArgs.build(ports: options.ports, ips: options.ips, mac: options.mac)
+        let capabilityText = JSONValue.object(capabilities).encodedString
+        if let rootfs = options.rootfs, !isDirectory(rootfs) {
+            throw RuntimeError.invalidArgument("--rootfs \(rootfs) is not a directory")
+        }
+
+        let lock = try store.lock()
+        defer { lock.release() }
+        let id = ContainerID.generate()
+        let name = options.name ?? ContainerID.defaultName(for: id)
+        try ContainerID.validateName(name)
+        let existing = store.all()
+        guard !existing.contains(where: { $0.name == name }) else { throw RuntimeError.nameInUse(name) }
+
+        var record = ContainerRecord(id: id, name: name, command: options.command, networkMode: mode)
+        record.rootfs = options.rootfs
+        record.autoRemove = options.autoRemove
+        record.ownerPID = getpid()
+        switch mode {
+        case .host:
+            break
+        case .container(let other):
+            guard let target = existing.first(where: { $0.name == other || $0.id == other }) else {
+                throw RuntimeError.unknownContainer(other)
+            }
+            record.netnsPath = target.netnsPath
+        case .none, .networks:
+            record.netnsPath = environment.netnsDirectory + "/" + netnsName(name)
+            record.ownsNetns = true
+        }
+        for (index, list) in lists.enumerated() {
+            // Published ports and fixed addresses belong to the first network, as the primary interface.
+            record.attachments.append(
+                ContainerRecord.Attachment(
+                    network: list.name, ifName: "eth\(index)", capabilityArgs: index == 0 ? capabilityText : "{}",
+                    cniArgs: options.cniArgs.map { [$0.0, $0.1] }))
+        }
+        try store.save(record)
+
+        do {
+            try setUpNetworking(&record, lists: lists)
+        } catch {
+            _ = try? tearDown(record, force: true)
+            throw naming(existing, in: error)
+        }
+        record.status = .created
+        record.ownerPID = nil
+        try store.save(record)
+        return record
+    }
+
+    /// Plugins name attachments by container ID (portmap: "port is already allocated (held by … <id>/eth0)");
+    /// users know containers by name.
+    private func naming(_ records: [ContainerRecord], in error: RuntimeError) -> RuntimeError {
+        guard case .plugin(let network, let plugin, let command, var cniError) = error else { return error }
+        for record in records where cniError.msg.contains(record.id) || cniError.details.contains(record.id) {
+            cniError.msg += " [\(record.id.prefix(12)) is container \(record.name)]"
+        }
+        return .plugin(network: network, plugin: plugin, command: command, error: cniError)
+    }
+
+    /// `pier-<name>` in the netns directory, so `ip netns` shows whose it is.
+    func netnsName(_ name: String) -> String { "pier-" + name }
+
+    private func setUpNetworking(_ record: inout ContainerRecord, lists: [NetworkConfigList]) throws(RuntimeError) {
+        guard record.ownsNetns, let path = record.netnsPath else { return }
+        let namespace: NetworkNamespace
+        do {
+            namespace = try NetworkNamespace.create(
+                named: netnsName(record.name), runDirectory: environment.netnsDirectory)
+        } catch {
+            throw RuntimeError.failed("creating the network namespace \(path): \(error)")
+        }
+        try bringLoopbackUp(namespace)
+        for (index, list) in lists.enumerated() {
+            let attachment = record.attachments[index]
+            let result = try executor.add(list, record.request(for: attachment))
+            record.attachments[index].addresses = result.ips.map { $0.address.description }
+            try store.save(record)
+        }
+    }
+
+    /// Plugins configure their own interface only; loopback is the runtime's job (as in Docker and CRI).
+    private func bringLoopbackUp(_ namespace: NetworkNamespace) throws(RuntimeError) {
+        do {
+            let netlink = try RouteNetlink(namespace: namespace)
+            let loopback = try netlink.link(named: "lo")
+            try netlink.setLinkUp(index: loopback.index)
+        } catch {
+            throw RuntimeError.failed("bringing loopback up in \(namespace.path): \(error)")
+        }
+    }
+
+    /// Undoes whatever a record says may exist: the process, every attachment (DEL in reverse, with
+    /// the cached result when there is one), the namespace, then the record. Returns what failed. A failed
+    /// DEL keeps the record (status `removing`) for another try, unless `force`: then the record goes
+    /// anyway and the cache entry that DEL left behind lets `gc` retry it.
+    @discardableResult
+    func tearDown(_ record: ContainerRecord, force: Bool) throws(RuntimeError) -> [String] {
+        var record = record
+        record.status = .removing
+        record.ownerPID = getpid()
+        try store.save(record)
+        ContainerProcess.killAny(record, pidFile: store.directory(of: record.id) + "/pid")
+        var failures: [String] = []
+        // A `pier` killed between creating the mount point and bind-mounting the namespace leaves a plain
+        // file there; plugins would refuse it, and DEL without a namespace is what the spec allows.
+        let namespaceUsable = record.netnsPath.map { (try? NetworkNamespace.open(path: $0)) != nil } ?? true
+        for attachment in record.attachments.reversed() {
+            var request = record.request(for: attachment)
+            if !namespaceUsable { request.netns = "" }
+            guard let list = configForDelete(network: attachment.network, request: request) else {
+                failures.append("network \"\(attachment.network)\": no config (neither cached nor on disk) to DEL with")
+                continue
+            }
+            do {
+                try executor.delete(list, request)
+            } catch {
+                failures.append("\(error)")
+            }
+        }
+        // DEL works without the namespace, so it can go whatever happened above.
+        if record.ownsNetns, let path = record.netnsPath {
+            do {
+                try NetworkNamespace.delete(path: path)
+            } catch {
+                failures.append("removing the network namespace: \(error)")
+            }
+        }
+        if failures.isEmpty || force {
+            store.remove(id: record.id)
+            return failures
+        }
+        throw RuntimeError.failed(
+            "removing \(record.name) left work undone (fix the cause, then `pier rm -f \(record.name)`):\n  "
+                + failures.joined(separator: "\n  "))
+    }
+
+    /// DEL uses the exact list that ADD used (cached), or the one on disk when nothing was cached.
+    func configForDelete(network: String, request: AttachmentRequest) -> NetworkConfigList? {
+        if let entry = executor.cache.read(network: network, containerID: request.containerID, ifName: request.ifName),
+            let list = try? NetworkConfigList(bytes: entry.config)
+        {
+            return list
+        }
+        return try? configs.load(network: network)
+    }
+
+    public func list() -> [ContainerRecord] { store.all() }
+
+    public func find(_ reference: String) throws(RuntimeError) -> ContainerRecord {
+        try store.find(reference)
+    }
+
+    /// `rm`: refuses a running container unless forced (then it is killed first). Returns warnings: what
+    /// a forced removal could not undo.
+    @discardableResult
+    public func remove(_ reference: String, force: Bool) throws(RuntimeError) -> [String] {
+        try requireRoot()
+        let lock = try store.lock()
+        defer { lock.release() }
+        let record = try store.find(reference)
+        // Holding the lock means no other pier is half-way through this record: a `creating` or
+        // `removing` status here was left by a pier that died, and is safe to finish.
+        if record.isRunning && !force { throw RuntimeError.stillRunning(record.name) }
+        return try tearDown(record, force: force)
+    }
+
+    /// CHECK every attachment of a container against its cached result.
+    public func check(_ reference: String) throws(RuntimeError) {
+        try requireRoot()
+        let record = try store.find(reference)
+        for attachment in record.attachments {
+            let request = record.request(for: attachment)
+            let list = try configs.load(network: attachment.network)
+            try executor.check(list, request)
+        }
+    }
+}

@@ -1,0 +1,222 @@
+import CNI
+import Glibc
+
+/// Starting, signalling and entering container processes.
+enum ContainerProcess {
+    /// Signals the container's process (its whole process group when it was detached into its own
+    /// session); nothing happens when it is not running.
+    static func kill(_ record: ContainerRecord, signal: Int32) {
+        guard record.isRunning, let pid = record.pid else { return }
+        if record.detached {
+            _ = Glibc.kill(-pid, signal)
+        }
+        _ = Glibc.kill(pid, signal)
+    }
+
+    /// Kills whatever process the record or its pid file names, whatever the recorded status: a `pier`
+    /// killed between spawning the process and recording its pid leaves only the pid file.
+    static func killAny(_ record: ContainerRecord, pidFile: String) {
+        var candidates: [(Int32, UInt64)] = []
+        if let pid = record.pid, let start = record.pidStartTime { candidates.append((pid, start)) }
+        if let bytes = try? Files.read(pidFile) {
+            let fields = String(decoding: bytes, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
+            if fields.count == 2, let pid = Int32(fields[0]), let start = UInt64(fields[1]) {
+                candidates.append((pid, start))
+            }
+        }
+        for (pid, start) in candidates where ProcessState.isAlive(pid: pid, startTime: start) {
+            // Detached containers lead their own process group: take their children too.
+            if getpgid(pid) == pid { _ = Glibc.kill(-pid, SIGKILL) }
+            _ = Glibc.kill(pid, SIGKILL)
+            let deadline = monotonicSeconds() + 5
+            while ProcessState.isAlive(pid: pid, startTime: start) && monotonicSeconds() < deadline { usleep(10_000) }
+        }
+    }
+
+    /// Waits up to `seconds` for the process to go; true when it did.
+    static func waitForExit(_ record: ContainerRecord, seconds: Double) -> Bool {
+        let deadline = monotonicSeconds() + seconds
+        while record.isRunning {
+            if monotonicSeconds() >= deadline { return false }
+            usleep(20_000)
+        }
+        return true
+    }
+
+    static func monotonicSeconds() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+}
+
+extension ContainerManager {
+    /// Starts the container's command; detached output goes to `<root>/containers/<id>/log`. Returns the
+    /// exit code for a foreground start, nil for a detached one.
+    public func start(_ reference: String, detach: Bool) throws(RuntimeError) -> Int32? {
+        try requireRoot()
+        let lock = try store.lock()
+        var record = try store.find(reference)
+        guard record.status == .created || (record.status == .started && !record.isRunning) else {
+            lock.release()
+            if record.isRunning { throw RuntimeError.failed("container \(record.name) is already running") }
+            throw RuntimeError.failed("container \(record.name) is \(record.displayStatus): remove it with rm -f")
+        }
+        var spec = InitSpec(command: record.command)
+        spec.netns = record.netnsPath
+        spec.hostname = record.name
+        spec.reportDescriptor = 3
+        spec.pidFile = store.directory(of: record.id) + "/pid"
+        if let rootfs = record.rootfs {
+            spec.rootfs = rootfs
+            spec.binds = try writeContainerFiles(record)
+        }
+        let logPath = store.directory(of: record.id) + "/log"
+        let pid: pid_t
+        do {
+            pid = try ProcessSpawner.spawn(
+                [environment.executable, "__init"] + spec.arguments, output: detach ? .log(logPath) : .inherit,
+                newSession: detach, reportFailure: true)
+        } catch {
+            lock.release()
+            throw error
+        }
+        record.status = .started
+        record.pid = pid
+        record.pidStartTime = ProcessState.stat(pid)?.startTime
+        record.detached = detach
+        record.exitCode = nil
+        try store.save(record)
+        if detach && record.autoRemove { try startReaper(record) }
+        lock.release()
+        guard !detach else { return nil }
+
+        // Terminal signals reach the container's process group; pier stays to record the exit and, with
+        // --rm, to clean up.
+        signal(SIGINT, SIG_IGN)
+        signal(SIGQUIT, SIG_IGN)
+        let code = ProcessSpawner.wait(pid)
+        let finalLock = try store.lock()
+        defer { finalLock.release() }
+        if var current = store.load(id: record.id), current.pid == pid {
+            current.exitCode = code
+            try store.save(current)
+            if current.autoRemove { try tearDown(current, force: true) }
+        }
+        return code
+    }
+
+    /// `run`: create, then start; a failed start removes what create made.
+    public func run(_ options: CreateOptions, detach: Bool) throws(RuntimeError) -> (ContainerRecord, Int32?) {
+        let record = try create(options)
+        do {
+            return (record, try start(record.id, detach: detach))
+        } catch {
+            _ = try? remove(record.id, force: true)
+            throw error
+        }
+    }
+
+    /// SIGTERM, then SIGKILL when the process has not gone after `grace` seconds.
+    public func stop(_ reference: String, grace: Double) throws(RuntimeError) {
+        try requireRoot()
+        let record = try store.find(reference)
+        guard record.isRunning else { return }
+        ContainerProcess.kill(record, signal: SIGTERM)
+        if ContainerProcess.waitForExit(record, seconds: grace) { return }
+        ContainerProcess.kill(record, signal: SIGKILL)
+        _ = ContainerProcess.waitForExit(record, seconds: 5)
+    }
+
+    /// Runs a command inside a running container's namespaces, in the foreground; returns its exit code.
+    public func exec(_ reference: String, command: [String]) throws(RuntimeError) -> Int32 {
+        try requireRoot()
+        guard !command.isEmpty else { throw RuntimeError.invalidArgument("no command given") }
+        let record = try store.find(reference)
+        guard record.isRunning, let pid = record.pid else { throw RuntimeError.notRunning(record.name) }
+        var spec = InitSpec(command: command)
+        spec.netns = record.netnsPath
+        spec.joinUTS = "/proc/\(pid)/ns/uts"
+        if record.rootfs != nil {
+            spec.joinMount = "/proc/\(pid)/ns/mnt"
+            spec.joinRoot = "/proc/\(pid)/root"
+        }
+        spec.reportDescriptor = 3
+        let child = try ProcessSpawner.spawn(
+            [environment.executable, "__init"] + spec.arguments, output: .inherit, newSession: false,
+            reportFailure: true)
+        signal(SIGINT, SIG_IGN)
+        return ProcessSpawner.wait(child)
+    }
+
+    /// What a detached container wrote to stdout and stderr (empty for foreground ones).
+    public func logs(_ reference: String) throws(RuntimeError) -> String {
+        let record = try store.find(reference)
+        guard let bytes = try? Files.read(store.directory(of: record.id) + "/log") else { return "" }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// A detached `pier __reap` that removes a `--rm` container once its process has gone; there is no
+    /// daemon to do it.
+    private func startReaper(_ record: ContainerRecord) throws(RuntimeError) {
+        _ = try ProcessSpawner.spawn(
+            [environment.executable] + globalArguments + ["__reap", record.id], output: .discard, newSession: true,
+            reportFailure: false)
+    }
+
+    /// The options that make another `pier` see the same state, configs, cache and plugins.
+    public var globalArguments: [String] {
+        [
+            "--root", environment.root, "--cache-dir", environment.cacheDirectory, "--config-dir",
+            environment.configDirectory, "--netns-dir", environment.netnsDirectory, "--cni-path",
+            environment.pluginPath.joined(separator: ":"),
+        ]
+    }
+
+    /// The body of `pier __reap ID`: poll until the process is gone, then remove the container.
+    public func reap(_ id: String) {
+        while let record = store.load(id: id), record.status == .started, record.isRunning {
+            usleep(200_000)
+        }
+        guard let record = store.load(id: id), record.status == .started, record.autoRemove else { return }
+        _ = try? remove(record.id, force: true)
+    }
+
+    /// resolv.conf, hosts and hostname for a container with its own root filesystem.
+    private func writeContainerFiles(_ record: ContainerRecord) throws(RuntimeError)
+        -> [(source: String, target: String)]
+    {
+        let directory = store.directory(of: record.id)
+        var nameservers: [String] = []
+        var search: [String] = []
+        var addresses: [String] = []
+        for attachment in record.attachments {
+            let request = record.request(for: attachment)
+            if let list = try? configs.load(network: attachment.network),
+                let result = executor.cachedResult(list, request)
+            {
+                nameservers += result.dns.nameservers
+                search += result.dns.search
+                addresses += result.ips.map { $0.address.address.description }
+            }
+        }
+        var resolv = ""
+        if nameservers.isEmpty, let host = try? Files.read("/etc/resolv.conf") {
+            resolv = String(decoding: host, as: UTF8.self)
+        } else {
+            if !search.isEmpty { resolv += "search \(search.joined(separator: " "))\n" }
+            for server in nameservers { resolv += "nameserver \(server)\n" }
+        }
+        var hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        for address in addresses { hosts += "\(address)\t\(record.name)\n" }
+        if addresses.isEmpty { hosts += "127.0.1.1\t\(record.name)\n" }
+        let files = [("resolv.conf", resolv), ("hosts", hosts), ("hostname", record.name + "\n")]
+        var binds: [(source: String, target: String)] = []
+        for (name, text) in files {
+            let path = directory + "/" + name
+            try Files.writeAtomically(Array(text.utf8), to: path, mode: 0o644)
+            binds.append((path, "etc/" + name))
+        }
+        return binds
+    }
+}

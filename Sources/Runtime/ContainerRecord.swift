@@ -1,0 +1,138 @@
+import CNI
+import FoundationEssentials
+
+/// One container as it is kept on disk: `<root>/containers/<id>/state.json`. It is written before
+/// anything is created (status `creating`), so a `pier` killed half-way leaves a record that says
+/// exactly what may exist and `rm -f` / `gc` can undo it.
+public struct ContainerRecord: Codable, Sendable, Equatable {
+    public enum Status: String, Codable, Sendable {
+        /// Namespaces and attachments are being set up (or a `pier` died while doing so).
+        case creating
+        /// Networking is ready; no process has been started yet.
+        case created
+        /// A process was started; whether it still runs is checked against `/proc`.
+        case started
+        /// Teardown began; `rm -f` or `gc` finishes it.
+        case removing
+    }
+
+    /// How the container gets its network namespace.
+    public enum NetworkMode: Codable, Sendable, Equatable {
+        /// A new namespace with one interface per network (eth0, eth1, …).
+        case networks([String])
+        /// A new namespace with only loopback.
+        case none
+        /// The runtime's own namespace.
+        case host
+        /// Another container's namespace.
+        case container(String)
+    }
+
+    /// One network attachment, with the arguments its ADD used so DEL can repeat them.
+    public struct Attachment: Codable, Sendable, Equatable {
+        public var network: String
+        public var ifName: String
+        /// Capability arguments as a JSON object text (portMappings, ips, mac).
+        public var capabilityArgs: String
+        public var cniArgs: [[String]]
+        /// Addresses from the ADD result, for `ps` and `inspect`.
+        public var addresses: [String]
+
+        public init(
+            network: String, ifName: String, capabilityArgs: String = "{}", cniArgs: [[String]] = [],
+            addresses: [String] = []
+        ) {
+            self.network = network
+            self.ifName = ifName
+            self.capabilityArgs = capabilityArgs
+            self.cniArgs = cniArgs
+            self.addresses = addresses
+        }
+    }
+
+    public var id: String
+    public var name: String
+    public var status: Status
+    public var created: String
+    public var command: [String]
+    public var networkMode: NetworkMode
+    /// Where the network namespace is pinned; nil in host mode.
+    public var netnsPath: String?
+    /// False when the namespace belongs to someone else (host, container:OTHER) and must not be deleted.
+    public var ownsNetns: Bool
+    public var attachments: [Attachment]
+    public var rootfs: String?
+    public var autoRemove: Bool
+    public var detached: Bool
+    public var pid: Int32?
+    /// The process start time (clock ticks since boot, `/proc/<pid>/stat` field 22): with the pid it
+    /// identifies the process, so a recycled pid is never mistaken for the container.
+    public var pidStartTime: UInt64?
+    public var exitCode: Int32?
+    /// The `pier` process that wrote `creating`/`removing`: for a human reading a record a dead `pier`
+    /// left (the store lock, not this pid, is what tells live operations from dead ones).
+    public var ownerPID: Int32?
+
+    public init(id: String, name: String, command: [String], networkMode: NetworkMode) {
+        self.id = id
+        self.name = name
+        self.status = .creating
+        self.created = Date.now.formatted(.iso8601)
+        self.command = command
+        self.networkMode = networkMode
+        self.netnsPath = nil
+        self.ownsNetns = false
+        self.attachments = []
+        self.rootfs = nil
+        self.autoRemove = false
+        self.detached = false
+    }
+
+    /// The AttachmentRequest libcni would get for attachment `index`.
+    func request(for attachment: Attachment) -> AttachmentRequest {
+        var capabilities = JSONObject()
+        if let value = try? JSONValue(parsing: attachment.capabilityArgs), let object = value.objectValue {
+            capabilities = object
+        }
+        let pairs = attachment.cniArgs.compactMap { $0.count == 2 ? ($0[0], $0[1]) : nil }
+        return AttachmentRequest(
+            containerID: id, netns: netnsPath ?? "", ifName: attachment.ifName, cniArgs: pairs,
+            capabilityArgs: capabilities)
+    }
+
+    /// Whether the container's process is alive now.
+    public var isRunning: Bool {
+        guard status == .started, let pid, let pidStartTime else { return false }
+        return ProcessState.isAlive(pid: pid, startTime: pidStartTime)
+    }
+
+    /// What `ps` shows: creating, created, running, exited or removing.
+    public var displayStatus: String {
+        switch status {
+        case .creating: return "creating"
+        case .created: return "created"
+        case .removing: return "removing"
+        case .started: return isRunning ? "running" : "exited"
+        }
+    }
+}
+
+/// Reads `/proc/<pid>/stat` to tell a live process from a dead, zombie or recycled one.
+enum ProcessState {
+    /// The state letter and start time of `pid`, or nil when there is no such process.
+    static func stat(_ pid: Int32) -> (state: Character, startTime: UInt64)? {
+        guard let bytes = try? Files.read("/proc/\(pid)/stat") else { return nil }
+        let text = String(decoding: bytes, as: UTF8.self)
+        // The command name may contain spaces and parentheses: fields start after the last ')'.
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // fields[0] is field 3 (state); field 22 (starttime) is fields[19].
+        guard fields.count > 19, let state = fields[0].first, let start = UInt64(fields[19]) else { return nil }
+        return (state, start)
+    }
+
+    static func isAlive(pid: Int32, startTime: UInt64) -> Bool {
+        guard let info = stat(pid) else { return false }
+        return info.startTime == startTime && info.state != "Z" && info.state != "X"
+    }
+}

@@ -1,0 +1,124 @@
+import Glibc
+
+/// The few file operations the runtime needs, over plain syscalls so modes and atomicity are exact.
+enum Files {
+    static func read(_ path: String) throws(RuntimeError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw RuntimeError.system("open \(path)", errno: errno) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count > 0 {
+                bytes.append(contentsOf: buffer[0..<count])
+            } else if count == 0 {
+                return bytes
+            } else if errno != EINTR {
+                throw RuntimeError.system("read \(path)", errno: errno)
+            }
+        }
+    }
+
+    /// Writes to a temporary sibling, syncs and renames it into place, so a reader (or a `pier` killed
+    /// half-way) only ever sees the old or the new whole file.
+    static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws(RuntimeError) {
+        let temporary = "\(path).tmp-\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw RuntimeError.system("create \(temporary)", errno: errno) }
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress.map { $0 + offset }, bytes.count - offset) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                let code = errno
+                close(fd)
+                unlink(temporary)
+                throw RuntimeError.system("write \(temporary)", errno: code)
+            }
+            offset += written
+        }
+        // The umask may have narrowed the mode; the cache promises exactly 0600.
+        fchmod(fd, mode)
+        fsync(fd)
+        close(fd)
+        guard rename(temporary, path) == 0 else {
+            let code = errno
+            unlink(temporary)
+            throw RuntimeError.system("rename \(temporary)", errno: code)
+        }
+    }
+
+    /// `mkdir -p` with `mode` on every directory it creates.
+    static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws(RuntimeError) {
+        if isDirectory(path) { return }
+        let parent = directoryName(path)
+        if parent != path && parent != "/" && parent != "." { try makeDirectories(parent, mode: mode) }
+        if mkdir(path, mode) != 0 && errno != EEXIST { throw RuntimeError.system("mkdir \(path)", errno: errno) }
+        chmod(path, mode)
+    }
+
+    /// Names in a directory (no `.`/`..`), sorted; empty when it does not exist.
+    static func list(_ path: String) -> [String] {
+        guard let directory = opendir(path) else { return [] }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    static func remove(_ path: String) {
+        unlink(path)
+    }
+
+    /// Removes a directory tree this runtime made (files and subdirectories, no mount points).
+    static func removeTree(_ path: String) {
+        for name in list(path) {
+            let child = path + "/" + name
+            var info = stat()
+            if lstat(child, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR {
+                removeTree(child)
+            } else {
+                unlink(child)
+            }
+        }
+        rmdir(path)
+    }
+}
+
+/// An exclusive `flock` on a file, held until `release()` or the process dies. The kernel drops it
+/// when the last descriptor closes, so a `pier` killed mid-operation never leaves it stuck.
+final class FileLock {
+    private var descriptor: Int32
+
+    /// `inheritable` leaves the descriptor open across exec: plugins started while the lock is held keep
+    /// it until they exit, so a `pier` killed during an ADD cannot let `gc` race the orphaned plugin.
+    init(path: String, inheritable: Bool) throws(RuntimeError) {
+        let flags = O_RDWR | O_CREAT | (inheritable ? 0 : O_CLOEXEC)
+        let fd = open(path, flags, 0o600)
+        guard fd >= 0 else { throw RuntimeError.system("open lock \(path)", errno: errno) }
+        while flock(fd, LOCK_EX) != 0 {
+            guard errno == EINTR else {
+                let code = errno
+                close(fd)
+                throw RuntimeError.system("lock \(path)", errno: code)
+            }
+        }
+        descriptor = fd
+    }
+
+    var fileDescriptor: Int32 { descriptor }
+
+    func release() {
+        guard descriptor >= 0 else { return }
+        close(descriptor)
+        descriptor = -1
+    }
+
+    deinit { release() }
+}

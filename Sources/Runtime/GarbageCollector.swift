@@ -1,0 +1,80 @@
+import CNI
+import Glibc
+
+extension ContainerManager {
+    /// What one `gc` pass did and what it could not do.
+    public struct GarbageReport: Sendable {
+        public var removedContainers: [String] = []
+        public var errors: [String] = []
+    }
+
+    /// `pier gc`: finishes containers a dead `pier` left half-made or half-removed (and `--rm` containers
+    /// whose reaper is gone), then runs libcni's GC for every network with the attachments of the
+    /// containers that remain as the valid set: stale cached attachments get a DEL, plugins a GC.
+    public func garbageCollect() throws(RuntimeError) -> GarbageReport {
+        try requireRoot()
+        let lock = try store.lock()
+        defer { lock.release() }
+        var report = GarbageReport()
+        // Holding the lock, no other pier is mid-operation: `creating`/`removing` are leftovers.
+        for record in store.all() {
+            let stale =
+                record.status == .creating || record.status == .removing
+                || (record.status == .started && record.autoRemove && !record.isRunning)
+            guard stale else { continue }
+            do {
+                report.errors += try tearDown(record, force: true)
+                report.removedContainers.append(record.name)
+            } catch {
+                report.errors.append("\(error)")
+            }
+        }
+
+        removeAbandonedFiles()
+        let remaining = store.all()
+        func valid(for network: String) -> [NetworkConfig.Attachment] {
+            remaining.flatMap { record in
+                record.attachments.filter { $0.network == network }.map {
+                    NetworkConfig.Attachment(containerID: record.id, ifName: $0.ifName)
+                }
+            }
+        }
+        var seen = Set<String>()
+        for entry in configs.entries() {
+            guard let list = entry.list, !seen.contains(list.name) else { continue }
+            seen.insert(list.name)
+            report.errors += executor.garbageCollect(list, valid: valid(for: list.name)).map { "\($0)" }
+        }
+        // Attachments of networks whose config is gone can still be deleted with the cached config.
+        for entry in executor.cache.all() where !seen.contains(entry.networkName) {
+            let keep = valid(for: entry.networkName).contains {
+                $0.containerID == entry.request.containerID && $0.ifName == entry.request.ifName
+            }
+            guard !keep, let list = try? NetworkConfigList(bytes: entry.config) else { continue }
+            do {
+                try executor.delete(list, entry.request)
+            } catch {
+                report.errors.append("\(error)")
+            }
+        }
+        return report
+    }
+
+    /// Temporaries of atomic writes whose writer died, and container directories whose record was never
+    /// completely written: what a `pier` killed at the wrong instant leaves besides records.
+    private func removeAbandonedFiles() {
+        for directory in [executor.cache.directory] + Files.list(store.containersDirectory).map(store.directory(of:)) {
+            for name in Files.list(directory) {
+                let parts = name.split(separator: ".tmp-", omittingEmptySubsequences: false)
+                guard parts.count == 2, let pid = Int32(parts[1]) else { continue }
+                if kill(pid, 0) != 0 && errno == ESRCH { Files.remove(directory + "/" + name) }
+            }
+        }
+        for id in Files.list(store.containersDirectory) where store.load(id: id) == nil {
+            let directory = store.directory(of: id)
+            if Files.list(directory).allSatisfy({ $0.contains(".tmp-") || $0 == "log" || $0 == "pid" }) {
+                store.remove(id: id)
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+import Glibc
+
+/// Starts `pier __init` (and the `__reap` helper) with posix_spawn: Swift offers no safe fork, and
+/// spawning our own binary lets the child do its namespace work single-threaded before exec.
+enum ProcessSpawner {
+    enum Output {
+        /// Share the caller's stdin/stdout/stderr (foreground `run`, `exec`).
+        case inherit
+        /// stdin from /dev/null, stdout and stderr appended to a log file (detached).
+        case log(String)
+        /// Everything to /dev/null (helpers).
+        case discard
+    }
+
+    /// glibc's POSIX_SPAWN_SETSID, not imported into Swift.
+    static let spawnSetsid: Int16 = 0x80
+
+    /// Spawns `arguments` (argv[0] is the path) with only stdin, stdout and stderr (and the report pipe)
+    /// open: in particular the store lock must not outlive `pier` in a container. With `reportFailure`, a pipe on fd 3 carries
+    /// the child's error if it fails before exec; exec closes it, so an empty read means success.
+    static func spawn(
+        _ arguments: [String], output: Output, newSession: Bool, reportFailure: Bool
+    ) throws(RuntimeError) -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        switch output {
+        case .inherit: break
+        case .log(let path):
+            posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, path, O_WRONLY | O_CREAT | O_APPEND, 0o640)
+            posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO)
+        case .discard:
+            posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0)
+            posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO)
+        }
+        var pipeEnds: [Int32] = [-1, -1]
+        if reportFailure {
+            guard pipe(&pipeEnds) == 0 else { throw RuntimeError.system("pipe", errno: errno) }
+            _ = fcntl(pipeEnds[0], F_SETFD, FD_CLOEXEC)
+            _ = fcntl(pipeEnds[1], F_SETFD, FD_CLOEXEC)
+            // dup2 clears close-on-exec on fd 3; the child sets it again first thing.
+            posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], 3)
+        }
+        // Nothing else `pier` inherited may leak into a long-lived container: a caller's descriptor held
+        // open by a container keeps that caller waiting (Foundation's Process, for one, learns that its
+        // child exited from a socket the child inherits).
+        // (glibc's addclosefrom_np is not visible to Swift, so each open descriptor is named.)
+        for descriptor in openDescriptors() where descriptor > (reportFailure ? 3 : 2) {
+            posix_spawn_file_actions_addclose(&actions, descriptor)
+        }
+        defer { if pipeEnds[0] >= 0 { close(pipeEnds[0]) } }
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // Signals ignored or blocked by `pier` must not stay so in the container.
+        var all = sigset_t()
+        sigfillset(&all)
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        var flags = Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK)
+        if newSession { flags |= spawnSetsid }
+        posix_spawnattr_setflags(&attributes, flags)
+
+        var pid = pid_t()
+        let pointers = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in pointers { free(pointer) } }
+        let result = posix_spawn(&pid, arguments[0], &actions, &attributes, pointers, environ)
+        if pipeEnds[1] >= 0 { close(pipeEnds[1]) }
+        guard result == 0 else { throw RuntimeError.system("spawn \(arguments[0])", errno: result) }
+        guard reportFailure else { return pid }
+
+        let report = readAll(pipeEnds[0])
+        if !report.isEmpty {
+            let code = wait(pid)
+            let message = String(decoding: report, as: UTF8.self).trimmingSuffixNewlines()
+            throw RuntimeError.commandFailed(
+                message.hasPrefix("pier: ") ? String(message.dropFirst(6)) : message, exitCode: code)
+        }
+        return pid
+    }
+
+    /// The descriptors open in this process now (the directory's own, closed again, filtered out).
+    static func openDescriptors() -> [Int32] {
+        Files.list("/proc/self/fd").compactMap { Int32($0) }.filter { fcntl($0, F_GETFD) >= 0 }
+    }
+
+    static func readAll(_ descriptor: Int32) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count > 0 {
+                bytes.append(contentsOf: buffer[0..<count])
+            } else if count == 0 || errno != EINTR {
+                return bytes
+            }
+        }
+    }
+
+    /// Waits for a child; returns its exit code (128 + signal when killed, as shells report it).
+    static func wait(_ pid: pid_t) -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            if errno != EINTR { return -1 }
+        }
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+    }
+}
+
+extension String {
+    func trimmingSuffixNewlines() -> String {
+        var text = self
+        while text.hasSuffix("\n") { text.removeLast() }
+        return text
+    }
+}

@@ -1,0 +1,159 @@
+import CNI
+import Foundation
+import PierTestSupport
+import Testing
+
+@testable import Runtime
+
+struct CapabilityArgsTests {
+    func mapping(_ text: String) throws -> String {
+        try CapabilityArgs.portMapping(text).encodedString
+    }
+
+    @Test func publishSpecsBecomePortMappings() throws {
+        #expect(try mapping("8080:80") == #"{"hostPort":8080,"containerPort":80,"protocol":"tcp"}"#)
+        #expect(try mapping("53:53/udp") == #"{"hostPort":53,"containerPort":53,"protocol":"udp"}"#)
+        #expect(
+            try mapping("127.0.0.1:8080:80")
+                == #"{"hostPort":8080,"containerPort":80,"protocol":"tcp","hostIP":"127.0.0.1"}"#)
+        #expect(
+            try mapping("[::1]:8080:80/sctp")
+                == #"{"hostPort":8080,"containerPort":80,"protocol":"sctp","hostIP":"::1"}"#)
+        for bad in ["80", "0:80", "8080:70000", "1.2.3.4:1:2:3", "8080:80/icmp", "nothost:80:80"] {
+            #expect(throws: RuntimeError.self, "\(bad)") { try mapping(bad) }
+        }
+    }
+
+    @Test func ipsAndMacAreValidated() throws {
+        let object = try CapabilityArgs.build(ports: [], ips: ["10.1.0.5/24"], mac: "c2:11:22:33:44:55")
+        #expect(JSONValue.object(object).encodedString == #"{"ips":["10.1.0.5/24"],"mac":"c2:11:22:33:44:55"}"#)
+        #expect(throws: RuntimeError.self) { try CapabilityArgs.build(ports: [], ips: ["10.1.0"], mac: nil) }
+        #expect(throws: RuntimeError.self) { try CapabilityArgs.build(ports: [], ips: [], mac: "c2:11") }
+        #expect(try CapabilityArgs.build(ports: [], ips: [], mac: nil).isEmpty)
+    }
+}
+
+struct IdentityTests {
+    @Test func sha512MatchesKnownVectors() {
+        #expect(
+            SHA512.hex(SHA512.hash(Array("abc".utf8)))
+                == "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a"
+                + "2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f")
+        #expect(
+            SHA512.hex(SHA512.hash([]))
+                == "cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce"
+                + "47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e")
+        // Two blocks: 112 bytes of padding boundary.
+        let long = Array(repeating: UInt8(ascii: "a"), count: 200)
+        #expect(SHA512.hash(long).count == 64)
+    }
+
+    @Test func cnitoolContainerIDIsPrefixedTwentyHexDigits() {
+        let id = cnitoolContainerID(netns: "/var/run/netns/test")
+        #expect(id.hasPrefix("cnitool-"))
+        #expect(id.count == 28)
+        #expect(id == "cnitool-" + SHA512.hex(SHA512.hash(Array("/var/run/netns/test".utf8))).prefix(20))
+    }
+
+    @Test func containerIDsAreDockerLike() {
+        let id = ContainerID.generate()
+        #expect(id.count == 64 && id.allSatisfy(\.isHexDigit))
+        #expect(id != ContainerID.generate())
+        #expect((try? ContainerID.validateName("web-1.a_b")) != nil)
+        for bad in ["", "-x", "a/b", "a b", String(repeating: "x", count: 65)] {
+            #expect(throws: RuntimeError.self) { try ContainerID.validateName(bad) }
+        }
+    }
+}
+
+struct NetworkModeTests {
+    @Test func netOptionsParse() throws {
+        #expect(try ContainerManager.parseNetworkMode([]) == .networks(["pier"]))
+        #expect(try ContainerManager.parseNetworkMode(["a", "b"]) == .networks(["a", "b"]))
+        #expect(try ContainerManager.parseNetworkMode(["host"]) == .host)
+        #expect(try ContainerManager.parseNetworkMode(["none"]) == ContainerRecord.NetworkMode.none)
+        #expect(try ContainerManager.parseNetworkMode(["container:web"]) == .container("web"))
+        for bad in [["host", "a"], ["a", "a"], ["container:"]] {
+            #expect(throws: RuntimeError.self) { try ContainerManager.parseNetworkMode(bad) }
+        }
+    }
+
+    @Test func initArgumentsRoundTrip() throws {
+        var spec = InitSpec(command: ["sh", "-c", "echo --netns"])
+        spec.netns = "/run/netns/x"
+        spec.hostname = "web"
+        spec.rootfs = "/srv/root"
+        spec.binds = [("/a/resolv.conf", "etc/resolv.conf")]
+        spec.reportDescriptor = 3
+        spec.pidFile = "/run/pier/c/pid"
+        #expect(try InitSpec(arguments: spec.arguments) == spec)
+        #expect(throws: RuntimeError.self) { try InitSpec(arguments: ["--netns", "/x", "--"]) }
+    }
+}
+
+struct ConfigStoreTests {
+    @Test func conflistsWinInLexicalOrderThenLegacyFiles() throws {
+        let directory = NSTemporaryDirectory() + "pier-conf-\(uniqueTag())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        func write(_ name: String, _ text: String) throws {
+            try text.write(toFile: directory + "/" + name, atomically: true, encoding: .utf8)
+        }
+        try write("20-b.conflist", #"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"second"}]}"#)
+        try write("10-a.conflist", #"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"first"}]}"#)
+        try write("05-n.conf", #"{"cniVersion":"0.4.0","name":"n","type":"legacy"}"#)
+        try write("30-old.conf", #"{"cniVersion":"0.4.0","name":"old","type":"legacy"}"#)
+        try write("40-broken.conflist", "{")
+        try write("README", "not a config")
+        let store = NetworkConfigStore(directory: directory)
+        #expect(try store.load(network: "n").plugins.map(\.type) == ["first"])
+        let old = try store.load(network: "old")
+        #expect(old.plugins.map(\.type) == ["legacy"])
+        #expect(old.cniVersion == "0.4.0")
+        #expect(store.networkNames() == ["n", "old"])
+        do {
+            _ = try store.load(network: "x")
+            Issue.record("expected unknown network")
+        } catch {
+            #expect("\(error)".contains("known networks: n, old"))
+        }
+    }
+
+    @Test func versionSelectionTakesTheNewestSupported() throws {
+        let list = try NetworkConfigList(
+            bytes: Array(
+                #"{"cniVersion":"0.4.0","cniVersions":["1.0.0","1.1.0","9.0.0"],"name":"v","plugins":[]}"#.utf8))
+        #expect(list.cniVersion == "1.1.0")
+    }
+}
+
+struct StateStoreTests {
+    @Test func recordsRoundTripAndResolveByNameOrIDPrefix() throws {
+        let root = NSTemporaryDirectory() + "pier-state-\(uniqueTag())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let store = StateStore(root: root)
+        var record = ContainerRecord(
+            id: ContainerID.generate(), name: "web", command: ["sleep", "1"], networkMode: .host)
+        record.attachments = [.init(network: "pier", ifName: "eth0", capabilityArgs: #"{"mac":"x"}"#)]
+        try store.save(record)
+        #expect(store.load(id: record.id) == record)
+        #expect(try store.find("web").id == record.id)
+        #expect(try store.find(String(record.id.prefix(8))).id == record.id)
+        #expect(throws: RuntimeError.self) { try store.find("nope") }
+        let mode =
+            try FileManager.default.attributesOfItem(atPath: root + "/containers/\(record.id)/state.json")[
+                .posixPermissions] as? Int
+        #expect(mode == 0o600)
+        #expect(record.request(for: record.attachments[0]).capabilityArgs["mac"] == .string("x"))
+        store.remove(id: record.id)
+        #expect(store.all().isEmpty)
+    }
+
+    @Test func deadOrRecycledProcessesAreNotRunning() throws {
+        let own = getpid()
+        let start = try #require(ProcessState.stat(own)?.startTime)
+        #expect(ProcessState.isAlive(pid: own, startTime: start))
+        #expect(!ProcessState.isAlive(pid: own, startTime: start + 1))
+        #expect(ProcessState.stat(Int32.max) == nil)
+    }
+}
