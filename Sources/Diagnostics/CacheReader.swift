@@ -38,6 +38,16 @@ extension NetworkConfigList {
         public var isolation: Bool
         /// The conflist as written.
         public var raw: JSONValue?
+        /// The cluster store a plugin (vxlan-overlay, cluster IPAM) names: `file` with a path,
+        /// or `etcd` with endpoints.
+        public var storeType: String?
+        public var storePath: String?
+        public var storeEndpoints: [String]
+
+        static func hex6(_ value: Int) -> String {
+            let text = String(value, radix: 16)
+            return String(repeating: "0", count: max(0, 6 - text.count)) + text
+        }
 
         /// Reports encode with sorted keys anyway; sorting here makes decoded reports compare equal.
         static func sortingKeys(_ value: JSONValue) -> JSONValue {
@@ -61,10 +71,18 @@ extension NetworkConfigList {
             gateways = []
             ipMasq = false
             isolation = true
+            storeEndpoints = []
             for plugin in list.plugins {
                 let raw = plugin.raw
+                if let store = raw["store"]?.objectValue ?? raw["ipam"]?["store"]?.objectValue {
+                    storeType = store["type"]?.stringValue ?? "file"
+                    storePath = store["path"]?.stringValue
+                    storeEndpoints = (store["endpoints"]?.arrayValue ?? []).compactMap(\.stringValue)
+                }
                 if plugin.type == "bridge" || plugin.type == "vxlan-overlay" {
-                    bridge = raw["bridge"]?.stringValue ?? (plugin.type == "bridge" ? "cni0" : nil)
+                    // vxlan-overlay derives its bridge from the VNI (pov-<6 hex digits>).
+                    let overlayBridge = raw["vni"]?.intValue.map { "pov-" + Self.hex6($0) }
+                    bridge = raw["bridge"]?.stringValue ?? (plugin.type == "bridge" ? "cni0" : overlayBridge)
                     ipMasq = raw["ipMasq"]?.boolValue ?? false
                     isolation = raw["isolation"]?.boolValue ?? true
                 }

@@ -44,7 +44,7 @@ public struct Doctor {
             index: index, host: snapshot, firewall: firewall, leaseDirectories: leaseDirectories, networks: networks,
             containersKnown: containers != nil
         ).run()
-        findings += HostChecks.store(at: paths.storeDirectory)
+        findings += HostChecks.stores(default: paths.storeDirectory, networks: networks)
         return DoctorReport(findings: findings)
     }
 }

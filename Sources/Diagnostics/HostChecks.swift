@@ -1,3 +1,4 @@
+import CNI
 import ClusterStore
 import Firewall
 import NetNS
@@ -135,10 +136,26 @@ enum HostChecks {
                         : "file store cannot be created: \(parent) is not writable",
                     fix: usable ? nil : "make \(parent) writable for root, or point the store elsewhere"))
         }
+        return findings
+    }
+
+    /// Every store the networks name, besides the default file store.
+    static func stores(default path: String, networks: [NetworkConfigList.Summary]) -> [Finding] {
+        var paths = [path]
+        for network in networks where network.storeType == "file" {
+            if let other = network.storePath, !paths.contains(other) { paths.append(other) }
+        }
+        var findings = paths.flatMap { store(at: $0) }
+        let etcd = networks.filter { $0.storeType == "etcd" }
+        let names = Set(etcd.map(\.name)).sorted().joined(separator: ", ")
         findings.append(
             Finding(
-                check: "store.etcd", severity: .ok,
-                message: "etcd not checked: this build has no etcd client yet, only the file store was checked"))
+                check: "store.etcd", severity: etcd.isEmpty ? .ok : .warning,
+                subject: etcd.isEmpty ? nil : Set(etcd.flatMap(\.storeEndpoints)).sorted().joined(separator: ","),
+                message: etcd.isEmpty
+                    ? "etcd not checked: no network uses it, and this build has no etcd client yet (only file stores were checked)"
+                    : "etcd not checked for \(names): this build has no etcd client yet (only file stores were checked)",
+                fix: etcd.isEmpty ? nil : "check the endpoints with etcdctl endpoint health"))
         return findings
     }
 }

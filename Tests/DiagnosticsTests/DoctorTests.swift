@@ -166,6 +166,45 @@ struct DoctorTests {
         }
     }
 
+    @Test func cachedResultWithoutAContainerRecordIsStale() throws {
+        try withTestHosts(3) { hosts in
+            let (host, c1, c2) = (hosts[0], hosts[1], hosts[2])
+            let scenario = try Scenario(host: host, subnet: "10.241.8.0/24")
+            defer { scenario.cleanUp() }
+            try scenario.add(c1)
+            try scenario.add(c2)
+            // The runtime knows only c2: c1's cache entry is a leftover although its netns lives.
+            let known = ContainerInfo(
+                id: c2.name, name: "c2", netnsPath: c2.path, attachments: [scenario.attachment(c2)])
+            let report = try Doctor(
+                host: try scenario.hostNamespace(), paths: scenario.paths, containers: StaticContainers([known]),
+                probeKernel: false
+            ).run()
+            let stale = report.findings("stale.cache")
+            #expect(stale.map(\.subject) == [scenario.cachePath(c1)], "\(report.summary)")
+            #expect(stale.first?.message.contains("no container record") == true)
+        }
+    }
+
+    @Test func storesNamedByNetworksAreChecked() throws {
+        try withTestHosts(1) { hosts in
+            let scenario = try Scenario(host: hosts[0], subnet: "10.241.9.0/24")
+            defer { scenario.cleanUp() }
+            let store = scenario.root + "/overlay-store"
+            let overlay =
+                #"{"cniVersion":"1.1.0","name":"ovl","plugins":[{"type":"vxlan-overlay","vni":7,"store":{"type":"file","path":"\#(store)"}}]}"#
+            let etcd =
+                #"{"cniVersion":"1.1.0","name":"far","plugins":[{"type":"vxlan-overlay","vni":8,"store":{"type":"etcd","endpoints":["http://10.241.9.9:2379"]}}]}"#
+            try Data(overlay.utf8).write(to: URL(fileURLWithPath: scenario.paths.configDirectory + "/20-ovl.conflist"))
+            try Data(etcd.utf8).write(to: URL(fileURLWithPath: scenario.paths.configDirectory + "/30-far.conflist"))
+            let report = try scenario.doctor()
+            #expect(report.findings("store.file").compactMap(\.subject) == [scenario.paths.storeDirectory, store])
+            let etcdFinding = try #require(report.findings("store.etcd").first)
+            #expect(etcdFinding.severity == .warning && etcdFinding.subject == "http://10.241.9.9:2379")
+            #expect(etcdFinding.message.contains("far"))
+        }
+    }
+
     @Test func unusableFileStoreIsAnError() throws {
         try withTestHosts(1) { hosts in
             let scenario = try Scenario(host: hosts[0], subnet: "10.241.7.0/24")
@@ -176,7 +215,7 @@ struct DoctorTests {
             paths.storeDirectory = file + "/store"
             let report = try Doctor(host: try scenario.hostNamespace(), paths: paths, probeKernel: false).run()
             #expect(report.findings("store.file").first?.severity == .error)
-            #expect(report.findings("store.etcd").first?.message.contains("only the file store") == true)
+            #expect(report.findings("store.etcd").first?.message.contains("only file stores") == true)
         }
     }
 }

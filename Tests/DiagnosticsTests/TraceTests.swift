@@ -156,25 +156,25 @@ struct TraceTests {
             // network inspect shows the overlay's device, FDB and neighbour entries.
             let name = "ovl-\(uniqueTag(6))"
             let config =
-                #"{"cniVersion":"1.1.0","name":"\#(name)","plugins":[{"type":"vxlan-overlay","bridge":"br0"}]}"#
+                #"{"cniVersion":"1.1.0","name":"\#(name)","plugins":[{"type":"vxlan-overlay","vni":42}]}"#
             try Data(config.utf8).write(to: URL(fileURLWithPath: scenario.paths.configDirectory + "/20-ovl.conflist"))
             let network = try NetworkInspector(host: try scenario.hostNamespace(), paths: scenario.paths)
                 .inspect(network: name)
             let device = try #require(network.vxlan.first)
-            #expect(device.name == "vx0" && device.vni == 42 && device.learning == false && device.proxy == true)
+            #expect(device.name == "vx-00002a" && device.vni == 42 && device.learning == false && device.proxy == true)
             #expect(device.fdb.contains { $0.mac == overlay.macB && $0.destination == "10.249.1.2" })
             #expect(device.neighbors.contains { $0.address == overlay.addressB && $0.mac == overlay.macB })
             show(network.render(style: Style(enabled: false)))
 
-            try hostA.mustRun(["bridge", "fdb", "del", overlay.macB, "dev", "vx0", "dst", "10.249.1.2", "self"])
+            try hostA.mustRun(["bridge", "fdb", "del", overlay.macB, "dev", "vx-00002a", "dst", "10.249.1.2", "self"])
             let noFDB = try trace(scenario, from: cA, to: overlay.addressB, probe: false)
             #expect(noFDB.failedHop?.step == "overlay.fdb", "\(noFDB.summary)")
-            #expect(noFDB.failedHop?.fix?.contains("bridge fdb append \(overlay.macB) dev vx0") == true)
+            #expect(noFDB.failedHop?.fix?.contains("bridge fdb append \(overlay.macB) dev vx-00002a") == true)
             try hostA.mustRun([
-                "bridge", "fdb", "append", overlay.macB, "dev", "vx0", "dst", "10.249.1.2", "self", "permanent",
+                "bridge", "fdb", "append", overlay.macB, "dev", "vx-00002a", "dst", "10.249.1.2", "self", "permanent",
             ])
 
-            try hostA.mustRun(["ip", "neigh", "del", overlay.addressB, "dev", "vx0"])
+            try hostA.mustRun(["ip", "neigh", "del", overlay.addressB, "dev", "vx-00002a"])
             let noNeighbour = try trace(scenario, from: cA, to: overlay.addressB, probe: false)
             #expect(noNeighbour.failedHop?.step == "overlay.neighbor", "\(noNeighbour.summary)")
             #expect(noNeighbour.failedHop?.fix?.contains("ip neigh replace \(overlay.addressB)") == true)
@@ -199,17 +199,18 @@ struct Overlay {
         macB = "02:00:00:00:01:03"
         for (index, host, container, address, mac) in [(1, hostA, cA, addressA, macA), (2, hostB, cB, addressB, macB)] {
             try host.mustRun(["ip", "addr", "add", "\(underlay).\(index)/24", "dev", "under0"])
-            try host.mustRun(["ip", "link", "add", "br0", "type", "bridge"])
+            try host.mustRun(["ip", "link", "add", "pov-00002a", "type", "bridge"])
             try host.mustRun([
-                "ip", "link", "add", "vx0", "type", "vxlan", "id", "42", "local", "\(underlay).\(index)", "dstport",
+                "ip", "link", "add", "vx-00002a", "type", "vxlan", "id", "42", "local", "\(underlay).\(index)",
+                "dstport",
                 "4789", "nolearning", "proxy",
             ])
-            try host.mustRun(["ip", "link", "set", "vx0", "master", "br0", "up"])
-            try host.mustRun(["ip", "link", "set", "br0", "up"])
+            try host.mustRun(["ip", "link", "set", "vx-00002a", "master", "pov-00002a", "up"])
+            try host.mustRun(["ip", "link", "set", "pov-00002a", "up"])
             try host.mustRun([
                 "ip", "link", "add", "veth-c", "type", "veth", "peer", "name", "eth0", "netns", container.name,
             ])
-            try host.mustRun(["ip", "link", "set", "veth-c", "master", "br0", "up"])
+            try host.mustRun(["ip", "link", "set", "veth-c", "master", "pov-00002a", "up"])
             try container.mustRun(["ip", "link", "set", "eth0", "address", mac])
             try container.mustRun(["ip", "addr", "add", "\(address)/24", "dev", "eth0"])
             try container.mustRun(["ip", "link", "set", "eth0", "up"])
@@ -217,9 +218,11 @@ struct Overlay {
         for (host, remoteAddress, remoteMAC, vtep) in [
             (hostA, addressB, macB, "\(underlay).2"), (hostB, addressA, macA, "\(underlay).1"),
         ] {
-            try host.mustRun(["bridge", "fdb", "append", remoteMAC, "dev", "vx0", "dst", vtep, "self", "permanent"])
             try host.mustRun([
-                "ip", "neigh", "add", remoteAddress, "lladdr", remoteMAC, "dev", "vx0", "nud", "permanent",
+                "bridge", "fdb", "append", remoteMAC, "dev", "vx-00002a", "dst", vtep, "self", "permanent",
+            ])
+            try host.mustRun([
+                "ip", "neigh", "add", remoteAddress, "lladdr", remoteMAC, "dev", "vx-00002a", "nud", "permanent",
             ])
         }
     }
