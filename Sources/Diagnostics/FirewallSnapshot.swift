@@ -20,6 +20,8 @@ public struct FirewallSnapshot: Sendable {
     public var baseChains: [Chain]
     /// Raw records by set, for decoding typed values (ports, addresses).
     public var records: [String: [ElementRecord]]
+    /// Rule comments of each `inet pier` chain (Pier identifies its fixed rules by comment).
+    public var ruleComments: [String: Set<String>] = [:]
 
     public static let tables: [Table] = [PierTable.table, SpoofCheck.table]
 
@@ -31,6 +33,11 @@ public struct FirewallSnapshot: Sendable {
                 continue
             }
             snapshot.baseChains += chains.filter { $0.base != nil }
+            guard table.family == .inet, table.name == PierTable.name else { continue }
+            for chain in chains {
+                let rules = (try? client.rules(family: .inet, table: table.name, chain: chain.name)) ?? []
+                snapshot.ruleComments[chain.name] = Set(rules.compactMap(\.comment))
+            }
         }
         for table in tables {
             let sets: [NFTSet]

@@ -15,7 +15,7 @@ struct StaleState {
     let containersKnown: Bool
 
     func run() -> [Finding] {
-        let findings = veths() + leases() + cacheEntries() + elements() + missingPorts() + bridges()
+        let findings = veths() + leases() + cacheEntries() + elements() + missingPorts() + publishingRules() + bridges()
         guard findings.isEmpty else { return findings }
         return [Finding(check: "stale", severity: .ok, message: "no stale veths, leases, cache entries or elements")]
     }
@@ -82,6 +82,30 @@ struct StaleState {
                     "element \(element.nftKey) of \(element.set) is tagged \"\(tag)\", an attachment that no longer exists",
                 fix: "pier gc, or: nft delete element \(element.set) { \(element.nftKey) }")
         }
+    }
+
+    /// DNAT elements without the portmap plugin's fixed rules are never consulted.
+    func publishingRules() -> [Finding] {
+        let ports = firewall.publishedPorts
+        guard !ports.isEmpty else { return [] }
+        var missing: [String] = []
+        if !(firewall.ruleComments["prerouting"]?.contains("pier:publish") ?? false) {
+            missing.append("inet pier prerouting \"pier:publish\"")
+        }
+        let published = firewall.ruleComments["published"] ?? []
+        for map in Set(ports.map(\.map)).sorted() {
+            // dnat_v4_bound is looked up by rule pier:publish-v4-bound, and so on.
+            let comment = "pier:publish-" + map.dropFirst("dnat_".count).split(separator: "_").joined(separator: "-")
+            if !published.contains(comment) { missing.append("inet pier published \"\(comment)\"") }
+        }
+        guard !missing.isEmpty else { return [] }
+        return [
+            Finding(
+                check: "missing.publish_rules", severity: .error, subject: missing.joined(separator: ", "),
+                message:
+                    "\(ports.count) published port(s) cannot work: the rules that consult the DNAT maps are missing",
+                fix: "run any portmap ADD (it restores the rules), e.g. recreate a container that publishes a port")
+        ]
     }
 
     /// Ports a live attachment published (per its cached capability arguments) whose DNAT

@@ -40,7 +40,32 @@ extension TraceWalk {
             "nat.dnat", "host", .ok,
             "tcp \(Probe.endpoint(destination, port)) → \(Probe.endpoint(target, UInt16(hit.containerPort)))"
                 + (hit.owner.map { " (\($0))" } ?? ""))
+        guard publishingRulesPresent(for: hit, family: destination.family) else { return }
         forward(target, port: UInt16(hit.containerPort), from: bridge)
+    }
+
+    /// An element is only consulted through the portmap plugin's fixed rules: the jump from
+    /// `prerouting` for local destinations, and the DNAT rule of its map in `published`.
+    mutating func publishingRulesPresent(for hit: PublishedPortRecord, family: IPFamily) -> Bool {
+        let jump = firewall.ruleComments["prerouting"]?.contains("pier:publish") ?? false
+        let suffix = family == .v4 ? "v4" : "v6"
+        let wanted = "pier:publish-\(suffix)" + (hit.hostAddress == nil ? "" : "-bound")
+        let dnat = firewall.ruleComments["published"]?.contains(wanted) ?? false
+        guard jump && dnat else {
+            let missing = [
+                jump ? nil : "inet pier prerouting \"pier:publish\"", dnat ? nil : "inet pier published \"\(wanted)\"",
+            ]
+            .compactMap { $0 }
+            add(
+                "nat.rules", "host", .fail,
+                "the DNAT element is never consulted: "
+                    + (missing.count == 1
+                        ? "rule \(missing[0]) is missing" : "rules \(missing.joined(separator: " and ")) are missing"),
+                fix: "run any portmap ADD (it restores the rules), e.g. recreate a container that publishes a port")
+            return false
+        }
+        add("nat.rules", "host", .ok, "prerouting jumps to published, which looks up \(hit.map)")
+        return true
     }
 
     /// Routing on the host towards `target`: forwarding, route, isolation, masquerade, delivery.

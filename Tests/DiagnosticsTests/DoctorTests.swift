@@ -86,6 +86,9 @@ struct DoctorTests {
             let missing = report.findings("missing.published_port")
             #expect(missing.map(\.subject) == ["tcp 8081"], "\(report.summary)")
             #expect(missing.first?.severity == .error)
+            // The elements are there, but nothing consults them: portmap's rules are missing.
+            let rules = try #require(report.findings("missing.publish_rules").first)
+            #expect(rules.severity == .error && rules.subject?.contains("pier:publish-v4") == true)
             let stray = report.findings("stale.element")
             #expect(stray.count == 1, "\(report.summary)")
             #expect(stray.first?.fix?.contains("nft delete element inet pier dnat_v4 { tcp . 9090 }") == true)

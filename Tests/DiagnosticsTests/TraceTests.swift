@@ -134,6 +134,18 @@ struct TraceTests {
             try host.mustRun([
                 "nft", "add element inet pier dnat_v4 { tcp . 8080 comment \"\(owner)\" : \(target) . 80 }",
             ])
+            let withoutRules = try trace(scenario, from: c1, to: "10.243.6.1", port: 8080, probe: false)
+            #expect(withoutRules.failedHop?.step == "nat.rules", "\(withoutRules.summary)")
+            // The portmap plugin's fixed rules, as it lays them out.
+            try host.mustRun(["nft", "add chain inet pier published"])
+            try host.mustRun([
+                "nft",
+                "add rule inet pier published meta nfproto ipv4 meta l4proto { tcp, udp, sctp } dnat ip to meta l4proto . th dport map @dnat_v4 comment \"pier:publish-v4\"",
+            ])
+            try host.mustRun(["nft", "add chain inet pier prerouting { type nat hook prerouting priority dstnat; }"])
+            try host.mustRun([
+                "nft", "add rule inet pier prerouting fib daddr type local jump published comment \"pier:publish\"",
+            ])
             let published = try trace(scenario, from: c1, to: "10.243.6.1", port: 8080, probe: false)
             #expect(published.firstFailure == nil, "\(published.summary)")
             #expect(published.hops.contains { $0.step == "nat.dnat" && $0.detail.contains("\(target):80") })
