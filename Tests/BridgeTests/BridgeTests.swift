@@ -100,7 +100,7 @@ struct BridgeTests {
             #expect(leftovers.isEmpty, "veths left: \(leftovers)")
             // A netns path that is only a file (a runtime killed before mounting it) is gone too.
             let bare = NSTemporaryDirectory() + "pier-t-bare-\(uniqueTag())"
-            FileManager.default.createFile(atPath: bare, contents: nil)
+            _ = FileManager.default.createFile(atPath: bare, contents: nil)
             defer { try? FileManager.default.removeItem(atPath: bare) }
             let onBareFile = try bridgePlugin.run(
                 "DEL", config: network.config(), containerID: c1.name, netns: bare, ifname: "eth0", in: host)
