@@ -98,6 +98,13 @@ struct BridgeTests {
             #expect(network.leases().isEmpty)
             let leftovers = try host.linkNames().filter { $0.hasPrefix("veth") }
             #expect(leftovers.isEmpty, "veths left: \(leftovers)")
+            // A netns path that is only a file (a runtime killed before mounting it) is gone too.
+            let bare = NSTemporaryDirectory() + "pier-t-bare-\(uniqueTag())"
+            _ = FileManager.default.createFile(atPath: bare, contents: nil)
+            defer { try? FileManager.default.removeItem(atPath: bare) }
+            let onBareFile = try bridgePlugin.run(
+                "DEL", config: network.config(), containerID: c1.name, netns: bare, ifname: "eth0", in: host)
+            #expect(onBareFile.status == 0, "\(onBareFile.stdout)")
             // And again: DEL of something already gone succeeds.
             #expect(try delete(network, c1, id: c1.name, on: host).status == 0)
             #expect(try delete(network, nil, id: c2.name, on: host).status == 0)

@@ -130,8 +130,10 @@ struct BridgePlugin: CNIPlugin {
                 let namespace = try NetworkNamespace.open(path: request.netns)
                 let container = try RouteNetlink(namespace: namespace)
                 try ignoringMissing { try container.deleteLink(named: request.ifName) }
-            } catch let error as NamespaceError where error.isNotFound {
-                // The namespace went first: its links went with it.
+            } catch is NamespaceError {
+                // Gone, or never more than a mount-point file (a runtime killed between
+                // creating and mounting it): either way no link of ours can be in it, and the
+                // host end, found by name above, is already deleted.
             } catch {
                 failures.append("\(error)")
             }
