@@ -15,7 +15,9 @@ struct StaleState {
     let containersKnown: Bool
 
     func run() -> [Finding] {
-        let findings = veths() + leases() + cacheEntries() + elements() + missingPorts() + publishingRules() + bridges()
+        let findings =
+            veths() + leases() + cacheEntries() + elements() + missingPorts() + tableRules() + publishingRules()
+            + bridges()
         guard findings.isEmpty else { return findings }
         return [Finding(check: "stale", severity: .ok, message: "no stale veths, leases, cache entries or elements")]
     }
@@ -81,6 +83,25 @@ struct StaleState {
                 message:
                     "element \(element.nftKey) of \(element.set) is tagged \"\(tag)\", an attachment that no longer exists",
                 fix: "pier gc, or: nft delete element \(element.set) { \(element.nftKey) }")
+        }
+    }
+
+    /// Per-network elements only act through `inet pier`'s fixed rules (PierTables); a flushed
+    /// chain silently turns masquerade or isolation off for every network.
+    func tableRules() -> [Finding] {
+        let checks: [(sets: [String], chain: String, comment: String, what: String, severity: Severity)] = [
+            (["masq_v4"], "postrouting", "pier:masquerade-v4", "IPv4 masquerade", .error),
+            (["masq_v6"], "postrouting", "pier:masquerade-v6", "IPv6 masquerade", .error),
+            (["isolated_bridges"], "forward", "pier:isolation", "isolation between networks", .warning),
+        ]
+        return checks.compactMap { check in
+            let used = check.sets.contains { name in firewall.elements.contains { $0.set == "inet pier \(name)" } }
+            guard used, !(firewall.ruleComments[check.chain]?.contains(check.comment) ?? false) else { return nil }
+            return Finding(
+                check: "missing.pier_rule", severity: check.severity,
+                subject: "inet pier \(check.chain) \"\(check.comment)\"",
+                message: "\(check.what) is off for every network: the rule is missing from inet pier \(check.chain)",
+                fix: "run any bridge ADD (it restores Pier's rules), e.g. start a container on a bridge network")
         }
     }
 

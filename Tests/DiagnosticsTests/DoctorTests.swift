@@ -189,6 +189,25 @@ struct DoctorTests {
         }
     }
 
+    @Test func flushedPierChainsAreReported() throws {
+        try withTestHosts(3) { hosts in
+            let scenario = try Scenario(host: hosts[0], subnet: "10.241.10.0/24")
+            defer { scenario.cleanUp() }
+            try scenario.add(hosts[1])
+            #expect(try scenario.doctor().findings("missing.pier_rule").isEmpty)
+            try hosts[0].mustRun(["nft", "flush chain inet pier postrouting"])
+            try hosts[0].mustRun(["nft", "flush chain inet pier forward"])
+            let report = try scenario.doctor()
+            let subjects = report.findings("missing.pier_rule").compactMap(\.subject)
+            #expect(subjects.contains("inet pier postrouting \"pier:masquerade-v4\""), "\(report.summary)")
+            #expect(subjects.contains("inet pier forward \"pier:isolation\""))
+            #expect(report.findings("missing.pier_rule").first?.severity == .error)
+            // Another ADD on the network restores them, as the fix says.
+            try scenario.add(hosts[2])
+            #expect(try scenario.doctor().findings("missing.pier_rule").isEmpty)
+        }
+    }
+
     @Test func storesNamedByNetworksAreChecked() throws {
         try withTestHosts(1) { hosts in
             let scenario = try Scenario(host: hosts[0], subnet: "10.241.9.0/24")
