@@ -32,7 +32,7 @@ public struct Doctor {
         let bridges = Set(networks.compactMap(\.bridge)).filter { snapshot.link(named: $0) != nil }.sorted()
 
         let ipv6 = networks.contains { $0.subnets.contains { $0.contains(":") } }
-        findings += HostChecks.forwarding(in: host, ipv6: ipv6)
+        findings += HostChecks.forwarding(in: host, ipv6: ipv6, inUse: !bridges.isEmpty)
         findings.append(HostChecks.bridgeNetfilter(in: host, dropChains: conflicting))
         findings += HostChecks.firewall(conflicting, bridges: bridges)
         let index = AttachmentIndex(cached: cached, containers: containers?.containers() ?? [], host: snapshot)

@@ -10,8 +10,10 @@ enum HostChecks {
         try? host.perform { () throws(Sysctl.Failure) -> String in try Sysctl.read(key) }
     }
 
-    /// IPv6 forwarding only matters when some network has IPv6 subnets.
-    static func forwarding(in host: NetworkNamespace, ipv6: Bool) -> [Finding] {
+    /// IPv6 forwarding only matters when some network has IPv6 subnets. Off is an error only
+    /// while Pier's bridges exist: a gateway network's first ADD turns it on, so on a host
+    /// without containers it only warns that something may turn it off again.
+    static func forwarding(in host: NetworkNamespace, ipv6: Bool, inUse: Bool) -> [Finding] {
         var findings: [Finding] = []
         let v4 = sysctl("net/ipv4/ip_forward", in: host)
         if v4 == "1" {
@@ -19,8 +21,10 @@ enum HostChecks {
         } else {
             findings.append(
                 Finding(
-                    check: "host.ip_forward", severity: .error, subject: "net.ipv4.ip_forward",
-                    message: "IPv4 forwarding is off: containers reach their bridge but nothing beyond it",
+                    check: "host.ip_forward", severity: inUse ? .error : .warning, subject: "net.ipv4.ip_forward",
+                    message: inUse
+                        ? "IPv4 forwarding is off: containers reach their bridge but nothing beyond it"
+                        : "IPv4 forwarding is off (a gateway network's first ADD turns it on)",
                     fix:
                         "sysctl -w net.ipv4.ip_forward=1, and persist it: echo net.ipv4.ip_forward=1 > /etc/sysctl.d/90-pier.conf"
                 ))

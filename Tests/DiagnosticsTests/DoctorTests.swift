@@ -101,6 +101,17 @@ struct DoctorTests {
         }
     }
 
+    @Test func freshHostWithoutContainersOnlyWarnsAboutForwarding() throws {
+        try withTestHosts(1) { hosts in
+            let scenario = try Scenario(host: hosts[0], subnet: "10.241.11.0/24")
+            defer { scenario.cleanUp() }
+            try hosts[0].mustRun(["sysctl", "-qw", "net.ipv4.ip_forward=0"])
+            let report = try scenario.doctor()
+            #expect(report.findings("host.ip_forward").first?.severity == .warning)
+            #expect(report.errors.isEmpty, "\(report.summary)")
+        }
+    }
+
     @Test func ipForwardOffIsAnError() throws {
         try withTestHosts(2) { hosts in
             let scenario = try Scenario(host: hosts[0], subnet: "10.241.4.0/24")
