@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "bridge", targets: ["bridge"]),
         .executable(name: "macvlan", targets: ["macvlan"]),
         .executable(name: "host", targets: ["host"]),
+        .executable(name: "vxlan-overlay", targets: ["vxlan-overlay"]),
         .library(name: "CNI", targets: ["CNI"]),
         .library(name: "Netlink", targets: ["Netlink"]),
         .library(name: "Firewall", targets: ["Firewall"]),
@@ -37,6 +38,7 @@ let package = Package(
         .target(name: "PierTables", dependencies: ["Firewall", "IPAddressing"]),
         .target(name: "ClusterStore", dependencies: ["IPAddressing"]),
         .target(name: "IPAM", dependencies: ["CNI", "IPAddressing", "ClusterStore"]),
+        .target(name: "Overlay", dependencies: ["ClusterStore", "Netlink", "NetNS", "IPAddressing"]),
 
         // Plugins: one executable each, a thin main over the shared modules.
         .executableTarget(
@@ -52,10 +54,16 @@ let package = Package(
         .executableTarget(
             name: "host", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing"],
             path: "plugins/host", exclude: ["README.md"]),
+        .executableTarget(
+            name: "vxlan-overlay", dependencies: [
+                "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "PierTables", "Firewall", "ClusterStore",
+                "Overlay",
+            ],
+            path: "plugins/vxlan-overlay", exclude: ["README.md"]),
 
         // The runtime and diagnostics CLI.
         .executableTarget(name: "pier", dependencies: [
-            "CNI", "Netlink", "Firewall",
+            "CNI", "Netlink", "Firewall", "ClusterStore", "Overlay",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -72,5 +80,6 @@ let package = Package(
         .testTarget(name: "BridgeTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "MacvlanTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "HostPluginTests", dependencies: ["PierTestSupport"]),
+        .testTarget(name: "OverlayTests", dependencies: ["Overlay", "ClusterStore", "Netlink", "PierTestSupport"]),
     ]
 )
