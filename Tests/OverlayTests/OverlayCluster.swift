@@ -96,13 +96,17 @@ final class OverlayCluster: @unchecked Sendable {
         (try? String(contentsOfFile: "\(agentLogs)/\(network)-h\(index).log", encoding: .utf8)) ?? ""
     }
 
-    func stopAgent(host index: Int, signal: Int32 = SIGKILL) {
-        guard let process = agents[index] else { return }
-        if process.isRunning {
-            kill(process.processIdentifier, signal)
-            process.waitUntilExit()
-        }
+    /// Stops the agent with `signal`; returns whether it exited within 3 s (else it is killed).
+    @discardableResult
+    func stopAgent(host index: Int, signal: Int32 = SIGKILL) -> Bool {
+        guard let process = agents[index] else { return true }
         agents[index] = nil
+        kill(process.processIdentifier, signal)
+        let deadline = Date().addingTimeInterval(3)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        guard process.isRunning else { return true }
+        kill(process.processIdentifier, SIGKILL)
+        return false
     }
 
     func tearDown() {
