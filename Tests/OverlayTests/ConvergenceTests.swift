@@ -76,7 +76,7 @@ struct ConvergenceTests {
         #expect(repaired, "\(entries) \(cluster.agentLog(host: 0, network: network.name))")
 
         // SIGTERM stops the agent; a second agent's full resync changes nothing.
-        #expect(cluster.stopAgent(host: 0, signal: SIGTERM), "the agent ignored SIGTERM")
+        #expect(cluster.stopAgent(host: 0, network: network.name, signal: SIGTERM), "the agent ignored SIGTERM")
         #expect(cluster.agentLog(host: 0, network: network.name).contains("stopped"))
         let before = try network.kernelEntries(host: 0)
         try cluster.startAgent(host: 0, network: network.name)

@@ -15,7 +15,8 @@ final class OverlayCluster: @unchecked Sendable {
     let underlayNet: Int
     let storeDirectory: String
     var etcd: EtcdServer?
-    var agents: [Int: Process] = [:]
+    /// Running agents by `<network>/<host index>`.
+    var agents: [String: Process] = [:]
     let agentLogs: String
     let kind: StoreKind
 
@@ -89,7 +90,7 @@ final class OverlayCluster: @unchecked Sendable {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle(forWritingAtPath: logPath) ?? FileHandle.nullDevice
         try process.run()
-        agents[index] = process
+        agents["\(network)/\(index)"] = process
     }
 
     func agentLog(host index: Int, network: String) -> String {
@@ -98,9 +99,14 @@ final class OverlayCluster: @unchecked Sendable {
 
     /// Stops the agent with `signal`; returns whether it exited within 3 s (else it is killed).
     @discardableResult
-    func stopAgent(host index: Int, signal: Int32 = SIGKILL) -> Bool {
-        guard let process = agents[index] else { return true }
-        agents[index] = nil
+    func stopAgent(host index: Int, network: String, signal: Int32 = SIGKILL) -> Bool {
+        stopAgent("\(network)/\(index)", signal: signal)
+    }
+
+    @discardableResult
+    private func stopAgent(_ key: String, signal: Int32) -> Bool {
+        guard let process = agents[key] else { return true }
+        agents[key] = nil
         kill(process.processIdentifier, signal)
         let deadline = Date().addingTimeInterval(3)
         while process.isRunning && Date() < deadline { usleep(20_000) }
@@ -110,7 +116,7 @@ final class OverlayCluster: @unchecked Sendable {
     }
 
     func tearDown() {
-        for index in agents.keys { stopAgent(host: index) }
+        for key in agents.keys { stopAgent(key, signal: SIGKILL) }
         etcd?.stop()
         for container in containers.values { container.destroy() }
         for host in hosts { host.destroy() }
