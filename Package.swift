@@ -80,6 +80,7 @@ let package = Package(
         .testTarget(name: "BridgeTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "MacvlanTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "HostPluginTests", dependencies: ["PierTestSupport"]),
-        .testTarget(name: "OverlayTests", dependencies: ["Overlay", "ClusterStore", "Netlink", "PierTestSupport"]),
+        .testTarget(
+            name: "OverlayTests", dependencies: ["Overlay", "ClusterStore", "Netlink", "IPAddressing", "PierTestSupport"]),
     ]
 )
