@@ -114,4 +114,25 @@ struct LifecycleTests {
         #expect(retried != first)
         #expect(eventually(within: 3) { container.canPing(first, timeoutSeconds: 1) })
     }
+
+    @Test func defaultGatewayOnEveryHostAndMasqueradeToTheUnderlay() throws {
+        let cluster = try OverlayCluster(hosts: 2, store: .file)
+        defer { cluster.tearDown() }
+        let network = OverlayNetwork(cluster: cluster, extra: ["isDefaultGateway": true, "ipMasq": true])
+        for index in 0..<2 { try cluster.startAgent(host: index, network: network.name) }
+        let aKey = "gwa-\(uniqueTag(4))"
+        let bKey = "gwb-\(uniqueTag(4))"
+        _ = try network.add(aKey, host: 0)
+        let b = try network.add(bKey, host: 1)
+        let a = try cluster.container(aKey)
+        let gateway = "\(network.subnet).1"
+        // Each host's bridge holds the gateway; containers on both hosts still reach each other.
+        for index in 0..<2 {
+            #expect(try cluster.hosts[index].addresses(of: network.bridgeName) == ["\(gateway)/24"])
+        }
+        #expect(a.canPing(gateway))
+        #expect(eventually(within: 3) { a.canPing(b, timeoutSeconds: 1) })
+        // The switch has no route to the overlay subnet: an answer proves masquerade.
+        #expect(a.canPing("\(cluster.underlayPrefix).254"))
+    }
 }
