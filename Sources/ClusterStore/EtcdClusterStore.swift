@@ -9,6 +9,8 @@ public final class EtcdClusterStore: ClusterStore {
     let endpoints: [HTTPEndpoint]
     public let prefix: String
     public let timeoutMilliseconds: Int
+    /// The watch left open by the last quiet `waitForChange` (one watcher per store object).
+    var watchStream: EtcdWatchStream?
 
     public init(endpoints: [String], prefix: String = "", timeoutMilliseconds: Int = 3000) throws(ClusterStoreError) {
         guard !endpoints.isEmpty else {

@@ -1,63 +1,34 @@
 import FoundationEssentials
 
-/// `waitForChange` on etcd: a streaming `/v3/watch` over the store's whole key space from the
-/// next revision, held open until the first event or the timeout. The stream is chunked JSON,
-/// one message per line: first `created`, then batches of `events`.
-struct EtcdWatch {
-    let store: EtcdClusterStore
+#if canImport(Glibc)
+    import Glibc
+#endif
 
-    func wait(after revision: UInt64, timeoutMilliseconds: Int) throws(ClusterStoreError) -> UInt64 {
-        let operation = "watch after \(revision)"
-        let start = Array(store.physical("").utf8)
-        let request = EtcdWatchRequest(
-            create_request: EtcdWatchCreate(
-                key: Base64.encode(start), range_end: Base64.encode(EtcdClusterStore.rangeEnd(start)),
-                start_revision: String(revision + 1)))
-        let body: [UInt8]
-        do {
-            body = Array(try JSONEncoder().encode(request))
-        } catch {
-            throw ClusterStoreError(.invalidArgument, operation: operation, message: "cannot encode watch: \(error)")
-        }
-        var failures: [String] = []
-        for endpoint in store.endpoints {
-            do throws(HTTPFailure) {
-                return try stream(body, endpoint: endpoint, after: revision, timeout: timeoutMilliseconds)
-            } catch {
-                failures.append("\(endpoint): \(error.message)")
-            }
-        }
-        throw ClusterStoreError(
-            .unavailable, operation: operation, message: "etcd unreachable (\(failures.joined(separator: "; ")))")
+/// An open `/v3/watch` stream over the store's whole key space. The stream is chunked JSON,
+/// one message per line: first `created`, then batches of `events`. A wait that times out
+/// keeps it open, so an idle watcher holds one connection instead of reconnecting per wait.
+final class EtcdWatchStream {
+    let connection: HTTPConnection
+    let head: HTTPResponseHead
+    /// The revision the stream started at: it serves waits "after startRevision - 1" only.
+    let startRevision: UInt64
+    private var pending: [UInt8] = []
+
+    init(connection: HTTPConnection, head: HTTPResponseHead, startRevision: UInt64) {
+        self.connection = connection
+        self.head = head
+        self.startRevision = startRevision
     }
 
-    private func stream(_ body: [UInt8], endpoint: HTTPEndpoint, after revision: UInt64, timeout: Int)
-        throws(HTTPFailure) -> UInt64
-    {
-        let deadline = monotonicMilliseconds() + max(timeout, 1)
-        let connection = try HTTPConnection(to: endpoint, timeoutMilliseconds: store.timeoutMilliseconds)
-        let head = try HTTPClient.request(
-            method: "POST", path: "/v3/watch", body: body, endpoint: endpoint, connection: connection,
-            deadline: monotonicMilliseconds() + store.timeoutMilliseconds)
-        guard head.status == 200 else {
-            throw HTTPFailure(message: "watch answered HTTP \(head.status)", errno: nil, beforeSending: false)
-        }
-        var seen = revision
-        var pending: [UInt8] = []
+    enum Outcome {
+        /// Something changed (events, compaction or cancel): re-list; the stream is spent.
+        case changed(UInt64)
+        /// Nothing in our key space changed before the deadline; the stream stays usable.
+        case quiet
+    }
+
+    func next(deadline: Int) throws(HTTPFailure) -> Outcome {
         while true {
-            let chunk: [UInt8]?
-            do {
-                chunk =
-                    head.isChunked
-                    ? try HTTPClient.nextChunk(connection: connection, deadline: deadline)
-                    : try connection.readLine(deadline: deadline).utf8.map { $0 } + [UInt8(ascii: "\n")]
-            } catch {
-                // The timeout ending a quiet watch is the normal way out.
-                if error.errno == ETIMEDOUT { return seen }
-                throw error
-            }
-            guard let chunk else { return seen }
-            pending += chunk
             while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
                 let line = Array(pending[..<newline])
                 pending.removeFirst(newline + 1)
@@ -66,17 +37,88 @@ struct EtcdWatch {
                     throw HTTPFailure(message: "watch failed: \(error.text)", errno: nil, beforeSending: false)
                 }
                 guard let result = message.result else { continue }
-                seen = max(seen, result.header?.revisionNumber ?? 0)
-                // Events, a compaction past our revision or a cancel all mean "re-list now".
-                let compacted = result.compact_revision.flatMap { UInt64($0) } ?? 0 > 0
+                let compacted = (result.compact_revision.flatMap { UInt64($0) } ?? 0) > 0
                 if !(result.events ?? []).isEmpty || compacted || result.canceled == true {
-                    return max(seen, revision + 1)
+                    let revision = result.header?.revisionNumber ?? 0
+                    return .changed(max(revision, startRevision))
                 }
             }
+            let chunk: [UInt8]?
+            do {
+                chunk =
+                    head.isChunked
+                    ? try HTTPClient.nextChunk(connection: connection, deadline: deadline)
+                    : Array(try connection.readLine(deadline: deadline).utf8) + [UInt8(ascii: "\n")]
+            } catch {
+                // The deadline ending a quiet wait is the normal way out.
+                if error.errno == ETIMEDOUT && error.message == "timed out" { return .quiet }
+                throw error
+            }
+            guard let chunk else {
+                throw HTTPFailure(message: "watch stream ended", errno: nil, beforeSending: false)
+            }
+            pending += chunk
         }
     }
 }
 
-#if canImport(Glibc)
-    import Glibc
-#endif
+/// `waitForChange` on etcd: resumes the open stream when it started right after `revision`,
+/// else opens one from `revision + 1` (etcd replays every event since, so none is missed).
+struct EtcdWatch {
+    let store: EtcdClusterStore
+
+    func wait(after revision: UInt64, timeoutMilliseconds: Int) throws(ClusterStoreError) -> UInt64 {
+        let deadline = monotonicMilliseconds() + max(timeoutMilliseconds, 1)
+        var failures: [String] = []
+        if let stream = store.watchStream, stream.startRevision == revision + 1 {
+            do throws(HTTPFailure) {
+                return try outcome(stream.next(deadline: deadline), after: revision)
+            } catch {
+                // A broken stream is replaced below.
+                store.watchStream = nil
+            }
+        }
+        store.watchStream = nil
+        for endpoint in store.endpoints {
+            do throws(HTTPFailure) {
+                let stream = try open(endpoint, from: revision + 1)
+                store.watchStream = stream
+                return try outcome(stream.next(deadline: deadline), after: revision)
+            } catch {
+                store.watchStream = nil
+                failures.append("\(endpoint): \(error.message)")
+            }
+        }
+        throw ClusterStoreError(
+            .unavailable, operation: "watch after \(revision)",
+            message: "etcd unreachable (\(failures.joined(separator: "; ")))")
+    }
+
+    private func outcome(_ outcome: EtcdWatchStream.Outcome, after revision: UInt64) -> UInt64 {
+        switch outcome {
+        case .quiet: return revision
+        case .changed(let current):
+            store.watchStream = nil
+            return max(current, revision + 1)
+        }
+    }
+
+    private func open(_ endpoint: HTTPEndpoint, from start: UInt64) throws(HTTPFailure) -> EtcdWatchStream {
+        let keyStart = Array(store.physical("").utf8)
+        let request = EtcdWatchRequest(
+            create_request: EtcdWatchCreate(
+                key: Base64.encode(keyStart), range_end: Base64.encode(EtcdClusterStore.rangeEnd(keyStart)),
+                start_revision: String(start)))
+        guard let body = try? JSONEncoder().encode(request) else {
+            throw HTTPFailure(message: "cannot encode watch request", errno: nil, beforeSending: true)
+        }
+        let connection = try HTTPConnection(to: endpoint, timeoutMilliseconds: store.timeoutMilliseconds)
+        let head = try HTTPClient.request(
+            method: "POST", path: "/v3/watch", body: Array(body), endpoint: endpoint, connection: connection,
+            deadline: monotonicMilliseconds() + store.timeoutMilliseconds)
+        guard head.status == 200 else {
+            throw HTTPFailure(message: "watch answered HTTP \(head.status)", errno: nil, beforeSending: false)
+        }
+        return EtcdWatchStream(connection: connection, head: head, startRevision: start)
+    }
+}

@@ -31,6 +31,7 @@ public struct OverlayAgent {
         var needsSync = true
         var lastSync = 0
         var lastError = ""
+        var hadDevice: Bool?
         log("agent for overlay network \(network) started")
         while !AgentSignals.stopRequested {
             let now = monotonicSeconds()
@@ -41,7 +42,7 @@ public struct OverlayAgent {
                     lastSync = now
                     needsSync = false
                     lastError = ""
-                    describe(state, report)
+                    describe(state, report, hadDevice: &hadDevice)
                 } catch {
                     // Logged once per distinct error, so an outage does not flood stderr.
                     if "\(error)" != lastError { log("sync failed (retrying): \(error)") }
@@ -63,12 +64,13 @@ public struct OverlayAgent {
         log("agent for overlay network \(network) stopped")
     }
 
-    private func describe(_ state: OverlayState, _ report: ReconcileReport?) {
-        guard let report else {
-            log("revision \(state.revision): no VXLAN device for \(network) on this host yet")
-            return
+    private func describe(_ state: OverlayState, _ report: ReconcileReport?, hadDevice: inout Bool?) {
+        // "No device" is logged when it becomes true, not on every store change.
+        if hadDevice != (report != nil) && report == nil {
+            log("revision \(state.revision): no VXLAN device for \(network) on this host yet; waiting for an ADD")
         }
-        if !report.isEmpty { log("revision \(state.revision): \(report)") }
+        hadDevice = report != nil
+        if let report, !report.isEmpty { log("revision \(state.revision): \(report)") }
         for key in state.unreadable { log("ignoring unreadable record \(key)") }
     }
 }
