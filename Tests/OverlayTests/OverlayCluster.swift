@@ -129,7 +129,7 @@ final class OverlayCluster: @unchecked Sendable {
 }
 
 /// One overlay network on a cluster: its config per host and plugin calls.
-struct OverlayNetwork {
+struct OverlayNetwork: @unchecked Sendable {
     let cluster: OverlayCluster
     let name: String
     let vni: Int
