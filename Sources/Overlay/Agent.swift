@@ -11,6 +11,8 @@ public struct OverlayAgent {
     public var store: any ClusterStore
     public var localHost: String?
     public var resyncSeconds: Int = 30
+    /// Where the per-host lock shared with the plugin lives (the plugin's `runDir`).
+    public var runDirectory = HostLock.defaultRunDirectory
     public var log: (String) -> Void
 
     public init(network: String, store: any ClusterStore, localHost: String?, log: @escaping (String) -> Void) {
@@ -25,7 +27,7 @@ public struct OverlayAgent {
     public func run() throws {
         AgentSignals.install()
         let netlink = try RouteNetlink()
-        let lock = try HostLock(network: network)
+        let lock = try HostLock(network: network, runDirectory: runDirectory)
         let sync = HostSync(network: network, store: store, netlink: netlink, localHost: localHost)
         var revision: UInt64 = 0
         var needsSync = true

@@ -20,11 +20,13 @@ public enum OverlayDevices {
 /// Serialises "list the store, then program the kernel" per network and per host (network
 /// namespace), so a reconcile working from an older snapshot never undoes a newer one.
 public struct HostLock {
-    public static let defaultDirectory = "/run/pier/overlay"
+    public static let defaultRunDirectory = "/run/pier"
 
     let lock: FileLock
 
-    public init(network: String, directory: String = HostLock.defaultDirectory) throws(ClusterStoreError) {
+    /// The lock file lives in `<runDirectory>/overlay/`.
+    public init(network: String, runDirectory: String = HostLock.defaultRunDirectory) throws(ClusterStoreError) {
+        let directory = runDirectory + "/overlay"
         var info = stat()
         // The netns inode tells namespaces acting as hosts apart; they share /run.
         let namespaceID = stat("/proc/thread-self/ns/net", &info) == 0 ? String(info.st_ino) : "0"

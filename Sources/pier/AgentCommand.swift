@@ -30,6 +30,9 @@ struct AgentCommand: ParsableCommand {
     @Option(help: "Full resync interval in seconds, besides every store change.")
     var resync: Int = 30
 
+    @Option(help: "Runtime state directory (the plugin's runDir), for the lock shared with the plugin.")
+    var runDir: String = HostLock.defaultRunDirectory
+
     func run() throws {
         guard let kind = ClusterStoreConfig.Kind(rawValue: storeType) else {
             throw ValidationError("--store-type must be file or etcd")
@@ -42,6 +45,7 @@ struct AgentCommand: ParsableCommand {
             _ = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
         }
         agent.resyncSeconds = max(1, resync)
+        agent.runDirectory = runDir
         try agent.run()
     }
 }

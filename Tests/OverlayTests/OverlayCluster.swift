@@ -47,6 +47,8 @@ final class OverlayCluster: @unchecked Sendable {
     }
 
     var underlayPrefix: String { "10.238.\(underlayNet)" }
+    /// The plugins' and agents' runtime state (their shared lock), removed with the cluster.
+    var runDirectory: String { storeDirectory + "-run" }
     func vtep(_ index: Int) -> String { "\(underlayPrefix).\(index + 1)" }
     func hostName(_ index: Int) -> String { "h\(index)" }
 
@@ -73,7 +75,7 @@ final class OverlayCluster: @unchecked Sendable {
     func startAgent(host index: Int, network: String) throws {
         var argv = [
             "ip", "netns", "exec", hosts[index].name, builtProductsDirectory + "/pier", "agent", "--network", network,
-            "--host", hostName(index),
+            "--host", hostName(index), "--run-dir", runDirectory,
         ]
         switch kind {
         case .file: argv += ["--store-type", "file", "--store-path", storeDirectory]
@@ -123,6 +125,7 @@ final class OverlayCluster: @unchecked Sendable {
         switchHost.destroy()
         try? FileManager.default.removeItem(atPath: storeDirectory)
         try? FileManager.default.removeItem(atPath: agentLogs)
+        try? FileManager.default.removeItem(atPath: runDirectory)
     }
 
     deinit { tearDown() }
@@ -150,7 +153,7 @@ struct OverlayNetwork: @unchecked Sendable {
     func config(host index: Int, cniVersion: String = "1.1.0", _ more: [String: Any] = [:]) -> String {
         var object: [String: Any] = [
             "cniVersion": cniVersion, "name": name, "type": "vxlan-overlay", "vni": vni,
-            "store": cluster.storeJSON(host: index),
+            "store": cluster.storeJSON(host: index), "runDir": cluster.runDirectory,
             "ipam": ["type": "ipam", "subnet": "\(subnet).0/24"],
         ]
         for (key, value) in extra { object[key] = value }

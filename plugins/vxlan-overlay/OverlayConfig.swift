@@ -17,9 +17,11 @@ struct OverlayConfig: Decodable {
     var ipMasq = false
     var forceAddress = false
     var hairpinMode = false
+    /// Runtime state (the lock shared with `pier agent`): `<runDir>/overlay/`.
+    var runDir = "/run/pier"
 
     enum CodingKeys: String, CodingKey {
-        case vni, underlay, port, mtu, store, isGateway, isDefaultGateway, ipMasq, forceAddress, hairpinMode
+        case vni, underlay, port, mtu, store, isGateway, isDefaultGateway, ipMasq, forceAddress, hairpinMode, runDir
     }
 
     init(from decoder: any Decoder) throws {
@@ -34,6 +36,7 @@ struct OverlayConfig: Decodable {
         ipMasq = try c.decodeIfPresent(Bool.self, forKey: .ipMasq) ?? false
         forceAddress = try c.decodeIfPresent(Bool.self, forKey: .forceAddress) ?? false
         hairpinMode = try c.decodeIfPresent(Bool.self, forKey: .hairpinMode) ?? false
+        runDir = try c.decodeIfPresent(String.self, forKey: .runDir) ?? "/run/pier"
         // As with bridge: a default gateway is a gateway.
         if isDefaultGateway { isGateway = true }
     }
@@ -47,6 +50,9 @@ struct OverlayConfig: Decodable {
         guard (1...65535).contains(port) else { throw CNIError(.invalidNetworkConfig, "port \(port) is out of range") }
         if let mtu, mtu < 576 || mtu > 65535 {
             throw CNIError(.invalidNetworkConfig, "mtu \(mtu) is out of range (576..65535)")
+        }
+        guard runDir.hasPrefix("/"), !runDir.split(separator: "/").contains("..") else {
+            throw CNIError(.invalidNetworkConfig, "runDir \"\(runDir)\" must be an absolute path without ..")
         }
         if let underlay, underlay.isEmpty {
             throw CNIError(.invalidNetworkConfig, "underlay must name an interface or an address")

@@ -11,9 +11,11 @@ struct OverlayContext {
     let registry: Registry
     let networkRecord: NetworkRecord
     let network: String
+    let runDirectory: String
 
     init(_ request: CNIRequest, _ config: OverlayConfig) throws {
         network = request.config.name
+        runDirectory = config.runDir
         do {
             store = try config.store.open()
             hostName = try config.store.resolvedHost()
@@ -25,7 +27,7 @@ struct OverlayContext {
     }
 
     var lock: HostLock {
-        get throws { try HostLock(network: network) }
+        get throws { try HostLock(network: network, runDirectory: runDirectory) }
     }
 
     func sync(_ netlink: RouteNetlink) -> HostSync {
