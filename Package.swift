@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "bridge", targets: ["bridge"]),
         .executable(name: "macvlan", targets: ["macvlan"]),
         .executable(name: "host", targets: ["host"]),
+        .executable(name: "vxlan-overlay", targets: ["vxlan-overlay"]),
         .library(name: "CNI", targets: ["CNI"]),
         .library(name: "Netlink", targets: ["Netlink"]),
         .library(name: "Firewall", targets: ["Firewall"]),
@@ -42,6 +43,7 @@ let package = Package(
         ]),
         // Containers over namespaces, conflist execution, result cache, GC: what `pier` runs.
         .target(name: "Runtime", dependencies: ["CNI", "NetNS", "Netlink", "CPierShim", "IPAddressing"]),
+        .target(name: "Overlay", dependencies: ["ClusterStore", "Netlink", "NetNS", "IPAddressing"]),
 
         // Plugins: one executable each, a thin main over the shared modules.
         .executableTarget(
@@ -57,10 +59,16 @@ let package = Package(
         .executableTarget(
             name: "host", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing"],
             path: "plugins/host", exclude: ["README.md"]),
+        .executableTarget(
+            name: "vxlan-overlay", dependencies: [
+                "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "PierTables", "Firewall", "ClusterStore",
+                "Overlay",
+            ],
+            path: "plugins/vxlan-overlay", exclude: ["README.md"]),
 
         // The runtime and diagnostics CLI.
         .executableTarget(name: "pier", dependencies: [
-            "CNI", "Runtime", "Diagnostics", "NetNS", "PluginSupport",
+            "CNI", "Runtime", "Diagnostics", "NetNS", "PluginSupport", "Netlink", "ClusterStore", "Overlay",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -82,5 +90,7 @@ let package = Package(
         .testTarget(name: "DiagnosticsTests", dependencies: [
             "Diagnostics", "CNI", "PluginSupport", "NetNS", "IPAddressing", "PierTestSupport",
         ]),
+        .testTarget(
+            name: "OverlayTests", dependencies: ["Overlay", "ClusterStore", "Netlink", "IPAddressing", "PierTestSupport"]),
     ]
 )

@@ -88,6 +88,8 @@ public struct ClusterStoreError: Error, CustomStringConvertible, Sendable {
         case io
         /// A record on disk (or from a server) could not be parsed.
         case corrupt
+        /// The store cannot be reached or has no quorum now; retrying later may help.
+        case unavailable
     }
 
     public let kind: Kind

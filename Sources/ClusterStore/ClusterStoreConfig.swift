@@ -3,28 +3,42 @@ import Glibc
 /// How a plugin reaches the cluster store, as written in network configs:
 ///
 ///     "store": {"type": "file", "path": "/var/lib/pier/store", "host": "node-a"}
+///     "store": {"type": "etcd", "endpoints": ["http://10.0.0.1:2379"], "prefix": "/pier"}
 ///
 /// Shared by `ipam` and `vxlan-overlay`, so both find the same store from the same keys.
 public struct ClusterStoreConfig: Sendable, Hashable, Decodable {
     public enum Kind: String, Sendable, Hashable, Decodable {
         /// The embedded directory store (one machine, namespaces acting as hosts).
         case file
-        /// Reserved for the etcd v3 store; not built yet, so it is rejected with a clear message.
+        /// An etcd v3 cluster, spoken to over its HTTP/JSON gateway.
         case etcd
     }
 
     public static let defaultPath = "/var/lib/pier/store"
+    public static let defaultEndpoints = ["http://127.0.0.1:2379"]
 
     public var type: Kind
     /// The file store's directory.
     public var path: String?
+    /// etcd client URLs (`http://host:port`), tried in order.
+    public var endpoints: [String]?
+    /// etcd: every key is stored as `<prefix>/<key>`, so several clusters can share one etcd.
+    public var prefix: String?
+    /// etcd: how long one request may take before the store counts as unreachable.
+    public var timeoutMilliseconds: Int?
     /// This host's name in records it writes; defaults to the kernel host name (which each
     /// network namespace acting as a host may set on its own UTS namespace).
     public var host: String?
 
-    public init(type: Kind, path: String? = nil, host: String? = nil) {
+    public init(
+        type: Kind, path: String? = nil, endpoints: [String]? = nil, prefix: String? = nil,
+        timeoutMilliseconds: Int? = nil, host: String? = nil
+    ) {
         self.type = type
         self.path = path
+        self.endpoints = endpoints
+        self.prefix = prefix
+        self.timeoutMilliseconds = timeoutMilliseconds
         self.host = host
     }
 
@@ -39,7 +53,18 @@ public struct ClusterStoreConfig: Sendable, Hashable, Decodable {
         return name
     }
 
-    /// Opens the configured store.
+    /// True when both configs reach the same data (the host name may differ).
+    public func sameLocation(as other: ClusterStoreConfig) -> Bool {
+        switch (type, other.type) {
+        case (.file, .file): return (path ?? Self.defaultPath) == (other.path ?? Self.defaultPath)
+        case (.etcd, .etcd):
+            return Set(endpoints ?? Self.defaultEndpoints) == Set(other.endpoints ?? Self.defaultEndpoints)
+                && (prefix ?? "") == (other.prefix ?? "")
+        default: return false
+        }
+    }
+
+    /// Opens the configured store. Nothing is contacted yet: an etcd store connects on use.
     public func open() throws(ClusterStoreError) -> any ClusterStore {
         switch type {
         case .file:
@@ -51,9 +76,9 @@ public struct ClusterStoreConfig: Sendable, Hashable, Decodable {
             }
             return try FileClusterStore(path: directory)
         case .etcd:
-            throw ClusterStoreError(
-                .invalidArgument, operation: "open store",
-                message: "store type \"etcd\" is not available in this build; use \"file\"")
+            return try EtcdClusterStore(
+                endpoints: endpoints ?? Self.defaultEndpoints, prefix: prefix ?? "",
+                timeoutMilliseconds: timeoutMilliseconds ?? 3000)
         }
     }
 

@@ -137,13 +137,17 @@ public final class FileClusterStore: ClusterStore {
 
     /// Call with the lock held.
     private func write(_ key: String, value: String, operation: String) throws(ClusterStoreError) -> StoreRecord {
-        let revision = try bumpRevision(operation: operation)
+        // The record first, the revision after it: a lock-free reader that sees revision N
+        // (and then lists) must find every record written at N, or a watcher resuming after
+        // N would miss it for good.
+        let revision = try readRevision(operation: operation) + 1
         let contents = Array("\(revision)\n".utf8) + Array(value.utf8)
         do {
             try FileSystem.replace(directory: dataPath, name: Self.encode(key), contents: contents)
         } catch {
             throw ClusterStoreError(operation: operation, error)
         }
+        try bumpRevision(operation: operation)
         return StoreRecord(key: key, value: value, revision: revision)
     }
 

@@ -101,7 +101,12 @@ public final class ClusterLeaseStore: LeaseBackend {
     }
 
     static func wrap(_ error: ClusterStoreError, _ message: String) -> IPAMError {
-        let kind: IPAMError.Kind = error.kind == .invalidArgument ? .invalidConfig : .io
+        let kind: IPAMError.Kind
+        switch error.kind {
+        case .invalidArgument: kind = .invalidConfig
+        case .unavailable: kind = .storeUnavailable
+        case .io, .corrupt: kind = .io
+        }
         return IPAMError(kind, message, details: error.description, errno: error.errno)
     }
 }

@@ -19,6 +19,8 @@ public struct IPAMError: Error, CustomStringConvertible, Sendable {
         case io
         /// STATUS: the plugin cannot serve ADDs right now.
         case unavailable
+        /// The cluster store cannot be reached now (etcd down, no quorum); a retry may work.
+        case storeUnavailable
     }
 
     public let kind: Kind
@@ -43,6 +45,7 @@ public struct IPAMError: Error, CustomStringConvertible, Sendable {
     /// - decode 6, invalidConfig 7, invalidArgument 4, io 5: as the spec defines them.
     /// - exhausted 11 ("try again later"): addresses come back when containers go away, and
     ///   runtimes retry ADD on 11 instead of treating the config as broken.
+    /// - storeUnavailable 11: an unreachable cluster store is transient too.
     /// - addressUnavailable and notFound 999: the Go library's generic plugin error, which
     ///   is what host-local returns for the same situations.
     /// - unavailable 50: STATUS "plugin not available".
@@ -52,7 +55,7 @@ public struct IPAMError: Error, CustomStringConvertible, Sendable {
         case .invalidConfig: return 7
         case .invalidArgument: return 4
         case .io: return 5
-        case .exhausted: return 11
+        case .exhausted, .storeUnavailable: return 11
         case .addressUnavailable, .notFound: return 999
         case .unavailable: return 50
         }

@@ -14,7 +14,7 @@ struct Pier: ParsableCommand {
         subcommands: [
             Create.self, Start.self, Run.self, Exec.self, Stop.self, Remove.self, List.self, Inspect.self, Logs.self,
             Check.self, DoctorCommand.self, TraceCommand.self,
-            GarbageCollect.self, Network.self, PluginCommand.self, Reap.self,
+            GarbageCollect.self, Network.self, PluginCommand.self, AgentCommand.self, Reap.self,
         ])
 
     /// `pier __init` runs before the argument parser and before anything else can start a thread: it

@@ -156,14 +156,14 @@ final class TemporaryStore {
         #expect(throws: ClusterStoreError.self) { try temp.store.checkHealth() }
     }
 
-    @Test func configOpensFileStoreAndRejectsEtcdForNow() throws {
+    @Test func configOpensFileStoreAndValidates() throws {
         let temp = try TemporaryStore()
         let config = ClusterStoreConfig(type: .file, path: temp.path, host: "node-a")
         #expect(try config.resolvedHost() == "node-a")
         let store = try config.open()
         try store.put("k", value: "v")
         #expect(try temp.store.get("k")?.value == "v")
-        #expect(throws: ClusterStoreError.self) { try ClusterStoreConfig(type: .etcd).open() }
+        #expect(throws: ClusterStoreError.self) { try ClusterStoreConfig(type: .etcd, endpoints: ["ftp://x"]).open() }
         #expect(throws: ClusterStoreError.self) { try ClusterStoreConfig(type: .file, path: "relative").open() }
         #expect(throws: ClusterStoreError.self) { try ClusterStoreConfig(type: .file, host: "bad/host").resolvedHost() }
         let decoded = try JSONDecoder().decode(

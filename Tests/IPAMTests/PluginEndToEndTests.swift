@@ -180,8 +180,20 @@ import Testing
         #expect(try Self.run("CHECK", hostConf("node-b"), id: "c1").errorCode == 999)
         #expect(!FileManager.default.fileExists(atPath: dir.path + "/e2enet"), "cluster mode keeps no lease directory")
         let bad = try Self.run(
-            "ADD", Self.conf(dir, #""ranges":[[{"subnet":"10.52.0.0/29"}]],"store":{"type":"etcd"}"#), id: "c2")
+            "ADD",
+            Self.conf(
+                dir, #""ranges":[[{"subnet":"10.52.0.0/29"}]],"store":{"type":"etcd","endpoints":["https://x"]}"#),
+            id: "c2")
         #expect(bad.errorCode == 7)
+        // An etcd nobody listens on is transient: "try again later".
+        let port = try freeLoopbackPort()
+        let down = try Self.run(
+            "ADD",
+            Self.conf(
+                dir,
+                #""ranges":[[{"subnet":"10.52.0.0/29"}]],"store":{"type":"etcd","endpoints":["http://127.0.0.1:\#(port)"]}"#
+            ), id: "c2")
+        #expect(down.errorCode == 11)
     }
 
     @Test func interoperatesWithHostLocalThroughThePlugin() throws {

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import IPAddressing
+import PluginSupport
 
 /// The bridge plugin's own configuration keys, with the reference plugin's meanings and
 /// defaults. Unknown keys are ignored; contradictory values are rejected by `validate()`
@@ -104,15 +105,16 @@ struct BridgeConfig: Decodable {
 
     /// True when any VLAN key asks for bridge VLAN filtering.
     var usesVLANs: Bool { vlan != 0 || !(vlanTrunk ?? []).isEmpty }
+
+    var bridgeSpec: BridgeSpec {
+        BridgeSpec(name: bridge, mtu: mtu.map { UInt32($0) }, promiscuous: promiscMode, vlanFiltering: usesVLANs)
+    }
+
+    var vethOptions: VethSetup.Options {
+        VethSetup.Options(mtu: mtu.map { UInt32($0) }, hairpin: hairpinMode, isolated: portIsolation)
+    }
 }
 
 enum BridgeConfigError: Error, Equatable {
     case invalid(String)
-}
-
-/// Linux interface names: 1–15 bytes, no `/`, `:` or whitespace, not `.`/`..`.
-func isValidInterfaceName(_ name: String) -> Bool {
-    let bytes = Array(name.utf8)
-    return !bytes.isEmpty && bytes.count <= 15 && name != "." && name != ".."
-        && !bytes.contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 32 || $0 == 127 })
 }

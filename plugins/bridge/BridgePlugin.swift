@@ -26,9 +26,11 @@ struct BridgePlugin: CNIPlugin {
                 .invalidEnvironmentVariables, "container already has an interface named \(request.ifName)")
         }
 
-        let bridge = try BridgeDevice.ensure(config, netlink: host)
+        let bridge = try BridgeDevice.ensure(config.bridgeSpec, netlink: host)
         let ports = try VethSetup(host: host, container: container, containerNamespace: containerNS)
-            .create(attachment: attachment, bridge: bridge, config: config, mac: mac)
+            .create(attachment: attachment, bridge: bridge, options: config.vethOptions, mac: mac) { port in
+                if config.usesVLANs { try VLANSupport.apply(config, port: port, netlink: host) }
+            }
         // From here on a failure must not leave the veth or the lease behind: the runtime will
         // DEL, but ADD promises to clean up after itself.
         var leased = false
@@ -108,7 +110,8 @@ struct BridgePlugin: CNIPlugin {
         try setup.apply(result, interfaceIndex: 2, link: ports.container, enableDAD: config.enabledad)
 
         if config.isGateway {
-            try BridgeDevice.assignGateways(result.ips, to: bridge, config: config, netlink: host)
+            try BridgeDevice.assignGateways(
+                result.ips, to: bridge, forceAddress: config.forceAddress, netlink: host)
             try enableForwarding(for: families)
         }
     }

@@ -2,22 +2,44 @@ import CNI
 import IPAddressing
 import NetNS
 import Netlink
-import PluginSupport
 
-/// The veth pair between the bridge and the container.
-struct VethSetup {
-    let host: RouteNetlink
-    let container: RouteNetlink
-    let containerNamespace: NetworkNamespace
+/// The veth pair between a bridge and the container (shared by `bridge` and `vxlan-overlay`).
+public struct VethSetup {
+    public let host: RouteNetlink
+    public let container: RouteNetlink
+    public let containerNamespace: NetworkNamespace
 
-    struct Ports {
-        var host: Link
-        var container: Link
+    public struct Ports {
+        public var host: Link
+        public var container: Link
+    }
+
+    /// Bridge port settings of the host end.
+    public struct Options {
+        public var mtu: UInt32?
+        public var hairpin: Bool
+        public var isolated: Bool
+
+        public init(mtu: UInt32? = nil, hairpin: Bool = false, isolated: Bool = false) {
+            self.mtu = mtu
+            self.hairpin = hairpin
+            self.isolated = isolated
+        }
+    }
+
+    public init(host: RouteNetlink, container: RouteNetlink, containerNamespace: NetworkNamespace) {
+        self.host = host
+        self.container = container
+        self.containerNamespace = containerNamespace
     }
 
     /// Creates the pair with the container end born in the container netns (no rename race,
-    /// no name clash on the host), already enslaved to the bridge.
-    func create(attachment: Attachment, bridge: Link, config: BridgeConfig, mac: MACAddress?) throws -> Ports {
+    /// no name clash on the host), already enslaved to the bridge. `configurePort` runs on the
+    /// host end before it comes up (VLAN membership, for instance).
+    public func create(
+        attachment: Attachment, bridge: Link, options: Options, mac: MACAddress?,
+        configurePort: (Link) throws -> Void = { _ in }
+    ) throws -> Ports {
         let hostName = attachment.hostVethName
         if let existing = try host.linkIfPresent(named: hostName) {
             guard existing.alias == attachment.linkAlias else {
@@ -32,16 +54,15 @@ struct VethSetup {
         try host.createVeth(
             VethPair(
                 name: hostName, peerName: attachment.ifName, peerNamespace: .namespace(containerNamespace),
-                mtu: config.mtu.map { UInt32($0) }, peerMAC: mac, masterIndex: bridge.index))
+                mtu: options.mtu, peerMAC: mac, masterIndex: bridge.index))
         let hostLink = try host.link(named: hostName)
         try host.setAlias(index: hostLink.index, attachment.linkAlias)
-        if config.hairpinMode || config.portIsolation {
+        if options.hairpin || options.isolated {
             try host.setBridgePort(
-                index: hostLink.index, hairpin: config.hairpinMode ? true : nil,
-                isolated: config.portIsolation ? true : nil)
+                index: hostLink.index, hairpin: options.hairpin ? true : nil, isolated: options.isolated ? true : nil)
         }
         try? Sysctl.ensure("net/ipv6/conf/\(hostName)/accept_ra", "0")
-        if config.usesVLANs { try VLANSupport.apply(config, port: hostLink, netlink: host) }
+        try configurePort(hostLink)
         try host.setLinkUp(index: hostLink.index)
         return Ports(
             host: try host.link(index: hostLink.index), container: try container.link(named: attachment.ifName))
@@ -49,7 +70,7 @@ struct VethSetup {
 
     /// Deletes the host end (and with it the container end). A link with the name but another
     /// owner is left alone; one with no alias is ours from an ADD cut short before the alias.
-    static func deleteHostEnd(of attachment: Attachment, netlink: RouteNetlink) throws {
+    public static func deleteHostEnd(of attachment: Attachment, netlink: RouteNetlink) throws {
         guard let link = try netlink.linkIfPresent(named: attachment.hostVethName),
             link.kind == .veth, link.alias == nil || link.alias == attachment.linkAlias
         else { return }

@@ -2,29 +2,44 @@ import CNI
 import IPAddressing
 import NetNS
 import Netlink
-import PluginSupport
 
-/// The bridge itself: created on first use (or reused), and its gateway addresses.
-enum BridgeDevice {
+/// What a plugin wants of the Linux bridge its containers hang off.
+public struct BridgeSpec: Sendable {
+    public var name: String
+    public var mtu: UInt32?
+    public var promiscuous: Bool
+    public var vlanFiltering: Bool
+
+    public init(name: String, mtu: UInt32? = nil, promiscuous: Bool = false, vlanFiltering: Bool = false) {
+        self.name = name
+        self.mtu = mtu
+        self.promiscuous = promiscuous
+        self.vlanFiltering = vlanFiltering
+    }
+}
+
+/// The bridge itself (shared by `bridge` and `vxlan-overlay`): created on first use (or
+/// reused), and its gateway addresses.
+public enum BridgeDevice {
     /// Finds or creates the bridge and brings it up. A concurrent ADD may create it first:
     /// EEXIST just means "use it".
-    static func ensure(_ config: BridgeConfig, netlink: RouteNetlink) throws -> Link {
+    public static func ensure(_ spec: BridgeSpec, netlink: RouteNetlink) throws -> Link {
         var link: Link
-        if let existing = try netlink.linkIfPresent(named: config.bridge) {
+        if let existing = try netlink.linkIfPresent(named: spec.name) {
             link = existing
         } else {
-            try ignoringExisting { try netlink.createBridge(name: config.bridge, mtu: config.mtu.map { UInt32($0) }) }
-            link = try netlink.link(named: config.bridge)
-            if config.usesVLANs { try netlink.setBridgeVLANFiltering(index: link.index, true) }
+            try ignoringExisting { try netlink.createBridge(name: spec.name, mtu: spec.mtu) }
+            link = try netlink.link(named: spec.name)
+            if spec.vlanFiltering { try netlink.setBridgeVLANFiltering(index: link.index, true) }
         }
         guard link.kind == .bridge else {
             throw CNIError(
                 .invalidNetworkConfig,
-                "\(config.bridge) already exists but is not a bridge (it is a \(link.kind?.rawValue ?? "device"))")
+                "\(spec.name) already exists but is not a bridge (it is a \(link.kind?.rawValue ?? "device"))")
         }
-        if config.promiscMode && !link.isPromiscuous { try netlink.setPromiscuous(index: link.index, true) }
+        if spec.promiscuous && !link.isPromiscuous { try netlink.setPromiscuous(index: link.index, true) }
         // The bridge is a router's interface, not a host taking router advertisements.
-        try? Sysctl.ensure("net/ipv6/conf/\(config.bridge)/accept_ra", "0")
+        try? Sysctl.ensure("net/ipv6/conf/\(spec.name)/accept_ra", "0")
         if !link.isUp { try netlink.setLinkUp(index: link.index) }
         return try netlink.link(index: link.index)
     }
@@ -32,8 +47,8 @@ enum BridgeDevice {
     /// Puts each gateway on the bridge with its subnet's prefix length. An IPv4 bridge holds
     /// one address: a different one is an error unless `forceAddress` replaces it. IPv6
     /// addresses of other subnets may coexist.
-    static func assignGateways(
-        _ ips: [CNIResult.IPConfig], to bridge: Link, config: BridgeConfig, netlink: RouteNetlink
+    public static func assignGateways(
+        _ ips: [CNIResult.IPConfig], to bridge: Link, forceAddress: Bool, netlink: RouteNetlink
     ) throws {
         for ip in ips {
             guard let gateway = ip.gateway, let wanted = IPPrefix(address: gateway, length: ip.address.length)
@@ -43,10 +58,10 @@ enum BridgeDevice {
             if existing.contains(where: { $0.prefix == wanted }) { continue }
             let conflicting = existing.filter { gateway.family == .v4 || $0.prefix.overlaps(wanted) }
             for address in conflicting {
-                guard config.forceAddress else {
+                guard forceAddress else {
                     throw CNIError(
                         .internalError,
-                        "\"\(config.bridge)\" already has an IP address different from \(wanted): \(address.prefix)"
+                        "\"\(bridge.name)\" already has an IP address different from \(wanted): \(address.prefix)"
                             + " (set forceAddress to replace it)")
                 }
                 try netlink.deleteAddress(address.prefix, index: bridge.index)
@@ -59,4 +74,11 @@ enum BridgeDevice {
         // changes it as ports come and go, which breaks neighbours' caches and conntrack.
         if let mac = try netlink.link(index: bridge.index).mac { try netlink.setMAC(index: bridge.index, mac) }
     }
+}
+
+/// Linux interface names: 1–15 bytes, no `/`, `:` or whitespace, not `.`/`..`.
+public func isValidInterfaceName(_ name: String) -> Bool {
+    let bytes = Array(name.utf8)
+    return !bytes.isEmpty && bytes.count <= 15 && name != "." && name != ".."
+        && !bytes.contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 32 || $0 == 127 })
 }

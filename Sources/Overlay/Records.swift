@@ -1,0 +1,101 @@
+import ClusterStore
+import FoundationEssentials
+import IPAddressing
+
+/// Where an overlay network's state lives in the cluster store:
+///
+///     pier/overlay/<network>/network                          {"vni":…,"port":…}
+///     pier/overlay/<network>/hosts/<host>                     {"host":…,"vtep":…}
+///     pier/overlay/<network>/endpoints/<host>/<cid>/<ifname>  {"containerID":…,"ifname":…,"host":…,"mac":…,"ips":[…]}
+///
+/// One prefix per network, so one range read (or one watch) yields everything a host needs.
+public struct OverlayKeys: Sendable, Hashable {
+    public let network: String
+
+    public init(network: String) { self.network = network }
+
+    public var root: String { "pier/overlay/\(network)/" }
+    public var networkRecord: String { root + "network" }
+    public var hostsPrefix: String { root + "hosts/" }
+    public func host(_ host: String) -> String { hostsPrefix + host }
+    public var endpointsPrefix: String { root + "endpoints/" }
+    public func endpoints(of host: String) -> String { endpointsPrefix + host + "/" }
+
+    public func endpoint(host: String, containerID: String, ifname: String) -> String {
+        endpoints(of: host) + containerID + "/" + Self.segment(ifname)
+    }
+
+    /// Interface names may hold bytes keys cannot; those are replaced by a stable hash (the
+    /// record's value keeps the real name).
+    static func segment(_ ifname: String) -> String {
+        StoreKey.isValidSegment(ifname) ? ifname : "if-" + String(fnv1a(ifname), radix: 16)
+    }
+}
+
+/// Which VNI and UDP port a network uses; the first host to attach writes it and every other
+/// host must agree, so a typo on one host cannot split the network.
+public struct NetworkRecord: Codable, Sendable, Hashable {
+    public var vni: UInt32
+    public var port: UInt16
+
+    public init(vni: UInt32, port: UInt16) {
+        self.vni = vni
+        self.port = port
+    }
+}
+
+/// A host of an overlay network and its VTEP (the underlay address remote hosts tunnel to).
+public struct HostRecord: Codable, Sendable, Hashable {
+    public var host: String
+    public var vtep: IPAddress
+
+    public init(host: String, vtep: IPAddress) {
+        self.host = host
+        self.vtep = vtep
+    }
+}
+
+/// One container interface attached to an overlay network, owned by its attachment.
+public struct EndpointRecord: Codable, Sendable, Hashable {
+    public var network: String
+    public var containerID: String
+    public var ifname: String
+    public var host: String
+    public var mac: MACAddress
+    public var ips: [IPPrefix]
+
+    public init(
+        network: String, containerID: String, ifname: String, host: String, mac: MACAddress, ips: [IPPrefix]
+    ) {
+        self.network = network
+        self.containerID = containerID
+        self.ifname = ifname
+        self.host = host
+        self.mac = mac
+        self.ips = ips
+    }
+}
+
+/// JSON with sorted keys: the same record always encodes to the same bytes, which
+/// delete-if-value and "unchanged, skip the write" rely on.
+enum RecordCoding {
+    static func encode(_ value: some Encodable) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard let data = try? encoder.encode(value) else { return "{}" }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ text: String) -> T? {
+        try? JSONDecoder().decode(type, from: Data(text.utf8))
+    }
+}
+
+func fnv1a(_ text: String) -> UInt64 {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in text.utf8 {
+        hash ^= UInt64(byte)
+        hash = hash &* 0x0000_0100_0000_01b3
+    }
+    return hash
+}

@@ -1,0 +1,265 @@
+import CNI
+import ClusterStore
+import Firewall
+import IPAddressing
+import NetNS
+import Netlink
+import Overlay
+import PierTables
+import PluginSupport
+
+/// The `vxlan-overlay` plugin: one L2 network across hosts. Per host a bridge and a VXLAN
+/// device (learning off, ARP proxy on); per container a veth on the bridge, an address from
+/// `ipam` in cluster mode, and an endpoint record in the cluster store; per remote endpoint a
+/// static FDB entry and a permanent neighbour entry on the VXLAN device.
+struct OverlayPlugin: CNIPlugin {
+    var about: String { "Pier vxlan-overlay plugin" }
+
+    func add(_ request: CNIRequest) throws -> CNIResult {
+        let config = try request.config.decode(OverlayConfig.self)
+        try config.validate(request)
+        let mac = try requestedMAC(request)
+        let context = try OverlayContext(request, config)
+        let attachment = Attachment(request)
+
+        // The store first: an unreachable store or a VNI clash fails before anything changes.
+        _ = try context.storeCall { try context.registry.claimNetwork(context.networkRecord) }
+
+        let host = try RouteNetlink()
+        let underlay = try Underlay.resolve(config.underlay, netlink: host)
+        let mtu = underlay.overlayMTU(configured: config.mtu)
+        let containerNS = try NetworkNamespace.open(path: request.netns)
+        let container = try RouteNetlink(namespace: containerNS)
+        if try container.linkIfPresent(named: request.ifName) != nil {
+            throw CNIError(
+                .invalidEnvironmentVariables, "container already has an interface named \(request.ifName)")
+        }
+        let devices = try NetworkDevices.ensure(
+            network: request.config.name, config: config, underlay: underlay, mtu: mtu, netlink: host)
+        let ports = try VethSetup(host: host, container: container, containerNamespace: containerNS)
+            .create(
+                attachment: attachment, bridge: devices.bridge,
+                options: VethSetup.Options(mtu: mtu, hairpin: config.hairpinMode), mac: mac)
+
+        // From here a failure undoes the veth and the lease; the endpoint is published last,
+        // so other hosts never learn of an attachment that did not come up.
+        var leased = false
+        do {
+            let ipamRequest = try request.withClusterIPAM(config)
+            var result = CNIResult(cniVersion: request.cniVersion)
+            let ipamResult = try ipamRequest.delegateAdd()
+            leased = true
+            result.ips = ipamResult.ips
+            result.routes = ipamResult.routes
+            result.dns = ipamResult.dns
+            try configureL3(
+                &result, config: config, devices: devices, ports: ports, request: request,
+                containerNS: containerNS, container: container, host: host)
+            if let dns = request.config.dns, !dns.isEmpty { result.dns = dns }
+
+            let bridgeNow = try host.link(index: devices.bridge.index)
+            let hostNow = try host.link(index: ports.host.index)
+            let containerNow = try container.link(index: ports.container.index)
+            result.interfaces = [
+                CNIResult.Interface(name: bridgeNow.name, mac: bridgeNow.mac?.description),
+                CNIResult.Interface(name: hostNow.name, mac: hostNow.mac?.description),
+                CNIResult.Interface(
+                    name: containerNow.name, mac: containerNow.mac?.description, mtu: containerNow.mtu.map { Int($0) },
+                    sandbox: request.netns),
+            ]
+            if config.ipMasq {
+                try NetworkRules(client: try NFTablesClient(), networkTag: attachment.networkTag).attach(
+                    bridge: bridgeNow.name, masqueradeSubnets: result.ips.map(\.address.network), isolated: true)
+            }
+            guard let containerMAC = containerNow.mac else {
+                throw CNIError(.internalError, "\(request.ifName) has no MAC address")
+            }
+            // Remote endpoints first, so the new container reaches them as soon as ADD returns.
+            _ = try context.storeCall { try context.sync(host).sync(lock: context.lock) }
+            let endpoint = EndpointRecord(
+                network: request.config.name, containerID: request.containerID, ifname: request.ifName,
+                host: context.hostName, mac: containerMAC, ips: result.ips.map(\.address))
+            try context.storeCall {
+                try context.registry.publishHost(vtep: underlay.vtep)
+                try context.registry.publish(endpoint)
+            }
+            return result
+        } catch {
+            if leased { try? request.withClusterIPAM(config).delegateDelete() }
+            try? host.deleteLink(index: ports.host.index)
+            throw error
+        }
+    }
+
+    private func configureL3(
+        _ result: inout CNIResult, config: OverlayConfig, devices: NetworkDevices, ports: VethSetup.Ports,
+        request: CNIRequest, containerNS: NetworkNamespace, container: RouteNetlink, host: RouteNetlink
+    ) throws {
+        guard !result.ips.isEmpty else { throw CNIError(.internalError, "IPAM plugin returned no IP addresses") }
+        for index in result.ips.indices {
+            result.ips[index].interface = 2
+            if config.isGateway && result.ips[index].gateway == nil {
+                result.ips[index].gateway = result.ips[index].address.network.firstAddress.advanced(by: 1)
+            }
+        }
+        if config.isDefaultGateway {
+            for ip in result.ips {
+                guard let gateway = ip.gateway,
+                    !result.routes.contains(where: { $0.dst.length == 0 && $0.dst.family == ip.family })
+                else { continue }
+                result.routes.append(CNIResult.Route(dst: Netlink.Route.anyPrefix(ip.family), gw: gateway))
+            }
+        }
+        let families = Set(result.ips.map(\.family))
+        let setup = InterfaceSetup(namespace: containerNS, netlink: container)
+        try setup.prepare(ifName: request.ifName, families: families, enableDAD: false)
+        try setup.apply(result, interfaceIndex: 2, link: ports.container, enableDAD: false)
+        if config.isGateway {
+            // Every host's bridge holds the same gateway address: each host routes its own
+            // containers, and the VXLAN device only ever answers ARP for remote containers.
+            try BridgeDevice.assignGateways(
+                result.ips, to: devices.bridge, forceAddress: config.forceAddress, netlink: host)
+            try enableForwarding(for: families)
+        }
+    }
+
+    func delete(_ request: CNIRequest) throws {
+        let config = try request.config.decode(OverlayConfig.self)
+        let attachment = Attachment(request)
+        var failures: [CNIError] = []
+        do {
+            let context = try OverlayContext(request, config)
+            try context.storeCall {
+                try context.registry.withdraw(containerID: request.containerID, ifname: request.ifName)
+            }
+        } catch {
+            failures.append(CNIError(converting: error))
+        }
+        do {
+            try VethSetup.deleteHostEnd(of: attachment, netlink: try RouteNetlink())
+        } catch {
+            failures.append(CNIError(converting: error))
+        }
+        if !request.netns.isEmpty {
+            do {
+                let namespace = try NetworkNamespace.open(path: request.netns)
+                let container = try RouteNetlink(namespace: namespace)
+                try ignoringMissing { try container.deleteLink(named: request.ifName) }
+            } catch let error as NamespaceError where error.isNotFound {
+                // The namespace went first: its links went with it.
+            } catch {
+                failures.append(CNIError(converting: error))
+            }
+        }
+        do { try request.withClusterIPAM(config).delegateDelete() } catch { failures.append(error) }
+        try OverlayContext.throwCollected(failures, verb: "DEL")
+    }
+
+    func check(_ request: CNIRequest) throws {
+        let config = try request.config.decode(OverlayConfig.self)
+        try config.validate(request)
+        try request.withClusterIPAM(config).delegateCheck()
+        let context = try OverlayContext(request, config)
+        let host = try RouteNetlink()
+        let vxlanName = OverlayDevices.vxlanName(vni: config.vniValue)
+        guard let vxlan = try host.linkIfPresent(named: vxlanName) else {
+            throw CNIError(.internalError, "VXLAN device \(vxlanName) is missing")
+        }
+        try NetworkDevices.verify(vxlan, network: request.config.name, config: config, underlay: nil)
+        let bridgeName = OverlayDevices.bridgeName(vni: config.vniValue)
+        guard let bridge = try host.linkIfPresent(named: bridgeName), bridge.kind == .bridge,
+            vxlan.masterIndex == bridge.index
+        else {
+            throw CNIError(.internalError, "bridge \(bridgeName) is missing or \(vxlanName) is not its port")
+        }
+        let namespace = try NetworkNamespace.open(path: request.netns)
+        let container = try RouteNetlink(namespace: namespace)
+        guard let link = try container.linkIfPresent(named: request.ifName), link.kind == .veth else {
+            throw CNIError(.internalError, "interface \(request.ifName) is missing in \(request.netns)")
+        }
+        guard let hostEnd = try host.linkIfPresent(named: Attachment(request).hostVethName),
+            hostEnd.masterIndex == bridge.index, hostEnd.linkIndex == link.index
+        else {
+            throw CNIError(.internalError, "the host end of \(request.ifName) is missing or not on \(bridgeName)")
+        }
+        let record = try context.storeCall {
+            try context.registry.endpoint(containerID: request.containerID, ifname: request.ifName)
+        }
+        guard let record else {
+            throw CNIError(.internalError, "endpoint record of \(request.containerID)/\(request.ifName) is missing")
+        }
+        guard record.mac == link.mac else {
+            throw CNIError(.internalError, "endpoint record MAC \(record.mac) != \(link.mac?.description ?? "none")")
+        }
+        if let expected = request.prevResult {
+            let missing = Set(expected.ips.map(\.address)).subtracting(record.ips)
+            guard missing.isEmpty else {
+                throw CNIError(.internalError, "endpoint record lacks \(missing.map(\.description).sorted())")
+            }
+        }
+    }
+
+    func garbageCollect(_ request: CNIRequest) throws {
+        let config = try request.config.decode(OverlayConfig.self)
+        let network = request.config.name
+        let valid = Set(
+            (request.config.validAttachments ?? []).map {
+                Attachment(network: network, containerID: $0.containerID, ifName: $0.ifName)
+            })
+        var failures: [CNIError] = []
+        do {
+            let context = try OverlayContext(request, config)
+            try context.storeCall {
+                for endpoint in try context.registry.localEndpoints()
+                where !valid.contains(
+                    Attachment(network: network, containerID: endpoint.containerID, ifName: endpoint.ifname))
+                {
+                    try context.registry.withdraw(containerID: endpoint.containerID, ifname: endpoint.ifname)
+                }
+                if valid.isEmpty { try context.registry.withdrawHost() }
+            }
+        } catch {
+            failures.append(CNIError(converting: error))
+        }
+        do {
+            let host = try RouteNetlink()
+            for link in try host.links() {
+                guard let alias = link.alias, let owner = Attachment.fromLinkAlias(alias), owner.network == network,
+                    !valid.contains(owner)
+                else { continue }
+                try ignoringMissing { try host.deleteLink(index: link.index) }
+            }
+            if valid.isEmpty { try removeDevices(config, network: network, netlink: host) }
+        } catch {
+            failures.append(CNIError(converting: error))
+        }
+        do { try request.withClusterIPAM(config).delegateGarbageCollect() } catch { failures.append(error) }
+        try OverlayContext.throwCollected(failures, verb: "GC")
+    }
+
+    /// With no attachment left, the bridge and VXLAN device go too (if no veth still uses them).
+    private func removeDevices(_ config: OverlayConfig, network: String, netlink: RouteNetlink) throws {
+        let bridgeName = OverlayDevices.bridgeName(vni: config.vniValue)
+        guard let bridge = try netlink.linkIfPresent(named: bridgeName), bridge.kind == .bridge else { return }
+        let ports = try netlink.links().filter { $0.masterIndex == bridge.index }
+        guard ports.allSatisfy({ $0.kind == .vxlan }) else { return }
+        for port in ports where port.alias == OverlayDevices.alias(network: network) {
+            try ignoringMissing { try netlink.deleteLink(index: port.index) }
+        }
+        if config.ipMasq {
+            try NetworkRules(client: try NFTablesClient(), networkTag: Attachment.networkTag(network)).detach()
+        }
+        try ignoringMissing { try netlink.deleteLink(index: bridge.index) }
+    }
+
+    func status(_ request: CNIRequest) throws {
+        let config = try request.config.decode(OverlayConfig.self)
+        try config.validate(request)
+        do {
+            try config.store.open().checkHealth()
+        } catch {
+            throw CNIError(.pluginNotAvailable, "cluster store unavailable", details: error.description)
+        }
+        try request.withClusterIPAM(config).delegateStatus()
+    }
+}
