@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "pier", targets: ["pier"]),
         .executable(name: "ipam", targets: ["ipam"]),
         .executable(name: "bridge", targets: ["bridge"]),
+        .executable(name: "portmap", targets: ["portmap"]),
         .library(name: "CNI", targets: ["CNI"]),
         .library(name: "Netlink", targets: ["Netlink"]),
         .library(name: "Firewall", targets: ["Firewall"]),
@@ -44,6 +45,11 @@ let package = Package(
                 "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables",
             ],
             path: "plugins/bridge", exclude: ["README.md"]),
+        .executableTarget(
+            name: "portmap", dependencies: [
+                "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables",
+            ],
+            path: "plugins/portmap", exclude: ["README.md"]),
 
         // The runtime and diagnostics CLI.
         .executableTarget(name: "pier", dependencies: [
@@ -62,5 +68,6 @@ let package = Package(
         .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "PierTestSupport"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "PierTestSupport"]),
         .testTarget(name: "BridgeTests", dependencies: ["PierTestSupport"]),
+        .testTarget(name: "PortmapTests", dependencies: ["PierTestSupport"]),
     ]
 )
