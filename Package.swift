@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(name: "FirewallTests", dependencies: ["Firewall", "PierTestSupport"]),
         .testTarget(name: "PierTestSupportTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "PierTestSupport"]),
-        .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "PierTestSupport"]),
+        .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "ClusterStore", "PierTestSupport"]),
         .testTarget(name: "BridgeTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "PortmapTests", dependencies: ["PierTestSupport"]),
     ]

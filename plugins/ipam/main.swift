@@ -1,3 +1,1 @@
-import IPAM
-
-print("ipam")
+IPAMPlugin().main()

@@ -1,5 +1,0 @@
-import Testing
-
-@testable import ClusterStore
-
-@Test func placeholder() { #expect(Bool(true)) }

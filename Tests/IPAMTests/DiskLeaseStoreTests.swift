@@ -1,0 +1,196 @@
+import ClusterStore
+import Foundation
+import IPAddressing
+import PierTestSupport
+import Testing
+
+@testable import IPAM
+
+@Suite struct DiskLeaseStoreTests {
+    let dualStack = #""ranges":[[{"subnet":"10.7.0.0/29"}],[{"subnet":"fd00:7::/120"}]]"#
+
+    func diskIPAM(_ dir: TemporaryDirectory, _ body: String? = nil, name: String = "net1", extra: String = "") throws
+        -> AddressManager
+    {
+        let ipamBody = (body ?? dualStack) + #","dataDir":"\#(dir.path)""#
+        return try AddressManager(config: config(ipamBody, name: name, extra: extra))
+    }
+
+    @Test func layoutIsByteIdenticalToHostLocal() throws {
+        let dir = try TemporaryDirectory()
+        let ipam = try diskIPAM(dir)
+        let result = try ipam.add(attachment("c1"))
+        #expect(result.addressTexts == ["10.7.0.2/29", "fd00:7::2/120"])
+        #expect(dir.names("net1") == ["10.7.0.2", "fd00:7::2", "last_reserved_ip.0", "last_reserved_ip.1", "lock"])
+        #expect(dir.bytes("net1/10.7.0.2") == Array("c1\r\neth0".utf8))
+        #expect(dir.bytes("net1/fd00:7::2") == Array("c1\r\neth0".utf8))
+        #expect(dir.bytes("net1/last_reserved_ip.0") == Array("10.7.0.2".utf8))
+        #expect(dir.bytes("net1/last_reserved_ip.1") == Array("fd00:7::2".utf8))
+        try ipam.release(attachment("c1"))
+        #expect(dir.names("net1") == ["last_reserved_ip.0", "last_reserved_ip.1", "lock"])
+    }
+
+    /// The same two ADDs through the real host-local and through us give the same files.
+    @Test func matchesTheReferencePluginFileForFile() throws {
+        let ours = try TemporaryDirectory()
+        let theirs = try TemporaryDirectory()
+        let ipam = try diskIPAM(ours)
+        for id in ["c1", "c2"] {
+            _ = try ipam.add(attachment(id))
+            try hostLocal("ADD", dataDir: theirs.path, body: dualStack, id: id)
+        }
+        #expect(ours.names("net1") == theirs.names("net1"))
+        for name in theirs.names("net1") where name != "lock" {
+            #expect(ours.bytes("net1/" + name) == theirs.bytes("net1/" + name), "\(name)")
+        }
+    }
+
+    @Test func readsAHostLocalDirectoryAndDoesNotCollide() throws {
+        let dir = try TemporaryDirectory()
+        for id in ["go1", "go2", "go3"] { try hostLocal("ADD", dataDir: dir.path, body: dualStack, id: id) }
+        let ipam = try diskIPAM(dir)
+        let leases = try ipam.leases()
+        #expect(leases.count == 6)
+        #expect(Set(leases.map(\.containerID)) == ["go1", "go2", "go3"])
+        #expect(leases.allSatisfy { $0.ifname == "eth0" })
+        try ipam.check(attachment("go2"))
+        // Round-robin continues after host-local's marker; no address is handed out twice.
+        let ours = try ipam.add(attachment("swift1"))
+        #expect(ours.addressTexts == ["10.7.0.5/29", "fd00:7::5/120"])
+        try ipam.release(attachment("go2"))
+        #expect(try ipam.leases().count == 6)
+        // And host-local reads ours: its DEL releases our lease, its next ADD skips ours.
+        try hostLocal("DEL", dataDir: dir.path, body: dualStack, id: "swift1")
+        #expect(!dir.names("net1").contains("10.7.0.5"))
+        try hostLocal("ADD", dataDir: dir.path, body: dualStack, id: "go4")
+        #expect(dir.bytes("net1/10.7.0.6") == Array("go4\r\neth0".utf8))
+    }
+
+    @Test func legacyIDOnlyFilesAndWhitespaceAreUnderstood() throws {
+        let dir = try TemporaryDirectory()
+        try dir.write("net1/10.7.0.3", "legacy\n")
+        try dir.write("net1/10.7.0.4", "  spaced\r\neth1 \n")
+        try dir.write("net1/not-an-ip", "c9\r\neth0")
+        try dir.write("net1/010.7.0.5", "c9\r\neth0")
+        let ipam = try diskIPAM(dir)
+        let leases = try ipam.leases()
+        #expect(leases.map(\.description) == ["10.7.0.3 -> legacy/?", "10.7.0.4 -> spaced/eth1"])
+        try ipam.check(attachment("legacy", "eth7"))
+        #expect(try ipam.add(attachment("new")).addressTexts == ["10.7.0.2/29", "fd00:7::2/120"])
+        #expect(try ipam.add(attachment("new2")).addressTexts == ["10.7.0.5/29", "fd00:7::3/120"])
+        #expect(try ipam.release(attachment("legacy", "eth0")).map(\.address.description) == ["10.7.0.3"])
+        #expect(try ipam.release(attachment("spaced", "eth1")).map(\.address.description) == ["10.7.0.4"])
+    }
+
+    @Test func strayTemporaryFilesAreIgnoredAndCleanedUnderTheLock() throws {
+        let dir = try TemporaryDirectory()
+        let stray = "net1/" + FileSystem.temporaryPrefix + "1234-abc"
+        // A writer killed after link(2) leaves its temporary beside the whole lease.
+        try dir.write(stray, "dead\r\neth0")
+        let ipam = try diskIPAM(dir)
+        #expect(try ipam.leases().isEmpty)
+        _ = try ipam.add(attachment("c1"))
+        #expect(!dir.names("net1").contains { $0.hasPrefix(FileSystem.temporaryPrefix) })
+    }
+
+    @Test func delOnAMissingDirectoryAndGCWork() throws {
+        let dir = try TemporaryDirectory()
+        let ipam = try diskIPAM(dir)
+        #expect(try ipam.release(attachment("nobody")).isEmpty)
+        _ = try ipam.add(attachment("a"))
+        _ = try ipam.add(attachment("b"))
+        let released = try ipam.collectGarbage(keeping: [attachment("b")])
+        #expect(Set(released.map(\.containerID)) == ["a"])
+        #expect(try ipam.leases().map(\.containerID) == ["b", "b"])
+        try ipam.status()
+    }
+
+    @Test func statusFailsWhenTheDirectoryIsNotWritable() throws {
+        guard geteuid() != 0 else { return }  // root may write anywhere; the check is for users
+        let dir = try TemporaryDirectory()
+        chmod(dir.path, 0o500)
+        defer { chmod(dir.path, 0o700) }
+        #expect(throws: IPAMError.self) { try diskIPAM(dir).status() }
+    }
+
+    @Test func statusFailsWhenDataDirIsAFile() throws {
+        let dir = try TemporaryDirectory()
+        try dir.write("file", "x")
+        let ipam = try AddressManager(config: config(dualStack + #","dataDir":"\#(dir.path)/file""#))
+        #expect(throws: IPAMError.self) { try ipam.add(attachment("c1")) }
+        #expect(throws: IPAMError.self) { try ipam.status() }
+    }
+
+    /// Separate store instances on separate threads take separate flocks, as processes do.
+    @Test func concurrentAllocationsFromThreadsNeverCollide() throws {
+        let dir = try TemporaryDirectory()
+        let body = #""ranges":[[{"subnet":"10.8.0.0/26"}]],"dataDir":"\#(dir.path)""#
+        let outcomes = Outcomes()
+        runOnThreads(64) { index in
+            do throws(IPAMError) {
+                let ipam = try AddressManager(config: config(body))
+                outcomes.add(.success(try ipam.add(attachment("t\(index)")).addressTexts[0]))
+            } catch {
+                outcomes.add(.failure(error))
+            }
+        }
+        let addresses = outcomes.successes
+        #expect(addresses.count == 61)
+        #expect(Set(addresses).count == 61)
+        #expect(outcomes.failures.count == 3)
+        #expect(outcomes.failures.allSatisfy { $0.kind == .exhausted })
+        #expect(dir.names("testnet").filter { $0.hasPrefix("10.8.0.") }.count == 61)
+    }
+
+    /// Runs the reference plugin against `dataDir`, the compatibility oracle.
+    func hostLocal(_ verb: String, dataDir: String, body: String, id: String, ifname: String = "eth0") throws {
+        let conf =
+            #"{"cniVersion":"1.0.0","name":"net1","type":"host-local","ipam":{"type":"host-local","dataDir":"\#(dataDir)",\#(body)}}"#
+        let result = try runCommand(
+            ["/usr/lib/cni/host-local"], stdin: conf,
+            environment: [
+                "CNI_COMMAND": verb, "CNI_CONTAINERID": id, "CNI_NETNS": "/proc/self/ns/net", "CNI_IFNAME": ifname,
+                "CNI_PATH": "/usr/lib/cni",
+            ])
+        guard result.succeeded else { throw HostLocalFailure(verb: verb, output: result.stdout + result.stderr) }
+    }
+}
+
+final class Outcomes: @unchecked Sendable {
+    private let lock = NSLock()
+    private var results: [Result<String, IPAMError>] = []
+    func add(_ result: Result<String, IPAMError>) { lock.withLock { results.append(result) } }
+    var successes: [String] {
+        lock.withLock {
+            results.compactMap {
+                if case .success(let value) = $0 { return value }
+                return nil
+            }
+        }
+    }
+    var failures: [IPAMError] {
+        lock.withLock {
+            results.compactMap {
+                if case .failure(let error) = $0 { return error }
+                return nil
+            }
+        }
+    }
+}
+
+func runOnThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    let done = DispatchGroup()
+    for index in 0..<count {
+        done.enter()
+        Thread {
+            body(index)
+            done.leave()
+        }.start()
+    }
+    done.wait()
+}
+
+struct HostLocalFailure: Error {
+    let verb: String
+    let output: String
+}

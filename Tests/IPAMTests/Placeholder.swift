@@ -1,5 +1,0 @@
-import Testing
-
-@testable import IPAM
-
-@Test func placeholder() { #expect(Bool(true)) }
