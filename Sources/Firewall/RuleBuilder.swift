@@ -132,6 +132,14 @@ extension Rule {
         return rule
     }
 
+    /// `fib saddr type local` (or `!= local`): the source is an address of this host.
+    public func fibSourceIsLocal(negated: Bool = false) -> Rule {
+        var rule = self
+        rule.expressions.append(.fib(.saddr, result: .addressType, into: .r1))
+        rule.expressions.append(.cmp(negated ? .neq : .eq, .r1, [2, 0, 0, 0]))  // RTN_LOCAL, host order u32
+        return rule
+    }
+
     /// `ct state { ... }`: bitwise-and the state with the mask and require a non-zero result.
     public func ctState(_ states: CtState) -> Rule {
         var rule = self

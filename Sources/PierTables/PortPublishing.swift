@@ -21,6 +21,7 @@ import IPAddressing
 ///       chain output { type nat hook output priority dstnat; fib daddr type local jump published }
 ///       chain postrouting { ...
 ///         ct status dnat iifname . oifname @same_bridge masquerade     # hairpin (snat)
+///         ct status dnat iifname "" oifname . oifname @same_bridge fib saddr type != local masquerade
 ///         ct status dnat ip saddr 127.0.0.0/8 masquerade                # localhost (snat)
 ///         ct status dnat ip daddr @masq_all_v4 masquerade               # masqAll
 ///         ct status dnat ip6 daddr @masq_all_v6 masquerade }
@@ -110,15 +111,23 @@ public struct PortPublishing {
     /// container to a published port of its own bridge (hairpin), and from the host's
     /// loopback (which also needs `route_localnet` on the container's host interface).
     static var snatRules: [Rule] {
-        var loopback = Rule(
-            family: .inet, table: PierTable.name, chain: PierTable.postrouting.name, comment: "pier:publish-localhost"
-        ).ctStatus(.dnat)
+        func rule(_ comment: String) -> Rule {
+            Rule(family: .inet, table: PierTable.name, chain: PierTable.postrouting.name, comment: comment)
+                .ctStatus(.dnat)
+        }
+        var loopback = rule("pier:publish-localhost")
         if let prefix = IPPrefix("127.0.0.0/8") { loopback = loopback.match(.ipSource, prefix: prefix) }
         return [
-            Rule(
-                family: .inet, table: PierTable.name, chain: PierTable.postrouting.name, comment: "pier:publish-hairpin"
-            )
-            .ctStatus(.dnat).match([.iifname, .oifname], inSet: PierTable.sameBridge.name).masquerade(),
+            // Routed hairpin: in and out through the same bridge.
+            rule("pier:publish-hairpin")
+                .match([.iifname, .oifname], inSet: PierTable.sameBridge.name).masquerade(),
+            // With br_netfilter (bridge-nf-call-iptables=1) a DNAT back onto the bridge the packet
+            // came from is bridged, not routed: postrouting then sees no input interface. Packets
+            // the host sends itself have no input interface either, but a local source.
+            rule("pier:publish-hairpin-bridged")
+                .match(.iifname, .eq, .interfaceName(""))
+                .match([.oifname, .oifname], inSet: PierTable.sameBridge.name)
+                .fibSourceIsLocal(negated: true).masquerade(),
             loopback.masquerade(),
         ]
     }
