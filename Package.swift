@@ -41,21 +41,25 @@ let package = Package(
         .executableTarget(
             name: "ipam", dependencies: ["CNI", "IPAM"], path: "plugins/ipam", exclude: ["README.md"]),
         .executableTarget(
-            name: "bridge", dependencies: [
+            name: "bridge",
+            dependencies: [
                 "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables",
             ],
             path: "plugins/bridge", exclude: ["README.md"]),
         .executableTarget(
-            name: "portmap", dependencies: [
+            name: "portmap",
+            dependencies: [
                 "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables",
             ],
             path: "plugins/portmap", exclude: ["README.md"]),
 
         // The runtime and diagnostics CLI.
-        .executableTarget(name: "pier", dependencies: [
-            "CNI", "Netlink", "Firewall",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        .executableTarget(
+            name: "pier",
+            dependencies: [
+                "CNI", "Netlink", "Firewall",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
 
         // Tests.
         .target(name: "PierTestSupport", path: "Tests/PierTestSupport"),

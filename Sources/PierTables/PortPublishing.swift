@@ -187,7 +187,9 @@ public struct PortPublishing {
     public func published(by owner: String) throws(FirewallError) -> [PublishedPort] {
         var ports: [PublishedPort] = []
         for set in Self.maps {
-            ports += try records(of: set).filter { $0.comment == owner }.compactMap { PublishedPort(record: $0, in: set) }
+            ports += try records(of: set).filter { $0.comment == owner }.compactMap {
+                PublishedPort(record: $0, in: set)
+            }
         }
         return ports
     }
@@ -224,8 +226,9 @@ public struct PortPublishing {
     public func publishedRuleComments() throws(FirewallError) -> Set<String> {
         do {
             return Set(
-                try client.rules(family: .inet, table: PierTable.name, chain: Self.published.name).compactMap(\.comment))
-        } catch where error.isNotFound {
+                try client.rules(family: .inet, table: PierTable.name, chain: Self.published.name).compactMap(\.comment)
+            )
+        } catch  where error.isNotFound {
             return []
         }
     }
@@ -233,7 +236,7 @@ public struct PortPublishing {
     private func records(of set: NFTSet) throws(FirewallError) -> [ElementRecord] {
         do {
             return try client.elements(of: set.path)
-        } catch where error.isNotFound {
+        } catch  where error.isNotFound {
             return []
         }
     }

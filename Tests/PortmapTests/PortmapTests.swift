@@ -7,14 +7,22 @@ import Testing
 /// containers on the bridge.
 @Suite(.enabled(if: isRoot, Comment(rawValue: needsRootReason)))
 struct PortmapTests {
-    @Test func publishedPortsAnswerFromOutsideTheHostLocalhostAndHairpinOverIPv4AndIPv6() throws {
+    /// Hairpin takes two paths: routed (no br_netfilter) or, with bridge-nf-call-iptables=1, a
+    /// DNAT back onto the same bridge that br_netfilter bridges; both must be masqueraded.
+    @Test(arguments: [false, true])
+    func publishedPortsAnswerFromOutsideTheHostLocalhostAndHairpinOverIPv4AndIPv6(brNetfilter: Bool) throws {
         try withTestHosts(4) { hosts in
-            let world = try PortmapWorld(hosts: hosts, octet: 211)
+            let world = try PortmapWorld(hosts: hosts, octet: brNetfilter ? 211 : 219)
             defer { world.cleanUp() }
+            let value = brNetfilter ? "1" : "0"
+            for key in ["net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"] {
+                // Absent when br_netfilter is not loaded: then only the routed path exists.
+                _ = try world.host.run(["sysctl", "-qw", "\(key)=\(value)"])
+            }
             let (c1, c2) = (world.containers[0], world.containers[1])
             defer { try? world.detachAll() }
-            let tcp = try PeerEchoServer(in: c1, port: 80, lifetime: 600)
-            let udp = try PeerEchoServer(in: c1, port: 5300, udp: true, lifetime: 600)
+            let tcp = try EchoServer(in: c1, port: 80)
+            let udp = try EchoServer(in: c1, port: 5300, udp: true)
             defer {
                 tcp.stop()
                 udp.stop()
@@ -37,10 +45,12 @@ struct PortmapTests {
             // From 127.0.0.1 on the host: DNAT + masquerade to the bridge address (route_localnet).
             #expect(askPeerAddress(from: world.host, to: "127.0.0.1", port: 8080) == world.gatewayV4)
             #expect(askPeerAddress(from: world.host, to: "127.0.0.1", port: 5353, udp: true) == world.gatewayV4)
-            #expect(try world.host.run(["sysctl", "-n", "net.ipv4.conf.\(world.bridge).route_localnet"]).stdout
-                .trimmingCharacters(in: .whitespacesAndNewlines) == "1")
-            #expect(try world.host.run(["sysctl", "-n", "net.ipv4.conf.up0.route_localnet"]).stdout
-                .trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+            #expect(
+                try world.host.run(["sysctl", "-n", "net.ipv4.conf.\(world.bridge).route_localnet"]).stdout
+                    .trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+            #expect(
+                try world.host.run(["sysctl", "-n", "net.ipv4.conf.up0.route_localnet"]).stdout
+                    .trimmingCharacters(in: .whitespacesAndNewlines) == "0")
             // Hairpin: another container on the bridge, and the container itself, via the host address.
             #expect(askPeerAddress(from: c2, to: world.hostV4, port: 8080) == world.gatewayV4)
             #expect(askPeerAddress(from: c2, to: world.hostV4, port: 5353, udp: true) == world.gatewayV4)
@@ -85,8 +95,8 @@ struct PortmapTests {
             let (c1, c2) = (world.containers[0], world.containers[1])
             try world.host.mustRun(["ip", "addr", "add", "10.212.0.3/24", "dev", "up0"])
             try world.host.mustRun(["ip", "-6", "addr", "add", "fd21:212::3/64", "dev", "up0", "nodad"])
-            let s1 = try PeerEchoServer(in: c1, port: 80, lifetime: 600)
-            let s2 = try PeerEchoServer(in: c2, port: 80, lifetime: 600)
+            let s1 = try EchoServer(in: c1, port: 80)
+            let s2 = try EchoServer(in: c2, port: 80)
             defer {
                 s1.stop()
                 s2.stop()
@@ -134,7 +144,7 @@ struct PortmapTests {
             defer { world.cleanUp() }
             defer { try? world.detachAll() }
             let (c1, c2) = (world.containers[0], world.containers[1])
-            let server = try PeerEchoServer(in: c1, port: 80, lifetime: 600)
+            let server = try EchoServer(in: c1, port: 80)
             defer { server.stop() }
             // c1 holds 8080 on IPv6 only; c2 asks for 8080 everywhere plus a free port.
             var output = try world.publish(c1, [PortmapWorld.mapping(8080, 80, hostIP: "::")])
@@ -265,7 +275,8 @@ struct PortmapTests {
             ]
             let accepted = try world.portmapRunner.run(
                 "ADD",
-                config: world.portmapConfig(previous: previous, mappings: [PortmapWorld.mapping(8080, 80)], extra: extra),
+                config: world.portmapConfig(
+                    previous: previous, mappings: [PortmapWorld.mapping(8080, 80)], extra: extra),
                 containerID: c1.name, netns: c1.path, ifname: "eth0", in: world.host)
             #expect(accepted.status == 0, "\(accepted.stdout)")
         }
@@ -281,7 +292,9 @@ struct PortmapTests {
             #expect(try world.publish(c2, [PortmapWorld.mapping(8081, 80, "udp")]).status == 0)
             let gc = try world.portmapRunner.run(
                 "GC",
-                config: world.portmap.config(["cni.dev/valid-attachments": [["containerID": c2.name, "ifname": "eth0"]]]),
+                config: world.portmap.config([
+                    "cni.dev/valid-attachments": [["containerID": c2.name, "ifname": "eth0"]]
+                ]),
                 in: world.host)
             #expect(gc.status == 0, "\(gc.stdout)")
             #expect(try world.elements("dnat_v4").count == 1)
@@ -299,11 +312,12 @@ struct PortmapTests {
             defer { try? world.detachAll() }
             let c1 = world.containers[0]
             try world.attach(c1)  // loads inet pier (nat), so the host tracks connections
-            let server = try PeerEchoServer(in: c1, port: 5300, udp: true, lifetime: 600)
+            let server = try EchoServer(in: c1, port: 5300, udp: true)
             defer { server.stop() }
             // A client keeps sending from one source port before the port is published: the
             // entry it creates points at the host itself and would blackhole the flow.
-            let send = "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('', 40000)); "
+            let send =
+                "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('', 40000)); "
                 + "s.sendto(b'x', ('\(world.hostV4)', 5353))"
             try world.outside.mustRun(["python3", "-c", send])
             func entries() throws -> Int {

@@ -33,7 +33,7 @@ final class PortmapWorld: @unchecked Sendable {
         self.octet = octet
         network = NetworkFixture(plugin: [
             "type": "bridge", "bridge": "pm-\(uniqueTag(6))", "isGateway": true, "isDefaultGateway": true,
-            "ipMasq": true,
+            "ipMasq": true, "hairpinMode": true,
             "ipam": [
                 "type": "ipam", "ranges": [[["subnet": "10.\(octet).1.0/24"]], [["subnet": "fd21:\(octet):1::/64"]]],
             ],
@@ -140,3 +140,58 @@ final class PortmapWorld: @unchecked Sendable {
 
 /// The four DNAT maps.
 let dnatMaps = ["dnat_v4", "dnat_v4_bound", "dnat_v6", "dnat_v6_bound"]
+
+/// A TCP or UDP server in a test host that answers with the client address it saw (like
+/// `PeerEchoServer`), started detached with every inherited descriptor closed and its own
+/// signal state, and stopped with SIGKILL: a server that inherits the test runner's blocked
+/// signals ignores SIGTERM and would hold `stop()` until its lifetime ends.
+final class EchoServer: @unchecked Sendable {
+    private let pid: String
+
+    init(in host: TestHost, port: Int, udp: Bool = false, lifetime: Int = 300) throws {
+        let server = """
+            import signal, socket, sys, time
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            udp = sys.argv[2] == "udp"
+            s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            s.bind(("::", int(sys.argv[1])))
+            if not udp:
+                s.listen(64)
+            print("ready", flush=True)
+            deadline = time.time() + int(sys.argv[3])
+            while time.time() < deadline:
+                s.settimeout(max(0.1, deadline - time.time()))
+                try:
+                    if udp:
+                        data, peer = s.recvfrom(2048)
+                    else:
+                        conn, peer = s.accept()
+                except socket.timeout:
+                    break
+                text = peer[0][7:] if peer[0].startswith("::ffff:") else peer[0]
+                if udp:
+                    s.sendto((text + "\\n").encode(), peer)
+                else:
+                    conn.sendall((text + "\\n").encode())
+                    conn.close()
+            """
+        let launcher = """
+            import subprocess, sys
+            p = subprocess.Popen([sys.executable, "-c", sys.argv[1]] + sys.argv[2:], stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
+            p.stdout.readline()
+            print(p.pid)
+            """
+        let result = try host.mustRun(
+            ["python3", "-c", launcher, server, String(port), udp ? "udp" : "tcp", String(lifetime)])
+        pid = result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func stop() {
+        _ = try? runCommand(["kill", "-9", pid])
+    }
+
+    deinit { stop() }
+}

@@ -86,7 +86,8 @@ struct PortmapPlugin: CNIPlugin {
         let present = Set(try publishing.published(by: Attachment(request).ownerTag))
         let missing = ports.filter { !present.contains($0) }
         guard missing.isEmpty else {
-            throw CNIError(.internalError, "published ports missing: \(missing.map(\.description).joined(separator: ", "))")
+            throw CNIError(
+                .internalError, "published ports missing: \(missing.map(\.description).joined(separator: ", "))")
         }
         let comments = try publishing.publishedRuleComments()
         let missingRules = PortPublishing.dnatRuleComments.filter { !comments.contains($0) }
@@ -104,7 +105,8 @@ struct PortmapPlugin: CNIPlugin {
         var failures: [String] = []
         do {
             let publishing = PortPublishing(client: try NFTablesClient())
-            for owner in try publishing.owners().sorted() where owner.hasPrefix(networkPrefix) && !valid.contains(owner) {
+            for owner in try publishing.owners().sorted() where owner.hasPrefix(networkPrefix) && !valid.contains(owner)
+            {
                 do {
                     flushStaleUDPEntries(try publishing.unpublish(owner: owner))
                 } catch {
