@@ -11,8 +11,6 @@ let package = Package(
         .executable(name: "ipam", targets: ["ipam"]),
         .executable(name: "bridge", targets: ["bridge"]),
         .executable(name: "portmap", targets: ["portmap"]),
-        .executable(name: "macvlan", targets: ["macvlan"]),
-        .executable(name: "host", targets: ["host"]),
         .library(name: "CNI", targets: ["CNI"]),
         .library(name: "Netlink", targets: ["Netlink"]),
         .library(name: "Firewall", targets: ["Firewall"]),
@@ -38,8 +36,6 @@ let package = Package(
         .target(name: "PierTables", dependencies: ["Firewall", "IPAddressing"]),
         .target(name: "ClusterStore", dependencies: ["IPAddressing"]),
         .target(name: "IPAM", dependencies: ["CNI", "IPAddressing", "ClusterStore"]),
-        // Containers over namespaces, conflist execution, result cache, GC: what `pier` runs.
-        .target(name: "Runtime", dependencies: ["CNI", "NetNS", "Netlink", "CPierShim", "IPAddressing"]),
 
         // Plugins: one executable each, a thin main over the shared modules.
         .executableTarget(
@@ -54,16 +50,10 @@ let package = Package(
                 "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables",
             ],
             path: "plugins/portmap", exclude: ["README.md"]),
-        .executableTarget(
-            name: "macvlan", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing"],
-            path: "plugins/macvlan", exclude: ["README.md"]),
-        .executableTarget(
-            name: "host", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing"],
-            path: "plugins/host", exclude: ["README.md"]),
 
         // The runtime and diagnostics CLI.
         .executableTarget(name: "pier", dependencies: [
-            "CNI", "Runtime",
+            "CNI", "Netlink", "Firewall",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -73,15 +63,11 @@ let package = Package(
         .testTarget(name: "CNITests", dependencies: ["CNI", "IPAddressing"]),
         .testTarget(name: "NetNSTests", dependencies: ["NetNS", "PierTestSupport"]),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "PierTestSupport"]),
-        .testTarget(name: "FirewallTests", dependencies: ["Firewall", "NetNS", "IPAddressing", "PierTestSupport"]),
+        .testTarget(name: "FirewallTests", dependencies: ["Firewall", "PierTestSupport"]),
         .testTarget(name: "PierTestSupportTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "PierTestSupport"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "ClusterStore", "PierTestSupport"]),
         .testTarget(name: "BridgeTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "PortmapTests", dependencies: ["PierTestSupport"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "CNI", "PierTestSupport"]),
-        .testTarget(name: "PierCLITests", dependencies: ["PierTestSupport"], exclude: ["cnitool"]),
-        .testTarget(name: "MacvlanTests", dependencies: ["PierTestSupport"]),
-        .testTarget(name: "HostPluginTests", dependencies: ["PierTestSupport"]),
     ]
 )

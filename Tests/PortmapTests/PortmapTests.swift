@@ -284,12 +284,19 @@ struct PortmapTests {
 
     @Test func gcRemovesStaleAttachmentsAndStatusAnswers() throws {
         try withTestHosts(4) { hosts in
-            let world = try PortmapWorld(hosts: hosts, octet: 217)
+            // masqAll: every connection to a published port arrives from the host's bridge address.
+            let world = try PortmapWorld(hosts: hosts, octet: 217, portmapKeys: ["masqAll": true])
             defer { world.cleanUp() }
             defer { try? world.detachAll() }
             let (c1, c2) = (world.containers[0], world.containers[1])
+            let server = try EchoServer(in: c1, port: 80)
+            defer { server.stop() }
             #expect(try world.publish(c1, [PortmapWorld.mapping(8080, 80)]).status == 0)
             #expect(try world.publish(c2, [PortmapWorld.mapping(8081, 80, "udp")]).status == 0)
+            #expect(askPeerAddress(from: world.outside, to: world.hostV4, port: 8080) == world.gatewayV4)
+            let c1v4 = try #require(world.address(of: c1, family: "4"))
+            #expect(
+                try world.host.mustRun(["nft", "list", "set", "inet", "pier", "masq_all_v4"]).stdout.contains(c1v4))
             let gc = try world.portmapRunner.run(
                 "GC",
                 config: world.portmap.config([
@@ -300,6 +307,8 @@ struct PortmapTests {
             #expect(try world.elements("dnat_v4").count == 1)
             #expect(try world.mapText("dnat_v4").contains(c2.name))
             #expect(try !world.mapText("dnat_v6").contains(c1.name))
+            #expect(
+                try !world.host.mustRun(["nft", "list", "set", "inet", "pier", "masq_all_v4"]).stdout.contains(c1v4))
             let status = try world.portmapRunner.run("STATUS", config: world.portmap.config(), in: world.host)
             #expect(status.status == 0, "\(status.stdout)")
         }
