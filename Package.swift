@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "macvlan", targets: ["macvlan"]),
         .executable(name: "host", targets: ["host"]),
         .executable(name: "vxlan-overlay", targets: ["vxlan-overlay"]),
+        .executable(name: "portmap", targets: ["portmap"]),
         .library(name: "CNI", targets: ["CNI"]),
         .library(name: "Netlink", targets: ["Netlink"]),
         .library(name: "Firewall", targets: ["Firewall"]),
@@ -65,6 +66,11 @@ let package = Package(
                 "Overlay",
             ],
             path: "plugins/vxlan-overlay", exclude: ["README.md"]),
+        .executableTarget(
+            name: "portmap", dependencies: [
+                "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables",
+            ],
+            path: "plugins/portmap", exclude: ["README.md"]),
 
         // The runtime and diagnostics CLI.
         .executableTarget(name: "pier", dependencies: [
@@ -92,5 +98,6 @@ let package = Package(
         ]),
         .testTarget(
             name: "OverlayTests", dependencies: ["Overlay", "ClusterStore", "Netlink", "IPAddressing", "PierTestSupport"]),
+        .testTarget(name: "PortmapTests", dependencies: ["PierTestSupport"]),
     ]
 )

@@ -79,6 +79,19 @@ public struct CtState: OptionSet, Sendable, Hashable {
     public static let untracked = CtState(rawValue: 64)
 }
 
+/// Conntrack status bits for `ct status` matches (IPS_* in linux/netfilter/nf_conntrack_common.h).
+public struct CtStatus: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    public static let expected = CtStatus(rawValue: 0x1)
+    public static let seenReply = CtStatus(rawValue: 0x2)
+    public static let assured = CtStatus(rawValue: 0x4)
+    public static let confirmed = CtStatus(rawValue: 0x8)
+    public static let snat = CtStatus(rawValue: 0x10)
+    /// The connection's destination was rewritten (by a DNAT rule or map).
+    public static let dnat = CtStatus(rawValue: 0x20)
+}
+
 /// A small builder: each call appends the expressions nft would generate for that clause.
 ///
 ///     Rule(family: .inet, table: "pier", chain: "prerouting", comment: "pier:dnat")
@@ -119,6 +132,14 @@ extension Rule {
         return rule
     }
 
+    /// `fib saddr type local` (or `!= local`): the source is an address of this host.
+    public func fibSourceIsLocal(negated: Bool = false) -> Rule {
+        var rule = self
+        rule.expressions.append(.fib(.saddr, result: .addressType, into: .r1))
+        rule.expressions.append(.cmp(negated ? .neq : .eq, .r1, [2, 0, 0, 0]))  // RTN_LOCAL, host order u32
+        return rule
+    }
+
     /// `ct state { ... }`: bitwise-and the state with the mask and require a non-zero result.
     public func ctState(_ states: CtState) -> Rule {
         var rule = self
@@ -126,6 +147,31 @@ extension Rule {
         rule.expressions.append(.ct(.state, into: .r1))
         rule.expressions.append(.bitwise(source: .r1, destination: .r1, mask: mask, xor: [0, 0, 0, 0]))
         rule.expressions.append(.cmp(.neq, .r1, [0, 0, 0, 0]))
+        return rule
+    }
+
+    /// `ct status dnat` (any of `status`): bitwise-and with the mask, require a non-zero result.
+    public func ctStatus(_ status: CtStatus) -> Rule {
+        var rule = self
+        let mask = withUnsafeBytes(of: status.rawValue) { Array($0) }
+        rule.expressions.append(.ct(.status, into: .r1))
+        rule.expressions.append(.bitwise(source: .r1, destination: .r1, mask: mask, xor: [0, 0, 0, 0]))
+        rule.expressions.append(.cmp(.neq, .r1, [0, 0, 0, 0]))
+        return rule
+    }
+
+    /// `ip saddr 127.0.0.0/8` (any address selector and prefix of its family): the address
+    /// masked to the prefix must equal the network. nft shortens byte-aligned prefixes to a
+    /// shorter load; the masked full load matches the same packets.
+    public func match(_ selector: Selector, prefix: IPPrefix, negated: Bool = false) -> Rule {
+        var rule = withDependency(of: [selector])
+        rule.expressions.append(selector.load(into: .r1))
+        let mask = prefix.netmask.bytes
+        if prefix.length < prefix.family.bitCount {
+            rule.expressions.append(
+                .bitwise(source: .r1, destination: .r1, mask: mask, xor: [UInt8](repeating: 0, count: mask.count)))
+        }
+        rule.expressions.append(.cmp(negated ? .neq : .eq, .r1, prefix.firstAddress.bytes))
         return rule
     }
 

@@ -1,0 +1,85 @@
+import FoundationEssentials
+import IPAddressing
+import PierTables
+
+/// The portmap plugin's own keys. The reference's iptables-only keys (`markMasqBit`,
+/// `externalSetMarkChain`, `conditionsV4`, `conditionsV6`, `backend`) are accepted and
+/// ignored: Pier always uses its nftables maps.
+struct PortmapConfig: Decodable {
+    /// Masquerade hairpin and localhost traffic to published ports.
+    var snat: Bool = true
+    /// Masquerade traffic from any source to the published ports (macvlan-style networks,
+    /// where replies would otherwise bypass the host).
+    var masqAll: Bool = false
+
+    enum CodingKeys: String, CodingKey { case snat, masqAll }
+
+    init() {}
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        snat = try c.decodeIfPresent(Bool.self, forKey: .snat) ?? true
+        masqAll = try c.decodeIfPresent(Bool.self, forKey: .masqAll) ?? false
+    }
+}
+
+/// One entry of the `portMappings` capability, as runtimes send it.
+struct PortMapping: Decodable, Equatable {
+    var hostPort: Int
+    var containerPort: Int
+    var `protocol`: String?
+    var hostIP: String?
+}
+
+enum MappingError: Error, Equatable {
+    case invalid(String)
+}
+
+/// Turns the requested mappings into map elements for the container's addresses.
+///
+/// A mapping without `hostIP` is published for every family the container has; `0.0.0.0`
+/// and `::` mean "every host address of that family"; a specific `hostIP` is published only
+/// to the container address of its family (and skipped, as by the reference, when the
+/// container has none).
+func plan(_ mappings: [PortMapping], v4: IPAddress?, v6: IPAddress?) throws(MappingError) -> [PublishedPort] {
+    var ports: [PublishedPort] = []
+    var keys: [String: PublishedPort] = [:]
+    for mapping in mappings {
+        guard (1...65535).contains(mapping.hostPort) else {
+            throw .invalid("portMappings: invalid hostPort \(mapping.hostPort)")
+        }
+        guard (1...65535).contains(mapping.containerPort) else {
+            throw .invalid("portMappings: invalid containerPort \(mapping.containerPort)")
+        }
+        let protocolNumber: UInt8
+        switch (mapping.protocol ?? "").lowercased() {
+        case "", "tcp": protocolNumber = 6
+        case "udp": protocolNumber = 17
+        case "sctp": protocolNumber = 132
+        default: throw .invalid("portMappings: unknown protocol \"\(mapping.protocol ?? "")\"")
+        }
+        var families: [IPFamily] = [.v4, .v6]
+        var hostAddress: IPAddress?
+        if let text = mapping.hostIP, !text.isEmpty {
+            guard let address = IPAddress(text) else { throw .invalid("portMappings: invalid hostIP \"\(text)\"") }
+            families = [address.family]
+            let unspecified = address.bytes.allSatisfy { $0 == 0 }
+            hostAddress = unspecified ? nil : address
+        }
+        for family in families {
+            guard let container = family == .v4 ? v4 : v6 else { continue }
+            let port = PublishedPort(
+                protocolNumber: protocolNumber, hostPort: UInt16(mapping.hostPort), hostAddress: hostAddress,
+                container: container, containerPort: UInt16(mapping.containerPort))
+            let key = "\(family) \(hostAddress.map { "\($0)" } ?? "*") \(protocolNumber) \(mapping.hostPort)"
+            if let earlier = keys[key] {
+                // The same mapping twice is harmless; one host port to two targets is not.
+                if earlier != port { throw .invalid("portMappings: host port requested twice: \(earlier) and \(port)") }
+                continue
+            }
+            keys[key] = port
+            ports.append(port)
+        }
+    }
+    return ports
+}

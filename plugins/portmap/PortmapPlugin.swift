@@ -1,0 +1,190 @@
+import CNI
+import Firewall
+import IPAddressing
+import NetNS
+import Netlink
+import PierTables
+import PluginSupport
+
+/// The `portmap` plugin (chained only): publishes host ports to the container's addresses as
+/// elements of the DNAT maps in `inet pier`, tagged with the attachment.
+struct PortmapPlugin: CNIPlugin {
+    var about: String { "Pier portmap plugin" }
+
+    func add(_ request: CNIRequest) throws -> CNIResult {
+        guard var result = request.prevResult else {
+            throw CNIError(.invalidNetworkConfig, "must be called as chained plugin")
+        }
+        result.cniVersion = request.cniVersion
+        let mappings = try request.config.runtimeConfig("portMappings", as: [PortMapping].self) ?? []
+        // Nothing to publish: touch nothing (the reference's lesson from xtables-lock storms).
+        guard !mappings.isEmpty else { return result }
+        let config = try request.config.decode(PortmapConfig.self)
+        let (v4, v6) = containerAddresses(result, ifName: request.ifName)
+        let ports = try planned(mappings, v4: v4, v6: v6)
+        guard !ports.isEmpty else { return result }
+
+        let owner = Attachment(request).ownerTag
+        let publishing = PortPublishing(client: try NFTablesClient())
+        try publish(ports, owner: owner, config: config, publishing: publishing)
+        do {
+            if config.snat, let v4, ports.contains(where: { $0.family == .v4 }) {
+                try allowLocalhostAccess(to: v4)
+            }
+        } catch {
+            _ = try? publishing.unpublish(owner: owner)
+            throw error
+        }
+        flushStaleUDPEntries(ports)
+        return result
+    }
+
+    /// One atomic batch; a host port someone else holds refuses the whole ADD, naming the
+    /// holder. Keys this very attachment holds (an ADD repeated without DEL) are replaced.
+    private func publish(
+        _ ports: [PublishedPort], owner: String, config: PortmapConfig, publishing: PortPublishing
+    ) throws {
+        let refusal: FirewallError
+        do {
+            try publishing.publish(ports, owner: owner, snat: config.snat, masqueradeAll: config.masqAll)
+            return
+        } catch {
+            refusal = error
+        }
+        guard refusal.isAlreadyExists else { throw refusal }
+        let holders = try publishing.holders(of: ports)
+        if let (port, holder) = holders.first(where: { $0.1 != owner }) {
+            throw CNIError(
+                .internalError, "failed to publish \(port): port is already allocated", details: "held by \(holder)")
+        }
+        try publishing.unpublish(owner: owner)
+        try publishing.publish(ports, owner: owner, snat: config.snat, masqueradeAll: config.masqAll)
+    }
+
+    func delete(_ request: CNIRequest) throws {
+        // Found by the attachment's tag alone: no prevResult, netns or runtimeConfig needed.
+        let owner = Attachment(request).ownerTag
+        let removed: [PublishedPort]
+        do {
+            removed = try PortPublishing(client: try NFTablesClient()).unpublish(owner: owner)
+        } catch {
+            throw CNIError(.internalError, "portmap DEL incomplete: \(error)")
+        }
+        flushStaleUDPEntries(removed)
+    }
+
+    func check(_ request: CNIRequest) throws {
+        guard let expected = request.prevResult else {
+            throw CNIError(.invalidNetworkConfig, "must be called as chained plugin")
+        }
+        let mappings = try request.config.runtimeConfig("portMappings", as: [PortMapping].self) ?? []
+        guard !mappings.isEmpty else { return }
+        let (v4, v6) = containerAddresses(expected, ifName: request.ifName)
+        let ports = try planned(mappings, v4: v4, v6: v6)
+        guard !ports.isEmpty else { return }
+        let publishing = PortPublishing(client: try NFTablesClient())
+        let present = Set(try publishing.published(by: Attachment(request).ownerTag))
+        let missing = ports.filter { !present.contains($0) }
+        guard missing.isEmpty else {
+            throw CNIError(
+                .internalError, "published ports missing: \(missing.map(\.description).joined(separator: ", "))")
+        }
+        let comments = try publishing.publishedRuleComments()
+        let missingRules = PortPublishing.dnatRuleComments.filter { !comments.contains($0) }
+        guard missingRules.isEmpty else {
+            throw CNIError(.internalError, "DNAT rules missing in inet pier published: \(missingRules)")
+        }
+    }
+
+    func garbageCollect(_ request: CNIRequest) throws {
+        let valid = Set(
+            (request.config.validAttachments ?? []).map {
+                Attachment(network: request.config.name, containerID: $0.containerID, ifName: $0.ifName).ownerTag
+            })
+        let networkPrefix = Attachment.networkTag(request.config.name) + " "
+        var failures: [String] = []
+        do {
+            let publishing = PortPublishing(client: try NFTablesClient())
+            for owner in try publishing.owners().sorted() where owner.hasPrefix(networkPrefix) && !valid.contains(owner)
+            {
+                do {
+                    flushStaleUDPEntries(try publishing.unpublish(owner: owner))
+                } catch {
+                    failures.append("\(owner): \(error)")
+                }
+            }
+        } catch {
+            failures.append("\(error)")
+        }
+        if !failures.isEmpty {
+            throw CNIError(.internalError, "portmap GC incomplete: " + failures.joined(separator: "; "))
+        }
+    }
+
+    func status(_ request: CNIRequest) throws {
+        do {
+            _ = try NFTablesClient().generation()
+        } catch {
+            throw CNIError(.pluginNotAvailable, "nftables is not usable: \(error)")
+        }
+    }
+
+    private func planned(_ mappings: [PortMapping], v4: IPAddress?, v6: IPAddress?) throws -> [PublishedPort] {
+        do {
+            return try plan(mappings, v4: v4, v6: v6)
+        } catch .invalid(let message) {
+            throw CNIError(.invalidNetworkConfig, message)
+        }
+    }
+
+    /// The first IPv4 and IPv6 address of the container interface: entries pointing at an
+    /// interface named `ifName` inside a sandbox, or at no interface at all (as the reference).
+    private func containerAddresses(_ result: CNIResult, ifName: String) -> (IPAddress?, IPAddress?) {
+        let candidates = result.ips.filter { ip in
+            guard let index = ip.interface else { return true }
+            guard result.interfaces.indices.contains(index) else { return false }
+            let interface = result.interfaces[index]
+            return interface.name == ifName && !(interface.sandbox ?? "").isEmpty
+        }
+        return (
+            candidates.first { $0.family == .v4 }?.address.address,
+            candidates.first { $0.family == .v6 }?.address.address
+        )
+    }
+
+    /// `127.0.0.1:hostPort` from the host: after DNAT the packet leaves through the host
+    /// interface that routes to the container with a loopback source, which the kernel drops
+    /// unless `route_localnet` is on for that interface (only that one; IPv6 has no equivalent).
+    private func allowLocalhostAccess(to container: IPAddress) throws {
+        let netlink = try RouteNetlink()
+        let routes = try netlink.routes(family: .v4).filter {
+            $0.destination.contains(container) && $0.outputIndex != nil
+        }
+        guard let route = routes.max(by: { $0.destination.length < $1.destination.length }),
+            let index = route.outputIndex
+        else { return }
+        let link = try netlink.link(index: index)
+        try Sysctl.ensure("net/ipv4/conf/\(link.name)/route_localnet", "1")
+    }
+
+    /// UDP has no connection end: entries created before the port was published (or while it
+    /// pointed at another container) would keep steering datagrams to the old destination.
+    /// Best effort, as in the reference: a failure here is logged, not fatal.
+    private func flushStaleUDPEntries(_ ports: [PublishedPort]) {
+        let udp = Set(ports.filter { $0.protocolNumber == 17 }.map { PortKey(family: $0.family, port: $0.hostPort) })
+        guard !udp.isEmpty else { return }
+        do {
+            let conntrack = try ConntrackClient()
+            for key in udp.sorted(by: { $0.port < $1.port }) {
+                try conntrack.deleteEntries(protocolNumber: 17, destinationPort: key.port, family: key.family)
+            }
+        } catch {
+            cniLog("portmap: could not delete stale UDP conntrack entries: \(error)")
+        }
+    }
+}
+
+private struct PortKey: Hashable {
+    var family: IPFamily
+    var port: UInt16
+}
