@@ -150,16 +150,28 @@ enum HostChecks {
             if let other = network.storePath, !paths.contains(other) { paths.append(other) }
         }
         var findings = paths.flatMap { store(at: $0) }
-        let etcd = networks.filter { $0.storeType == "etcd" }
-        let names = Set(etcd.map(\.name)).sorted().joined(separator: ", ")
-        findings.append(
-            Finding(
-                check: "store.etcd", severity: etcd.isEmpty ? .ok : .warning,
-                subject: etcd.isEmpty ? nil : Set(etcd.flatMap(\.storeEndpoints)).sorted().joined(separator: ","),
-                message: etcd.isEmpty
-                    ? "etcd not checked: no network uses it, and this build has no etcd client yet (only file stores were checked)"
-                    : "etcd not checked for \(names): this build has no etcd client yet (only file stores were checked)",
-                fix: etcd.isEmpty ? nil : "check the endpoints with etcdctl endpoint health"))
+        // One check per distinct endpoint list: a network's agents and plugins use exactly these.
+        var checked: Set<[String]> = []
+        for network in networks where network.storeType == "etcd" {
+            let endpoints = network.storeEndpoints
+            guard checked.insert(endpoints).inserted else { continue }
+            findings.append(etcdHealth(endpoints: endpoints, network: network.name))
+        }
         return findings
+    }
+
+    /// Asks etcd itself (a range read through its HTTP API) whether it answers.
+    static func etcdHealth(endpoints: [String], network: String) -> Finding {
+        let subject = endpoints.joined(separator: ",")
+        do {
+            try EtcdClusterStore(endpoints: endpoints).checkHealth()
+            return Finding(
+                check: "store.etcd", severity: .ok, subject: subject, message: "etcd answers (network \(network))")
+        } catch {
+            return Finding(
+                check: "store.etcd", severity: .error, subject: subject,
+                message: "etcd is unreachable for network \(network): \(error)",
+                fix: "start etcd or fix the network's store endpoints; ADDs on \(network) fail with code 11 meanwhile")
+        }
     }
 }

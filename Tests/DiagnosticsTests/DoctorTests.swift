@@ -226,15 +226,32 @@ struct DoctorTests {
             let store = scenario.root + "/overlay-store"
             let overlay =
                 #"{"cniVersion":"1.1.0","name":"ovl","plugins":[{"type":"vxlan-overlay","vni":7,"store":{"type":"file","path":"\#(store)"}}]}"#
+            // Nothing listens on loopback port 1: doctor must report this etcd as unreachable.
             let etcd =
-                #"{"cniVersion":"1.1.0","name":"far","plugins":[{"type":"vxlan-overlay","vni":8,"store":{"type":"etcd","endpoints":["http://10.241.9.9:2379"]}}]}"#
+                #"{"cniVersion":"1.1.0","name":"far","plugins":[{"type":"vxlan-overlay","vni":8,"store":{"type":"etcd","endpoints":["http://127.0.0.1:1"]}}]}"#
             try Data(overlay.utf8).write(to: URL(fileURLWithPath: scenario.paths.configDirectory + "/20-ovl.conflist"))
             try Data(etcd.utf8).write(to: URL(fileURLWithPath: scenario.paths.configDirectory + "/30-far.conflist"))
             let report = try scenario.doctor()
             #expect(report.findings("store.file").compactMap(\.subject) == [scenario.paths.storeDirectory, store])
             let etcdFinding = try #require(report.findings("store.etcd").first)
-            #expect(etcdFinding.severity == .warning && etcdFinding.subject == "http://10.241.9.9:2379")
-            #expect(etcdFinding.message.contains("far"))
+            #expect(etcdFinding.severity == .error && etcdFinding.subject == "http://127.0.0.1:1")
+            #expect(etcdFinding.message.contains("far") && etcdFinding.message.contains("unreachable"))
+            #expect(etcdFinding.fix != nil)
+        }
+    }
+
+    @Test func aRunningEtcdIsHealthy() throws {
+        let etcd = try EtcdServer()
+        try etcd.start()
+        defer { etcd.stop() }
+        try withTestHosts(1) { hosts in
+            let scenario = try Scenario(host: hosts[0], subnet: "10.241.10.0/24")
+            defer { scenario.cleanUp() }
+            let config =
+                #"{"cniVersion":"1.1.0","name":"near","plugins":[{"type":"vxlan-overlay","vni":9,"store":{"type":"etcd","endpoints":["\#(etcd.clientURL)"]}}]}"#
+            try Data(config.utf8).write(to: URL(fileURLWithPath: scenario.paths.configDirectory + "/30-near.conflist"))
+            let finding = try #require(try scenario.doctor().findings("store.etcd").first)
+            #expect(finding.severity == .ok, "\(finding.message)")
         }
     }
 
@@ -248,7 +265,7 @@ struct DoctorTests {
             paths.storeDirectory = file + "/store"
             let report = try Doctor(host: try scenario.hostNamespace(), paths: paths, probeKernel: false).run()
             #expect(report.findings("store.file").first?.severity == .error)
-            #expect(report.findings("store.etcd").first?.message.contains("only file stores") == true)
+            #expect(report.findings("store.etcd").isEmpty)
         }
     }
 }
