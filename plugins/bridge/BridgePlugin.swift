@@ -39,9 +39,8 @@ struct BridgePlugin: CNIPlugin {
             if request.config.ipam != nil {
                 let ipamResult = try request.delegateAdd()
                 leased = true
-                result.ips = ipamResult.ips
-                result.routes = ipamResult.routes
-                result.dns = ipamResult.dns
+                // The container interface is the third in the result: bridge, host veth, container.
+                result = try .fromIPAM(ipamResult, cniVersion: request.cniVersion, interfaceIndex: 2)
                 try configureL3(
                     &result, request: request, config: config, bridge: bridge, ports: ports,
                     containerNS: containerNS, container: container, host: host)
@@ -85,25 +84,7 @@ struct BridgePlugin: CNIPlugin {
         _ result: inout CNIResult, request: CNIRequest, config: BridgeConfig, bridge: Link, ports: VethSetup.Ports,
         containerNS: NetworkNamespace, container: RouteNetlink, host: RouteNetlink
     ) throws {
-        guard !result.ips.isEmpty else { throw CNIError(.internalError, "IPAM plugin returned no IP addresses") }
-        // The container interface is the third in the result: bridge, host veth, container.
-        for index in result.ips.indices {
-            result.ips[index].interface = 2
-            if config.isGateway && result.ips[index].gateway == nil {
-                result.ips[index].gateway = result.ips[index].address.network.firstAddress.advanced(by: 1)
-            }
-        }
-        if config.isDefaultGateway {
-            for ip in result.ips {
-                guard let gateway = ip.gateway else { continue }
-                let hasDefault = result.routes.contains {
-                    $0.dst.length == 0 && $0.dst.family == ip.family && $0.gw != nil
-                }
-                if !hasDefault {
-                    result.routes.append(CNIResult.Route(dst: Netlink.Route.anyPrefix(ip.family), gw: gateway))
-                }
-            }
-        }
+        result.applyGatewayDefaults(isGateway: config.isGateway, isDefaultGateway: config.isDefaultGateway)
         let families = Set(result.ips.map(\.family))
         let setup = InterfaceSetup(namespace: containerNS, netlink: container)
         try setup.prepare(ifName: request.ifName, families: families, enableDAD: config.enabledad)

@@ -80,15 +80,7 @@ struct HostPlugin: CNIPlugin {
     private func configureL3(
         _ ipamResult: CNIResult, request: CNIRequest, link: Link, setup: InterfaceSetup
     ) throws -> CNIResult {
-        guard !ipamResult.ips.isEmpty else { throw CNIError(.internalError, "IPAM plugin returned no IP addresses") }
-        var result = CNIResult(cniVersion: request.cniVersion)
-        result.ips = ipamResult.ips.map { ip in
-            var ip = ip
-            ip.interface = 0
-            return ip
-        }
-        result.routes = ipamResult.routes
-        result.dns = ipamResult.dns
+        let result = try CNIResult.fromIPAM(ipamResult, cniVersion: request.cniVersion, interfaceIndex: 0)
         try setup.prepare(ifName: request.ifName, families: Set(result.ips.map(\.family)), enableDAD: false)
         try setup.apply(result, interfaceIndex: 0, link: link, enableDAD: false)
         return result

@@ -46,12 +46,10 @@ struct OverlayPlugin: CNIPlugin {
         var leased = false
         do {
             let ipamRequest = try request.withClusterIPAM(config)
-            var result = CNIResult(cniVersion: request.cniVersion)
             let ipamResult = try ipamRequest.delegateAdd()
             leased = true
-            result.ips = ipamResult.ips
-            result.routes = ipamResult.routes
-            result.dns = ipamResult.dns
+            // The container interface is the third in the result: bridge, host veth, container.
+            var result = try CNIResult.fromIPAM(ipamResult, cniVersion: request.cniVersion, interfaceIndex: 2)
             try configureL3(
                 &result, config: config, devices: devices, ports: ports, request: request,
                 containerNS: containerNS, container: container, host: host)
@@ -95,21 +93,7 @@ struct OverlayPlugin: CNIPlugin {
         _ result: inout CNIResult, config: OverlayConfig, devices: NetworkDevices, ports: VethSetup.Ports,
         request: CNIRequest, containerNS: NetworkNamespace, container: RouteNetlink, host: RouteNetlink
     ) throws {
-        guard !result.ips.isEmpty else { throw CNIError(.internalError, "IPAM plugin returned no IP addresses") }
-        for index in result.ips.indices {
-            result.ips[index].interface = 2
-            if config.isGateway && result.ips[index].gateway == nil {
-                result.ips[index].gateway = result.ips[index].address.network.firstAddress.advanced(by: 1)
-            }
-        }
-        if config.isDefaultGateway {
-            for ip in result.ips {
-                guard let gateway = ip.gateway,
-                    !result.routes.contains(where: { $0.dst.length == 0 && $0.dst.family == ip.family })
-                else { continue }
-                result.routes.append(CNIResult.Route(dst: Netlink.Route.anyPrefix(ip.family), gw: gateway))
-            }
-        }
+        result.applyGatewayDefaults(isGateway: config.isGateway, isDefaultGateway: config.isDefaultGateway)
         let families = Set(result.ips.map(\.family))
         let setup = InterfaceSetup(namespace: containerNS, netlink: container)
         try setup.prepare(ifName: request.ifName, families: families, enableDAD: false)
