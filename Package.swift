@@ -51,7 +51,7 @@ let package = Package(
             name: "ipam", dependencies: ["CNI", "IPAM"], path: "plugins/ipam", exclude: ["README.md"]),
         .executableTarget(
             name: "bridge", dependencies: [
-                "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables",
+                "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables", "IPAM",
             ],
             path: "plugins/bridge", exclude: ["README.md"]),
         .executableTarget(

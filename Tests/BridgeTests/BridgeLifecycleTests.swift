@@ -117,3 +117,36 @@ struct BridgeLifecycleTests {
         #expect(Set(files).isSubset(of: ["lock", "last_reserved_ip.0", "last_reserved_ip.1"]), "\(files)")
     }
 }
+
+/// Pier's `ipam` runs inside `bridge` only when it is the `ipam` the runtime would exec; an
+/// `ipam` earlier on CNI_PATH is exec'd, as the protocol says.
+@Suite(.enabled(if: isRoot, Comment(rawValue: needsRootReason)))
+struct BridgeIPAMDelegationTests {
+    @Test func anotherIPAMEarlierOnTheCNIPathIsExecuted() throws {
+        let fakeDirectory = NSTemporaryDirectory() + "pier-t-fake-ipam-\(uniqueTag())"
+        try FileManager.default.createDirectory(atPath: fakeDirectory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: fakeDirectory) }
+        let script = """
+            #!/bin/sh
+            echo '{"cniVersion":"1.0.0","code":117,"msg":"fake ipam answered"}'
+            exit 1
+            """
+        let fake = fakeDirectory + "/ipam"
+        try Data(script.utf8).write(to: URL(fileURLWithPath: fake))
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: fake)
+
+        let network = BridgeTests.network(subnet4: "10.88.4.0/24", subnet6: "fd88:4::/64")
+        defer { network.cleanUp() }
+        try withTestHosts(2) { hosts in
+            let (host, c1) = (hosts[0], hosts[1])
+            var bridge = PluginRunner("bridge")
+            bridge.extraEnvironment["CNI_PATH"] = fakeDirectory + ":" + builtProductsDirectory
+            let output = try bridge.run(
+                "ADD", config: network.config(), containerID: c1.name, netns: c1.path, ifname: "eth0", in: host)
+            #expect(output.errorCode == 117, "\(output.stdout)")
+            #expect(output.stdout.contains("fake ipam answered"))
+            // The failed ADD took its veth with it.
+            #expect(try host.linkNames().filter { $0.hasPrefix("veth") }.isEmpty)
+        }
+    }
+}

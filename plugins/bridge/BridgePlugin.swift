@@ -1,5 +1,6 @@
 import CNI
 import Firewall
+import IPAM
 import IPAddressing
 import NetNS
 import Netlink
@@ -37,7 +38,7 @@ struct BridgePlugin: CNIPlugin {
         do {
             var result = CNIResult(cniVersion: request.cniVersion)
             if request.config.ipam != nil {
-                let ipamResult = try request.delegateAdd()
+                let ipamResult = try IPAMCall.add(request)
                 leased = true
                 // The container interface is the third in the result: bridge, host veth, container.
                 result = try .fromIPAM(ipamResult, cniVersion: request.cniVersion, interfaceIndex: 2)
@@ -71,7 +72,7 @@ struct BridgePlugin: CNIPlugin {
             }
             return result
         } catch {
-            if leased { try? request.delegateDelete() }
+            if leased { try? IPAMCall.delete(request) }
             try? host.deleteLink(index: ports.host.index)
             if config.macspoofchk, let firewall = try? NFTablesClient() {
                 try? SpoofCheck(client: firewall).release(owner: attachment.ownerTag)
@@ -123,7 +124,7 @@ struct BridgePlugin: CNIPlugin {
             }
         }
         if request.config.ipam != nil {
-            do { try request.delegateDelete() } catch { failures.append("\(error)") }
+            do { try IPAMCall.delete(request) } catch { failures.append("\(error)") }
         }
         // Spoof-check elements are removed whatever the config says now: it may have changed
         // since ADD, and the elements are found by the attachment's tag alone.
@@ -143,7 +144,7 @@ struct BridgePlugin: CNIPlugin {
         guard let expected = request.prevResult else {
             throw CNIError(.invalidNetworkConfig, "bridge CHECK needs prevResult")
         }
-        if request.config.ipam != nil { try request.delegateCheck() }
+        if request.config.ipam != nil { try IPAMCall.check(request) }
         let host = try RouteNetlink()
         guard let bridge = try host.linkIfPresent(named: config.bridge) else {
             throw CNIError(.internalError, "bridge \(config.bridge) is missing")
@@ -227,7 +228,7 @@ struct BridgePlugin: CNIPlugin {
             failures.append("\(error)")
         }
         if request.config.ipam != nil {
-            do { try request.delegateGarbageCollect() } catch { failures.append("\(error)") }
+            do { try IPAMCall.garbageCollect(request) } catch { failures.append("\(error)") }
         }
         if !failures.isEmpty {
             throw CNIError(.internalError, "bridge GC incomplete: " + failures.joined(separator: "; "))
@@ -237,7 +238,7 @@ struct BridgePlugin: CNIPlugin {
     func status(_ request: CNIRequest) throws {
         let config = try request.config.decode(BridgeConfig.self)
         try validate(config, request)
-        if request.config.ipam != nil { try request.delegateStatus() }
+        if request.config.ipam != nil { try IPAMCall.status(request) }
     }
 
     private func validate(_ config: BridgeConfig, _ request: CNIRequest) throws {

@@ -1,1 +1,3 @@
+import IPAM
+
 IPAMPlugin().main()
