@@ -4,6 +4,8 @@ Every benchmark runs Pier's plugins and the reference Go plugins (Debian's
 containernetworking-plugins, /usr/lib/cni) side by side in one run, inside network
 namespaces the benchmark creates and removes itself.
 """
+import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -62,10 +64,37 @@ def run_plugin(path, command, config, env_extra=None, netns_name=None, argv_tail
     env.update(env_extra or {})
     argv = [path] + (argv_tail or [])
     if netns_name:
-        # The plugin runs inside the test host, as a runtime there would run it. nsenter
-        # switches only the network namespace: `ip netns exec` also copies the whole mount
-        # table, a cost that grows with every namespace the benchmark has pinned.
-        argv = ["nsenter", f"--net=/run/netns/{netns_name}", "env"] + [f"{k}={v}" for k, v in env.items()] + argv
+        # The plugin runs inside the test host, as a runtime there would run it: the benchmark
+        # itself switches into the host's network namespace around the spawn, so no wrapper
+        # process (nsenter, `ip netns exec`) adds its own start-up to the measurement.
+        with in_netns(netns_name):
+            return _spawn_and_wait(argv, env, config)
+    return _spawn_and_wait(argv, env, config)
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_CLONE_NEWNET = 0x40000000
+_HOME_NETNS = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+
+@contextlib.contextmanager
+def in_netns(name):
+    """Runs the block with this thread in network namespace `name` (children spawned in the
+    block are born there), and always returns to the benchmark's own namespace."""
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _LIBC.setns(fd, _CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into {name}")
+        try:
+            yield
+        finally:
+            if _LIBC.setns(_HOME_NETNS, _CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back home")
+    finally:
+        os.close(fd)
+
+
+def _spawn_and_wait(argv, env, config):
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     in_r, in_w = os.pipe()
@@ -151,6 +180,8 @@ class Chain:
         self.conflist = conflist
         self.cni_path = cni_path
         self.host_netns = host_netns  # the namespace playing the host (plugins run inside it)
+        self.measure_rss = False
+        self.peak_rss_kib = {}  # (plugin type, command) -> KiB, while measure_rss is on
 
     def _plugin_stdin(self, plugin, prev_result, runtime_config):
         conf = dict(plugin)
@@ -167,7 +198,20 @@ class Chain:
         env = {"CNI_CONTAINERID": container_id, "CNI_NETNS": netns, "CNI_IFNAME": ifname,
                "CNI_PATH": self.cni_path}
         path = os.path.join(self.cni_path, plugin["type"])
-        return run_plugin(path, command, stdin, env, netns_name=self.host_netns)
+        if not self.measure_rss:
+            return run_plugin(path, command, stdin, env, netns_name=self.host_netns)
+        # Through spawnrss: the plugin's own peak RSS (a delegated IPAM process is not counted
+        # in its parent's, so it is reported by the IPAM plugin's own exec, if any).
+        elapsed, rss, status, out, err = run_plugin(
+            spawnrss(), command, stdin, env, netns_name=self.host_netns, argv_tail=[path])
+        kept = []
+        for line in err.splitlines():
+            if line.startswith("pier-bench-maxrss="):
+                key = (plugin["type"], command)
+                self.peak_rss_kib[key] = max(self.peak_rss_kib.get(key, 0), int(line.split("=", 1)[1]))
+            else:
+                kept.append(line)
+        return elapsed, rss, status, out, "\n".join(kept)
 
     def add(self, container_id, netns, ifname="eth0", runtime_config=None):
         """Returns (seconds for the whole chain, final result)."""

@@ -44,8 +44,6 @@ def main():
             conflist("pier", "bench-pier", "pierb0", "10.150.0.0/16", data_dir), pier_path, host_pier.name)
         suites["ref"] = benchlib.Chain(
             conflist("ref", "bench-ref", "refb0", "10.151.0.0/16", data_dir), benchlib.REFERENCE_DIR, host_ref.name)
-        wrapper = benchlib.summarize(
-            [benchlib.run_plugin("/bin/true", "VERSION", "", netns_name=host_pier.name)[0] for _ in range(20)])
         background = {"pier": [], "ref": []}
         rows = []
         try:
@@ -73,6 +71,13 @@ def main():
                     f"{med['pier']['del']:.1f}", f"{med['ref']['del']:.1f}", f"{med['pier']['del'] / med['ref']['del']:.2f}×",
                 ])
                 print(rows[-1], flush=True)
+            # Peak RSS of the plugin processes, one ADD+DEL each, through spawnrss.
+            for kind, chain in suites.items():
+                chain.measure_rss = True
+                with benchlib.Netns(f"pier-b-{kind}") as ns:
+                    _, result = chain.add(f"rss-{ns.name}", ns.path)
+                    chain.delete(f"rss-{ns.name}", ns.path, result)
+                chain.measure_rss = False
         finally:
             for kind, chain in suites.items():
                 for ns, cid, result in background[kind]:
@@ -82,12 +87,27 @@ def main():
                         ns.__exit__(None, None, None)
     report = "# bridge + IPAM: ADD and DEL latency beside the reference\n\n"
     report += ("Pier `bridge`+`ipam` vs reference `bridge`+`host-local` (Debian containernetworking-plugins), "
-               "same config (isGateway, isDefaultGateway, /16), each chain exec'd inside its test host with `nsenter --net`, "
-               f"as a runtime there would; median of {args.samples} ADD+DEL pairs per level, "
+               "same config (isGateway, isDefaultGateway, ipMasq, /16), each plugin exec'd inside its test host "
+               "(the benchmark enters the host's network namespace itself, as a runtime living there would, so no "
+               f"wrapper process is timed); median of {args.samples} ADD+DEL pairs per level, "
                "N = containers on the bridge including the measured one. Stripped static release builds.\n\n")
     report += benchlib.table(
         ["N", "pier ADD ms", "ref ADD ms", "ADD ratio", "pier DEL ms", "ref DEL ms", "DEL ratio"], rows)
-    report += f"\n\n(exec overhead of the `nsenter --net` wrapper alone: {wrapper['median_ms']:.1f} ms, included in both)\n"
+    if len(rows) > 1:
+        first, last = rows[0], rows[-1]
+        report += (f"\n\nGrowth, N={last[0]} ÷ N={first[0]}: Pier ADD {float(last[1]) / float(first[1]):.2f}, "
+                   f"DEL {float(last[4]) / float(first[4]):.2f}; reference ADD {float(last[2]) / float(first[2]):.2f}, "
+                   f"DEL {float(last[5]) / float(first[5]):.2f}.")
+    rss = [[kind, command, f"{kib / 1024:.1f}"] for kind, chain in suites.items()
+           for (plugin, command), kib in sorted(chain.peak_rss_kib.items())]
+    report += "\n\nPeak RSS of each plugin process (MiB; Pier's bridge runs `ipam` in-process, the reference's " \
+              "bridge execs host-local as a second process, not counted here):\n\n"
+    report += benchlib.table(["chain", "verb", "bridge process MiB"], rss)
+    sizes = [["pier bridge (stripped)", f"{os.path.getsize(os.path.join(pier_path, 'bridge')) / 1e6:.1f}"],
+             ["pier ipam (stripped)", f"{os.path.getsize(os.path.join(pier_path, 'ipam')) / 1e6:.1f}"],
+             ["reference bridge", f"{os.path.getsize(os.path.join(benchlib.REFERENCE_DIR, 'bridge')) / 1e6:.1f}"],
+             ["reference host-local", f"{os.path.getsize(os.path.join(benchlib.REFERENCE_DIR, 'host-local')) / 1e6:.1f}"]]
+    report += "\n\nBinary sizes (MB):\n\n" + benchlib.table(["binary", "MB"], sizes) + "\n"
     print(report)
     with open(os.path.join(benchlib.ROOT, "bench", "results", "bridge.md"), "w") as f:
         f.write(report)

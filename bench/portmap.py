@@ -100,8 +100,8 @@ def write_report(args, levels, rows, per_level, partial=False):
         "Whole chain, one published TCP port per container: Pier `bridge`+`ipam`+`portmap` (nftables DNAT "
         "map elements over netlink) vs reference `bridge`+`host-local`+`portmap` (Debian "
         "containernetworking-plugins; default iptables backend). Same config (isGateway, isDefaultGateway, "
-        "/16, snat), each chain exec'd inside its test host with `nsenter --net`, as a runtime there "
-        f"would; median of {args.samples} ADD+DEL pairs per level, N = containers with a published port "
+        "/16, snat), each plugin exec'd inside its test host (the benchmark enters the host's network "
+        "namespace itself, as a runtime living there would, so no wrapper process is timed); median of {args.samples} ADD+DEL pairs per level, N = containers with a published port "
         "including the measured one. Stripped static release builds.\n\n")
     report += benchlib.table(
         ["N", "pier ADD ms", "ref ADD ms", "ADD ratio", "pier DEL ms", "ref DEL ms", "DEL ratio"], rows)

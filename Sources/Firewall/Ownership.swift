@@ -3,21 +3,37 @@
 #endif
 
 extension NFTablesClient {
-    /// Commits `setup` (idempotent table/chain/set creation) together with those of `rules`
-    /// that are not in their chain yet, in one generation-checked batch. Rules are identified
-    /// by their comment, which is therefore required; a rule whose comment is already present
-    /// in its chain is left alone, so running this twice never duplicates a rule.
-    /// Returns the rules that were added.
+    /// Commits `changes` (typically set elements) together with `setup` (idempotent
+    /// table/chain/set creation) and those of `rules` that are not in their chain yet, in one
+    /// generation-checked batch. Rules are identified by their comment, which is therefore
+    /// required; a rule whose comment is already present in its chain is left alone, so running
+    /// this twice never duplicates a rule. Returns the rules that were added.
+    ///
+    /// When every rule is present the layout exists (the rules live in its chains and name its
+    /// sets), so `setup` is left out: re-creating an existing chain is an update transaction
+    /// the kernel releases after an RCU grace period, which the process then waits for when its
+    /// netfilter socket closes. Should an object be missing after all (the commit fails with
+    /// ENOENT), the batch is sent again with `setup`.
     @discardableResult
-    public func apply(_ setup: Batch, ensuring rules: [Rule]) throws(FirewallError) -> [Rule] {
+    public func apply(_ setup: Batch, ensuring rules: [Rule], changes: Batch = Batch()) throws(FirewallError) -> [Rule]
+    {
         for rule in rules where rule.comment == nil {
             throw FirewallError(
                 "ensure rule", object: "\(rule.family.name) \(rule.table) \(rule.chain) (rule without comment)",
                 errno: EINVAL)
         }
+        do {
+            return try apply(setup, ensuring: rules, changes: changes, alwaysIncludingSetup: rules.isEmpty)
+        } catch  where error.isNotFound && !rules.isEmpty {
+            return try apply(setup, ensuring: rules, changes: changes, alwaysIncludingSetup: true)
+        }
+    }
+
+    private func apply(
+        _ setup: Batch, ensuring rules: [Rule], changes: Batch, alwaysIncludingSetup: Bool
+    ) throws(FirewallError) -> [Rule] {
         var added: [Rule] = []
         try withGenerationCheck { _ throws(FirewallError) in
-            var batch = setup
             added = []
             var present: [String: Set<String>] = [:]
             for rule in rules {
@@ -34,9 +50,12 @@ extension NFTablesClient {
                 let comment = UserData.normalizedComment(rule.comment ?? "")
                 if present[chainKey]?.contains(comment) == true { continue }
                 present[chainKey]?.insert(comment)
-                batch.add(rule)
                 added.append(rule)
             }
+            var batch = Batch()
+            if alwaysIncludingSetup || !added.isEmpty { batch.append(contentsOf: setup) }
+            for rule in added { batch.add(rule) }
+            batch.append(contentsOf: changes)
             return batch
         }
         return added

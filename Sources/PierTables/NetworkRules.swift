@@ -22,7 +22,7 @@ public struct NetworkRules {
     /// process an RCU grace period when its netfilter socket closes).
     public func attach(bridge: String, masqueradeSubnets: [IPPrefix], isolated: Bool) throws(FirewallError) {
         if try isAttached(bridge: bridge, masqueradeSubnets: masqueradeSubnets, isolated: isolated) { return }
-        var batch = PierTable.layout
+        var batch = Batch()
         for subnet in masqueradeSubnets {
             batch.addElements(
                 [SetElement(prefix: subnet.network, comment: subnetTag(subnet))],
@@ -35,7 +35,7 @@ public struct NetworkRules {
             batch.addElements(
                 [SetElement(key: [.interfaceName(bridge)], comment: networkTag)], to: PierTable.isolatedBridges.path)
         }
-        try client.apply(batch, ensuring: PierTable.rules)
+        try client.apply(PierTable.layout, ensuring: PierTable.rules, changes: batch)
     }
 
     /// True when the layout's rules and every element `attach` would add are in place.

@@ -34,15 +34,16 @@ public struct SpoofCheck {
 
     /// Lets only `mac` in through `port`.
     public func protect(port: String, mac: MACAddress, owner: String) throws(FirewallError) {
-        var batch = Batch()
-        batch.add(Self.table)
-        batch.add(Self.ports)
-        batch.add(Self.allowed)
-        batch.add(Self.prerouting)
-        batch.addElements([SetElement(key: [.interfaceName(port)], comment: owner)], to: Self.ports.path)
-        batch.addElements(
+        var layout = Batch()
+        layout.add(Self.table)
+        layout.add(Self.ports)
+        layout.add(Self.allowed)
+        layout.add(Self.prerouting)
+        var elements = Batch()
+        elements.addElements([SetElement(key: [.interfaceName(port)], comment: owner)], to: Self.ports.path)
+        elements.addElements(
             [SetElement(key: [.interfaceName(port), .raw(mac.bytes)], comment: owner)], to: Self.allowed.path)
-        try client.apply(batch, ensuring: [Self.rule])
+        try client.apply(layout, ensuring: [Self.rule], changes: elements)
     }
 
     /// Removes the attachment's elements; nothing else, and nothing when they are gone.

@@ -237,6 +237,48 @@ struct PortmapTests {
         }
     }
 
+    /// libcni repeats the ADD's runtimeConfig on DEL: portmap then looks up exactly those keys
+    /// (no dump of whole maps) and still removes only elements tagged with this attachment.
+    @Test func delByTheMappingsKeysRemovesExactlyItsOwnElements() throws {
+        try withTestHosts(4) { hosts in
+            let world = try PortmapWorld(hosts: hosts, octet: 220, portmapKeys: ["masqAll": true])
+            defer { world.cleanUp() }
+            defer { try? world.detachAll() }
+            let (c1, c2) = (world.containers[0], world.containers[1])
+            let c1Mappings = [
+                PortmapWorld.mapping(8080, 80), PortmapWorld.mapping(5353, 53, "udp"),
+                PortmapWorld.mapping(9090, 90, hostIP: world.hostV4),
+                PortmapWorld.mapping(9091, 91, hostIP: world.hostV6),
+            ]
+            var output = try world.publish(c1, c1Mappings)
+            try #require(output.status == 0, "\(output.stdout)")
+            #expect(try world.elements("dnat_v4").count == 2 && world.elements("dnat_v6").count == 2)
+            #expect(try world.elements("dnat_v4_bound").count == 1 && world.elements("dnat_v6_bound").count == 1)
+            let c1v4 = try #require(world.address(of: c1, family: "4"))
+            #expect(
+                try world.host.mustRun(["nft", "list", "set", "inet", "pier", "masq_all_v4"]).stdout.contains(c1v4))
+
+            // DEL with the ADD's mappings: every element of c1 goes, masqAll entries included.
+            #expect(try world.unpublish(c1, mappings: c1Mappings).status == 0)
+            for map in dnatMaps { #expect(try world.elements(map).isEmpty, "\(map) not empty") }
+            #expect(
+                try !world.host.mustRun(["nft", "list", "set", "inet", "pier", "masq_all_v4"]).stdout.contains(c1v4))
+
+            // c2 takes 8080 over; a late, repeated DEL of c1 naming 8080 (and more) leaves it alone.
+            output = try world.publish(c2, [PortmapWorld.mapping(8080, 80)])
+            try #require(output.status == 0, "\(output.stdout)")
+            #expect(try world.unpublish(c1, mappings: c1Mappings + [PortmapWorld.mapping(7070, 70)]).status == 0)
+            #expect(try world.mapText("dnat_v4").contains("\(c2.name)/eth0"))
+            #expect(try world.elements("dnat_v4").count == 1 && world.elements("dnat_v6").count == 1)
+            let c2v4 = try #require(world.address(of: c2, family: "4"))
+            #expect(
+                try world.host.mustRun(["nft", "list", "set", "inet", "pier", "masq_all_v4"]).stdout.contains(c2v4))
+            // Invalid mappings on DEL fall back to finding c2's elements by its tag.
+            #expect(try world.unpublish(c2, mappings: [PortmapWorld.mapping(0, 80)]).status == 0)
+            for map in dnatMaps { #expect(try world.elements(map).isEmpty, "\(map) not empty") }
+        }
+    }
+
     @Test func noMappingsPassesThroughAndTouchesNothingAndNoPrevResultIsRefused() throws {
         try withTestHosts(3) { hosts in
             let world = try PortmapWorld(hosts: hosts, octet: 216)

@@ -6,7 +6,7 @@ import Testing
 /// with the `ipam` delegate, as a runtime chains them), an "outside" test host joined to the
 /// host by a veth, and containers as further test hosts. Each test passes its own `octet`, so
 /// subnets are 10.<octet>.0.0/24 (uplink) and 10.<octet>.1.0/24 (bridge), fd21:<octet>::/64 and
-/// fd21:<octet>:1::/64; octets 211–219 are reserved for these tests.
+/// fd21:<octet>:1::/64; octets 211–220 are reserved for these tests.
 final class PortmapWorld: @unchecked Sendable {
     let host: TestHost
     let outside: TestHost

@@ -62,15 +62,32 @@ struct PortmapPlugin: CNIPlugin {
     }
 
     func delete(_ request: CNIRequest) throws {
-        // Found by the attachment's tag alone: no prevResult, netns or runtimeConfig needed.
         let owner = Attachment(request).ownerTag
         let removed: [PublishedPort]
         do {
-            removed = try PortPublishing(client: try NFTablesClient()).unpublish(owner: owner)
+            let publishing = PortPublishing(client: try NFTablesClient())
+            if let keys = mappingKeys(request) {
+                // libcni passes the ADD's runtimeConfig again: look up exactly those keys.
+                removed = try publishing.unpublish(keys, owner: owner)
+            } else {
+                // No (usable) mappings: find the elements by the attachment's tag alone, which
+                // needs no prevResult, netns or runtimeConfig.
+                removed = try publishing.unpublish(owner: owner)
+            }
         } catch {
             throw CNIError(.internalError, "portmap DEL incomplete: \(error)")
         }
         flushStaleUDPEntries(removed)
+    }
+
+    /// The map keys the request's `portMappings` would publish, for every family a mapping
+    /// can take (the container side is a placeholder: keys do not depend on it); nil when the
+    /// request carries no valid mappings.
+    private func mappingKeys(_ request: CNIRequest) -> [PublishedPort]? {
+        guard let mappings = try? request.config.runtimeConfig("portMappings", as: [PortMapping].self),
+            !mappings.isEmpty, let anyV4 = IPAddress("0.0.0.0"), let anyV6 = IPAddress("::")
+        else { return nil }
+        return try? plan(mappings, v4: anyV4, v6: anyV6)
     }
 
     func check(_ request: CNIRequest) throws {
