@@ -173,6 +173,10 @@ struct BridgeOptionsTests {
             let vlans = try host.bridgeJSON(["vlan", "show", "dev", port])
             let entries = (vlans.first?["vlans"] as? [[String: Any]]) ?? []
             #expect(entries.contains { $0["vlan"] as? Int == 42 })
+            // The gateway lives on <bridge>.42, whose bridge-side end is a port in VLAN 42.
+            let bridge = try #require(network.plugin["bridge"] as? String)
+            #expect(try host.addresses(of: "\(bridge).42").contains("10.87.7.1/24"))
+            #expect(c1.canPing("10.87.7.1"))
             _ = try helper.delete(network, c1, id: c1.name, on: host)
         }
     }

@@ -96,6 +96,13 @@ struct BridgeConfig: Decodable {
             throw .invalid("cannot set hairpin mode and promiscuous mode at the same time")
         }
         guard (0...4094).contains(vlan) else { throw .invalid("invalid VLAN ID \(vlan) (must be between 0 and 4094)") }
+        if isGateway && vlan != 0 {
+            let gateway = VLANGateway.interfaceName(bridge: bridge, vlan: UInt16(vlan))
+            guard isValidInterfaceName(gateway) else {
+                throw .invalid(
+                    "the VLAN gateway interface name \"\(gateway)\" is longer than 15 bytes: shorten the bridge name")
+            }
+        }
         _ = try trunkVLANs()
         if let mtu, mtu < 68 || mtu > 65535 { throw .invalid("mtu \(mtu) is out of range (68..65535)") }
         if disableContainerInterface && hasIPAM {

@@ -92,8 +92,15 @@ struct BridgePlugin: CNIPlugin {
         try setup.apply(result, interfaceIndex: 2, link: ports.container, enableDAD: config.enabledad)
 
         if config.isGateway {
+            // With an access VLAN the gateway lives on `<bridge>.<vlan>`, a port in that VLAN.
+            let gatewayLink =
+                config.vlan == 0
+                ? bridge
+                : try VLANGateway.ensure(
+                    bridge: bridge, vlan: UInt16(config.vlan), preserveDefaultVLAN: config.preserveDefaultVlan,
+                    netlink: host)
             try BridgeDevice.assignGateways(
-                result.ips, to: bridge, forceAddress: config.forceAddress, netlink: host)
+                result.ips, to: gatewayLink, forceAddress: config.forceAddress, netlink: host)
             try enableForwarding(for: families)
         }
     }
@@ -217,12 +224,16 @@ struct BridgePlugin: CNIPlugin {
         // The bridge goes only when nothing uses it any more: no ports, no valid attachments.
         do {
             let config = try request.config.decode(BridgeConfig.self)
-            if valid.isEmpty, let bridge = try host.linkIfPresent(named: config.bridge), bridge.kind == .bridge,
-                try !host.links().contains(where: { $0.masterIndex == bridge.index })
-            {
-                try NetworkRules(client: try NFTablesClient(), networkTag: Attachment.networkTag(request.config.name))
-                    .detach()
-                try ignoringMissing { try host.deleteLink(index: bridge.index) }
+            if valid.isEmpty, let bridge = try host.linkIfPresent(named: config.bridge), bridge.kind == .bridge {
+                let ports = try host.links().filter { $0.masterIndex == bridge.index }
+                // The network's own VLAN gateway ports do not keep the bridge alive.
+                if ports.allSatisfy({ VLANGateway.isGatewayPort($0, of: bridge) }) {
+                    try NetworkRules(
+                        client: try NFTablesClient(), networkTag: Attachment.networkTag(request.config.name)
+                    ).detach()
+                    for port in ports { try ignoringMissing { try host.deleteLink(index: port.index) } }
+                    try ignoringMissing { try host.deleteLink(index: bridge.index) }
+                }
             }
         } catch {
             failures.append("\(error)")
