@@ -84,18 +84,14 @@ import Testing
         #expect(Self.contains(create, Wire.attr(4, Wire.u32(1400))))  // IFLA_MTU of the bridge
         #expect(Self.contains(create, Wire.attr(3, Wire.str("pier0.42"))))  // the peer, in VETH_INFO_PEER
         #expect(Self.contains(sent[3], Wire.attr(20, Wire.str("pier-gateway:pier0.42"))))  // IFLA_IFALIAS
-        #expect(
-            Wire.hex(sent[4])
-                == Wire.hex(
-                    Wire.message(
-                        type: 17, flags: Wire.plain, seq: Wire.seq(of: sent[4]), Wire.ifinfomsg(family: 7, index: 20),
-                        Wire.nest(26, Wire.attr(2, Wire.u16(0) + Wire.u16(1))))))
-        #expect(
-            Wire.hex(sent[5])
-                == Wire.hex(
-                    Wire.message(
-                        type: 19, flags: Wire.plain, seq: Wire.seq(of: sent[5]), Wire.ifinfomsg(family: 7, index: 20),
-                        Wire.nest(26, Wire.attr(2, Wire.u16(0x6) + Wire.u16(42))))))
+        // AF_BRIDGE (7) requests on the port (index 20): IFLA_AF_SPEC (26) holding
+        // IFLA_BRIDGE_VLAN_INFO (2) = { u16 flags; u16 vid }: VLAN 1 out, VLAN 42 PVID|UNTAGGED in.
+        for (request, type, flags, vid) in [(sent[4], UInt16(17), UInt16(0), UInt16(1)), (sent[5], 19, 0x6, 42)] {
+            let expected = Wire.message(
+                type: type, flags: Wire.plain, seq: Wire.seq(of: request), Wire.ifinfomsg(family: 7, index: 20),
+                Wire.nest(26, Wire.attr(2, Wire.u16(flags) + Wire.u16(vid))))
+            #expect(Wire.hex(request) == Wire.hex(expected))
+        }
     }
 
     @Test func preserveDefaultVLANKeepsVLAN1AndAnExistingGatewayIsReused() throws {

@@ -2,18 +2,21 @@ import Foundation
 
 /// A TCP or UDP server inside a test host that answers every connection (or datagram) with the
 /// address it came from, so tests see NAT at work: masquerade rewrites the source, DNAT the
-/// destination. Listens on all IPv4 and IPv6 addresses unless `address` is given. Stops by
-/// itself after `lifetime` seconds, and on `stop()`.
+/// destination. Listens on all IPv4 and IPv6 addresses unless `address` is given.
+///
+/// `init` returns once the socket is bound and listening. The server runs detached, with every
+/// inherited descriptor closed and its own signal mask (a child of the test runner may inherit
+/// SIGTERM blocked), is stopped with SIGKILL by `stop()`, and ends by itself after `lifetime`
+/// seconds should a crashed test never stop it.
 public final class PeerEchoServer: @unchecked Sendable {
-    private let process: Process
+    private let pid: String
     public let port: Int
 
-    public init(in host: TestHost, port: Int, udp: Bool = false, address: String = "::", lifetime: Int = 60) throws {
+    public init(in host: TestHost, port: Int, udp: Bool = false, address: String = "::", lifetime: Int = 300) throws {
         self.port = port
-        let script = """
-            import ctypes, socket, sys, time
-            # Die with the test process (PR_SET_PDEATHSIG), should it crash before stop().
-            ctypes.CDLL(None).prctl(1, 9)
+        let server = """
+            import signal, socket, sys, time
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
             udp = sys.argv[2] == "udp"
             family = socket.AF_INET6 if ":" in sys.argv[3] else socket.AF_INET
             s = socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
@@ -23,6 +26,7 @@ public final class PeerEchoServer: @unchecked Sendable {
             s.bind((sys.argv[3], int(sys.argv[1])))
             if not udp:
                 s.listen(64)
+            print("ready", flush=True)
             deadline = time.time() + int(sys.argv[4])
             while time.time() < deadline:
                 s.settimeout(max(0.1, deadline - time.time()))
@@ -40,23 +44,21 @@ public final class PeerEchoServer: @unchecked Sendable {
                     conn.sendall((text + "\\n").encode())
                     conn.close()
             """
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "ip", "netns", "exec", host.name, "python3", "-c", script, String(port), udp ? "udp" : "tcp", address,
-            String(lifetime),
-        ]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let launcher = """
+            import subprocess, sys
+            p = subprocess.Popen([sys.executable, "-c", sys.argv[1]] + sys.argv[2:], stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
+            if p.stdout.readline().strip() != b"ready":
+                sys.exit("echo server did not start")
+            print(p.pid)
+            """
+        let result = try host.mustRun(
+            ["python3", "-c", launcher, server, String(port), udp ? "udp" : "tcp", address, String(lifetime)])
+        pid = result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     public func stop() {
-        if process.isRunning {
-            // SIGKILL: a child of the test runner may inherit SIGTERM as ignored.
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        _ = try? runCommand(["kill", "-9", pid])
     }
 
     deinit { stop() }

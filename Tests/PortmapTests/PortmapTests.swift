@@ -21,8 +21,8 @@ struct PortmapTests {
             }
             let (c1, c2) = (world.containers[0], world.containers[1])
             defer { try? world.detachAll() }
-            let tcp = try EchoServer(in: c1, port: 80)
-            let udp = try EchoServer(in: c1, port: 5300, udp: true)
+            let tcp = try PeerEchoServer(in: c1, port: 80)
+            let udp = try PeerEchoServer(in: c1, port: 5300, udp: true)
             defer {
                 tcp.stop()
                 udp.stop()
@@ -95,8 +95,8 @@ struct PortmapTests {
             let (c1, c2) = (world.containers[0], world.containers[1])
             try world.host.mustRun(["ip", "addr", "add", "10.212.0.3/24", "dev", "up0"])
             try world.host.mustRun(["ip", "-6", "addr", "add", "fd21:212::3/64", "dev", "up0", "nodad"])
-            let s1 = try EchoServer(in: c1, port: 80)
-            let s2 = try EchoServer(in: c2, port: 80)
+            let s1 = try PeerEchoServer(in: c1, port: 80)
+            let s2 = try PeerEchoServer(in: c2, port: 80)
             defer {
                 s1.stop()
                 s2.stop()
@@ -144,7 +144,7 @@ struct PortmapTests {
             defer { world.cleanUp() }
             defer { try? world.detachAll() }
             let (c1, c2) = (world.containers[0], world.containers[1])
-            let server = try EchoServer(in: c1, port: 80)
+            let server = try PeerEchoServer(in: c1, port: 80)
             defer { server.stop() }
             // c1 holds 8080 on IPv6 only; c2 asks for 8080 everywhere plus a free port.
             var output = try world.publish(c1, [PortmapWorld.mapping(8080, 80, hostIP: "::")])
@@ -331,7 +331,7 @@ struct PortmapTests {
             defer { world.cleanUp() }
             defer { try? world.detachAll() }
             let (c1, c2) = (world.containers[0], world.containers[1])
-            let server = try EchoServer(in: c1, port: 80)
+            let server = try PeerEchoServer(in: c1, port: 80)
             defer { server.stop() }
             #expect(try world.publish(c1, [PortmapWorld.mapping(8080, 80)]).status == 0)
             #expect(try world.publish(c2, [PortmapWorld.mapping(8081, 80, "udp")]).status == 0)
@@ -363,7 +363,7 @@ struct PortmapTests {
             defer { try? world.detachAll() }
             let c1 = world.containers[0]
             try world.attach(c1)  // loads inet pier (nat), so the host tracks connections
-            let server = try EchoServer(in: c1, port: 5300, udp: true)
+            let server = try PeerEchoServer(in: c1, port: 5300, udp: true)
             defer { server.stop() }
             // A client keeps sending from one source port before the port is published: the
             // entry it creates points at the host itself and would blackhole the flow.
