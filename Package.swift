@@ -39,9 +39,11 @@ let package = Package(
         .target(name: "PierTables", dependencies: ["Firewall", "IPAddressing"]),
         .target(name: "ClusterStore", dependencies: ["IPAddressing"]),
         .target(name: "IPAM", dependencies: ["CNI", "IPAddressing", "ClusterStore"]),
-        .target(name: "Diagnostics", dependencies: [
-            "CNI", "NetNS", "Netlink", "Firewall", "IPAddressing", "PierTables", "PluginSupport", "ClusterStore",
-        ]),
+        .target(
+            name: "Diagnostics",
+            dependencies: [
+                "CNI", "NetNS", "Netlink", "Firewall", "IPAddressing", "PierTables", "PluginSupport", "ClusterStore",
+            ]),
         // Containers over namespaces, conflist execution, result cache, GC: what `pier` runs.
         .target(name: "Runtime", dependencies: ["CNI", "NetNS", "Netlink", "CPierShim", "IPAddressing"]),
         .target(name: "Overlay", dependencies: ["ClusterStore", "Netlink", "NetNS", "IPAddressing"]),
@@ -50,33 +52,38 @@ let package = Package(
         .executableTarget(
             name: "ipam", dependencies: ["CNI", "IPAM"], path: "plugins/ipam", exclude: ["README.md"]),
         .executableTarget(
-            name: "bridge", dependencies: [
+            name: "bridge",
+            dependencies: [
                 "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables", "IPAM",
             ],
             path: "plugins/bridge", exclude: ["README.md"]),
         .executableTarget(
-            name: "macvlan", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing"],
+            name: "macvlan", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "IPAM"],
             path: "plugins/macvlan", exclude: ["README.md"]),
         .executableTarget(
-            name: "host", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing"],
+            name: "host", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "IPAM"],
             path: "plugins/host", exclude: ["README.md"]),
         .executableTarget(
-            name: "vxlan-overlay", dependencies: [
+            name: "vxlan-overlay",
+            dependencies: [
                 "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "PierTables", "Firewall", "ClusterStore",
-                "Overlay",
+                "Overlay", "IPAM",
             ],
             path: "plugins/vxlan-overlay", exclude: ["README.md"]),
         .executableTarget(
-            name: "portmap", dependencies: [
+            name: "portmap",
+            dependencies: [
                 "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables",
             ],
             path: "plugins/portmap", exclude: ["README.md"]),
 
         // The runtime and diagnostics CLI.
-        .executableTarget(name: "pier", dependencies: [
-            "CNI", "Runtime", "Diagnostics", "NetNS", "PluginSupport", "Netlink", "ClusterStore", "Overlay",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        .executableTarget(
+            name: "pier",
+            dependencies: [
+                "CNI", "Runtime", "Diagnostics", "NetNS", "PluginSupport", "Netlink", "ClusterStore", "Overlay",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
 
         // Tests.
         .target(name: "PierTestSupport", path: "Tests/PierTestSupport"),
@@ -93,11 +100,14 @@ let package = Package(
         .testTarget(name: "PierCLITests", dependencies: ["PierTestSupport"], exclude: ["cnitool"]),
         .testTarget(name: "MacvlanTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "HostPluginTests", dependencies: ["PierTestSupport"]),
-        .testTarget(name: "DiagnosticsTests", dependencies: [
-            "Diagnostics", "CNI", "PluginSupport", "NetNS", "IPAddressing", "PierTestSupport",
-        ]),
         .testTarget(
-            name: "OverlayTests", dependencies: ["Overlay", "ClusterStore", "Netlink", "IPAddressing", "PierTestSupport"]),
+            name: "DiagnosticsTests",
+            dependencies: [
+                "Diagnostics", "CNI", "PluginSupport", "NetNS", "IPAddressing", "PierTestSupport",
+            ]),
+        .testTarget(
+            name: "OverlayTests",
+            dependencies: ["Overlay", "ClusterStore", "Netlink", "IPAddressing", "PierTestSupport"]),
         .testTarget(name: "PortmapTests", dependencies: ["PierTestSupport"]),
     ]
 )

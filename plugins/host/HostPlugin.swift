@@ -1,4 +1,5 @@
 import CNI
+import IPAM
 import IPAddressing
 import NetNS
 import Netlink
@@ -45,12 +46,12 @@ struct HostPlugin: CNIPlugin {
         try move.moveIn(device, as: request.ifName, into: containerNS)
         let link = try container.link(named: request.ifName)
         // ADD leaves nothing behind when it fails: the device goes home, the lease is released
-        // inside `IPAMDelegate.add(undoingOnFailure:)`.
+        // inside `IPAMCall.add(_:undoingOnFailure:)`.
         do {
             var result: CNIResult
             if request.config.ipam != nil {
                 let setup = InterfaceSetup(namespace: containerNS, netlink: container)
-                result = try IPAMDelegate(request).add { ipamResult in
+                result = try IPAMCall.add(request) { ipamResult in
                     try configureL3(ipamResult, request: request, link: link, setup: setup)
                 }
             } else {
@@ -95,7 +96,7 @@ struct HostPlugin: CNIPlugin {
         if let namespace { try rejectOwnNamespace(namespace) }
         // IPAM always, even with no netns: the reference host-device leaks the lease there.
         if request.config.ipam != nil {
-            do { try request.delegateDelete() } catch { failures.append("\(error)") }
+            do { try IPAMCall.delete(request) } catch { failures.append("\(error)") }
         }
         if namespace == nil {
             // Whatever the kernel gave back when the netns died gets its identity back (the
@@ -140,7 +141,7 @@ struct HostPlugin: CNIPlugin {
         guard let expected = request.prevResult else {
             throw CNIError(.invalidNetworkConfig, "host CHECK needs prevResult")
         }
-        if request.config.ipam != nil { try request.delegateCheck() }
+        if request.config.ipam != nil { try IPAMCall.check(request) }
         let namespace = try NetworkNamespace.open(path: request.netns)
         try rejectOwnNamespace(namespace)
         let container = try RouteNetlink(namespace: namespace)
@@ -161,7 +162,7 @@ struct HostPlugin: CNIPlugin {
         var failures: [String] = []
         if case .device = try HostMode(request) { failures += try DeviceMove().restoreStrays() }
         if request.config.ipam != nil {
-            do { try request.delegateGarbageCollect() } catch { failures.append("\(error)") }
+            do { try IPAMCall.garbageCollect(request) } catch { failures.append("\(error)") }
         }
         if !failures.isEmpty {
             throw CNIError(.internalError, "host GC incomplete: " + failures.joined(separator: "; "))
@@ -171,7 +172,7 @@ struct HostPlugin: CNIPlugin {
     /// The device is not looked for: once it is in a container it is off the host, and a
     /// failing STATUS would mark the whole network unusable for every other container.
     func status(_ request: CNIRequest) throws {
-        if case .device = try HostMode(request), request.config.ipam != nil { try request.delegateStatus() }
+        if case .device = try HostMode(request), request.config.ipam != nil { try IPAMCall.status(request) }
     }
 
     /// Skel's code 8, which the runner skips for this plugin because host mode needs the case.

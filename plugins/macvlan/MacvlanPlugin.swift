@@ -1,4 +1,5 @@
 import CNI
+import IPAM
 import IPAddressing
 import NetNS
 import Netlink
@@ -35,12 +36,12 @@ struct MacvlanPlugin: CNIPlugin {
             on: master, settings: settings, creator: masterNetlink, container: container,
             containerNamespace: config.linkInContainer ? nil : containerNS, ifName: request.ifName)
         // The runtime will DEL after a failed ADD, but ADD still leaves nothing behind itself:
-        // the link goes here, the lease inside `IPAMDelegate.add(undoingOnFailure:)`.
+        // the link goes here, the lease inside `IPAMCall.add(_:undoingOnFailure:)`.
         do {
             let setup = InterfaceSetup(namespace: containerNS, netlink: container)
             var result: CNIResult
             if request.config.ipam != nil {
-                result = try IPAMDelegate(request).add { ipamResult in
+                result = try IPAMCall.add(request) { ipamResult in
                     try configureL3(ipamResult, request: request, link: link, setup: setup)
                 }
             } else {
@@ -88,7 +89,7 @@ struct MacvlanPlugin: CNIPlugin {
         var failures: [String] = []
         // IPAM first, as the reference does: the lease must go even if the netns is unusable.
         if request.config.ipam != nil {
-            do { try request.delegateDelete() } catch { failures.append("\(error)") }
+            do { try IPAMCall.delete(request) } catch { failures.append("\(error)") }
         }
         if !request.netns.isEmpty {
             do {
@@ -115,7 +116,7 @@ struct MacvlanPlugin: CNIPlugin {
         guard let expected = request.prevResult else {
             throw CNIError(.invalidNetworkConfig, "macvlan CHECK needs prevResult")
         }
-        if request.config.ipam != nil { try request.delegateCheck() }
+        if request.config.ipam != nil { try IPAMCall.check(request) }
 
         let namespace = try NetworkNamespace.open(path: request.netns)
         let container = try RouteNetlink(namespace: namespace)
@@ -146,7 +147,7 @@ struct MacvlanPlugin: CNIPlugin {
     /// The plugin keeps no state of its own: a container's macvlan dies with its netns. Only
     /// the IPAM delegate has leases to collect.
     func garbageCollect(_ request: CNIRequest) throws {
-        if request.config.ipam != nil { try request.delegateGarbageCollect() }
+        if request.config.ipam != nil { try IPAMCall.garbageCollect(request) }
     }
 
     func status(_ request: CNIRequest) throws {
@@ -160,6 +161,6 @@ struct MacvlanPlugin: CNIPlugin {
                 throw CNIError(.pluginNotAvailable, error.msg)
             }
         }
-        if request.config.ipam != nil { try request.delegateStatus() }
+        if request.config.ipam != nil { try IPAMCall.status(request) }
     }
 }

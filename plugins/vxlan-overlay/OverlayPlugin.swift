@@ -1,6 +1,7 @@
 import CNI
 import ClusterStore
 import Firewall
+import IPAM
 import IPAddressing
 import NetNS
 import Netlink
@@ -46,7 +47,7 @@ struct OverlayPlugin: CNIPlugin {
         var leased = false
         do {
             let ipamRequest = try request.withClusterIPAM(config)
-            let ipamResult = try ipamRequest.delegateAdd()
+            let ipamResult = try IPAMCall.add(ipamRequest)
             leased = true
             // The container interface is the third in the result: bridge, host veth, container.
             var result = try CNIResult.fromIPAM(ipamResult, cniVersion: request.cniVersion, interfaceIndex: 2)
@@ -83,7 +84,7 @@ struct OverlayPlugin: CNIPlugin {
             }
             return result
         } catch {
-            if leased { try? request.withClusterIPAM(config).delegateDelete() }
+            if leased { try? IPAMCall.delete(request.withClusterIPAM(config)) }
             try? host.deleteLink(index: ports.host.index)
             throw error
         }
@@ -135,14 +136,16 @@ struct OverlayPlugin: CNIPlugin {
                 failures.append(CNIError(converting: error))
             }
         }
-        do { try request.withClusterIPAM(config).delegateDelete() } catch { failures.append(error) }
+        do { try IPAMCall.delete(request.withClusterIPAM(config)) } catch {
+            failures.append(CNIError(converting: error))
+        }
         try OverlayContext.throwCollected(failures, verb: "DEL")
     }
 
     func check(_ request: CNIRequest) throws {
         let config = try request.config.decode(OverlayConfig.self)
         try config.validate(request)
-        try request.withClusterIPAM(config).delegateCheck()
+        try IPAMCall.check(request.withClusterIPAM(config))
         let context = try OverlayContext(request, config)
         let host = try RouteNetlink()
         let vxlanName = OverlayDevices.vxlanName(vni: config.vniValue)
@@ -217,7 +220,9 @@ struct OverlayPlugin: CNIPlugin {
         } catch {
             failures.append(CNIError(converting: error))
         }
-        do { try request.withClusterIPAM(config).delegateGarbageCollect() } catch { failures.append(error) }
+        do { try IPAMCall.garbageCollect(request.withClusterIPAM(config)) } catch {
+            failures.append(CNIError(converting: error))
+        }
         try OverlayContext.throwCollected(failures, verb: "GC")
     }
 
@@ -244,6 +249,6 @@ struct OverlayPlugin: CNIPlugin {
         } catch {
             throw CNIError(.pluginNotAvailable, "cluster store unavailable", details: error.description)
         }
-        try request.withClusterIPAM(config).delegateStatus()
+        try IPAMCall.status(request.withClusterIPAM(config))
     }
 }
