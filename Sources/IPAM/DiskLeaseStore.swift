@@ -108,7 +108,9 @@ public final class DiskLeaseStore: LeaseBackend {
     public func reserve(_ address: IPAddress, for attachment: Attachment) throws(IPAMError) -> Bool {
         do {
             let name = address.description
-            guard try FileSystem.createExclusively(directory: directory, name: name, contents: Self.record(for: attachment))
+            guard
+                try FileSystem.createExclusively(
+                    directory: directory, name: name, contents: Self.record(for: attachment))
             else { return false }
             if indexIsCurrent {
                 var info = stat()

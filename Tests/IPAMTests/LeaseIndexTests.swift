@@ -57,7 +57,9 @@ import Testing
         for id in ["c1", "c2", "c3"] { _ = try ipam.add(attachment(id)) }
         let index = try #require(savedIndex(dir))
         #expect(index.entries.count == 3)
-        #expect(index.entries["10.9.0.3"] == .init(inode: inode(dir.path + "/net1/10.9.0.3"), containerID: "c2", ifname: "eth0"))
+        #expect(
+            index.entries["10.9.0.3"]
+                == .init(inode: inode(dir.path + "/net1/10.9.0.3"), containerID: "c2", ifname: "eth0"))
         // Change a lease's bytes behind the index without touching the directory: a listing
         // that trusts the index still reports the indexed owner, so the file was not read.
         overwriteInPlace(dir.path + "/net1/10.9.0.3", "someone\r\neth9")
