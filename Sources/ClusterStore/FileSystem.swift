@@ -74,6 +74,24 @@ public enum FileSystem {
         return names
     }
 
+    /// Names in `directory` (without `.` and `..`) with their inode numbers, which readdir
+    /// gives without a stat; nil when the directory does not exist.
+    public static func listWithInodes(_ directory: String) throws(FileSystemError) -> [(name: String, inode: UInt64)]? {
+        guard let handle = opendir(directory) else {
+            if Glibc.errno == ENOENT { return nil }
+            throw FileSystemError("opendir", directory, errno: Glibc.errno)
+        }
+        defer { closedir(handle) }
+        var entries: [(name: String, inode: UInt64)] = []
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { entries.append((name, UInt64(entry.pointee.d_ino))) }
+        }
+        return entries
+    }
+
     /// Writes `name` in `directory` only if no such file exists: the contents go to a
     /// temporary file first and are hard-linked into place, so the name never refers to a
     /// half-written file and `link(2)` gives the same exclusivity as `O_EXCL`.

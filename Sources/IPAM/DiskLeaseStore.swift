@@ -11,9 +11,22 @@ import IPAddressing
 ///
 /// Unlike host-local, a lease file is written to a temporary name and hard-linked into
 /// place, so a process killed mid-write never leaves an empty or partial lease.
+///
+/// Pier also keeps `<dataDir>/<network>/.pier-lease-index` (`LeaseIndex`), a cache of the
+/// owners, so listing leases is a readdir rather than a read of every lease file.
 public final class DiskLeaseStore: LeaseBackend {
     public let directory: String
     static let lastReservedPrefix = "last_reserved_ip."
+
+    /// The index file as last read or written, kept so one ADD parses it at most once.
+    private var saved: LeaseIndex?
+    /// The leases as of this lock session's listing, with our own reserves and releases since.
+    private var index: LeaseIndex?
+    /// True once this lock session listed the directory, so `index` matches the files and our
+    /// own reserves and releases may be applied to it.
+    private var indexIsCurrent = false
+    private var isLocked = false
+    private var indexPath: String { directory + "/" + LeaseIndex.fileName }
 
     /// `network` must already be validated (`Identifier.isValid`).
     public init(dataDir: String, network: String) {
@@ -32,6 +45,13 @@ public final class DiskLeaseStore: LeaseBackend {
         do {
             return try lock.withLock { () throws(IPAMError) -> T in
                 FileSystem.removeStrayTemporaries(in: directory)
+                isLocked = true
+                indexIsCurrent = false
+                defer {
+                    saveIndex()
+                    isLocked = false
+                    indexIsCurrent = false
+                }
                 return try body()
             }
         } catch let error as IPAMError {
@@ -44,27 +64,63 @@ public final class DiskLeaseStore: LeaseBackend {
     }
 
     public func leases() throws(IPAMError) -> [Lease] {
-        let names: [String]
+        // The state is taken before the listing, so an index saved from it is never newer
+        // than what it describes.
+        let state = LeaseIndex.DirectoryState(path: directory)
+        let entries: [(name: String, inode: UInt64)]
         do {
-            names = try FileSystem.list(directory) ?? []
+            entries = try FileSystem.listWithInodes(directory) ?? []
         } catch {
             throw IPAMError(.io, "cannot list \(directory)", details: error.description, errno: error.errno)
         }
+        var known: [String: LeaseIndex.Entry] = [:]
+        if let state {
+            if saved?.directory != state {
+                saved = (try? FileSystem.read(indexPath)).flatMap { $0.flatMap(LeaseIndex.init(decoding:)) }
+            }
+            if let saved, saved.directory == state { known = saved.entries }
+        }
         var leases: [Lease] = []
-        for name in names {
-            // Only canonical address names are leases; lock, markers and temporaries are not.
+        var current: [String: LeaseIndex.Entry] = [:]
+        for (name, inode) in entries {
+            if let entry = known[name], entry.inode == inode, let address = IPAddress(name) {
+                leases.append(Lease(address: address, containerID: entry.containerID, ifname: entry.ifname))
+                current[name] = entry
+                continue
+            }
+            // Only canonical address names are leases; lock, markers, temporaries and the
+            // index are not.
             guard let address = IPAddress(name), address.description == name else { continue }
             guard let contents = try? FileSystem.read(directory + "/" + name) else { continue }
             guard let owner = Self.parseOwner(contents) else { continue }
             leases.append(Lease(address: address, containerID: owner.containerID, ifname: owner.ifname))
+            let entry = LeaseIndex.Entry(inode: inode, containerID: owner.containerID, ifname: owner.ifname)
+            if LeaseIndex.canStore(entry) { current[name] = entry }
+        }
+        // Only a lock holder's view is consistent enough to cache.
+        if isLocked, let state {
+            index = LeaseIndex(directory: state, entries: current)
+            indexIsCurrent = true
         }
         return leases.sorted { $0.address < $1.address }
     }
 
     public func reserve(_ address: IPAddress, for attachment: Attachment) throws(IPAMError) -> Bool {
         do {
-            return try FileSystem.createExclusively(
-                directory: directory, name: address.description, contents: Self.record(for: attachment))
+            let name = address.description
+            guard
+                try FileSystem.createExclusively(
+                    directory: directory, name: name, contents: Self.record(for: attachment))
+            else { return false }
+            if indexIsCurrent {
+                var info = stat()
+                index?.entries[name] =
+                    stat(directory + "/" + name, &info) == 0
+                    ? LeaseIndex.Entry(
+                        inode: UInt64(info.st_ino), containerID: attachment.containerID, ifname: attachment.ifname)
+                    : nil
+            }
+            return true
         } catch {
             throw IPAMError(
                 .io, "cannot reserve \(address) in \(directory)", details: error.description, errno: error.errno)
@@ -74,6 +130,7 @@ public final class DiskLeaseStore: LeaseBackend {
     public func release(_ lease: Lease) throws(IPAMError) {
         do {
             try FileSystem.remove(directory + "/" + lease.address.description)
+            if indexIsCurrent { index?.entries[lease.address.description] = nil }
         } catch {
             throw IPAMError(
                 .io, "cannot release \(lease.address) in \(directory)", details: error.description, errno: error.errno)
@@ -100,6 +157,33 @@ public final class DiskLeaseStore: LeaseBackend {
     }
 
     public func isLocal(_ lease: Lease) -> Bool { true }
+
+    /// Rewrites the index in place at the end of a lock session that listed the directory,
+    /// when the directory or the entries changed. In place, not through a temporary and a
+    /// rename, because a rename would change the directory's mtime after it was recorded.
+    /// No fsync: a torn index fails its checksum and only costs one slow listing.
+    private func saveIndex() {
+        guard indexIsCurrent, var updated = index else { return }
+        let fd = open(indexPath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        // After the open: creating the file is itself a change to the directory.
+        guard let state = LeaseIndex.DirectoryState(path: directory) else { return }
+        updated.directory = state
+        guard updated != saved else { return }
+        saved = nil
+        let bytes = updated.encoded()
+        var written = 0
+        while written < bytes.count {
+            let count = bytes.withUnsafeBytes { raw in
+                pwrite(fd, raw.baseAddress.map { $0 + written }, raw.count - written, off_t(written))
+            }
+            if count < 0 && Glibc.errno == EINTR { continue }
+            guard count > 0 else { return }
+            written += count
+        }
+        if ftruncate(fd, off_t(bytes.count)) == 0 { saved = updated }
+    }
 
     public func unavailableReason() -> String? {
         // The directory may not exist yet; then the nearest existing ancestor must let us create it.

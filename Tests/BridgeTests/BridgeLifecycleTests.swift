@@ -114,7 +114,9 @@ struct BridgeLifecycleTests {
         #expect(counts["masq_v4"] == 1 && counts["masq_v6"] == 1 && counts["isolated_bridges"] == 1)
         let files =
             (try? FileManager.default.contentsOfDirectory(atPath: network.dataDirectory + "/" + network.name)) ?? []
-        #expect(Set(files).isSubset(of: ["lock", "last_reserved_ip.0", "last_reserved_ip.1"]), "\(files)")
+        #expect(
+            Set(files).isSubset(of: ["lock", ".pier-lease-index", "last_reserved_ip.0", "last_reserved_ip.1"]),
+            "\(files)")
     }
 }
 

@@ -2,6 +2,8 @@ import Foundation
 import PierTestSupport
 import Testing
 
+@testable import IPAM
+
 /// The built `ipam` binary driven exactly as a runtime drives it: env + stdin, JSON on stdout.
 /// IPAM never enters the netns, so these need no root and no test hosts.
 @Suite struct PluginEndToEndTests {
@@ -28,7 +30,9 @@ import Testing
     }
 
     static func leaseNames(_ dir: TemporaryDirectory) -> [String] {
-        dir.names("e2enet").filter { $0 != "lock" && !$0.hasPrefix("last_reserved_ip.") }
+        dir.names("e2enet").filter {
+            $0 != "lock" && $0 != LeaseIndex.fileName && !$0.hasPrefix("last_reserved_ip.")
+        }
     }
 
     let dualStack = #""ranges":[[{"subnet":"10.44.0.0/29"}],[{"subnet":"fd44::/120"}]],"routes":[{"dst":"0.0.0.0/0"}]"#

@@ -126,7 +126,9 @@ final class PierHarness: @unchecked Sendable {
         found += try host.linkNames().filter { $0.hasPrefix("veth") }.map { "link \($0)" }
         for network in (try? fm.contentsOfDirectory(atPath: leaseDirectory)) ?? [] {
             let files = (try? fm.contentsOfDirectory(atPath: leaseDirectory + "/" + network)) ?? []
-            found += files.filter { $0 != "lock" && !$0.hasPrefix("last_reserved_ip") }.map { "lease \(network)/\($0)" }
+            // The lease index is ipam's cache, not a lease.
+            found += files.filter { $0 != "lock" && $0 != ".pier-lease-index" && !$0.hasPrefix("last_reserved_ip") }
+                .map { "lease \(network)/\($0)" }
         }
         found += ((try? fm.contentsOfDirectory(atPath: cacheDirectory + "/results")) ?? []).map { "cache \($0)" }
         found += ((try? fm.contentsOfDirectory(atPath: root + "/containers")) ?? []).map { "state \($0)" }
