@@ -215,7 +215,7 @@ public final class AddressManager {
         let validPairs = Set(valid)
         let validIDs = Set(valid.map(\.containerID))
         return try backend.exclusively { () throws(IPAMError) -> [Lease] in
-            let stale = try backend.leases().filter { lease in
+            let stale = try backend.leases().sorted { $0.address < $1.address }.filter { lease in
                 guard backend.isLocal(lease) else { return false }
                 if let ifname = lease.ifname {
                     return !validPairs.contains(Attachment(containerID: lease.containerID, ifname: ifname))
@@ -246,6 +246,6 @@ public final class AddressManager {
     /// Every lease in the network, for diagnostics.
     public func leases() throws(IPAMError) -> [Lease] {
         guard let backend else { return [] }
-        return try backend.leases()
+        return try backend.leases().sorted { $0.address < $1.address }
     }
 }

@@ -44,7 +44,8 @@ public final class DiskLeaseStore: LeaseBackend {
         }
         do {
             return try lock.withLock { () throws(IPAMError) -> T in
-                FileSystem.removeStrayTemporaries(in: directory)
+                // Temporaries a killed writer left behind are removed by `leases()`, whose
+                // listing under the lock sees them anyway.
                 isLocked = true
                 indexIsCurrent = false
                 defer {
@@ -81,11 +82,30 @@ public final class DiskLeaseStore: LeaseBackend {
             if let saved, saved.directory == state { known = saved.entries }
         }
         var leases: [Lease] = []
-        var current: [String: LeaseIndex.Entry] = [:]
+        leases.reserveCapacity(entries.count)
+        // Entries the index vouches for are counted, not copied: when all of them are still
+        // there (the usual case), the index is reused as it is.
+        var confirmed = 0
+        var added: [String: LeaseIndex.Entry] = [:]
+        var current: [String: LeaseIndex.Entry] {
+            var result: [String: LeaseIndex.Entry]
+            if confirmed == known.count {
+                result = known
+            } else {
+                result = [:]
+                for (name, inode) in entries where known[name]?.inode == inode { result[name] = known[name] }
+            }
+            for (name, entry) in added { result[name] = entry }
+            return result
+        }
         for (name, inode) in entries {
+            if isLocked, name.utf8.first == UInt8(ascii: "."), name.hasPrefix(FileSystem.temporaryPrefix) {
+                unlink(directory + "/" + name)
+                continue
+            }
             if let entry = known[name], entry.inode == inode, let address = IPAddress(name) {
                 leases.append(Lease(address: address, containerID: entry.containerID, ifname: entry.ifname))
-                current[name] = entry
+                confirmed += 1
                 continue
             }
             // Only canonical address names are leases; lock, markers, temporaries and the
@@ -95,14 +115,16 @@ public final class DiskLeaseStore: LeaseBackend {
             guard let owner = Self.parseOwner(contents) else { continue }
             leases.append(Lease(address: address, containerID: owner.containerID, ifname: owner.ifname))
             let entry = LeaseIndex.Entry(inode: inode, containerID: owner.containerID, ifname: owner.ifname)
-            if LeaseIndex.canStore(entry) { current[name] = entry }
+            if LeaseIndex.canStore(entry) { added[name] = entry }
         }
         // Only a lock holder's view is consistent enough to cache.
         if isLocked, let state {
             index = LeaseIndex(directory: state, entries: current)
             indexIsCurrent = true
         }
-        return leases.sorted { $0.address < $1.address }
+        // Unsorted: callers look leases up; sorting a big network's list on every ADD costs more
+        // than the lookups (`AddressManager.leases()` sorts for display).
+        return leases
     }
 
     public func reserve(_ address: IPAddress, for attachment: Attachment) throws(IPAMError) -> Bool {

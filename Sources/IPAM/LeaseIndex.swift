@@ -63,47 +63,130 @@ struct LeaseIndex: Equatable {
     }
 
     /// header, `dir <inode> <sec> <nsec>`, one `<name> <inode> <id> [<ifname>]` line per lease,
-    /// then `end <count> <checksum>` so a torn or truncated write is detected.
+    /// then `end <count> <checksum>` so a torn or truncated write is detected. Built and parsed
+    /// byte by byte: every ADD and DEL does both, for every lease in the network.
     func encoded() -> [UInt8] {
-        var text = Self.header + "\n"
-        text += "dir \(directory.inode) \(directory.seconds) \(directory.nanoseconds)\n"
-        for (name, entry) in entries.sorted(by: { $0.key < $1.key }) {
-            text += name + " " + String(entry.inode) + " " + entry.containerID
-            if let ifname = entry.ifname { text += " " + ifname }
-            text += "\n"
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(64 + entries.count * 48)
+        bytes += Self.header.utf8
+        bytes.append(Self.newline)
+        bytes += "dir ".utf8
+        Self.appendDecimal(directory.inode, to: &bytes)
+        bytes.append(Self.space)
+        Self.appendDecimal(UInt64(max(directory.seconds, 0)), to: &bytes)
+        bytes.append(Self.space)
+        Self.appendDecimal(UInt64(max(directory.nanoseconds, 0)), to: &bytes)
+        bytes.append(Self.newline)
+        for (name, entry) in entries {
+            bytes += name.utf8
+            bytes.append(Self.space)
+            Self.appendDecimal(entry.inode, to: &bytes)
+            bytes.append(Self.space)
+            bytes += entry.containerID.utf8
+            if let ifname = entry.ifname {
+                bytes.append(Self.space)
+                bytes += ifname.utf8
+            }
+            bytes.append(Self.newline)
         }
-        var bytes = Array(text.utf8)
-        bytes += Array("end \(entries.count) \(String(Self.checksum(bytes[...]), radix: 16))\n".utf8)
+        let checksum = Self.checksum(bytes[...])
+        bytes += "end ".utf8
+        Self.appendDecimal(UInt64(entries.count), to: &bytes)
+        bytes.append(Self.space)
+        bytes += String(checksum, radix: 16).utf8
+        bytes.append(Self.newline)
         return bytes
     }
 
     /// nil for anything that is not a complete index of this version.
     init?(decoding bytes: [UInt8]) {
-        let newline = UInt8(ascii: "\n")
-        guard bytes.last == newline, let trailerStart = bytes.dropLast().lastIndex(of: newline).map({ $0 + 1 })
+        guard bytes.last == Self.newline,
+            let trailerStart = bytes.dropLast().lastIndex(of: Self.newline).map({ $0 + 1 })
         else { return nil }
-        let trailer = bytes[trailerStart..<(bytes.count - 1)].split(separator: UInt8(ascii: " "))
+        let trailer = bytes[trailerStart..<(bytes.count - 1)].split(separator: Self.space)
         let body = bytes[..<trailerStart]
-        guard trailer.count == 3, String(decoding: trailer[0], as: UTF8.self) == "end",
-            let count = Int(String(decoding: trailer[1], as: UTF8.self)),
+        guard trailer.count == 3, trailer[0].elementsEqual("end".utf8),
+            let count = Self.decimal(trailer[1]).flatMap({ Int(exactly: $0) }),
             UInt64(String(decoding: trailer[2], as: UTF8.self), radix: 16) == Self.checksum(body)
         else { return nil }
-        let lines = body.split(separator: newline)
-        guard lines.count == count + 2, String(decoding: lines[0], as: UTF8.self) == Self.header else { return nil }
-        let dir = lines[1].split(separator: UInt8(ascii: " ")).map { String(decoding: $0, as: UTF8.self) }
-        guard dir.count == 4, dir[0] == "dir", let inode = UInt64(dir[1]), let seconds = Int(dir[2]),
-            let nanoseconds = Int(dir[3])
+        var lines = Self.lineRanges(body)[...]
+        guard lines.count == count + 2, let first = lines.popFirst(), body[first].elementsEqual(Self.header.utf8),
+            let dirLine = lines.popFirst()
+        else { return nil }
+        let dir = Self.fieldRanges(body, dirLine)
+        guard dir.count == 4, body[dir[0]].elementsEqual("dir".utf8), let inode = Self.decimal(body[dir[1]]),
+            let seconds = Self.decimal(body[dir[2]]), let nanoseconds = Self.decimal(body[dir[3]])
         else { return nil }
         var entries: [String: Entry] = [:]
         entries.reserveCapacity(count)
-        for line in lines.dropFirst(2) {
-            let fields = line.split(separator: UInt8(ascii: " ")).map { String(decoding: $0, as: UTF8.self) }
-            guard fields.count == 3 || fields.count == 4, let fileInode = UInt64(fields[1]) else { return nil }
-            entries[fields[0]] = Entry(
-                inode: fileInode, containerID: fields[2], ifname: fields.count == 4 ? fields[3] : nil)
+        for line in lines {
+            let fields = Self.fieldRanges(body, line)
+            guard fields.count == 3 || fields.count == 4, let fileInode = Self.decimal(body[fields[1]]) else {
+                return nil
+            }
+            entries[String(decoding: body[fields[0]], as: UTF8.self)] = Entry(
+                inode: fileInode, containerID: String(decoding: body[fields[2]], as: UTF8.self),
+                ifname: fields.count == 4 ? String(decoding: body[fields[3]], as: UTF8.self) : nil)
         }
         guard entries.count == count else { return nil }
-        self.init(directory: DirectoryState(inode: inode, seconds: seconds, nanoseconds: nanoseconds), entries: entries)
+        self.init(
+            directory: DirectoryState(
+                inode: inode, seconds: Int(truncatingIfNeeded: seconds),
+                nanoseconds: Int(truncatingIfNeeded: nanoseconds)),
+            entries: entries)
+    }
+
+    /// The non-empty lines of `bytes`, as index ranges (no copies).
+    private static func lineRanges(_ bytes: ArraySlice<UInt8>) -> [Range<Int>] {
+        var ranges: [Range<Int>] = []
+        var start = bytes.startIndex
+        for index in bytes.indices where bytes[index] == newline {
+            if index > start { ranges.append(start..<index) }
+            start = index + 1
+        }
+        if start < bytes.endIndex { ranges.append(start..<bytes.endIndex) }
+        return ranges
+    }
+
+    /// The space-separated fields of `line` (at most five, so a garbage line stays cheap).
+    private static func fieldRanges(_ bytes: ArraySlice<UInt8>, _ line: Range<Int>) -> [Range<Int>] {
+        var fields: [Range<Int>] = []
+        fields.reserveCapacity(4)
+        var start = line.lowerBound
+        for index in line where bytes[index] == space {
+            if index > start { fields.append(start..<index) }
+            start = index + 1
+            if fields.count == 5 { return fields }
+        }
+        if start < line.upperBound { fields.append(start..<line.upperBound) }
+        return fields
+    }
+
+    private static let space = UInt8(ascii: " ")
+    private static let newline = UInt8(ascii: "\n")
+
+    private static func appendDecimal(_ value: UInt64, to bytes: inout [UInt8]) {
+        let start = bytes.count
+        var rest = value
+        repeat {
+            bytes.append(UInt8(ascii: "0") + UInt8(rest % 10))
+            rest /= 10
+        } while rest > 0
+        bytes[start...].reverse()
+    }
+
+    /// A decimal without sign or leading garbage; nil otherwise (or when it overflows).
+    private static func decimal(_ text: ArraySlice<UInt8>) -> UInt64? {
+        guard !text.isEmpty, text.count <= 20 else { return nil }
+        var value: UInt64 = 0
+        for byte in text {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = times10.addingReportingOverflow(UInt64(byte - UInt8(ascii: "0")))
+            guard !overflow1, !overflow2 else { return nil }
+            value = sum
+        }
+        return value
     }
 
     /// FNV-1a, enough to tell a torn write from a whole one.

@@ -26,7 +26,7 @@ public enum IPAddress: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// Parses dotted-quad IPv4 or any RFC 4291 IPv6 text form (including `::` and an
     /// embedded dotted quad). A zone (`%eth0`) is not accepted.
     public init?(_ text: String) {
-        if text.contains(":") {
+        if text.utf8.contains(UInt8(ascii: ":")) {
             guard let value = IPAddress.parseV6(Substring(text)) else { return nil }
             self = value
         } else {
@@ -133,18 +133,29 @@ public enum IPAddress: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     // MARK: Parsing
 
+    /// Dotted quad, byte by byte (leases are listed by parsing every file name: this is hot).
     private static func parseV4(_ text: Substring) -> UInt32? {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4 else { return nil }
         var value: UInt32 = 0
-        for part in parts {
+        var octet: UInt32 = 0
+        var digits = 0
+        var dots = 0
+        var leadingZero = false
+        for byte in text.utf8 {
+            if byte == UInt8(ascii: ".") {
+                guard digits > 0, dots < 3 else { return nil }
+                value = value << 8 | octet
+                (octet, digits, dots) = (0, 0, dots + 1)
+                continue
+            }
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
             // Leading zeros are rejected: Go and glibc disagree on whether they mean octal.
-            guard !part.isEmpty, part.count <= 3, part.allSatisfy(\.isASCIIDigit),
-                part.count == 1 || part.first != "0", let octet = UInt32(part), octet <= 255
-            else { return nil }
-            value = value << 8 | octet
+            if digits == 0 { leadingZero = byte == UInt8(ascii: "0") } else if leadingZero { return nil }
+            octet = octet * 10 + UInt32(byte - UInt8(ascii: "0"))
+            digits += 1
+            guard digits <= 3, octet <= 255 else { return nil }
         }
-        return value
+        guard dots == 3, digits > 0 else { return nil }
+        return value << 8 | octet
     }
 
     private static func parseV6(_ text: Substring) -> IPAddress? {
