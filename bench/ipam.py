@@ -71,7 +71,7 @@ def main():
     report = "# ipam: ADD and DEL latency beside host-local\n\n"
     report += (f"Same config (one /16 range), same lease layout, plugins exec'd directly; median of {args.samples} "
                "ADD+DEL pairs per level; N = leases held including the measured one. Stripped static release builds. "
-               "Pier fsyncs each lease before it becomes visible (crash safety); host-local does not.\n\n")
+               "Neither fsyncs a lease.\n\n")
     report += benchlib.table(["N", "pier ADD ms", "ref ADD ms", "ADD ratio", "pier DEL ms", "ref DEL ms", "DEL ratio"], rows)
     print(report)
     with open(os.path.join(benchlib.ROOT, "bench", "results", "ipam.md"), "w") as f:

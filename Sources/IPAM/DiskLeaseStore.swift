@@ -10,7 +10,10 @@ import IPAddressing
 ///     <dataDir>/<network>/last_reserved_ip.<N> the last address handed out from range set N
 ///
 /// Unlike host-local, a lease file is written to a temporary name and hard-linked into
-/// place, so a process killed mid-write never leaves an empty or partial lease.
+/// place, so a process killed mid-write never leaves an empty or partial lease. Leases are not
+/// fsynced (an fsync costs an ext4 disk milliseconds per ADD, and a lease does not outlive its
+/// container, which a power loss ends anyway): an empty lease file, which only a power loss or
+/// a host-local killed mid-write can leave, is reclaimed by the next listing under the lock.
 ///
 /// Pier also keeps `<dataDir>/<network>/.pier-lease-index` (`LeaseIndex`), a cache of the
 /// owners, so listing leases is a readdir rather than a read of every lease file.
@@ -112,7 +115,13 @@ public final class DiskLeaseStore: LeaseBackend {
             // index are not.
             guard let address = IPAddress(name), address.description == name else { continue }
             guard let contents = try? FileSystem.read(directory + "/" + name) else { continue }
-            guard let owner = Self.parseOwner(contents) else { continue }
+            guard let owner = Self.parseOwner(contents) else {
+                // Empty: no writer is active while we hold the lock (host-local takes the same
+                // one), so this is what a crash or power loss left between create and write.
+                // Reclaim the address rather than leave it blocked forever.
+                if isLocked { unlink(directory + "/" + name) }
+                continue
+            }
             leases.append(Lease(address: address, containerID: owner.containerID, ifname: owner.ifname))
             let entry = LeaseIndex.Entry(inode: inode, containerID: owner.containerID, ifname: owner.ifname)
             if LeaseIndex.canStore(entry) { added[name] = entry }
@@ -132,7 +141,7 @@ public final class DiskLeaseStore: LeaseBackend {
             let name = address.description
             guard
                 try FileSystem.createExclusively(
-                    directory: directory, name: name, contents: Self.record(for: attachment))
+                    directory: directory, name: name, contents: Self.record(for: attachment), durable: false)
             else { return false }
             if indexIsCurrent {
                 var info = stat()
@@ -168,9 +177,8 @@ public final class DiskLeaseStore: LeaseBackend {
 
     public func recordLastReserved(_ address: IPAddress, rangeSetIndex index: Int) throws(IPAMError) {
         do {
-            try FileSystem.replace(
-                directory: directory, name: Self.lastReservedPrefix + String(index),
-                contents: Array(address.description.utf8), durable: false)
+            try FileSystem.overwrite(
+                directory + "/" + Self.lastReservedPrefix + String(index), contents: Array(address.description.utf8))
         } catch {
             throw IPAMError(
                 .io, "cannot record last reserved address in \(directory)", details: error.description,

@@ -97,6 +97,25 @@ import Testing
         #expect(!dir.names("net1").contains { $0.hasPrefix(FileSystem.temporaryPrefix) })
     }
 
+    /// A power loss before an unsynced lease reached the disk (or a host-local killed between
+    /// create and write) leaves an empty lease file: the next ADD reclaims the address.
+    @Test func emptyLeaseFilesAreReclaimedUnderTheLock() throws {
+        let dir = try TemporaryDirectory()
+        let narrow = #""ranges":[[{"subnet":"10.7.0.0/30"}]]"#
+        try dir.write("net1/10.7.0.2", "")
+        let ipam = try diskIPAM(dir, narrow)
+        #expect(try ipam.leases().isEmpty)
+        // The /30's only address was held by nothing but the empty file.
+        #expect(try ipam.add(attachment("c1")).addressTexts == ["10.7.0.2/30"])
+        #expect(dir.bytes("net1/10.7.0.2") == Array("c1\r\neth0".utf8))
+        // Whitespace only counts as empty too; a listing outside the lock removes nothing.
+        try dir.write("net1/10.7.0.9", " \n")
+        #expect(try ipam.leases().map(\.containerID) == ["c1"])
+        #expect(dir.names("net1").contains("10.7.0.9"))
+        try ipam.release(attachment("c1"))
+        #expect(!dir.names("net1").contains("10.7.0.9"))
+    }
+
     @Test func delOnAMissingDirectoryAndGCWork() throws {
         let dir = try TemporaryDirectory()
         let ipam = try diskIPAM(dir)
