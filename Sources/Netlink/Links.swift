@@ -73,6 +73,21 @@ public struct BridgePortInfo: Sendable, Equatable {
     public var isolated: Bool?
 }
 
+/// Per-interface IPv4 settings that netlink can set (`IPV4_DEVCONF_*`, linux/ip.h).
+public enum IPv4DeviceConfig: Int32, Sendable, CustomStringConvertible {
+    case forwarding = 1  // IPV4_DEVCONF_FORWARDING
+    case arpNotify = 22  // IPV4_DEVCONF_ARP_NOTIFY
+    case routeLocalnet = 26  // IPV4_DEVCONF_ROUTE_LOCALNET
+
+    public var description: String {
+        switch self {
+        case .forwarding: "forwarding"
+        case .arpNotify: "arp_notify"
+        case .routeLocalnet: "route_localnet"
+        }
+    }
+}
+
 /// A network interface as RTM_NEWLINK describes it.
 public struct Link: Sendable, Equatable {
     public var index: Int32
@@ -97,6 +112,8 @@ public struct Link: Sendable, Equatable {
     /// STP state of a bridge port (BR_STATE_*: 0 disabled, 1 listening, 2 learning,
     /// 3 forwarding, 4 blocking); only forwarding ports pass traffic. Diagnostics read it.
     public var bridgePortState: UInt8?
+    /// IFLA_INET6_CONF: the IPv6 sysctls of this link, indexed by DEVCONF_* (`ipv6Setting`).
+    public var ipv6DeviceConfig: [Int32]?
 
     public var isUp: Bool { flags & UAPI.iffUp != 0 }
     public var hasCarrier: Bool { flags & UAPI.iffLowerUp != 0 }
@@ -116,6 +133,9 @@ public struct Link: Sendable, Equatable {
         linkIndex = attributes.i32(attr(IFLA_LINK))
         linkNetnsID = attributes.i32(attr(IFLA_LINK_NETNSID))
         alias = attributes.string(attr(IFLA_IFALIAS))
+        if let conf = attributes.nested(attr(IFLA_AF_SPEC))?.nested(UInt16(AF_INET6))?[attr(IFLA_INET6_CONF)] {
+            ipv6DeviceConfig = stride(from: 0, to: conf.count - 3, by: 4).map { readI32(conf, $0) }
+        }
         if let info = attributes.nested(attr(IFLA_LINKINFO)) {
             kind = info.string(attr(IFLA_INFO_KIND)).map { LinkKind(rawValue: $0) }
             slaveKind = info.string(attr(IFLA_INFO_SLAVE_KIND)).map { LinkKind(rawValue: $0) }
@@ -413,6 +433,25 @@ extension RouteNetlink {
     public func setAlias(index: Int32, _ alias: String) throws(NetlinkError) {
         try changeLink(index: index, operation: "set link \(index) alias \(alias)") { message in
             message.put(attr(IFLA_IFALIAS), string: alias)
+        }
+    }
+
+    /// Sets per-interface IPv4 settings (the `net/ipv4/conf/<dev>/*` sysctls) over netlink:
+    /// IFLA_AF_SPEC > AF_INET > IFLA_INET_CONF > one u32 per IPV4_DEVCONF_* index. Cheaper than
+    /// /proc/sys, whose path lookup compares against the same names in every other network
+    /// namespace of the host, so it slows down with every container.
+    public func setIPv4DeviceConfig(index: Int32, _ values: [IPv4DeviceConfig: UInt32]) throws(NetlinkError) {
+        let settings = values.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: " ")
+        try changeLink(index: index, operation: "set link \(index) ipv4 \(settings)") { message in
+            message.nest(attr(IFLA_AF_SPEC)) {
+                message.nest(UInt16(AF_INET)) {
+                    message.nest(attr(IFLA_INET_CONF)) {
+                        for (key, value) in values.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+                            message.put(UInt16(key.rawValue), u32: value)
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -38,8 +38,11 @@ public enum BridgeDevice {
                 "\(spec.name) already exists but is not a bridge (it is a \(link.kind?.rawValue ?? "device"))")
         }
         if spec.promiscuous && !link.isPromiscuous { try netlink.setPromiscuous(index: link.index, true) }
-        // The bridge is a router's interface, not a host taking router advertisements.
-        try? Sysctl.ensure("net/ipv6/conf/\(spec.name)/accept_ra", "0")
+        // The bridge is a router's interface, not a host taking router advertisements. Read
+        // from the link message: a /proc/sys lookup slows down with every network namespace.
+        if link.ipv6Setting(.acceptRA).map({ $0 != 0 }) ?? true {
+            try? Sysctl.ensure("net/ipv6/conf/\(spec.name)/accept_ra", "0")
+        }
         if !link.isUp { try netlink.setLinkUp(index: link.index) }
         return try netlink.link(index: link.index)
     }
@@ -47,32 +50,47 @@ public enum BridgeDevice {
     /// Puts each gateway on the bridge with its subnet's prefix length. An IPv4 bridge holds
     /// one address: a different one is an error unless `forceAddress` replaces it. IPv6
     /// addresses of other subnets may coexist.
+    ///
+    /// The usual case, the gateway already there, is one exclusive add answered EEXIST: no dump
+    /// of the host's addresses, which grows with every interface on the host.
     public static func assignGateways(
         _ ips: [CNIResult.IPConfig], to bridge: Link, forceAddress: Bool, netlink: RouteNetlink
     ) throws {
         for ip in ips {
             guard let gateway = ip.gateway, let wanted = IPPrefix(address: gateway, length: ip.address.length)
             else { continue }
-            let existing = try netlink.addresses(index: bridge.index, family: gateway.family)
-                .filter { !$0.prefix.address.isLinkLocal }
-            if existing.contains(where: { $0.prefix == wanted }) { continue }
-            let conflicting = existing.filter { gateway.family == .v4 || $0.prefix.overlaps(wanted) }
-            for address in conflicting {
-                guard forceAddress else {
-                    throw CNIError(
-                        .internalError,
-                        "\"\(bridge.name)\" already has an IP address different from \(wanted): \(address.prefix)"
-                            + " (set forceAddress to replace it)")
-                }
-                try netlink.deleteAddress(address.prefix, index: bridge.index)
+            let options = AddressOptions(noDAD: true)
+            guard try addIfAbsent(wanted, to: bridge, options: options, netlink: netlink) else { continue }
+            // Newly added: now make sure it does not sit beside a conflicting address.
+            let conflicting = try netlink.addresses(index: bridge.index, family: gateway.family)
+                .filter { !$0.prefix.address.isLinkLocal && $0.prefix != wanted }
+                .filter { gateway.family == .v4 || $0.prefix.overlaps(wanted) }
+            guard !conflicting.isEmpty else { continue }
+            try ignoringMissing { try netlink.deleteAddress(wanted, index: bridge.index) }
+            guard forceAddress else {
+                throw CNIError(
+                    .internalError,
+                    "\"\(bridge.name)\" already has an IP address different from \(wanted): \(conflicting[0].prefix)"
+                        + " (set forceAddress to replace it)")
             }
-            try ignoringExisting {
-                try netlink.addAddress(wanted, index: bridge.index, options: AddressOptions(noDAD: true))
-            }
+            for address in conflicting { try netlink.deleteAddress(address.prefix, index: bridge.index) }
+            try ignoringExisting { try netlink.addAddress(wanted, index: bridge.index, options: options) }
         }
         // Setting the MAC to itself pins it: a bridge otherwise takes the lowest port MAC and
         // changes it as ports come and go, which breaks neighbours' caches and conntrack.
         if let mac = try netlink.link(index: bridge.index).mac { try netlink.setMAC(index: bridge.index, mac) }
+    }
+
+    /// Adds `prefix` to `link`; false when it was already there.
+    private static func addIfAbsent(
+        _ prefix: IPPrefix, to link: Link, options: AddressOptions, netlink: RouteNetlink
+    ) throws -> Bool {
+        do {
+            try netlink.addAddress(prefix, index: link.index, options: options)
+            return true
+        } catch  where error.isExists {
+            return false
+        }
     }
 }
 

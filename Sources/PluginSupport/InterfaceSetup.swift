@@ -14,21 +14,25 @@ public struct InterfaceSetup {
         self.netlink = netlink
     }
 
-    /// Sysctls a container interface needs before its addresses appear: announce them with a
+    /// Settings a container interface needs before its addresses appear: announce them with a
     /// gratuitous ARP/NA as soon as the link comes up (`arp_notify`, `ndisc_notify`), and skip
     /// duplicate address detection unless asked (IPAM made the address unique; DAD costs ~2 s).
+    /// IPv4's goes over netlink and IPv6's are read from the link first: a /proc/sys path
+    /// lookup compares against the same names in every other network namespace of the host.
     public func prepare(ifName: String, families: Set<IPFamily>, enableDAD: Bool) throws {
+        let link = try netlink.link(named: ifName)
+        try netlink.setIPv4DeviceConfig(index: link.index, [.arpNotify: 1])
+        guard families.contains(.v6) else { return }
+        // A container netns may start with IPv6 disabled; addresses would be refused.
+        let loopbackDisabled = try netlink.link(named: "lo").ipv6Setting(.disableIPv6).map { $0 != 0 } ?? true
+        let linkDisabled = link.ipv6Setting(.disableIPv6).map { $0 != 0 } ?? true
         try namespace.perform { () throws(Sysctl.Failure) in
-            try Sysctl.write("net/ipv4/conf/\(ifName)/arp_notify", "1")
-            if families.contains(.v6) {
-                // A container netns may start with IPv6 disabled; addresses would be refused.
-                try Sysctl.ensure("net/ipv6/conf/lo/disable_ipv6", "0")
-                try Sysctl.ensure("net/ipv6/conf/\(ifName)/disable_ipv6", "0")
-                try Sysctl.write("net/ipv6/conf/\(ifName)/keep_addr_on_down", "1")
-                try Sysctl.write("net/ipv6/conf/\(ifName)/ndisc_notify", "1")
-                try Sysctl.write("net/ipv6/conf/\(ifName)/accept_dad", enableDAD ? "1" : "0")
-                if enableDAD { try Sysctl.write("net/ipv6/conf/\(ifName)/enhanced_dad", "1") }
-            }
+            if loopbackDisabled { try Sysctl.ensure("net/ipv6/conf/lo/disable_ipv6", "0") }
+            if linkDisabled { try Sysctl.ensure("net/ipv6/conf/\(ifName)/disable_ipv6", "0") }
+            try Sysctl.write("net/ipv6/conf/\(ifName)/keep_addr_on_down", "1")
+            try Sysctl.write("net/ipv6/conf/\(ifName)/ndisc_notify", "1")
+            try Sysctl.write("net/ipv6/conf/\(ifName)/accept_dad", enableDAD ? "1" : "0")
+            if enableDAD { try Sysctl.write("net/ipv6/conf/\(ifName)/enhanced_dad", "1") }
         }
     }
 
@@ -78,10 +82,13 @@ public struct InterfaceSetup {
     }
 }
 
-/// Host-wide forwarding, written only when it is not already on (as the reference does).
-public func enableForwarding(for families: Set<IPFamily>) throws {
-    if families.contains(.v4) { try Sysctl.ensure("net/ipv4/ip_forward", "1") }
-    if families.contains(.v6) { try Sysctl.ensure("net/ipv6/conf/all/forwarding", "1") }
+/// Host-wide forwarding, written only when it is not already on (as the reference does); asked
+/// over netlink first, since a /proc/sys lookup slows down with every network namespace.
+public func enableForwarding(for families: Set<IPFamily>, netlink: RouteNetlink) throws {
+    if families.contains(.v4), try netlink.forwarding(.v4) != true { try Sysctl.ensure("net/ipv4/ip_forward", "1") }
+    if families.contains(.v6), try netlink.forwarding(.v6) != true {
+        try Sysctl.ensure("net/ipv6/conf/all/forwarding", "1")
+    }
 }
 
 /// Parses the MAC a runtime asked for, in the reference's order of precedence: `CNI_ARGS MAC=`,

@@ -61,7 +61,6 @@ public struct VethSetup {
             try host.setBridgePort(
                 index: hostLink.index, hairpin: options.hairpin ? true : nil, isolated: options.isolated ? true : nil)
         }
-        try? Sysctl.ensure("net/ipv6/conf/\(hostName)/accept_ra", "0")
         try configurePort(hostLink)
         try host.setLinkUp(index: hostLink.index)
         return Ports(

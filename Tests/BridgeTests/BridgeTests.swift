@@ -80,6 +80,29 @@ struct BridgeTests {
         }
     }
 
+    /// Settings go over netlink where the kernel allows (arp_notify) and IPv6's are read from
+    /// the link before any /proc/sys write: a container netns that starts with IPv6 disabled
+    /// still gets its IPv6 address, and the host's forwarding is switched on.
+    @Test func aContainerNetnsWithIPv6DisabledGetsItsAddressesAndTheKernelSettings() throws {
+        let network = Self.network(subnet4: "10.77.9.0/24", subnet6: "fd77:9::/64")
+        defer { network.cleanUp() }
+        try withTestHosts(2) { hosts in
+            let (host, c1) = (hosts[0], hosts[1])
+            for key in ["all", "default", "lo"] {
+                try c1.mustRun(["sysctl", "-qw", "net.ipv6.conf.\(key).disable_ipv6=1"])
+            }
+            try host.mustRun(["sysctl", "-qw", "net.ipv4.ip_forward=0"])
+            let result = try add(network, c1, on: host)
+            let v6 = try #require(Self.containerAddress(result, family: "6"))
+            #expect(try c1.addresses(of: "eth0").contains("\(v6)/64"))
+            #expect(try c1.mustRun(["cat", "/proc/sys/net/ipv4/conf/eth0/arp_notify"]).stdout.hasPrefix("1"))
+            #expect(try c1.mustRun(["cat", "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"]).stdout.hasPrefix("0"))
+            #expect(try host.mustRun(["cat", "/proc/sys/net/ipv4/ip_forward"]).stdout.hasPrefix("1"))
+            #expect(c1.canPing("fd77:9::1"))
+            _ = try delete(network, c1, id: c1.name, on: host)
+        }
+    }
+
     @Test func delWorksWhenTheNetnsIsGoneOrEmptyAndRepeats() throws {
         let network = Self.network(subnet4: "10.78.0.0/24", subnet6: "fd78::/64")
         defer { network.cleanUp() }

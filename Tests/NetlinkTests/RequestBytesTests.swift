@@ -385,6 +385,34 @@ private func mac(_ text: String) -> MACAddress {
         expectBytes(sent, expected)
     }
 
+    @Test func ipv4DeviceConfigOverNetlink() throws {
+        // IFLA_AF_SPEC 26 > AF_INET 2 > IFLA_INET_CONF 1 > IPV4_DEVCONF_ARP_NOTIFY 22,
+        // IPV4_DEVCONF_ROUTE_LOCALNET 26, each a u32, in index order.
+        let sent = try requests { try $0.setIPv4DeviceConfig(index: 9, [.routeLocalnet: 1, .arpNotify: 1]) }
+        let expected = Wire.message(
+            type: 16, flags: Wire.plain, seq: 1, Wire.ifinfomsg(index: 9),
+            Wire.nest(26, Wire.nest(2, Wire.nest(1, Wire.attr(22, Wire.u32(1)), Wire.attr(26, Wire.u32(1))))))
+        expectBytes(sent, expected)
+    }
+
+    @Test func forwardingIsAskedWithGetNetconfForAllInterfaces() throws {
+        // RTM_GETNETCONF 82, struct netconfmsg padded to 4, NETCONFA_IFINDEX 1 = -1 (ALL);
+        // the answer, RTM_NEWNETCONF 80, carries NETCONFA_FORWARDING 2.
+        let transport = RecordingTransport(portID: 77)
+        transport.onSend = { request in
+            [
+                Wire.message(
+                    type: 80, flags: 0, seq: Wire.seq(of: request), pid: 77, [10, 0, 0, 0], Wire.attr(1, Wire.i32(-1)),
+                    Wire.attr(2, Wire.i32(0))),
+                Wire.errorReply(to: request, error: 0, pid: 77),
+            ]
+        }
+        let netlink = RouteNetlink(transport: transport, firstSequence: 1)
+        #expect(try netlink.forwarding(.v6) == false)
+        let expected = Wire.message(type: 82, flags: Wire.plain, seq: 1, [10, 0, 0, 0], Wire.attr(1, Wire.i32(-1)))
+        expectBytes(transport.sent, expected)
+    }
+
     @Test func invalidInputIsRejectedBeforeSending() throws {
         let transport = RecordingTransport()
         let netlink = RouteNetlink(transport: transport, firstSequence: 1)

@@ -101,7 +101,7 @@ struct BridgePlugin: CNIPlugin {
                     netlink: host)
             try BridgeDevice.assignGateways(
                 result.ips, to: gatewayLink, forceAddress: config.forceAddress, netlink: host)
-            try enableForwarding(for: families)
+            try enableForwarding(for: families, netlink: host)
         }
     }
 

@@ -104,7 +104,7 @@ struct OverlayPlugin: CNIPlugin {
             // containers, and the VXLAN device only ever answers ARP for remote containers.
             try BridgeDevice.assignGateways(
                 result.ips, to: devices.bridge, forceAddress: config.forceAddress, netlink: host)
-            try enableForwarding(for: families)
+            try enableForwarding(for: families, netlink: host)
         }
     }
 
