@@ -4,11 +4,13 @@ Every benchmark runs Pier's plugins and the reference Go plugins (Debian's
 containernetworking-plugins, /usr/lib/cni) side by side in one run, inside network
 namespaces the benchmark creates and removes itself.
 """
+import atexit
 import contextlib
 import ctypes
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -20,14 +22,37 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE_DIR = "/usr/lib/cni"
 
 
+# Release flags: the Swift runtime linked statically (what ships to /opt/cni/bin), and no
+# $ORIGIN rpath, which would make the loader probe a dozen directories beside every plugin for
+# libmnl and libnftnl on each start.
+RELEASE_FLAGS = ["-c", "release", "--static-swift-stdlib", "--disable-local-rpath"]
+
+_TEMPORARIES = []
+
+
+def _remove_temporaries():
+    for path in _TEMPORARIES:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+atexit.register(_remove_temporaries)
+# SIGTERM (a timeout, a CI runner stopping) unwinds like an exception, so every `finally`
+# and context manager below still removes its namespaces.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+def temporary_directory(prefix):
+    """A private directory removed when the benchmark exits."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    _TEMPORARIES.append(path)
+    return path
+
+
 def build_release():
-    """Release build, Swift runtime linked statically (what ships to /opt/cni/bin)."""
-    subprocess.run(
-        ["swift", "build", "-c", "release", "--static-swift-stdlib"],
-        cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["swift", "build"] + RELEASE_FLAGS, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     out = subprocess.run(
-        ["swift", "build", "-c", "release", "--static-swift-stdlib", "--show-bin-path"],
-        cwd=ROOT, check=True, capture_output=True, text=True)
+        ["swift", "build"] + RELEASE_FLAGS + ["--show-bin-path"], cwd=ROOT, check=True, capture_output=True,
+        text=True)
     return out.stdout.strip()
 
 
@@ -51,7 +76,7 @@ def peak_rss_kib(path, command, config, env_extra=None):
 
 def install_stripped(bin_dir, names):
     """Copies and strips the plugins into a private CNI_PATH directory, as a package would."""
-    target = tempfile.mkdtemp(prefix="pier-bench-bin-")
+    target = temporary_directory("pier-bench-bin-")
     for name in names:
         shutil.copy2(os.path.join(bin_dir, name), os.path.join(target, name))
         subprocess.run(["strip", os.path.join(target, name)], check=True)

@@ -40,7 +40,7 @@ def main():
     bin_dir = benchlib.build_release()
     pier_dir = benchlib.install_stripped(bin_dir, ["ipam"])
     plugins = {"pier": os.path.join(pier_dir, "ipam"), "ref": os.path.join(benchlib.REFERENCE_DIR, "host-local")}
-    data_dir = tempfile.mkdtemp(prefix="pier-bench-ipam-")
+    data_dir = benchlib.temporary_directory("pier-bench-ipam-")
     # IPAM never enters the netns, but plugins refuse their own netns: name another one.
     container = benchlib.Netns("pier-b-ipam").__enter__()
     global NETNS

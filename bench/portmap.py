@@ -44,7 +44,7 @@ def main():
 
     bin_dir = benchlib.build_release()
     pier_path = benchlib.install_stripped(bin_dir, ["bridge", "ipam", "portmap"])
-    data_dir = benchlib.tempfile.mkdtemp(prefix="pier-bench-leases-")
+    data_dir = benchlib.temporary_directory("pier-bench-leases-")
     suites = {}
     background = {"pier": [], "ref": []}
     rows = []
