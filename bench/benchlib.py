@@ -129,7 +129,10 @@ def _spawn_and_wait(argv, env, config):
         (os.POSIX_SPAWN_CLOSE, in_w), (os.POSIX_SPAWN_CLOSE, out_r), (os.POSIX_SPAWN_CLOSE, err_r)])
     for fd in (in_r, out_w, err_w):
         os.close(fd)
-    os.write(in_w, config.encode())
+    try:
+        os.write(in_w, config.encode())
+    except BrokenPipeError:
+        pass  # the plugin did not read stdin (VERSION) and has exited already
     os.close(in_w)
     chunks = {out_r: [], err_r: []}
     open_fds = [out_r, err_r]

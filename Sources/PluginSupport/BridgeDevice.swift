@@ -56,11 +56,13 @@ public enum BridgeDevice {
     public static func assignGateways(
         _ ips: [CNIResult.IPConfig], to bridge: Link, forceAddress: Bool, netlink: RouteNetlink
     ) throws {
+        var added = false
         for ip in ips {
             guard let gateway = ip.gateway, let wanted = IPPrefix(address: gateway, length: ip.address.length)
             else { continue }
             let options = AddressOptions(noDAD: true)
             guard try addIfAbsent(wanted, to: bridge, options: options, netlink: netlink) else { continue }
+            added = true
             // Newly added: now make sure it does not sit beside a conflicting address.
             let conflicting = try netlink.addresses(index: bridge.index, family: gateway.family)
                 .filter { !$0.prefix.address.isLinkLocal && $0.prefix != wanted }
@@ -77,8 +79,10 @@ public enum BridgeDevice {
             try ignoringExisting { try netlink.addAddress(wanted, index: bridge.index, options: options) }
         }
         // Setting the MAC to itself pins it: a bridge otherwise takes the lowest port MAC and
-        // changes it as ports come and go, which breaks neighbours' caches and conntrack.
-        if let mac = try netlink.link(index: bridge.index).mac { try netlink.setMAC(index: bridge.index, mac) }
+        // changes it as ports come and go, which breaks neighbours' caches and conntrack. Only
+        // when a gateway was just added (the network's first ADD): every MAC change, even to
+        // the same value, flushes the bridge's ARP entries and the namespace's route cache.
+        if added, let mac = try netlink.link(index: bridge.index).mac { try netlink.setMAC(index: bridge.index, mac) }
     }
 
     /// Adds `prefix` to `link`; false when it was already there.

@@ -103,6 +103,33 @@ struct BridgeTests {
         }
     }
 
+    /// The bridge's MAC is pinned by the network's first ADD, so a port with a lower MAC does not
+    /// take it over (MAC flapping); later ADDs leave it alone, since every MAC write, even of the
+    /// same value, flushes the bridge's ARP cache.
+    @Test func theBridgeMACIsPinnedOnceAndLaterADDsKeepTheNeighbourCache() throws {
+        let network = Self.network(subnet4: "10.77.10.0/24", subnet6: "fd77:10::/64")
+        defer { network.cleanUp() }
+        try withTestHosts(3) { hosts in
+            let (host, c1, c2) = (hosts[0], hosts[1], hosts[2])
+            _ = try add(network, c1, on: host)
+            let bridge = try #require(network.plugin["bridge"] as? String)
+            let pinned = try #require(try host.link(bridge)?["address"] as? String)
+            try host.mustRun(["ip", "link", "add", "lowmac", "address", "00:00:00:00:00:01", "type", "veth"])
+            try host.mustRun(["ip", "link", "set", "lowmac", "master", bridge, "up"])
+            try host.mustRun([
+                "ip", "neigh", "replace", "10.77.10.200", "lladdr", "02:00:00:00:00:c8", "dev", bridge, "nud",
+                "reachable",
+            ])
+            _ = try add(network, c2, on: host)
+            #expect(try host.link(bridge)?["address"] as? String == pinned)
+            let neighbours = try host.ipJSON(["neigh", "show", "dev", bridge])
+            #expect(neighbours.contains { $0["dst"] as? String == "10.77.10.200" }, "ARP cache flushed: \(neighbours)")
+            try host.mustRun(["ip", "link", "del", "lowmac"])
+            _ = try delete(network, c1, id: c1.name, on: host)
+            _ = try delete(network, c2, id: c2.name, on: host)
+        }
+    }
+
     @Test func delWorksWhenTheNetnsIsGoneOrEmptyAndRepeats() throws {
         let network = Self.network(subnet4: "10.78.0.0/24", subnet6: "fd78::/64")
         defer { network.cleanUp() }
