@@ -101,7 +101,8 @@ def write_report(args, levels, rows, per_level, partial=False):
         "map elements over netlink) vs reference `bridge`+`host-local`+`portmap` (Debian "
         "containernetworking-plugins; default iptables backend). Same config (isGateway, isDefaultGateway, "
         "/16, snat), each plugin exec'd inside its test host (the benchmark enters the host's network "
-        "namespace itself, as a runtime living there would, so no wrapper process is timed); median of {args.samples} ADD+DEL pairs per level, N = containers with a published port "
+        "namespace itself, as a runtime living there would, so no wrapper process is timed); "
+        f"median of {args.samples} ADD+DEL pairs per level, N = containers with a published port "
         "including the measured one. Stripped static release builds.\n\n")
     report += benchlib.table(
         ["N", "pier ADD ms", "ref ADD ms", "ADD ratio", "pier DEL ms", "ref DEL ms", "DEL ratio"], rows)
