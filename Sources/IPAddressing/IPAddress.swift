@@ -1,6 +1,10 @@
 /// An address family: IPv4 or IPv6.
-public enum IPFamily: Sendable, Hashable, CaseIterable {
+public enum IPFamily: Sendable, Hashable, CaseIterable, CustomStringConvertible {
     case v4, v6
+
+    /// Spelled out, so interpolating a family is static: the reflection fallback's first use
+    /// scans every protocol conformance in the binary, milliseconds at a plugin's start.
+    public var description: String { self == .v4 ? "v4" : "v6" }
 
     /// Bits in an address of this family.
     public var bitCount: Int { self == .v4 ? 32 : 128 }

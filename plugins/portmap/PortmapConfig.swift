@@ -71,7 +71,12 @@ func plan(_ mappings: [PortMapping], v4: IPAddress?, v6: IPAddress?) throws(Mapp
             let port = PublishedPort(
                 protocolNumber: protocolNumber, hostPort: UInt16(mapping.hostPort), hostAddress: hostAddress,
                 container: container, containerPort: UInt16(mapping.containerPort))
-            let key = "\(family) \(hostAddress.map { "\($0)" } ?? "*") \(protocolNumber) \(mapping.hostPort)"
+            // Plain strings only: interpolating an enum goes through reflection, whose first use
+            // scans every protocol conformance in the binary (a third of a portmap ADD's work).
+            let familyName = family == .v4 ? "4" : "6"
+            let key =
+                familyName + " " + (hostAddress?.description ?? "*") + " " + String(protocolNumber) + " "
+                + String(mapping.hostPort)
             if let earlier = keys[key] {
                 // The same mapping twice is harmless; one host port to two targets is not.
                 if earlier != port { throw .invalid("portMappings: host port requested twice: \(earlier) and \(port)") }
