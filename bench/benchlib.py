@@ -22,11 +22,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE_DIR = "/usr/lib/cni"
 
 
-# Release flags: the Swift runtime linked statically (what ships to /opt/cni/bin), and no
-# $ORIGIN rpath, which would make the loader probe a dozen directories beside every plugin for
-# libmnl and libnftnl on each start.
-RELEASE_FLAGS = ["-c", "release", "--static-swift-stdlib", "--disable-local-rpath"]
-
 _TEMPORARIES = []
 
 
@@ -49,11 +44,10 @@ def temporary_directory(prefix):
 
 
 def build_release():
-    subprocess.run(["swift", "build"] + RELEASE_FLAGS, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    """The binaries as they ship (scripts/build-release says which flags and why)."""
     out = subprocess.run(
-        ["swift", "build"] + RELEASE_FLAGS + ["--show-bin-path"], cwd=ROOT, check=True, capture_output=True,
-        text=True)
-    return out.stdout.strip()
+        [os.path.join(ROOT, "scripts", "build-release")], cwd=ROOT, check=True, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
 
 
 def spawnrss():
@@ -184,6 +178,31 @@ class Netns:
     @property
     def path(self):
         return f"/run/netns/{self.name}"
+
+
+class NetnsBatch:
+    """`count` throwaway namespaces created before a level's samples and deleted after them.
+    The kernel tears a deleted namespace down asynchronously, holding the RTNL lock that every
+    link change and lookup needs; deleting each sample's namespace right after its DEL made the
+    next sample's ADD wait for that teardown, which grows with the number of namespaces on the
+    machine. That is the benchmark's own cost, not a plugin's, so no sample pays it."""
+
+    def __init__(self, prefix, count):
+        self.namespaces = [Netns(prefix) for _ in range(count)]
+        self._entered = []
+
+    def __enter__(self):
+        try:
+            for ns in self.namespaces:
+                self._entered.append(ns.__enter__())
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self.namespaces
+
+    def __exit__(self, *exc):
+        for ns in self._entered:
+            ns.__exit__(None, None, None)
 
 
 def require_root():

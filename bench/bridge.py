@@ -109,15 +109,19 @@ def main():
                     floor.add(ns.name, ns.path)
                     background["floor"].append(ns)
                 samples = {k: {"add": [], "del": []} for k in list(suites) + ["floor"]}
-                for i in range(args.samples):
-                    for kind, chain in suites.items():
-                        with benchlib.Netns(f"pier-b-{kind}") as ns:
+                with benchlib.NetnsBatch("pier-b-pier", args.samples) as pier_ns, \
+                        benchlib.NetnsBatch("pier-b-ref", args.samples) as ref_ns, \
+                        benchlib.NetnsBatch("pier-b-floor", args.samples) as floor_ns:
+                    sample_ns = {"pier": pier_ns, "ref": ref_ns}
+                    for i in range(args.samples):
+                        for kind, chain in suites.items():
+                            ns = sample_ns[kind][i]
                             cid = f"m-{ns.name}"
                             add_s, result = chain.add(cid, ns.path)
                             del_s = chain.delete(cid, ns.path, result)
                             samples[kind]["add"].append(add_s)
                             samples[kind]["del"].append(del_s)
-                    with benchlib.Netns("pier-b-floor") as ns:
+                        ns = floor_ns[i]
                         add_s, host_end = floor.add(ns.name, ns.path)
                         samples["floor"]["add"].append(add_s)
                         samples["floor"]["del"].append(floor.delete(ns.name, ns.path, host_end))
@@ -150,7 +154,7 @@ def main():
                "same config (isGateway, isDefaultGateway, ipMasq, /16), each plugin exec'd inside its test host "
                "(the benchmark enters the host's network namespace itself, as a runtime living there would, so no "
                f"wrapper process is timed); median of {args.samples} ADD+DEL pairs per level, "
-               "N = containers on the bridge including the measured one. Stripped static release builds.\n\n")
+               "N = containers on the bridge including the measured one. Each sample's container namespace is made before its level and deleted after it, so no sample waits for the kernel's teardown of another's. Stripped release builds from `scripts/build-release`.\n\n")
     report += benchlib.table(
         ["N", "pier ADD ms", "ref ADD ms", "ADD ratio", "pier DEL ms", "ref DEL ms", "DEL ratio"], rows)
     if len(rows) > 1:

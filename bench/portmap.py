@@ -65,9 +65,12 @@ def main():
                         port = 20000 + len(background[kind])
                         chain.add(f"bg-{ns.name}", ns.path, runtime_config=mapping(port))
                 samples = {k: {"add": [], "del": []} for k in suites}
-                for i in range(args.samples):
-                    for kind, chain in suites.items():
-                        with benchlib.Netns(f"pier-b-{kind}") as ns:
+                with benchlib.NetnsBatch("pier-b-pier", args.samples) as pier_ns, \
+                        benchlib.NetnsBatch("pier-b-ref", args.samples) as ref_ns:
+                    sample_ns = {"pier": pier_ns, "ref": ref_ns}
+                    for i in range(args.samples):
+                        for kind, chain in suites.items():
+                            ns = sample_ns[kind][i]
                             cid = f"m-{ns.name}"
                             rc = mapping(40000 + i)
                             add_s, result = chain.add(cid, ns.path, runtime_config=rc)
@@ -103,7 +106,7 @@ def write_report(args, levels, rows, per_level, partial=False):
         "/16, snat), each plugin exec'd inside its test host (the benchmark enters the host's network "
         "namespace itself, as a runtime living there would, so no wrapper process is timed); "
         f"median of {args.samples} ADD+DEL pairs per level, N = containers with a published port "
-        "including the measured one. Stripped static release builds.\n\n")
+        "including the measured one. Each sample's container namespace is made before its level and deleted after it, so no sample waits for the kernel's teardown of another's. Stripped release builds from `scripts/build-release`.\n\n")
     report += benchlib.table(
         ["N", "pier ADD ms", "ref ADD ms", "ADD ratio", "pier DEL ms", "ref DEL ms", "DEL ratio"], rows)
     done = [lv for lv in levels if lv in per_level]

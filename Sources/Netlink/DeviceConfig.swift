@@ -10,7 +10,32 @@ public enum IPv6DeviceConfig: Int, Sendable {
     case disableIPv6 = 26  // DEVCONF_DISABLE_IPV6
 }
 
+/// How the kernel makes a link's IPv6 link-local address (IN6_ADDR_GEN_MODE_*, linux/if_link.h).
+public enum IPv6AddressGeneration: UInt8, Sendable, CustomStringConvertible {
+    case eui64 = 0
+    /// No link-local address at all: for links that only carry frames, such as bridge ports.
+    case none = 1
+    case stablePrivacy = 2
+    case random = 3
+
+    public var description: String {
+        switch self {
+        case .eui64: "eui64"
+        case .none: "none"
+        case .stablePrivacy: "stable_secret"
+        case .random: "random"
+        }
+    }
+}
+
 extension Link {
+    /// The link's IPv4 setting, or nil when the kernel reported none.
+    public func ipv4Setting(_ setting: IPv4DeviceConfig) -> UInt32? {
+        // IFLA_INET_CONF starts at IPV4_DEVCONF_FORWARDING (1): index n is setting n + 1.
+        guard let values = ipv4DeviceConfig, values.indices.contains(Int(setting.rawValue) - 1) else { return nil }
+        return values[Int(setting.rawValue) - 1]
+    }
+
     /// The link's IPv6 setting, or nil when the kernel reported none (IPv6 off or absent).
     public func ipv6Setting(_ setting: IPv6DeviceConfig) -> Int32? {
         guard let values = ipv6DeviceConfig, values.indices.contains(setting.rawValue) else { return nil }

@@ -114,6 +114,10 @@ public struct Link: Sendable, Equatable {
     public var bridgePortState: UInt8?
     /// IFLA_INET6_CONF: the IPv6 sysctls of this link, indexed by DEVCONF_* (`ipv6Setting`).
     public var ipv6DeviceConfig: [Int32]?
+    /// IFLA_INET_CONF: the IPv4 sysctls of this link, IPV4_DEVCONF_* n at n - 1 (`ipv4Setting`).
+    public var ipv4DeviceConfig: [UInt32]?
+    /// IFLA_INET6_ADDR_GEN_MODE: how the kernel makes this link's IPv6 link-local address.
+    public var ipv6AddressGeneration: IPv6AddressGeneration?
 
     public var isUp: Bool { flags & UAPI.iffUp != 0 }
     public var hasCarrier: Bool { flags & UAPI.iffLowerUp != 0 }
@@ -133,8 +137,18 @@ public struct Link: Sendable, Equatable {
         linkIndex = attributes.i32(attr(IFLA_LINK))
         linkNetnsID = attributes.i32(attr(IFLA_LINK_NETNSID))
         alias = attributes.string(attr(IFLA_IFALIAS))
-        if let conf = attributes.nested(attr(IFLA_AF_SPEC))?.nested(UInt16(AF_INET6))?[attr(IFLA_INET6_CONF)] {
-            ipv6DeviceConfig = stride(from: 0, to: conf.count - 3, by: 4).map { readI32(conf, $0) }
+        if let families = attributes.nested(attr(IFLA_AF_SPEC)) {
+            if let conf = families.nested(UInt16(AF_INET))?[attr(IFLA_INET_CONF)] {
+                ipv4DeviceConfig = stride(from: 0, to: conf.count - 3, by: 4).map { readU32(conf, $0) }
+            }
+            if let inet6 = families.nested(UInt16(AF_INET6)) {
+                if let conf = inet6[attr(IFLA_INET6_CONF)] {
+                    ipv6DeviceConfig = stride(from: 0, to: conf.count - 3, by: 4).map { readI32(conf, $0) }
+                }
+                ipv6AddressGeneration = inet6.u8(attr(IFLA_INET6_ADDR_GEN_MODE)).flatMap {
+                    IPv6AddressGeneration(rawValue: $0)
+                }
+            }
         }
         if let info = attributes.nested(attr(IFLA_LINKINFO)) {
             kind = info.string(attr(IFLA_INFO_KIND)).map { LinkKind(rawValue: $0) }
@@ -450,6 +464,18 @@ extension RouteNetlink {
                             message.put(UInt16(key.rawValue), u32: value)
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// Sets how the kernel makes the link's IPv6 addresses (IFLA_AF_SPEC > AF_INET6 >
+    /// IFLA_INET6_ADDR_GEN_MODE). The kernel refuses it on a link without IPv6 (EAFNOSUPPORT).
+    public func setIPv6AddressGeneration(index: Int32, _ mode: IPv6AddressGeneration) throws(NetlinkError) {
+        try changeLink(index: index, operation: "set link \(index) addrgenmode \(mode)") { message in
+            message.nest(attr(IFLA_AF_SPEC)) {
+                message.nest(UInt16(AF_INET6)) {
+                    message.put(attr(IFLA_INET6_ADDR_GEN_MODE), u8: mode.rawValue)
                 }
             }
         }

@@ -21,7 +21,7 @@ public struct InterfaceSetup {
     /// lookup compares against the same names in every other network namespace of the host.
     public func prepare(ifName: String, families: Set<IPFamily>, enableDAD: Bool) throws {
         let link = try netlink.link(named: ifName)
-        try netlink.setIPv4DeviceConfig(index: link.index, [.arpNotify: 1])
+        if link.ipv4Setting(.arpNotify) != 1 { try netlink.setIPv4DeviceConfig(index: link.index, [.arpNotify: 1]) }
         guard families.contains(.v6) else { return }
         // A container netns may start with IPv6 disabled; addresses would be refused.
         let loopbackDisabled = try netlink.link(named: "lo").ipv6Setting(.disableIPv6).map { $0 != 0 } ?? true

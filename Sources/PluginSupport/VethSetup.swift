@@ -57,6 +57,12 @@ public struct VethSetup {
                 mtu: options.mtu, peerMAC: mac, masterIndex: bridge.index))
         let hostLink = try host.link(named: hostName)
         try host.setAlias(index: hostLink.index, attachment.linkAlias)
+        // A bridge port only carries frames. Without a link-local address it sends no DAD or MLD
+        // flooded to every other port, and adds no IPv6 routes, which the kernel walks whenever
+        // any port goes up or down: with them ADD and DEL slow down with every container.
+        if hostLink.ipv6DeviceConfig != nil {
+            try host.setIPv6AddressGeneration(index: hostLink.index, .none)
+        }
         if options.hairpin || options.isolated {
             try host.setBridgePort(
                 index: hostLink.index, hairpin: options.hairpin ? true : nil, isolated: options.isolated ? true : nil)

@@ -59,6 +59,12 @@ struct BridgeTests {
             // The kernel agrees: a bridge with the gateway addresses and the host veth as a port.
             let hostVeth = try #require(interfaces[1]["name"] as? String)
             #expect(try host.link(hostVeth)?["master"] as? String == bridge)
+            // A port only carries frames: no link-local address of its own, so no IPv6 routes
+            // but the multicast one every IPv6 link has.
+            #expect(try host.link(hostVeth)?["inet6_addr_gen_mode"] as? String == "none")
+            #expect(try host.addresses(of: hostVeth, includeLinkLocal: true).isEmpty)
+            let portRoutes = try host.ipJSON(["-6", "route", "show", "table", "all", "dev", hostVeth])
+            #expect(portRoutes.allSatisfy { $0["type"] as? String == "multicast" })
             #expect(Set(try host.addresses(of: bridge)) == ["10.77.0.1/24", "fd77::1/64"])
             let a1 = try #require(Self.containerAddress(r1, family: "4"))
             #expect(try c1.addresses(of: "eth0").contains("\(a1)/24"))

@@ -19,7 +19,14 @@ private func linkMessage(seq: UInt32, pid: UInt32, index: Int32, name: String, f
             Wire.attr(1, Wire.str("vxlan")),
             Wire.nest(2, Wire.attr(1, Wire.u32(42)), Wire.attr(15, [0x12, 0xb5]), Wire.attr(7, [0])),
             Wire.attr(4, Wire.str("bridge")),
-            Wire.nest(5, Wire.attr(4, [1]), Wire.attr(33, [1]))))
+            Wire.nest(5, Wire.attr(4, [1]), Wire.attr(33, [1]))),
+        // IFLA_AF_SPEC 26 > AF_INET 2 > IFLA_INET_CONF 1: u32s from IPV4_DEVCONF_FORWARDING (1),
+        // arp_notify (22) on; AF_INET6 10 > IFLA_INET6_CONF 2 (s32s from DEVCONF 0, accept_ra 3
+        // = 2) and IFLA_INET6_ADDR_GEN_MODE 8 = none (1).
+        Wire.nest(
+            26,
+            Wire.nest(2, Wire.attr(1, (1...26).flatMap { Wire.u32($0 == 1 || $0 == 22 ? 1 : 0) })),
+            Wire.nest(10, Wire.attr(2, (0...30).flatMap { Wire.i32($0 == 3 ? 2 : 0) }), Wire.attr(8, [1]))))
 }
 
 @Suite struct ReplyParsingTests {
@@ -101,6 +108,12 @@ private func linkMessage(seq: UInt32, pid: UInt32, index: Int32, name: String, f
         #expect(link.vxlan?.learning == false)
         #expect(link.slaveKind == .bridge)
         #expect(link.bridgePort == BridgePortInfo(hairpin: true, isolated: true))
+        #expect(link.ipv4Setting(.forwarding) == 1)
+        #expect(link.ipv4Setting(.arpNotify) == 1)
+        #expect(link.ipv4Setting(.routeLocalnet) == 0)
+        #expect(link.ipv6Setting(.acceptRA) == 2)
+        #expect(link.ipv6Setting(.disableIPv6) == 0)
+        #expect(link.ipv6AddressGeneration == IPv6AddressGeneration.none)
     }
 
     @Test func multipartDumpIsCollectedAcrossDatagrams() throws {

@@ -395,6 +395,15 @@ private func mac(_ text: String) -> MACAddress {
         expectBytes(sent, expected)
     }
 
+    @Test func ipv6AddressGenerationOverNetlink() throws {
+        // IFLA_AF_SPEC 26 > AF_INET6 10 > IFLA_INET6_ADDR_GEN_MODE 8, a u8: none is 1.
+        let sent = try requests { try $0.setIPv6AddressGeneration(index: 9, .none) }
+        let expected = Wire.message(
+            type: 16, flags: Wire.plain, seq: 1, Wire.ifinfomsg(index: 9),
+            Wire.nest(26, Wire.nest(10, Wire.attr(8, [1]))))
+        expectBytes(sent, expected)
+    }
+
     @Test func forwardingIsAskedWithGetNetconfForAllInterfaces() throws {
         // RTM_GETNETCONF 82, struct netconfmsg padded to 4, NETCONFA_IFINDEX 1 = -1 (ALL);
         // the answer, RTM_NEWNETCONF 80, carries NETCONFA_FORWARDING 2.

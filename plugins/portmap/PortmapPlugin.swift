@@ -180,7 +180,9 @@ struct PortmapPlugin: CNIPlugin {
         guard let route = routes.max(by: { $0.destination.length < $1.destination.length }),
             let index = route.outputIndex
         else { return }
-        // Over netlink: a /proc/sys lookup slows down with every network namespace on the host.
+        // Read first: every write is a link change that makes the kernel walk the host's IPv6
+        // routes. Over netlink: a /proc/sys lookup slows down with every namespace on the host.
+        guard try netlink.link(index: index).ipv4Setting(.routeLocalnet) != 1 else { return }
         try netlink.setIPv4DeviceConfig(index: index, [.routeLocalnet: 1])
     }
 
