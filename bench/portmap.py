@@ -14,6 +14,7 @@ import os
 import statistics
 
 import benchlib
+from bridge import KernelFloor
 
 
 def conflist(kind, name, bridge, subnet, data_dir):
@@ -28,6 +29,38 @@ def conflist(kind, name, bridge, subnet, data_dir):
             {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
         ],
     }
+
+
+class PortFloor(KernelFloor):
+    """The bridge floor (veth, address, route by `ip -batch`) plus what publishing one port
+    costs the kernel at least: one `nft -f` adding a DNAT map element to a table made once,
+    and one deleting it. No plugin logic; how it grows with N is the kernel's share."""
+
+    def __init__(self, bridge, subnet_prefix, host_netns):
+        super().__init__(bridge, subnet_prefix, host_netns)
+        self.nft = benchlib.shutil.which("nft")
+        self._nft("table ip pfloor {\n"
+                  "  map ports { type inet_service : ipv4_addr . inet_service; }\n"
+                  "  chain pre { type nat hook prerouting priority dstnat; "
+                  "dnat to tcp dport map @ports; }\n}\n")
+
+    def _nft(self, script):
+        elapsed, _, status, _, err = benchlib.run_plugin(
+            self.nft, "ADD", script, netns_name=self.host_netns, argv_tail=["-f", "-"])
+        if status != 0:
+            raise RuntimeError(f"nft -f failed: {err}")
+        return elapsed
+
+    def add(self, container_id, netns, host_port):
+        elapsed, host_end = super().add(container_id, netns)
+        address = f"{self.prefix}.{2 + self.count // 250}.{2 + self.count % 250}"
+        elapsed += self._nft(f"add element ip pfloor ports {{ {host_port} : {address} . 80 }}\n")
+        return elapsed, (host_end, host_port)
+
+    def delete(self, container_id, netns, state):
+        host_end, host_port = state
+        elapsed = self._nft(f"delete element ip pfloor ports {{ {host_port} }}\n")
+        return elapsed + super().delete(container_id, netns, host_end)
 
 
 def mapping(host_port):
@@ -55,7 +88,10 @@ def main():
         suites["ref"] = benchlib.Chain(
             conflist("ref", "bench-pm-ref", "refp0", "10.153.0.0/16", data_dir), benchlib.REFERENCE_DIR,
             host_ref.name)
+        floor_host = benchlib.Netns("pier-b-host").__enter__()
+        background["floor"] = []
         try:
+            floor = PortFloor("pfloor0", "10.155", floor_host.name)
             for level in levels:
                 # Fill up to `level` containers with a published port each (the measured one is extra).
                 for kind, chain in suites.items():
@@ -64,9 +100,14 @@ def main():
                         background[kind].append(ns)
                         port = 20000 + len(background[kind])
                         chain.add(f"bg-{ns.name}", ns.path, runtime_config=mapping(port))
-                samples = {k: {"add": [], "del": []} for k in suites}
+                while len(background["floor"]) < level - 1:
+                    ns = benchlib.Netns("pier-b-floor").__enter__()
+                    background["floor"].append(ns)
+                    floor.add(ns.name, ns.path, 20000 + len(background["floor"]))
+                samples = {k: {"add": [], "del": []} for k in list(suites) + ["floor"]}
                 with benchlib.NetnsBatch("pier-b-pier", args.samples) as pier_ns, \
-                        benchlib.NetnsBatch("pier-b-ref", args.samples) as ref_ns:
+                        benchlib.NetnsBatch("pier-b-ref", args.samples) as ref_ns, \
+                        benchlib.NetnsBatch("pier-b-floor", args.samples) as floor_ns:
                     sample_ns = {"pier": pier_ns, "ref": ref_ns}
                     for i in range(args.samples):
                         for kind, chain in suites.items():
@@ -77,7 +118,11 @@ def main():
                             del_s = chain.delete(cid, ns.path, result, runtime_config=rc)
                             samples[kind]["add"].append(add_s)
                             samples[kind]["del"].append(del_s)
-                med = {k: {v: statistics.median(samples[k][v]) * 1000 for v in ("add", "del")} for k in suites}
+                        ns = floor_ns[i]
+                        add_s, state = floor.add(ns.name, ns.path, 40000 + i)
+                        samples["floor"]["add"].append(add_s)
+                        samples["floor"]["del"].append(floor.delete(ns.name, ns.path, state))
+                med = {k: {v: statistics.median(samples[k][v]) * 1000 for v in ("add", "del")} for k in samples}
                 per_level[level] = med
                 rows.append([
                     level,
@@ -89,9 +134,10 @@ def main():
                 print(rows[-1], flush=True)
                 write_report(args, levels, rows, per_level, partial=level != levels[-1])
         finally:
-            for kind in suites:
+            for kind in background:
                 for ns in background[kind]:
                     ns.__exit__(None, None, None)
+            floor_host.__exit__(None, None, None)
     benchlib.shutil.rmtree(data_dir, ignore_errors=True)
 
     write_report(args, levels, rows, per_level)
@@ -117,6 +163,19 @@ def write_report(args, levels, rows, per_level, partial=False):
             f"\n\nScaling, N={last} ÷ N={first}: Pier ADD {p[last]['pier']['add'] / p[first]['pier']['add']:.2f}, "
             f"DEL {p[last]['pier']['del'] / p[first]['pier']['del']:.2f}; reference ADD "
             f"{r[last]['ref']['add'] / r[first]['ref']['add']:.2f}, DEL {r[last]['ref']['del'] / r[first]['ref']['del']:.2f}.\n")
+    floor_rows = [[lv, f"{per_level[lv]['floor']['add']:.1f}", f"{per_level[lv]['floor']['del']:.1f}"]
+                  for lv in done if "floor" in per_level[lv]]
+    if floor_rows:
+        report += (
+            "\nThe kernel work alone, for comparison: veth with its peer born in the container, enslaved, up; "
+            "address, link up, default route (`ip -batch` in the host and in the container), and one DNAT map "
+            "element added by `nft -f` to a table made once; DEL deletes the element (`nft -f`) and the veth. "
+            "Same driver, same N:\n\n")
+        report += benchlib.table(["N", "kernel ADD ms", "kernel DEL ms"], floor_rows)
+        if len(floor_rows) > 1:
+            f0, f1 = per_level[first]["floor"], per_level[last]["floor"]
+            report += (f"\n\nKernel growth, N={last} ÷ N={first}: ADD {f1['add'] / f0['add']:.2f}, "
+                       f"DEL {f1['del'] / f0['del']:.2f}.\n")
     if partial:
         report += "\n(partial: the run stopped before every level was measured)\n"
     else:
