@@ -19,10 +19,26 @@ public struct InterfaceSetup {
     /// duplicate address detection unless asked (IPAM made the address unique; DAD costs ~2 s).
     /// IPv4's goes over netlink and IPv6's are read from the link first: a /proc/sys path
     /// lookup compares against the same names in every other network namespace of the host.
-    public func prepare(ifName: String, families: Set<IPFamily>, enableDAD: Bool) throws {
+    ///
+    /// `silenceUnusedIPv6`: an interface this attachment created that gets IPv4 but no IPv6
+    /// address gets no link-local one either (`addr_gen_mode none`, as Docker leaves IPv4-only
+    /// networks), so its DAD, router solicitations and MLD reports are not flooded to every
+    /// port of the bridge each time a container starts. Only where nothing else could serve
+    /// IPv6 on the link (a bridge whose gateway is ours), and never for a host's own device,
+    /// whose setting would outlive the attachment.
+    public func prepare(
+        ifName: String, families: Set<IPFamily>, enableDAD: Bool, silenceUnusedIPv6: Bool = false
+    ) throws {
         let link = try netlink.link(named: ifName)
         if link.ipv4Setting(.arpNotify) != 1 { try netlink.setIPv4DeviceConfig(index: link.index, [.arpNotify: 1]) }
-        guard families.contains(.v6) else { return }
+        guard families.contains(.v6) else {
+            if silenceUnusedIPv6, families.contains(.v4), link.ipv6DeviceConfig != nil,
+                link.ipv6AddressGeneration != IPv6AddressGeneration.none
+            {
+                try netlink.setIPv6AddressGeneration(index: link.index, .none)
+            }
+            return
+        }
         // A container netns may start with IPv6 disabled; addresses would be refused.
         let loopbackDisabled = try netlink.link(named: "lo").ipv6Setting(.disableIPv6).map { $0 != 0 } ?? true
         let linkDisabled = link.ipv6Setting(.disableIPv6).map { $0 != 0 } ?? true

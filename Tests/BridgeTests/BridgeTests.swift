@@ -68,6 +68,8 @@ struct BridgeTests {
             #expect(Set(try host.addresses(of: bridge)) == ["10.77.0.1/24", "fd77::1/64"])
             let a1 = try #require(Self.containerAddress(r1, family: "4"))
             #expect(try c1.addresses(of: "eth0").contains("\(a1)/24"))
+            // An IPv6 network keeps the container's link-local address.
+            #expect(try c1.addresses(of: "eth0", includeLinkLocal: true).contains { $0.hasPrefix("fe80:") })
 
             let a2v4 = try #require(Self.containerAddress(r2, family: "4"))
             let a2v6 = try #require(Self.containerAddress(r2, family: "6"))
@@ -83,6 +85,39 @@ struct BridgeTests {
             #expect(try delete(network, c2, id: c2.name, on: host).status == 0)
             #expect(try host.link(hostVeth) == nil)
             #expect(network.leases().isEmpty)
+        }
+    }
+
+    /// An IPv4-only network with our gateway: the container interface makes no IPv6 link-local
+    /// address (no DAD, router solicitations or MLD reports flooded to every port), IPv4 works,
+    /// and a bridge without the gateway (`isGateway` off) leaves IPv6 to whoever serves the link.
+    @Test func anIPv4OnlyNetworkLeavesNoIPv6ChatterOnTheBridge() throws {
+        var plugin = Self.network().plugin
+        plugin["ipam"] = ["type": "ipam", "ranges": [[["subnet": "10.79.0.0/24"]]]]
+        let network = NetworkFixture(plugin: plugin)
+        defer { network.cleanUp() }
+        var l2Plugin = plugin
+        l2Plugin["bridge"] = "br-\(uniqueTag(6))"
+        l2Plugin["isGateway"] = false
+        l2Plugin["isDefaultGateway"] = false
+        l2Plugin["ipam"] = ["type": "ipam", "ranges": [[["subnet": "10.80.0.0/24"]]]]
+        let l2Network = NetworkFixture(plugin: l2Plugin)
+        defer { l2Network.cleanUp() }
+        try withTestHosts(4) { hosts in
+            let (host, c1, c2, c3) = (hosts[0], hosts[1], hosts[2], hosts[3])
+            _ = try add(network, c1, on: host)
+            let r2 = try add(network, c2, on: host)
+            #expect(try c1.link("eth0")?["inet6_addr_gen_mode"] as? String == "none")
+            #expect(try c1.addresses(of: "eth0", includeLinkLocal: true).allSatisfy { !$0.contains(":") })
+            #expect(c1.canPing(try #require(Self.containerAddress(r2, family: "4"))))
+            #expect(c1.canPing("10.79.0.1"))
+
+            _ = try add(l2Network, c3, on: host)
+            #expect(try c3.link("eth0")?["inet6_addr_gen_mode"] as? String != "none")
+
+            for (net, container) in [(network, c1), (network, c2), (l2Network, c3)] {
+                #expect(try delete(net, container, id: container.name, on: host).status == 0)
+            }
         }
     }
 

@@ -88,7 +88,10 @@ struct BridgePlugin: CNIPlugin {
         result.applyGatewayDefaults(isGateway: config.isGateway, isDefaultGateway: config.isDefaultGateway)
         let families = Set(result.ips.map(\.family))
         let setup = InterfaceSetup(namespace: containerNS, netlink: container)
-        try setup.prepare(ifName: request.ifName, families: families, enableDAD: config.enabledad)
+        // With the gateway on our bridge, an IPv4-only network has no IPv6 router to serve.
+        try setup.prepare(
+            ifName: request.ifName, families: families, enableDAD: config.enabledad,
+            silenceUnusedIPv6: config.isGateway)
         try setup.apply(result, interfaceIndex: 2, link: ports.container, enableDAD: config.enabledad)
 
         if config.isGateway {
