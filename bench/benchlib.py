@@ -205,6 +205,25 @@ class NetnsBatch:
             ns.__exit__(None, None, None)
 
 
+def measure_level(runners, count, runtime_config=None):
+    """One level's samples, interleaved so machine noise hits every runner alike: for each
+    sample i, each runner's ADD then DEL, in a namespace made before the level. A runner is a
+    `Chain` or anything with the same add/delete (the kernel floors). `runtime_config(i)` is
+    sample i's runtimeConfig. Returns {kind: {"add": [seconds], "del": [seconds]}}."""
+    samples = {kind: {"add": [], "del": []} for kind in runners}
+    with contextlib.ExitStack() as stack:
+        namespaces = {kind: stack.enter_context(NetnsBatch(f"pier-b-{kind}", count)) for kind in runners}
+        for i in range(count):
+            rc = runtime_config(i) if runtime_config else None
+            for kind, runner in runners.items():
+                ns = namespaces[kind][i]
+                cid = f"m-{ns.name}"
+                add_s, state = runner.add(cid, ns.path, runtime_config=rc)
+                samples[kind]["add"].append(add_s)
+                samples[kind]["del"].append(runner.delete(cid, ns.path, state, runtime_config=rc))
+    return samples
+
+
 def require_root():
     if os.geteuid() != 0:
         sys.exit("benchmarks create network namespaces: run as root")

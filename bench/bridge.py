@@ -45,7 +45,8 @@ class KernelFloor:
                             [self.ip, "link", "set", bridge, "up"]):
                 benchlib.subprocess.run(command, check=True)
 
-    def add(self, container_id, netns):
+    def add(self, container_id, netns, runtime_config=None):
+        """Returns (seconds, the host end to delete), as `benchlib.Chain.add` returns a result."""
         self.count += 1
         host_end = "kf" + container_id[-8:]
         address = f"{self.prefix}.{2 + self.count // 250}.{2 + self.count % 250}/16"
@@ -65,7 +66,7 @@ class KernelFloor:
             total += elapsed
         return total, host_end
 
-    def delete(self, container_id, netns, host_end):
+    def delete(self, container_id, netns, host_end, runtime_config=None):
         elapsed, _, status, _, err = benchlib.run_plugin(
             self.ip, "DEL", "", netns_name=self.host_netns, argv_tail=["link", "del", host_end])
         if status != 0:
@@ -108,23 +109,7 @@ def main():
                     ns = benchlib.Netns("pier-b-floor").__enter__()
                     floor.add(ns.name, ns.path)
                     background["floor"].append(ns)
-                samples = {k: {"add": [], "del": []} for k in list(suites) + ["floor"]}
-                with benchlib.NetnsBatch("pier-b-pier", args.samples) as pier_ns, \
-                        benchlib.NetnsBatch("pier-b-ref", args.samples) as ref_ns, \
-                        benchlib.NetnsBatch("pier-b-floor", args.samples) as floor_ns:
-                    sample_ns = {"pier": pier_ns, "ref": ref_ns}
-                    for i in range(args.samples):
-                        for kind, chain in suites.items():
-                            ns = sample_ns[kind][i]
-                            cid = f"m-{ns.name}"
-                            add_s, result = chain.add(cid, ns.path)
-                            del_s = chain.delete(cid, ns.path, result)
-                            samples[kind]["add"].append(add_s)
-                            samples[kind]["del"].append(del_s)
-                        ns = floor_ns[i]
-                        add_s, host_end = floor.add(ns.name, ns.path)
-                        samples["floor"]["add"].append(add_s)
-                        samples["floor"]["del"].append(floor.delete(ns.name, ns.path, host_end))
+                samples = benchlib.measure_level(dict(suites, floor=floor), args.samples)
                 med = {k: {v: statistics.median(samples[k][v]) * 1000 for v in ("add", "del")} for k in samples}
                 floor_rows.append([level, f"{med['floor']['add']:.1f}", f"{med['floor']['del']:.1f}"])
                 rows.append([

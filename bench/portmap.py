@@ -51,13 +51,14 @@ class PortFloor(KernelFloor):
             raise RuntimeError(f"nft -f failed: {err}")
         return elapsed
 
-    def add(self, container_id, netns, host_port):
+    def add(self, container_id, netns, runtime_config=None):
+        host_port = runtime_config["portMappings"][0]["hostPort"]
         elapsed, host_end = super().add(container_id, netns)
         address = f"{self.prefix}.{2 + self.count // 250}.{2 + self.count % 250}"
         elapsed += self._nft(f"add element ip pfloor ports {{ {host_port} : {address} . 80 }}\n")
         return elapsed, (host_end, host_port)
 
-    def delete(self, container_id, netns, state):
+    def delete(self, container_id, netns, state, runtime_config=None):
         host_end, host_port = state
         elapsed = self._nft(f"delete element ip pfloor ports {{ {host_port} }}\n")
         return elapsed + super().delete(container_id, netns, host_end)
@@ -103,25 +104,9 @@ def main():
                 while len(background["floor"]) < level - 1:
                     ns = benchlib.Netns("pier-b-floor").__enter__()
                     background["floor"].append(ns)
-                    floor.add(ns.name, ns.path, 20000 + len(background["floor"]))
-                samples = {k: {"add": [], "del": []} for k in list(suites) + ["floor"]}
-                with benchlib.NetnsBatch("pier-b-pier", args.samples) as pier_ns, \
-                        benchlib.NetnsBatch("pier-b-ref", args.samples) as ref_ns, \
-                        benchlib.NetnsBatch("pier-b-floor", args.samples) as floor_ns:
-                    sample_ns = {"pier": pier_ns, "ref": ref_ns}
-                    for i in range(args.samples):
-                        for kind, chain in suites.items():
-                            ns = sample_ns[kind][i]
-                            cid = f"m-{ns.name}"
-                            rc = mapping(40000 + i)
-                            add_s, result = chain.add(cid, ns.path, runtime_config=rc)
-                            del_s = chain.delete(cid, ns.path, result, runtime_config=rc)
-                            samples[kind]["add"].append(add_s)
-                            samples[kind]["del"].append(del_s)
-                        ns = floor_ns[i]
-                        add_s, state = floor.add(ns.name, ns.path, 40000 + i)
-                        samples["floor"]["add"].append(add_s)
-                        samples["floor"]["del"].append(floor.delete(ns.name, ns.path, state))
+                    floor.add(ns.name, ns.path, runtime_config=mapping(20000 + len(background["floor"])))
+                samples = benchlib.measure_level(
+                    dict(suites, floor=floor), args.samples, runtime_config=lambda i: mapping(40000 + i))
                 med = {k: {v: statistics.median(samples[k][v]) * 1000 for v in ("add", "del")} for k in samples}
                 per_level[level] = med
                 rows.append([
