@@ -35,7 +35,12 @@ public struct InterfaceSetup {
             if silenceUnusedIPv6, families.contains(.v4), link.ipv6DeviceConfig != nil,
                 link.ipv6AddressGeneration != IPv6AddressGeneration.none
             {
-                try netlink.setIPv6AddressGeneration(index: link.index, .none)
+                // Best effort: an interface that keeps its link-local address still works.
+                do {
+                    try netlink.setIPv6AddressGeneration(index: link.index, .none)
+                } catch {
+                    cniLog("\(ifName) keeps its IPv6 link-local address: \(error)")
+                }
             }
             return
         }

@@ -60,8 +60,13 @@ public struct VethSetup {
         // A bridge port only carries frames. Without a link-local address it sends no DAD or MLD
         // flooded to every other port, and adds no IPv6 routes, which the kernel walks whenever
         // any port goes up or down: with them ADD and DEL slow down with every container.
+        // Best effort: a port that keeps its link-local address still works.
         if hostLink.ipv6DeviceConfig != nil {
-            try host.setIPv6AddressGeneration(index: hostLink.index, .none)
+            do {
+                try host.setIPv6AddressGeneration(index: hostLink.index, .none)
+            } catch {
+                cniLog("bridge port \(hostName) keeps its IPv6 link-local address: \(error)")
+            }
         }
         if options.hairpin || options.isolated {
             try host.setBridgePort(
