@@ -45,11 +45,15 @@ class KernelFloor:
                             [self.ip, "link", "set", bridge, "up"]):
                 benchlib.subprocess.run(command, check=True)
 
+    def container_address(self):
+        """The address the latest `add` gave its container (without prefix length)."""
+        return f"{self.prefix}.{2 + self.count // 250}.{2 + self.count % 250}"
+
     def add(self, container_id, netns, runtime_config=None):
         """Returns (seconds, the host end to delete), as `benchlib.Chain.add` returns a result."""
         self.count += 1
         host_end = "kf" + container_id[-8:]
-        address = f"{self.prefix}.{2 + self.count // 250}.{2 + self.count % 250}/16"
+        address = f"{self.container_address()}/16"
         name = os.path.basename(netns)
         host_batch = (f"link add {host_end} type veth peer name eth0 netns {name}\n"
                       f"link set {host_end} master {self.bridge} up\n")

@@ -54,7 +54,7 @@ class PortFloor(KernelFloor):
     def add(self, container_id, netns, runtime_config=None):
         host_port = runtime_config["portMappings"][0]["hostPort"]
         elapsed, host_end = super().add(container_id, netns)
-        address = f"{self.prefix}.{2 + self.count // 250}.{2 + self.count % 250}"
+        address = self.container_address()
         elapsed += self._nft(f"add element ip pfloor ports {{ {host_port} : {address} . 80 }}\n")
         return elapsed, (host_end, host_port)
 
