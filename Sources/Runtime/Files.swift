@@ -1,4 +1,5 @@
 import Glibc
+import PierState
 
 /// The few file operations the runtime needs, over plain syscalls so modes and atomicity are exact.
 enum Files {
@@ -23,7 +24,7 @@ enum Files {
     /// Writes to a temporary sibling, syncs and renames it into place, so a reader (or a `pier` killed
     /// half-way) only ever sees the old or the new whole file.
     static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws(RuntimeError) {
-        let temporary = "\(path).tmp-\(getpid())"
+        let temporary = FileSystem.siblingTemporaryPath(for: path)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw RuntimeError.system("create \(temporary)", errno: errno) }
         var offset = 0
