@@ -34,6 +34,13 @@ public enum FileSystem {
         path + siblingTemporaryMarker + String(getpid())
     }
 
+    /// The process that writes (or wrote) a sibling temporary, nil for any other name.
+    public static func temporaryWriter(of name: String) -> pid_t? {
+        let parts = name.split(separator: siblingTemporaryMarker, omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return nil }
+        return pid_t(parts[1])
+    }
+
     /// Creates `directory` and its parents (mode 0755), tolerating ones that exist.
     public static func makeDirectories(_ directory: String) throws(FileSystemError) {
         var path = ""

@@ -19,6 +19,10 @@ public struct StateStore: Sendable {
 
     func statePath(of id: String) -> String { layout.recordPath(id: id) }
 
+    func pidPath(of id: String) -> String { layout.pidPath(id: id) }
+
+    func logPath(of id: String) -> String { layout.logPath(id: id) }
+
     /// Takes the store-wide lock. See `FileLock` for why plugins inherit it.
     func lock() throws(RuntimeError) -> FileLock {
         try Files.makeDirectories(root, mode: 0o700)

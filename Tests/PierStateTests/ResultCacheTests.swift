@@ -82,6 +82,12 @@ import Testing
         let layout = StateLayout(root: "/r")
         #expect(layout.lockPath == "/r/lock")
         #expect(layout.recordPath(id: "abc") == "/r/containers/abc/state.json")
+        #expect(layout.pidPath(id: "abc") == "/r/containers/abc/pid")
+        #expect(layout.logPath(id: "abc") == "/r/containers/abc/log")
+        #expect(FileSystem.temporaryWriter(of: "state.json.tmp-4242") == 4242)
+        #expect(FileSystem.temporaryWriter(of: "state.json") == nil)
+        #expect(["log", "pid", "state.json.tmp-1"].allSatisfy(StateLayout.isAuxiliaryFile))
+        #expect(!StateLayout.isAuxiliaryFile("state.json"))
         #expect(DefaultPaths.leaseDirectory == DefaultPaths.cacheDirectory + "/networks")
     }
 }
