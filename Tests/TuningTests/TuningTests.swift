@@ -97,6 +97,46 @@ struct TuningTests {
         }
     }
 
+    /// The reference's allowlist, `/etc/cni/tuning/allowlist.conf`, replaced for the plugin
+    /// only: it runs in the runtime host's private mount namespace with a directory of the
+    /// test's bind-mounted over /etc/cni.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/etc/cni")))
+    func theHostsAllowlistLimitsWhichSysctlsCanBeSet() throws {
+        try withTuningWorld { world in
+            let etc = NSTemporaryDirectory() + "pier-t-etc-cni-\(uniqueTag())"
+            defer { try? FileManager.default.removeItem(atPath: etc) }
+            try FileManager.default.createDirectory(atPath: etc + "/tuning", withIntermediateDirectories: true)
+            try "^net\\.core\\.somaxconn$\n\n  net\\.ipv4\\.conf\\.IFNAME\\.  \n".write(
+                toFile: etc + "/tuning/allowlist.conf", atomically: true, encoding: .utf8)
+            func add(_ sysctls: [String: String]) throws -> (status: Int32, stdout: String, object: [String: Any]) {
+                let environment = [
+                    "CNI_COMMAND=ADD", "CNI_CONTAINERID=\(world.containerID)", "CNI_NETNS=\(world.container.path)",
+                    "CNI_IFNAME=eth0", "CNI_PATH=\(builtProductsDirectory)",
+                ]
+                let result = try world.runtime.run(
+                    ["sh", "-c", "mount --bind \"$0\" /etc/cni && exec \"$@\"", etc, "/usr/bin/env"] + environment
+                        + [builtProductsDirectory + "/tuning"],
+                    stdin: world.config(["sysctl": sysctls]))
+                let object = (try? result.json()) as? [String: Any] ?? [:]
+                return (result.status, result.stdout + result.stderr, object)
+            }
+            let somaxconn = try world.sysctl("net/core/somaxconn")
+            let forwarding = try world.sysctl("net/ipv4/ip_forward")
+            let refused = try add(["net.core.somaxconn": "555", "net.ipv4.ip_forward": "1"])
+            #expect(refused.status == 1 && refused.object["code"] as? Int == 7, "\(refused.stdout)")
+            #expect((refused.object["msg"] as? String)?.contains("net.ipv4.ip_forward") == true)
+            #expect(try world.sysctl("net/core/somaxconn") == somaxconn)
+            #expect(try world.sysctl("net/ipv4/ip_forward") == forwarding)
+
+            let allowed = try add(["net.core.somaxconn": "556", "net.ipv4.conf.IFNAME.arp_filter": "1"])
+            #expect(allowed.status == 0, "\(allowed.stdout)")
+            #expect(try world.sysctl("net/core/somaxconn") == "556")
+            #expect(try world.sysctl("net/ipv4/conf/eth0/arp_filter") == "1")
+            #expect(try world.run("DEL", world.config([:])).status == 0)
+            #expect(try world.sysctl("net/core/somaxconn") == somaxconn)
+        }
+    }
+
     /// The kernel refusing a value halfway (an MTU above the veth's 65535, after the sysctls and
     /// the MAC were set) undoes what was already done.
     @Test func aKernelRefusalMidwayRollsBackWhatWasAlreadyChanged() throws {

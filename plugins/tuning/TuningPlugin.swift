@@ -22,6 +22,7 @@ struct TuningPlugin: CNIPlugin {
         }
         result.cniVersion = request.cniVersion
         guard !settings.isEmpty else { return result }
+        if !settings.sysctls.isEmpty { try SysctlAllowlist.load()?.check(settings.sysctls.map(\.key)) }
 
         let container = try ContainerTuning(request)
         let plan = try container.plan(settings)
