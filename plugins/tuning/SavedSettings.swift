@@ -1,4 +1,5 @@
 import CNI
+import ClusterStore
 
 #if canImport(Glibc)
     import Glibc
@@ -77,114 +78,68 @@ struct SavedSettings: Equatable {
 }
 
 /// The directory of saved settings. Each attachment has its own file, written whole to a
-/// temporary name and renamed over, so a reader never sees half a file and concurrent plugins
-/// for different attachments never touch the same file.
+/// temporary name and renamed over (`FileSystem.replace`), so a reader never sees half a file
+/// and concurrent plugins for different attachments never touch the same file.
 struct SavedSettingsStore {
     let directory: String
 
-    func path(containerID: String, ifName: String) -> String {
-        directory + "/" + containerID + "_" + ifName + ".json"
+    func name(containerID: String, ifName: String) -> String {
+        containerID + "_" + ifName + ".json"
     }
 
     /// Nil when there is no file (or it is unreadable as JSON: nothing can be restored from it).
     func load(containerID: String, ifName: String) throws -> SavedSettings? {
-        guard let bytes = try readFile(path(containerID: containerID, ifName: ifName)) else { return nil }
-        guard let value = try? JSONValue(parsing: bytes) else { return nil }
-        return SavedSettings(json: value)
+        try load(name(containerID: containerID, ifName: ifName))
     }
 
     func save(_ settings: SavedSettings) throws {
-        try makeDirectory()
-        let target = path(containerID: settings.containerID, ifName: settings.ifName)
-        let temporary = target + ".tmp-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw failure("create", temporary) }
-        let bytes = settings.json.encodedBytes
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { raw in
-                write(fd, raw.baseAddress.map { $0 + offset }, bytes.count - offset)
+        try storing("save settings in") { () throws(FileSystemError) in
+            // Root only: the directory names containers, the files their interfaces' settings.
+            try FileSystem.makeDirectories(parent)
+            if mkdir(directory, 0o700) != 0 && errno != EEXIST {
+                throw FileSystemError("mkdir", directory, errno: errno)
             }
-            if written < 0 {
-                if errno == EINTR { continue }
-                let error = failure("write", temporary)
-                close(fd)
-                unlink(temporary)
-                throw error
-            }
-            offset += written
-        }
-        // fsync before rename: after a crash the file is either the old one or the whole new one.
-        if fsync(fd) != 0 || close(fd) != 0 {
-            let error = failure("write", temporary)
-            unlink(temporary)
-            throw error
-        }
-        guard rename(temporary, target) == 0 else {
-            let error = failure("rename", temporary)
-            unlink(temporary)
-            throw error
+            try FileSystem.replace(
+                directory: directory, name: name(containerID: settings.containerID, ifName: settings.ifName),
+                contents: settings.json.encodedBytes, mode: 0o600)
         }
     }
 
     func remove(containerID: String, ifName: String) throws {
-        let target = path(containerID: containerID, ifName: ifName)
-        if unlink(target) != 0 && errno != ENOENT { throw failure("remove", target) }
+        try storing("remove settings from") { () throws(FileSystemError) in
+            try FileSystem.remove(directory + "/" + name(containerID: containerID, ifName: ifName))
+        }
     }
 
     /// Every saved file, for GC.
     func all() throws -> [SavedSettings] {
-        guard let stream = opendir(directory) else {
-            if errno == ENOENT { return [] }
-            throw failure("list", directory)
-        }
-        defer { closedir(stream) }
-        var names: [String] = []
-        while let entry = readdir(stream) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name.hasSuffix(".json") { names.append(name) }
-        }
+        let names = try storing("list") { () throws(FileSystemError) in try FileSystem.list(directory) } ?? []
         var saved: [SavedSettings] = []
-        for name in names.sorted() {
-            guard let bytes = try readFile(directory + "/" + name), let value = try? JSONValue(parsing: bytes),
-                let settings = SavedSettings(json: value)
-            else { continue }
-            saved.append(settings)
+        for name in names.sorted() where name.hasSuffix(".json") {
+            if let settings = try load(name) { saved.append(settings) }
         }
         return saved
     }
 
-    private func makeDirectory() throws {
-        var prefix = ""
-        for component in directory.split(separator: "/") {
-            prefix += "/" + component
-            if mkdir(prefix, 0o700) != 0 && errno != EEXIST { throw failure("create directory", prefix) }
-        }
+    private var parent: String {
+        String(directory[..<(directory.lastIndex(of: "/") ?? directory.startIndex)])
     }
 
-    private func readFile(_ path: String) throws -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else {
-            if errno == ENOENT { return nil }
-            throw failure("open", path)
-        }
-        defer { close(fd) }
-        var data: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count == 0 { return data }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw failure("read", path)
-            }
-            data.append(contentsOf: buffer[0..<count])
-        }
+    private func load(_ name: String) throws -> SavedSettings? {
+        guard
+            let bytes = try storing(
+                "read", { () throws(FileSystemError) in try FileSystem.read(directory + "/" + name) }),
+            let value = try? JSONValue(parsing: bytes)
+        else { return nil }
+        return SavedSettings(json: value)
     }
 
-    private func failure(_ operation: String, _ path: String) -> CNIError {
-        CNIError(.internalError, "tuning: cannot \(operation) \(path): \(String(cString: strerror(errno)))")
+    @discardableResult
+    private func storing<T>(_ what: String, _ body: () throws(FileSystemError) -> T) throws(CNIError) -> T {
+        do {
+            return try body()
+        } catch {
+            throw CNIError(.internalError, "tuning: cannot \(what) \(directory): \(error)")
+        }
     }
 }

@@ -1,8 +1,5 @@
 import CNI
-
-#if canImport(Glibc)
-    import Glibc
-#endif
+import ClusterStore
 
 /// The host's list of sysctls tuning may set, as the reference plugin reads it: one regular
 /// expression per line in `/etc/cni/tuning/allowlist.conf`, matched anywhere in the key as the
@@ -16,7 +13,14 @@ struct SysctlAllowlist {
 
     /// Nil when there is no allowlist.
     static func load(path: String = Self.path) throws -> SysctlAllowlist? {
-        guard let text = try readText(path) else { return nil }
+        let bytes: [UInt8]?
+        do {
+            bytes = try FileSystem.read(path)
+        } catch {
+            throw CNIError(.internalError, "cannot read the sysctl allowlist: \(error)")
+        }
+        guard let bytes else { return nil }
+        let text = String(decoding: bytes, as: UTF8.self)
         var patterns: [String] = []
         var expressions: [Regex<AnyRegexOutput>] = []
         for line in text.split(separator: "\n") {
@@ -37,26 +41,6 @@ struct SysctlAllowlist {
             throw CNIError(
                 .invalidNetworkConfig, "sysctl \(key.key) is not allowed",
                 details: "\(Self.path) allows only: \(patterns.joined(separator: ", "))")
-        }
-    }
-
-    private static func readText(_ path: String) throws -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            if errno == ENOENT || errno == ENOTDIR { return nil }
-            throw CNIError(.internalError, "cannot read \(path): \(String(cString: strerror(errno)))")
-        }
-        defer { close(fd) }
-        var data: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count == 0 { return String(decoding: data, as: UTF8.self) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw CNIError(.internalError, "cannot read \(path): \(String(cString: strerror(errno)))")
-            }
-            data.append(contentsOf: buffer[0..<count])
         }
     }
 }

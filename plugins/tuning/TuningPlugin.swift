@@ -1,12 +1,5 @@
 import CNI
 import IPAddressing
-import NetNS
-import Netlink
-import PluginSupport
-
-#if canImport(Glibc)
-    import Glibc
-#endif
 
 /// The `tuning` plugin (chained only): sets network sysctls of the container's namespace and
 /// the MAC, MTU, promiscuous and all-multicast modes and transmit queue length of `CNI_IFNAME`,
