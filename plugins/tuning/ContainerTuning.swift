@@ -127,7 +127,8 @@ struct ContainerTuning {
         }
     }
 
-    /// The kernel refusing a value (EINVAL, ERANGE, EADDRNOTAVAIL for a MAC) is a config error.
+    /// The kernel refusing a value (EINVAL, ERANGE; EADDRNOTAVAIL for a MAC; EOPNOTSUPP from a
+    /// device that cannot change it) is a config error.
     private func refusal(_ error: any Error, step: String) -> CNIError {
         let errno: Int32? =
             (error as? Sysctl.Failure)?.errno
@@ -146,7 +147,10 @@ struct ContainerTuning {
     /// no restoring.
     func restore(_ saved: SavedSettings) -> [String] {
         var steps: [(what: String, body: () throws -> Void)] = []
-        if let link = try? netlink.linkIfPresent(named: ifName) {
+        var failures: [String] = []
+        var link: Link?
+        do { link = try netlink.linkIfPresent(named: ifName) } catch { failures.append("\(ifName): \(error)") }
+        if let link {
             let index = link.index
             if let mtu = saved.mtu { steps.append(("MTU \(mtu)", { try netlink.setMTU(index: index, mtu) })) }
             if let text = saved.mac {
@@ -174,7 +178,6 @@ struct ContainerTuning {
         for (path, value) in saved.sysctls.reversed() {
             steps.append(("sysctl \(path)=\(value)", { try restoreSysctl(path, value) }))
         }
-        var failures: [String] = []
         for step in steps {
             do { try step.body() } catch { failures.append("\(step.what): \(error)") }
         }
