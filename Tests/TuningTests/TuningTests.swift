@@ -72,6 +72,10 @@ struct TuningTests {
             #expect(!world.savedFileExists)
             #expect(try world.run("DEL", config).status == 0)
             #expect(try world.linkState() == before)
+            // The restored sysctls are no longer what the config asks: CHECK says so.
+            let stale = try world.run("CHECK", world.config(Self.everyKey, previous: output.object))
+            #expect(stale.errorCode == 999)
+            #expect((stale.object["msg"] as? String)?.contains("sysctl net.core.somaxconn") == true)
         }
     }
 
@@ -234,6 +238,10 @@ struct TuningTests {
                 "ADD", config: config.config(), containerID: world.containerID, netns: world.container.path,
                 ifname: "eth0", in: world.runtime)
             #expect(unchained.errorCode == 7, "\(unchained.stdout)")
+            let uncheckable = try world.tuning.run(
+                "CHECK", config: config.config(), containerID: world.containerID, netns: world.container.path,
+                ifname: "eth0", in: world.runtime)
+            #expect(uncheckable.errorCode == 7, "\(uncheckable.stdout)")
             #expect(try world.linkState() == before)
         }
     }
