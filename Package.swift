@@ -14,6 +14,8 @@ let package = Package(
         .executable(name: "host", targets: ["host"]),
         .executable(name: "vxlan-overlay", targets: ["vxlan-overlay"]),
         .executable(name: "portmap", targets: ["portmap"]),
+        .executable(name: "loopback", targets: ["loopback"]),
+        .executable(name: "tuning", targets: ["tuning"]),
         .library(name: "CNI", targets: ["CNI"]),
         .library(name: "Netlink", targets: ["Netlink"]),
         .library(name: "Firewall", targets: ["Firewall"]),
@@ -79,6 +81,12 @@ let package = Package(
                 "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables",
             ],
             path: "plugins/portmap", exclude: ["README.md"]),
+        .executableTarget(
+            name: "loopback", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing"],
+            path: "plugins/loopback", exclude: ["README.md"]),
+        .executableTarget(
+            name: "tuning", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "ClusterStore"],
+            path: "plugins/tuning", exclude: ["README.md"]),
 
         // The runtime and diagnostics CLI.
         .executableTarget(
@@ -113,5 +121,7 @@ let package = Package(
             name: "OverlayTests",
             dependencies: ["Overlay", "ClusterStore", "Netlink", "IPAddressing", "PierTestSupport"]),
         .testTarget(name: "PortmapTests", dependencies: ["PierTestSupport"]),
+        .testTarget(name: "LoopbackTests", dependencies: ["PierTestSupport"]),
+        .testTarget(name: "TuningTests", dependencies: ["PierTestSupport"]),
     ]
 )
