@@ -85,7 +85,7 @@ let package = Package(
             name: "loopback", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing"],
             path: "plugins/loopback", exclude: ["README.md"]),
         .executableTarget(
-            name: "tuning", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "ClusterStore"],
+            name: "tuning", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "PierState"],
             path: "plugins/tuning", exclude: ["README.md"]),
 
         // The runtime and diagnostics CLI.

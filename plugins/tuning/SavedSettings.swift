@@ -1,5 +1,5 @@
 import CNI
-import ClusterStore
+import PierState
 
 #if canImport(Glibc)
     import Glibc

@@ -1,5 +1,5 @@
 import CNI
-import ClusterStore
+import PierState
 
 /// The host's list of sysctls tuning may set, as the reference plugin reads it: one regular
 /// expression per line in `/etc/cni/tuning/allowlist.conf`, matched anywhere in the key as the
