@@ -1,3 +1,4 @@
+import CNI
 import PluginSupport
 
 /// Where Pier keeps its state on disk. Every path is a plain input so diagnostics never

@@ -35,7 +35,7 @@ public final class AddressManager {
     // MARK: ADD
 
     /// Reserves one address per range set (or returns the static addresses).
-    public func add(_ attachment: Attachment) throws(IPAMError) -> IPAMResult {
+    public func add(_ attachment: LeaseOwner) throws(IPAMError) -> IPAMResult {
         try attachment.validate()
         guard let backend else {
             guard case .fixed(let addresses) = config.mode else { return result([]) }
@@ -96,7 +96,7 @@ public final class AddressManager {
     }
 
     private func allocate(
-        in rangeSet: RangeSet, index: Int, requested: IPAddress?, for attachment: Attachment, leases: [Lease],
+        in rangeSet: RangeSet, index: Int, requested: IPAddress?, for attachment: LeaseOwner, leases: [Lease],
         taken: inout Set<IPAddress>, backend: any LeaseBackend
     ) throws(IPAMError) -> IPAddress {
         if let requested {
@@ -131,7 +131,7 @@ public final class AddressManager {
         throw IPAMError(.exhausted, "no IP addresses available in range set: \(rangeSet)")
     }
 
-    private func rollBack(_ leases: [Lease], for attachment: Attachment, backend: any LeaseBackend) {
+    private func rollBack(_ leases: [Lease], for attachment: LeaseOwner, backend: any LeaseBackend) {
         // Release through a fresh listing so cluster stores get the exact stored records.
         guard let current = try? backend.leases() else { return }
         for lease in current
@@ -151,7 +151,7 @@ public final class AddressManager {
     /// Releases every lease of `attachment`; succeeds when there is none (DEL is idempotent).
     /// Legacy ID-only leases are released when no exact record exists, as host-local does.
     @discardableResult
-    public func release(_ attachment: Attachment) throws(IPAMError) -> [Lease] {
+    public func release(_ attachment: LeaseOwner) throws(IPAMError) -> [Lease] {
         try attachment.validate()
         guard let backend else { return [] }
         return try backend.exclusively { () throws(IPAMError) -> [Lease] in
@@ -188,7 +188,7 @@ public final class AddressManager {
 
     /// Ranges: the attachment holds a lease. Static: every configured address appears in
     /// `prevResult`.
-    public func check(_ attachment: Attachment) throws(IPAMError) {
+    public func check(_ attachment: LeaseOwner) throws(IPAMError) {
         try attachment.validate()
         guard let backend else {
             guard case .fixed(let addresses) = config.mode else { return }
@@ -210,7 +210,7 @@ public final class AddressManager {
     /// Releases every local lease whose attachment is not in `valid` (an empty list releases
     /// everything). Returns what was released.
     @discardableResult
-    public func collectGarbage(keeping valid: [Attachment]) throws(IPAMError) -> [Lease] {
+    public func collectGarbage(keeping valid: [LeaseOwner]) throws(IPAMError) -> [Lease] {
         guard let backend else { return [] }
         let validPairs = Set(valid)
         let validIDs = Set(valid.map(\.containerID))
@@ -218,7 +218,7 @@ public final class AddressManager {
             let stale = try backend.leases().sorted { $0.address < $1.address }.filter { lease in
                 guard backend.isLocal(lease) else { return false }
                 if let ifname = lease.ifname {
-                    return !validPairs.contains(Attachment(containerID: lease.containerID, ifname: ifname))
+                    return !validPairs.contains(LeaseOwner(containerID: lease.containerID, ifname: ifname))
                 }
                 return !validIDs.contains(lease.containerID)
             }

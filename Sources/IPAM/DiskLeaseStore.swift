@@ -31,7 +31,7 @@ public final class DiskLeaseStore: LeaseBackend {
     private var isLocked = false
     private var indexPath: String { directory + "/" + LeaseIndex.fileName }
 
-    /// `network` must already be validated (`Identifier.isValid`).
+    /// `network` must already be validated (`CNIValidation.isValidIdentifier`).
     public init(dataDir: String, network: String) {
         self.directory = dataDir + "/" + network
     }
@@ -136,7 +136,7 @@ public final class DiskLeaseStore: LeaseBackend {
         return leases
     }
 
-    public func reserve(_ address: IPAddress, for attachment: Attachment) throws(IPAMError) -> Bool {
+    public func reserve(_ address: IPAddress, for attachment: LeaseOwner) throws(IPAMError) -> Bool {
         do {
             let name = address.description
             guard
@@ -230,7 +230,7 @@ public final class DiskLeaseStore: LeaseBackend {
     }
 
     /// host-local's record: the container ID, CR LF, the ifname.
-    static func record(for attachment: Attachment) -> [UInt8] {
+    static func record(for attachment: LeaseOwner) -> [UInt8] {
         Array((attachment.containerID + "\r\n" + attachment.ifname).utf8)
     }
 

@@ -32,7 +32,7 @@ public struct IPAMPlugin: CNIPlugin {
             return
         }
         let released = try AddressManager(config: settings(request)).collectGarbage(
-            keeping: valid.map { Attachment(containerID: $0.containerID, ifname: $0.ifName) })
+            keeping: valid.map(LeaseOwner.init))
         for lease in released { cniLog("ipam: GC released \(lease)") }
     }
 
@@ -40,8 +40,8 @@ public struct IPAMPlugin: CNIPlugin {
         try AddressManager(config: settings(request)).status()
     }
 
-    private func attachment(_ request: CNIRequest) -> Attachment {
-        Attachment(containerID: request.containerID, ifname: request.ifName)
+    private func attachment(_ request: CNIRequest) -> LeaseOwner {
+        LeaseOwner(Attachment(request))
     }
 
     /// Settings from stdin plus the CNI_ARGS `IP=`/`GATEWAY=` keys and the version-converted

@@ -190,12 +190,13 @@ struct PortmapPlugin: CNIPlugin {
     /// pointed at another container) would keep steering datagrams to the old destination.
     /// Best effort, as in the reference: a failure here is logged, not fatal.
     private func flushStaleUDPEntries(_ ports: [PublishedPort]) {
-        let udp = Set(ports.filter { $0.protocolNumber == 17 }.map { PortKey(family: $0.family, port: $0.hostPort) })
+        let udp = Set(ports.filter { $0.ipProtocol == .udp }.map { PortKey(family: $0.family, port: $0.hostPort) })
         guard !udp.isEmpty else { return }
         do {
             let conntrack = try ConntrackClient()
             for key in udp.sorted(by: { $0.port < $1.port }) {
-                try conntrack.deleteEntries(protocolNumber: 17, destinationPort: key.port, family: key.family)
+                try conntrack.deleteEntries(
+                    protocolNumber: IPProtocol.udp.rawValue, destinationPort: key.port, family: key.family)
             }
         } catch {
             cniLog("portmap: could not delete stale UDP conntrack entries: \(error)")
