@@ -1,3 +1,4 @@
+import CNI
 import ClusterStore
 import IPAddressing
 
@@ -166,20 +167,22 @@ public final class AddressManager {
 
     /// Releases each lease, continuing past failures and reporting them together.
     private func releaseAll(_ leases: [Lease], backend: any LeaseBackend) throws(IPAMError) -> [Lease] {
-        var failures: [String] = []
+        var failures: [IPAMError] = []
         var released: [Lease] = []
         for lease in leases {
             do {
                 try backend.release(lease)
                 released.append(lease)
             } catch {
-                failures.append(error.description)
+                failures.append(error)
             }
         }
-        guard failures.isEmpty else {
+        // The combined error keeps the kind `CNIErrorList` would choose: an unreachable store
+        // stays "try again later" instead of becoming an I/O failure.
+        if let chosen = CNIErrorList.mostSpecific(failures.map(\.cniError.code)) {
             throw IPAMError(
-                .io, "failed to release \(failures.count) of \(leases.count) leases",
-                details: failures.joined(separator: "; "))
+                failures[chosen].kind, "failed to release \(failures.count) of \(leases.count) leases",
+                details: failures.map(\.description).joined(separator: "; "))
         }
         return released
     }

@@ -109,17 +109,13 @@ struct BridgePlugin: CNIPlugin {
     }
 
     func delete(_ request: CNIRequest) throws {
-        let config = try request.config.decode(BridgeConfig.self)
+        // A config that does not parse is refused, as the reference bridge's DEL does.
+        _ = try request.config.decode(BridgeConfig.self)
         let attachment = Attachment(request)
-        var failures: [String] = []
+        var failures = CNIErrorList()
         // The host end is found from the attachment alone; deleting it removes the pair, so
         // this works when the netns is gone or CNI_NETNS is empty.
-        do {
-            let host = try RouteNetlink()
-            try VethSetup.deleteHostEnd(of: attachment, netlink: host)
-        } catch {
-            failures.append("\(error)")
-        }
+        failures.attempt { try VethSetup.deleteHostEnd(of: attachment, netlink: try RouteNetlink()) }
         if !request.netns.isEmpty {
             do {
                 let namespace = try NetworkNamespace.open(path: request.netns)
@@ -130,23 +126,14 @@ struct BridgePlugin: CNIPlugin {
                 // creating and mounting it): either way no link of ours can be in it, and the
                 // host end, found by name above, is already deleted.
             } catch {
-                failures.append("\(error)")
+                failures.record(error)
             }
         }
-        if request.config.ipam != nil {
-            do { try IPAMCall.delete(request) } catch { failures.append("\(error)") }
-        }
+        if request.config.ipam != nil { failures.attempt { try IPAMCall.delete(request) } }
         // Spoof-check elements are removed whatever the config says now: it may have changed
         // since ADD, and the elements are found by the attachment's tag alone.
-        do {
-            try SpoofCheck(client: try NFTablesClient()).release(owner: attachment.ownerTag)
-        } catch {
-            failures.append("\(error)")
-        }
-        _ = config
-        if !failures.isEmpty {
-            throw CNIError(.internalError, "bridge DEL incomplete: " + failures.joined(separator: "; "))
-        }
+        failures.attempt { try SpoofCheck(client: try NFTablesClient()).release(owner: attachment.ownerTag) }
+        try failures.throwIfAny("bridge DEL incomplete")
     }
 
     func check(_ request: CNIRequest) throws {
@@ -202,30 +189,25 @@ struct BridgePlugin: CNIPlugin {
     }
 
     func garbageCollect(_ request: CNIRequest) throws {
-        let valid = Set(
-            (request.config.validAttachments ?? []).map {
-                Attachment(network: request.config.name, containerID: $0.containerID, ifName: $0.ifName)
-            })
-        var failures: [String] = []
+        let valid = Set(request.config.validAttachments ?? [])
+        var failures = CNIErrorList()
         let host = try RouteNetlink()
         for link in try host.links() {
             guard let alias = link.alias, let owner = Attachment.fromLinkAlias(alias),
                 owner.network == request.config.name, !valid.contains(owner)
             else { continue }
-            do { try ignoringMissing { try host.deleteLink(index: link.index) } } catch { failures.append("\(error)") }
+            failures.attempt { try ignoringMissing { try host.deleteLink(index: link.index) } }
         }
-        do {
+        failures.attempt {
             let spoofCheck = SpoofCheck(client: try NFTablesClient())
             let validTags = Set(valid.map(\.ownerTag))
             let networkPrefix = Attachment.networkTag(request.config.name) + " "
             for owner in try spoofCheck.owners() where owner.hasPrefix(networkPrefix) && !validTags.contains(owner) {
                 try spoofCheck.release(owner: owner)
             }
-        } catch {
-            failures.append("\(error)")
         }
         // The bridge goes only when nothing uses it any more: no ports, no valid attachments.
-        do {
+        failures.attempt {
             let config = try request.config.decode(BridgeConfig.self)
             if valid.isEmpty, let bridge = try host.linkIfPresent(named: config.bridge), bridge.kind == .bridge {
                 let ports = try host.links().filter { $0.masterIndex == bridge.index }
@@ -238,15 +220,9 @@ struct BridgePlugin: CNIPlugin {
                     try ignoringMissing { try host.deleteLink(index: bridge.index) }
                 }
             }
-        } catch {
-            failures.append("\(error)")
         }
-        if request.config.ipam != nil {
-            do { try IPAMCall.garbageCollect(request) } catch { failures.append("\(error)") }
-        }
-        if !failures.isEmpty {
-            throw CNIError(.internalError, "bridge GC incomplete: " + failures.joined(separator: "; "))
-        }
+        if request.config.ipam != nil { failures.attempt { try IPAMCall.garbageCollect(request) } }
+        try failures.throwIfAny("bridge GC incomplete")
     }
 
     func status(_ request: CNIRequest) throws {

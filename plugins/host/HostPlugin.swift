@@ -90,14 +90,12 @@ struct HostPlugin: CNIPlugin {
     func delete(_ request: CNIRequest) throws {
         // A config whose device keys no longer parse still moved a device in: look for it.
         if let mode = try? HostMode(request), case .hostNetworking = mode { return }
-        var failures: [String] = []
+        var failures = CNIErrorList()
         var namespace: NetworkNamespace?
-        do { namespace = try openUnlessGone(request.netns) } catch { failures.append("\(error)") }
+        failures.attempt { namespace = try openUnlessGone(request.netns) }
         if let namespace { try rejectOwnNamespace(namespace) }
         // IPAM always, even with no netns: the reference host-device leaks the lease there.
-        if request.config.ipam != nil {
-            do { try IPAMCall.delete(request) } catch { failures.append("\(error)") }
-        }
+        if request.config.ipam != nil { failures.attempt { try IPAMCall.delete(request) } }
         if namespace == nil {
             // Whatever the kernel gave back when the netns died gets its identity back (the
             // problems are logged only: DEL must not fail for a device that is already home).
@@ -118,14 +116,12 @@ struct HostPlugin: CNIPlugin {
                     }
                 }
             } catch {
-                failures.append("\(error)")
+                failures.record(error)
             }
         }
         // No netns, or no device in it: a virtual device died with its netns, a physical one
         // went back to the root netns and was restored above. Nothing else is left to undo.
-        if !failures.isEmpty {
-            throw CNIError(.internalError, "host DEL incomplete: " + failures.joined(separator: "; "))
-        }
+        try failures.throwIfAny("host DEL incomplete")
     }
 
     func check(_ request: CNIRequest) throws {
@@ -159,14 +155,12 @@ struct HostPlugin: CNIPlugin {
     /// Moved devices carry their own record (the alias): the only host-side leftovers are
     /// devices the kernel returned from deleted netns, restored here. Leases are the delegate's.
     func garbageCollect(_ request: CNIRequest) throws {
-        var failures: [String] = []
-        if case .device = try HostMode(request) { failures += try DeviceMove().restoreStrays() }
-        if request.config.ipam != nil {
-            do { try IPAMCall.garbageCollect(request) } catch { failures.append("\(error)") }
+        var failures = CNIErrorList()
+        if case .device = try HostMode(request) {
+            for problem in try DeviceMove().restoreStrays() { failures.record(CNIError(.internalError, problem)) }
         }
-        if !failures.isEmpty {
-            throw CNIError(.internalError, "host GC incomplete: " + failures.joined(separator: "; "))
-        }
+        if request.config.ipam != nil { failures.attempt { try IPAMCall.garbageCollect(request) } }
+        try failures.throwIfAny("host GC incomplete")
     }
 
     /// The device is not looked for: once it is in a container it is off the host, and a

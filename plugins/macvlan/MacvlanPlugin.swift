@@ -86,11 +86,9 @@ struct MacvlanPlugin: CNIPlugin {
     }
 
     func delete(_ request: CNIRequest) throws {
-        var failures: [String] = []
+        var failures = CNIErrorList()
         // IPAM first, as the reference does: the lease must go even if the netns is unusable.
-        if request.config.ipam != nil {
-            do { try IPAMCall.delete(request) } catch { failures.append("\(error)") }
-        }
+        if request.config.ipam != nil { failures.attempt { try IPAMCall.delete(request) } }
         if !request.netns.isEmpty {
             do {
                 let namespace = try NetworkNamespace.open(path: request.netns)
@@ -102,12 +100,10 @@ struct MacvlanPlugin: CNIPlugin {
             } catch let error as NamespaceError where error.isNotFound {
                 // The netns went first and took the macvlan with it.
             } catch {
-                failures.append("\(error)")
+                failures.record(error)
             }
         }
-        if !failures.isEmpty {
-            throw CNIError(.internalError, "macvlan DEL incomplete: " + failures.joined(separator: "; "))
-        }
+        try failures.throwIfAny("macvlan DEL incomplete")
     }
 
     func check(_ request: CNIRequest) throws {
@@ -147,7 +143,9 @@ struct MacvlanPlugin: CNIPlugin {
     /// The plugin keeps no state of its own: a container's macvlan dies with its netns. Only
     /// the IPAM delegate has leases to collect.
     func garbageCollect(_ request: CNIRequest) throws {
-        if request.config.ipam != nil { try IPAMCall.garbageCollect(request) }
+        var failures = CNIErrorList()
+        if request.config.ipam != nil { failures.attempt { try IPAMCall.garbageCollect(request) } }
+        try failures.throwIfAny("macvlan GC incomplete")
     }
 
     func status(_ request: CNIRequest) throws {

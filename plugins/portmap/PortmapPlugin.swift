@@ -63,8 +63,9 @@ struct PortmapPlugin: CNIPlugin {
 
     func delete(_ request: CNIRequest) throws {
         let owner = Attachment(request).ownerTag
-        let removed: [PublishedPort]
-        do {
+        var removed: [PublishedPort] = []
+        var failures = CNIErrorList()
+        failures.attempt {
             let publishing = PortPublishing(client: try NFTablesClient())
             if let keys = mappingKeys(request) {
                 // libcni passes the ADD's runtimeConfig again: look up exactly those keys.
@@ -74,9 +75,8 @@ struct PortmapPlugin: CNIPlugin {
                 // needs no prevResult, netns or runtimeConfig.
                 removed = try publishing.unpublish(owner: owner)
             }
-        } catch {
-            throw CNIError(.internalError, "portmap DEL incomplete: \(error)")
         }
+        try failures.throwIfAny("portmap DEL incomplete")
         flushStaleUDPEntries(removed)
     }
 
@@ -114,12 +114,9 @@ struct PortmapPlugin: CNIPlugin {
     }
 
     func garbageCollect(_ request: CNIRequest) throws {
-        let valid = Set(
-            (request.config.validAttachments ?? []).map {
-                Attachment(network: request.config.name, containerID: $0.containerID, ifName: $0.ifName).ownerTag
-            })
+        let valid = Set((request.config.validAttachments ?? []).map(\.ownerTag))
         let networkPrefix = Attachment.networkTag(request.config.name) + " "
-        var failures: [String] = []
+        var failures = CNIErrorList()
         do {
             let publishing = PortPublishing(client: try NFTablesClient())
             for owner in try publishing.owners().sorted() where owner.hasPrefix(networkPrefix) && !valid.contains(owner)
@@ -127,15 +124,14 @@ struct PortmapPlugin: CNIPlugin {
                 do {
                     flushStaleUDPEntries(try publishing.unpublish(owner: owner))
                 } catch {
-                    failures.append("\(owner): \(error)")
+                    let cause = CNIError(converting: error)
+                    failures.record(CNIError(cause.code, "\(owner): \(cause.msg)", details: cause.details))
                 }
             }
         } catch {
-            failures.append("\(error)")
+            failures.record(error)
         }
-        if !failures.isEmpty {
-            throw CNIError(.internalError, "portmap GC incomplete: " + failures.joined(separator: "; "))
-        }
+        try failures.throwIfAny("portmap GC incomplete")
     }
 
     func status(_ request: CNIRequest) throws {

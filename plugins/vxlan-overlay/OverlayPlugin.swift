@@ -111,20 +111,14 @@ struct OverlayPlugin: CNIPlugin {
     func delete(_ request: CNIRequest) throws {
         let config = try request.config.decode(OverlayConfig.self)
         let attachment = Attachment(request)
-        var failures: [CNIError] = []
-        do {
+        var failures = CNIErrorList()
+        failures.attempt {
             let context = try OverlayContext(request, config)
             try context.storeCall {
                 try context.registry.withdraw(containerID: request.containerID, ifname: request.ifName)
             }
-        } catch {
-            failures.append(CNIError(converting: error))
         }
-        do {
-            try VethSetup.deleteHostEnd(of: attachment, netlink: try RouteNetlink())
-        } catch {
-            failures.append(CNIError(converting: error))
-        }
+        failures.attempt { try VethSetup.deleteHostEnd(of: attachment, netlink: try RouteNetlink()) }
         if !request.netns.isEmpty {
             do {
                 let namespace = try NetworkNamespace.open(path: request.netns)
@@ -133,13 +127,11 @@ struct OverlayPlugin: CNIPlugin {
             } catch let error as NamespaceError where error.isNotFound {
                 // The namespace went first: its links went with it.
             } catch {
-                failures.append(CNIError(converting: error))
+                failures.record(error)
             }
         }
-        do { try IPAMCall.delete(request.withClusterIPAM(config)) } catch {
-            failures.append(CNIError(converting: error))
-        }
-        try OverlayContext.throwCollected(failures, verb: "DEL")
+        failures.attempt { try IPAMCall.delete(request.withClusterIPAM(config)) }
+        try failures.throwIfAny("vxlan-overlay DEL incomplete")
     }
 
     func check(_ request: CNIRequest) throws {
@@ -189,12 +181,9 @@ struct OverlayPlugin: CNIPlugin {
     func garbageCollect(_ request: CNIRequest) throws {
         let config = try request.config.decode(OverlayConfig.self)
         let network = request.config.name
-        let valid = Set(
-            (request.config.validAttachments ?? []).map {
-                Attachment(network: network, containerID: $0.containerID, ifName: $0.ifName)
-            })
-        var failures: [CNIError] = []
-        do {
+        let valid = Set(request.config.validAttachments ?? [])
+        var failures = CNIErrorList()
+        failures.attempt {
             let context = try OverlayContext(request, config)
             try context.storeCall {
                 for endpoint in try context.registry.localEndpoints()
@@ -205,10 +194,8 @@ struct OverlayPlugin: CNIPlugin {
                 }
                 if valid.isEmpty { try context.registry.withdrawHost() }
             }
-        } catch {
-            failures.append(CNIError(converting: error))
         }
-        do {
+        failures.attempt {
             let host = try RouteNetlink()
             for link in try host.links() {
                 guard let alias = link.alias, let owner = Attachment.fromLinkAlias(alias), owner.network == network,
@@ -217,13 +204,9 @@ struct OverlayPlugin: CNIPlugin {
                 try ignoringMissing { try host.deleteLink(index: link.index) }
             }
             if valid.isEmpty { try removeDevices(config, network: network, netlink: host) }
-        } catch {
-            failures.append(CNIError(converting: error))
         }
-        do { try IPAMCall.garbageCollect(request.withClusterIPAM(config)) } catch {
-            failures.append(CNIError(converting: error))
-        }
-        try OverlayContext.throwCollected(failures, verb: "GC")
+        failures.attempt { try IPAMCall.garbageCollect(request.withClusterIPAM(config)) }
+        try failures.throwIfAny("vxlan-overlay GC incomplete")
     }
 
     /// With no attachment left, the bridge and VXLAN device go too (if no veth still uses them).
