@@ -66,21 +66,6 @@ public enum IPAMCall {
         return try request.delegateAdd()
     }
 
-    /// ADD, then `configure` with its result; if `configure` fails, the addresses are released
-    /// again before its error is rethrown, as the spec requires. A failing release is logged,
-    /// not thrown, so the original cause reaches the runtime.
-    public static func add<T>(_ request: CNIRequest, undoingOnFailure configure: (CNIResult) throws -> T) throws -> T {
-        let result = try add(request)
-        do {
-            return try configure(result)
-        } catch {
-            do { try delete(request) } catch let releaseError {
-                cniLog("releasing IPAM after a failed ADD: \(releaseError)")
-            }
-            throw error
-        }
-    }
-
     public static func delete(_ request: CNIRequest) throws {
         if runsInProcess(request) { return try IPAMPlugin().delete(request) }
         try request.delegateDelete()

@@ -117,6 +117,11 @@ struct BridgeConfig: Decodable {
         BridgeSpec(name: bridge, mtu: mtu.map { UInt32($0) }, promiscuous: promiscMode, vlanFiltering: usesVLANs)
     }
 
+    var l3: BridgedL3 {
+        BridgedL3(
+            isGateway: isGateway, isDefaultGateway: isDefaultGateway, enableDAD: enabledad, forceAddress: forceAddress)
+    }
+
     var vethOptions: VethSetup.Options {
         VethSetup.Options(mtu: mtu.map { UInt32($0) }, hairpin: hairpinMode, isolated: portIsolation)
     }

@@ -37,54 +37,32 @@ struct HostPlugin: CNIPlugin {
         let containerNS = try NetworkNamespace.open(path: request.netns)
         try rejectOwnNamespace(containerNS)
         let container = try RouteNetlink(namespace: containerNS)
-        if try container.linkIfPresent(named: request.ifName) != nil {
-            throw CNIError(
-                .invalidEnvironmentVariables, "container already has an interface named \(request.ifName)")
-        }
+        try requireNoContainerInterface(named: request.ifName, in: container)
         let move = try DeviceMove()
         let device = try DeviceSelection.resolve(selectors, netlink: move.host)
-        try move.moveIn(device, as: request.ifName, into: containerNS)
-        let link = try container.link(named: request.ifName)
-        // ADD leaves nothing behind when it fails: the device goes home, the lease is released
-        // inside `IPAMCall.add(_:undoingOnFailure:)`.
-        do {
-            var result: CNIResult
-            if request.config.ipam != nil {
-                let setup = InterfaceSetup(namespace: containerNS, netlink: container)
-                result = try IPAMCall.add(request) { ipamResult in
-                    try configureL3(ipamResult, request: request, link: link, setup: setup)
+        // ADD leaves nothing behind when it fails: the device goes home, the lease is released.
+        return try withRollback { rollback in
+            try move.moveIn(device, as: request.ifName, into: containerNS)
+            let link = try container.link(named: request.ifName)
+            if let origin = DeviceOrigin(alias: link.alias) {
+                rollback.push("return \(origin.name) to the host") {
+                    try move.moveOut(link, origin: origin, from: container, holderNamespace: containerNS)
                 }
+            }
+            var result = CNIResult(cniVersion: request.cniVersion)
+            if request.config.ipam != nil {
+                let ipamResult = try IPAMCall.add(request)
+                rollback.push("release the addresses") { try IPAMCall.delete(request) }
+                result = try CNIResult.fromIPAM(ipamResult, cniVersion: request.cniVersion, interfaceIndex: 0)
+                let setup = InterfaceSetup(namespace: containerNS, netlink: container)
+                try setup.prepare(ifName: request.ifName, families: Set(result.ips.map(\.family)), enableDAD: false)
+                try setup.apply(result, interfaceIndex: 0, link: link, enableDAD: false)
             } else {
                 try container.setLinkUp(index: link.index)
-                result = CNIResult(cniVersion: request.cniVersion)
             }
-            if let dns = request.config.dns, !dns.isEmpty { result.dns = dns }
-            let current = try container.link(index: link.index)
-            result.interfaces = [
-                CNIResult.Interface(
-                    name: current.name, mac: current.mac?.description, mtu: current.mtu.map { Int($0) },
-                    sandbox: request.netns)
-            ]
+            result.describeInterfaces(request, container: try container.link(index: link.index))
             return result
-        } catch {
-            if let origin = DeviceOrigin(alias: link.alias) {
-                do { try move.moveOut(link, origin: origin, from: container, holderNamespace: containerNS) } catch let
-                    undoError
-                {
-                    cniLog("could not return \(origin.name) to the host after a failed ADD: \(undoError)")
-                }
-            }
-            throw error
         }
-    }
-
-    private func configureL3(
-        _ ipamResult: CNIResult, request: CNIRequest, link: Link, setup: InterfaceSetup
-    ) throws -> CNIResult {
-        let result = try CNIResult.fromIPAM(ipamResult, cniVersion: request.cniVersion, interfaceIndex: 0)
-        try setup.prepare(ifName: request.ifName, families: Set(result.ips.map(\.family)), enableDAD: false)
-        try setup.apply(result, interfaceIndex: 0, link: link, enableDAD: false)
-        return result
     }
 
     func delete(_ request: CNIRequest) throws {

@@ -26,14 +26,12 @@ struct PortmapPlugin: CNIPlugin {
 
         let owner = Attachment(request).ownerTag
         let publishing = PortPublishing(client: try NFTablesClient())
-        try publish(ports, owner: owner, config: config, publishing: publishing)
-        do {
+        try withRollback { rollback in
+            try publish(ports, owner: owner, config: config, publishing: publishing)
+            rollback.push("unpublish the ports of \(owner)") { _ = try publishing.unpublish(owner: owner) }
             if config.snat, let v4, ports.contains(where: { $0.family == .v4 }) {
                 try allowLocalhostAccess(to: v4)
             }
-        } catch {
-            _ = try? publishing.unpublish(owner: owner)
-            throw error
         }
         flushStaleUDPEntries(ports)
         return result
