@@ -59,6 +59,26 @@ struct BridgeLifecycleTests {
         }
     }
 
+    /// An ADD that fails after the veth and the lease exist (the bridge holds another IPv4
+    /// address and `forceAddress` is off) takes both back before it reports the error.
+    @Test func failedAddRemovesTheVethAndReleasesTheLease() throws {
+        let network = BridgeTests.network(subnet4: "10.88.10.0/24", subnet6: "fd88:10::/64")
+        defer { network.cleanUp() }
+        let bridge = try #require(network.plugin["bridge"] as? String)
+        try withTestHosts(2) { hosts in
+            let (host, c1) = (hosts[0], hosts[1])
+            try host.mustRun(["ip", "link", "add", bridge, "type", "bridge"])
+            try host.mustRun(["ip", "addr", "add", "10.88.10.99/24", "dev", bridge])
+            let output = try bridgePlugin.run(
+                "ADD", config: network.config(), containerID: c1.name, netns: c1.path, ifname: "eth0", in: host)
+            #expect(output.status != 0)
+            #expect(output.stdout.contains("10.88.10.99"), "\(output.stdout)")
+            #expect(try host.linkNames().filter { $0.hasPrefix("veth") }.isEmpty)
+            #expect(try !c1.linkNames().contains("eth0"))
+            #expect(network.leases().isEmpty)
+        }
+    }
+
     @Test func checkPassesAfterAddAndFailsWhenStateIsBroken() throws {
         let network = BridgeTests.network(subnet4: "10.88.1.0/24", subnet6: "fd88:1::/64", ["macspoofchk": true])
         defer { network.cleanUp() }
