@@ -19,24 +19,13 @@ public struct NetworkConfig: Sendable {
     public var args: JSONValue?
     /// The previous plugin's result, or on DEL/CHECK the cached result, converted to the 1.1 model.
     public var prevResult: CNIResult?
-    /// GC only: the attachments that must be kept, from `cni.dev/valid-attachments` or the older
-    /// `cni.dev/attachments`. Nil when neither key is present.
+    /// GC only: the attachments of this network that must be kept, from `cni.dev/valid-attachments`
+    /// or the older `cni.dev/attachments`. Nil when neither key is present.
     public var validAttachments: [Attachment]?
     /// The whole document, in its original key order.
     public var raw: JSONObject
     /// The exact stdin, for delegation and for `decode(_:)`.
     public var bytes: [UInt8]
-
-    /// An attachment as GC names it.
-    public struct Attachment: Sendable, Hashable {
-        public var containerID: String
-        public var ifName: String
-
-        public init(containerID: String, ifName: String) {
-            self.containerID = containerID
-            self.ifName = ifName
-        }
-    }
 
     /// Parses stdin: invalid JSON is code 6, an invalid network name or a wrongly typed well-known key
     /// is code 7. `capabilities` is ignored: libcni leaves it in although the spec says it must not.
@@ -76,19 +65,24 @@ public struct NetworkConfig: Sendable {
                 throw CNIError(error.code, "could not parse prevResult: \(error.msg)", details: error.details)
             }
         }
-        if let current = try NetworkConfig.attachments(reader, "cni.dev/valid-attachments") {
+        if let current = try NetworkConfig.attachments(reader, "cni.dev/valid-attachments", network: name) {
             self.validAttachments = current
         } else {
-            self.validAttachments = try NetworkConfig.attachments(reader, "cni.dev/attachments")
+            self.validAttachments = try NetworkConfig.attachments(reader, "cni.dev/attachments", network: name)
         }
     }
 
-    private static func attachments(_ reader: JSONReader, _ key: String) throws(CNIError) -> [Attachment]? {
+    /// The GC keys list `{containerID, ifname}`; the network is the config's own.
+    private static func attachments(
+        _ reader: JSONReader, _ key: String, network: String
+    ) throws(CNIError) -> [Attachment]? {
         guard let items = try reader.readers(key) else { return nil }
         var attachments: [Attachment] = []
         for item in items {
             attachments.append(
-                Attachment(containerID: try item.string("containerID") ?? "", ifName: try item.string("ifname") ?? ""))
+                Attachment(
+                    network: network, containerID: try item.string("containerID") ?? "",
+                    ifName: try item.string("ifname") ?? ""))
         }
         return attachments
     }

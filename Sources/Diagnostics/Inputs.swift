@@ -1,3 +1,4 @@
+import CNI
 import PierState
 import PluginSupport
 

@@ -49,7 +49,7 @@ public final class ClusterLeaseStore: LeaseBackend {
         }.sorted { $0.address < $1.address }
     }
 
-    public func reserve(_ address: IPAddress, for attachment: Attachment) throws(IPAMError) -> Bool {
+    public func reserve(_ address: IPAddress, for attachment: LeaseOwner) throws(IPAMError) -> Bool {
         let owner = Owner(containerID: attachment.containerID, ifname: attachment.ifname, host: host)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]

@@ -26,7 +26,7 @@ public final class DiskLeaseStore: LeaseBackend {
     private var isLocked = false
     private var indexPath: String { directory + "/" + LeaseIndex.fileName }
 
-    /// `network` must already be validated (`Identifier.isValid`).
+    /// `network` must already be validated (`CNIValidation.isValidIdentifier`).
     public init(dataDir: String, network: String) {
         self.directory = LeaseFiles.directory(dataDirectory: dataDir, network: network)
     }
@@ -130,7 +130,7 @@ public final class DiskLeaseStore: LeaseBackend {
         return leases
     }
 
-    public func reserve(_ address: IPAddress, for attachment: Attachment) throws(IPAMError) -> Bool {
+    public func reserve(_ address: IPAddress, for attachment: LeaseOwner) throws(IPAMError) -> Bool {
         do {
             let name = address.description
             guard

@@ -32,7 +32,7 @@ public struct IPAMPlugin: CNIPlugin {
             return
         }
         let released = try AddressManager(config: settings(request)).collectGarbage(
-            keeping: valid.map { Attachment(containerID: $0.containerID, ifname: $0.ifName) })
+            keeping: valid.map(LeaseOwner.init))
         for lease in released { cniLog("ipam: GC released \(lease)") }
     }
 
@@ -40,8 +40,8 @@ public struct IPAMPlugin: CNIPlugin {
         try AddressManager(config: settings(request)).status()
     }
 
-    private func attachment(_ request: CNIRequest) -> Attachment {
-        Attachment(containerID: request.containerID, ifname: request.ifName)
+    private func attachment(_ request: CNIRequest) -> LeaseOwner {
+        LeaseOwner(Attachment(request))
     }
 
     /// Settings from stdin plus the CNI_ARGS `IP=`/`GATEWAY=` keys and the version-converted
@@ -64,21 +64,6 @@ public enum IPAMCall {
     public static func add(_ request: CNIRequest) throws -> CNIResult {
         if runsInProcess(request) { return try IPAMPlugin().add(request) }
         return try request.delegateAdd()
-    }
-
-    /// ADD, then `configure` with its result; if `configure` fails, the addresses are released
-    /// again before its error is rethrown, as the spec requires. A failing release is logged,
-    /// not thrown, so the original cause reaches the runtime.
-    public static func add<T>(_ request: CNIRequest, undoingOnFailure configure: (CNIResult) throws -> T) throws -> T {
-        let result = try add(request)
-        do {
-            return try configure(result)
-        } catch {
-            do { try delete(request) } catch let releaseError {
-                cniLog("releasing IPAM after a failed ADD: \(releaseError)")
-            }
-            throw error
-        }
     }
 
     public static func delete(_ request: CNIRequest) throws {

@@ -1,3 +1,4 @@
+import CNI
 import ClusterStore
 import FoundationEssentials
 import IPAddressing
@@ -75,7 +76,7 @@ public struct IPAMSettings: Sendable {
     init(raw: RawNetworkConfig, environmentIPs: [String], environmentGateways: [String]) throws(IPAMError) {
         cniVersion = raw.cniVersion ?? "0.1.0"
         guard let name = raw.name, !name.isEmpty else { throw IPAMError(.invalidConfig, "network name is missing") }
-        guard Identifier.isValid(name) else {
+        guard CNIValidation.isValidIdentifier(name) else {
             throw IPAMError(.invalidConfig, "invalid network name \"\(name)\": want ^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$")
         }
         networkName = name

@@ -119,7 +119,7 @@ public final class ContainerManager {
         for (index, list) in lists.enumerated() {
             // Published ports and fixed addresses belong to the first network, as the primary interface.
             record.attachments.append(
-                ContainerRecord.Attachment(
+                NetworkAttachmentRecord(
                     network: list.name, ifName: "eth\(index)", capabilityArgs: index == 0 ? capabilityText : "{}",
                     cniArgs: options.cniArgs.map { [$0.0, $0.1] }))
         }

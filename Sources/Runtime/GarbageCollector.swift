@@ -33,11 +33,9 @@ extension ContainerManager {
 
         removeAbandonedFiles()
         let remaining = store.all()
-        func valid(for network: String) -> [NetworkConfig.Attachment] {
-            remaining.flatMap { record in
-                record.attachments.filter { $0.network == network }.map {
-                    NetworkConfig.Attachment(containerID: record.id, ifName: $0.ifName)
-                }
+        func valid(for network: String) -> [Attachment] {
+            remaining.flatMap { record in record.attachments.map(record.identity(of:)) }.filter {
+                $0.network == network
             }
         }
         var seen = Set<String>()
@@ -48,9 +46,9 @@ extension ContainerManager {
         }
         // Attachments of networks whose config is gone can still be deleted with the cached config.
         for entry in executor.cache.all() where !seen.contains(entry.networkName) {
-            let keep = valid(for: entry.networkName).contains {
-                $0.containerID == entry.request.containerID && $0.ifName == entry.request.ifName
-            }
+            let keep = valid(for: entry.networkName).contains(
+                Attachment(
+                    network: entry.networkName, containerID: entry.request.containerID, ifName: entry.request.ifName))
             guard !keep, let list = try? NetworkConfigList(bytes: entry.config) else { continue }
             do {
                 try executor.delete(list, entry.request)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CNI
 import Diagnostics
 import NetNS
 import PierState

@@ -133,9 +133,9 @@ import Testing
         let current = try config(
             #"{"name":"n","cni.dev/valid-attachments":[{"containerID":"c1","ifname":"eth0"}],"cni.dev/attachments":[]}"#
         )
-        #expect(current.validAttachments == [.init(containerID: "c1", ifName: "eth0")])
+        #expect(current.validAttachments == [.init(network: "n", containerID: "c1", ifName: "eth0")])
         let legacy = try config(#"{"name":"n","cni.dev/attachments":[{"containerID":"c2","ifname":"net1"}]}"#)
-        #expect(legacy.validAttachments == [.init(containerID: "c2", ifName: "net1")])
+        #expect(legacy.validAttachments == [.init(network: "n", containerID: "c2", ifName: "net1")])
         #expect(try config(#"{"name":"n","cni.dev/valid-attachments":[]}"#).validAttachments == [])
     }
 

@@ -199,8 +199,10 @@ import Testing
     }
 
     @Test(arguments: [
-        ("", "container ID is empty"), ("../../etc", "invalid container ID"), ("a/b", "invalid container ID"),
-        ("..", "invalid container ID"), (".x", "invalid container ID"),
+        // libcni's wording: the lease owner is checked by the same rules as CNI_CONTAINERID.
+        ("", "missing containerID"), ("../../etc", "invalid characters in containerID"),
+        ("a/b", "invalid characters in containerID"), ("..", "invalid characters in containerID"),
+        (".x", "invalid characters in containerID"),
     ])
     func rejectsBadContainerIDs(id: String, expected: String) {
         #expect(throws: IPAMError.self) { try attachment(id).validate() }

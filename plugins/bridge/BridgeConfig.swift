@@ -89,7 +89,7 @@ struct BridgeConfig: Decodable {
 
     /// Everything that can be refused without touching the kernel.
     func validate(hasIPAM: Bool) throws(BridgeConfigError) {
-        guard isValidInterfaceName(bridge) else {
+        guard InterfaceName.isValid(bridge) else {
             throw .invalid("bridge name \"\(bridge)\" is not a valid interface name")
         }
         if hairpinMode && promiscMode {
@@ -98,7 +98,7 @@ struct BridgeConfig: Decodable {
         guard (0...4094).contains(vlan) else { throw .invalid("invalid VLAN ID \(vlan) (must be between 0 and 4094)") }
         if isGateway && vlan != 0 {
             let gateway = VLANGateway.interfaceName(bridge: bridge, vlan: UInt16(vlan))
-            guard isValidInterfaceName(gateway) else {
+            guard InterfaceName.isValid(gateway) else {
                 throw .invalid(
                     "the VLAN gateway interface name \"\(gateway)\" is longer than 15 bytes: shorten the bridge name")
             }
@@ -115,6 +115,11 @@ struct BridgeConfig: Decodable {
 
     var bridgeSpec: BridgeSpec {
         BridgeSpec(name: bridge, mtu: mtu.map { UInt32($0) }, promiscuous: promiscMode, vlanFiltering: usesVLANs)
+    }
+
+    var l3: BridgedL3 {
+        BridgedL3(
+            isGateway: isGateway, isDefaultGateway: isDefaultGateway, enableDAD: enabledad, forceAddress: forceAddress)
     }
 
     var vethOptions: VethSetup.Options {

@@ -51,12 +51,9 @@ func plan(_ mappings: [PortMapping], v4: IPAddress?, v6: IPAddress?) throws(Mapp
         guard (1...65535).contains(mapping.containerPort) else {
             throw .invalid("portMappings: invalid containerPort \(mapping.containerPort)")
         }
-        let protocolNumber: UInt8
-        switch (mapping.protocol ?? "").lowercased() {
-        case "", "tcp": protocolNumber = 6
-        case "udp": protocolNumber = 17
-        case "sctp": protocolNumber = 132
-        default: throw .invalid("portMappings: unknown protocol \"\(mapping.protocol ?? "")\"")
+        let protocolName = mapping.protocol ?? ""
+        guard let ipProtocol = protocolName.isEmpty ? IPProtocol.tcp : IPProtocol(name: protocolName) else {
+            throw .invalid("portMappings: unknown protocol \"\(protocolName)\"")
         }
         var families: [IPFamily] = [.v4, .v6]
         var hostAddress: IPAddress?
@@ -69,13 +66,13 @@ func plan(_ mappings: [PortMapping], v4: IPAddress?, v6: IPAddress?) throws(Mapp
         for family in families {
             guard let container = family == .v4 ? v4 : v6 else { continue }
             let port = PublishedPort(
-                protocolNumber: protocolNumber, hostPort: UInt16(mapping.hostPort), hostAddress: hostAddress,
+                ipProtocol: ipProtocol, hostPort: UInt16(mapping.hostPort), hostAddress: hostAddress,
                 container: container, containerPort: UInt16(mapping.containerPort))
             // Plain strings only: interpolating an enum goes through reflection, whose first use
             // scans every protocol conformance in the binary (a third of a portmap ADD's work).
             let familyName = family == .v4 ? "4" : "6"
             let key =
-                familyName + " " + (hostAddress?.description ?? "*") + " " + String(protocolNumber) + " "
+                familyName + " " + (hostAddress?.description ?? "*") + " " + String(ipProtocol.rawValue) + " "
                 + String(mapping.hostPort)
             if let earlier = keys[key] {
                 // The same mapping twice is harmless; one host port to two targets is not.

@@ -44,6 +44,11 @@ struct OverlayConfig: Decodable {
 
     var vniValue: UInt32 { UInt32(clamping: vni) }
 
+    /// DAD stays off: IPAM in cluster mode made the address unique across hosts.
+    var l3: BridgedL3 {
+        BridgedL3(isGateway: isGateway, isDefaultGateway: isDefaultGateway, forceAddress: forceAddress)
+    }
+
     func validate(_ request: CNIRequest) throws(CNIError) {
         guard (1...16_777_215).contains(vni) else {
             throw CNIError(.invalidNetworkConfig, "vni \(vni) is out of range (1..16777215)")

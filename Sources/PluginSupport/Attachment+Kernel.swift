@@ -1,22 +1,8 @@
 import CNI
 
-/// One attachment of a container to a network: the identity every kernel object Pier creates
-/// for it is derived from, so DEL and GC can find those objects with no cached result.
-public struct Attachment: Sendable, Hashable {
-    public let network: String
-    public let containerID: String
-    public let ifName: String
-
-    public init(network: String, containerID: String, ifName: String) {
-        self.network = network
-        self.containerID = containerID
-        self.ifName = ifName
-    }
-
-    public init(_ request: CNIRequest) {
-        self.init(network: request.config.name, containerID: request.containerID, ifName: request.ifName)
-    }
-
+// The names and tags of the kernel objects and nftables elements one attachment owns, all
+// derived from its identity so DEL and GC find them with no cached result.
+extension Attachment {
     /// The host end of the container's veth: `veth` + 8 hex digits of a hash of the attachment.
     /// The `veth` prefix keeps NetworkManager's hands off it, as with the reference plugins.
     public var hostVethName: String {
