@@ -107,7 +107,7 @@ struct FirewallPluginTests {
                 try #require(output.status == 0, "ADD \(network): \(output.stdout)")
             }
             var servers: [PeerEchoServer] = []
-            defer { servers.forEach { $0.stop() } }
+            defer { for server in servers { server.stop() } }
             for container in [s1, o1, i1] { servers.append(try PeerEchoServer(in: container, port: 7000)) }
             let (sa, oa, ia) = (
                 try #require(world.address(of: s1)), try #require(world.address(of: o1)),
