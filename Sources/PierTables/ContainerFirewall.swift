@@ -143,8 +143,13 @@ public struct ContainerFirewall {
                 to: PierTable.sameBridge.path)
         }
         try client.apply(Self.inetLayout, ensuring: PierTable.rules + Self.inetRules, changes: inetChanges)
-        if attachment.isolatedPort != nil {
+        guard attachment.isolatedPort != nil else { return }
+        do {
             try client.apply(Self.bridgeLayout, ensuring: Self.bridgeRules, changes: bridgeChanges)
+        } catch {
+            // Two tables cannot share one transaction: undo the first so a failed ADD leaves nothing.
+            _ = try? detach(owner: attachment.owner, keys: attachment)
+            throw error
         }
     }
 
@@ -194,9 +199,18 @@ public struct ContainerFirewall {
     /// Returns how many elements were removed.
     @discardableResult
     public func detach(owner: String, keys: FirewallAttachment? = nil) throws(FirewallError) -> Int {
+        let removed = try detach(owner: owner, lookingUp: keys)
+        // Nothing under those keys (a repeated DEL, or a prevResult that differs from ADD's):
+        // make sure by reading the sets, so no element of this owner is left behind.
+        if removed == 0 && keys != nil { return try detach(owner: owner, lookingUp: nil) }
+        return removed
+    }
+
+    private func detach(owner: String, lookingUp keys: FirewallAttachment?) throws(FirewallError) -> Int {
         var removed = 0
         for family in [TableFamily.inet, .bridge] {
             let sets = Self.ownedSets.filter { $0.family == family }
+            var familyRemoved = 0
             try client.withGenerationCheck { _ throws(FirewallError) in
                 var batch = Batch()
                 var count = 0
@@ -216,9 +230,10 @@ public struct ContainerFirewall {
                     batch.deleteElements(owned, from: set.path)
                     count += owned.count
                 }
-                removed += count
+                familyRemoved = count
                 return batch
             }
+            removed += familyRemoved
         }
         return removed
     }
