@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import PierTestSupport
 import Testing
 
@@ -98,8 +99,8 @@ struct FirewallPluginTests {
         try withTestHosts(7) { hosts in
             let world = try FirewallWorld(host: hosts[0], outside: hosts[1])
             defer { world.detachAll() }
-            world.addNetwork("s", index: 1, firewallKeys: ["ingressPolicy": "same-bridge"])
-            world.addNetwork("o", index: 2, firewallKeys: ["ingressPolicy": "open"])
+            world.addNetwork("s", index: 1, firewallKeys: ["ingressPolicy": "same-bridge"], ipv6: true)
+            world.addNetwork("o", index: 2, firewallKeys: ["ingressPolicy": "open"], ipv6: true)
             world.addNetwork("i", index: 3, firewallKeys: ["ingressPolicy": "isolated", "backend": "iptables"])
             let (s1, s2, o1, i1, i2) = (hosts[2], hosts[3], hosts[4], hosts[5], hosts[6])
             for (container, network) in [(s1, "s"), (s2, "s"), (o1, "o"), (i1, "i"), (i2, "i")] {
@@ -122,6 +123,13 @@ struct FirewallPluginTests {
             #expect(askPeerAddress(from: world.outside, to: sa, port: 7000) == FirewallWorld.outsideV4)
             // Its own connections out get their replies (accepted before the ingress drop).
             #expect(askPeerAddress(from: s1, to: oa, port: 7000) == sa)
+            // The same over IPv6.
+            let (sa6, oa6) = (
+                try #require(world.address(of: s1, ipv6: true)), try #require(world.address(of: o1, ipv6: true))
+            )
+            #expect(askPeerAddress(from: s2, to: sa6, port: 7000) == world.address(of: s2, ipv6: true))
+            #expect(askPeerAddress(from: o1, to: sa6, port: 7000, timeout: blocked) == nil)
+            #expect(askPeerAddress(from: s1, to: oa6, port: 7000) == sa6)
             // isolated: the same bridge is refused too (IPv4, not ARP), other bridges as well.
             #expect(askPeerAddress(from: i2, to: ia, port: 7000, timeout: blocked) == nil)
             #expect(askPeerAddress(from: o1, to: ia, port: 7000, timeout: blocked) == nil)
@@ -146,6 +154,40 @@ struct FirewallPluginTests {
             #expect(try world.firewall("DEL", i1, "i", withPrevious: false).status == 0)
             #expect(askPeerAddress(from: o1, to: ia, port: 7000) == oa)
             #expect(try world.elements("fw_isolated_ports", family: "bridge").count == 1)
+        }
+    }
+
+    /// Firewall ADDs racing on a fresh host: every element lands once, every rule exists once.
+    @Test func concurrentAddsNeitherLoseElementsNorDuplicateRules() throws {
+        let count = 6
+        try withTestHosts(2 + count) { hosts in
+            let world = try FirewallWorld(host: hosts[0], outside: hosts[1])
+            defer { world.detachAll() }
+            world.addNetwork("a", index: 1, firewallKeys: ["ingressPolicy": "isolated"])
+            let containers = Array(hosts.dropFirst(2))
+            // The bridge ADDs one by one (their own races are the bridge tests' business); then
+            // every firewall ADD at once.
+            for container in containers {
+                let output = try world.attachBridgeOnly(container, to: "a")
+                try #require(output.status == 0, "bridge ADD: \(output.stdout)")
+            }
+            let outputs = Mutex<[PluginOutput]>([])
+            DispatchQueue.concurrentPerform(iterations: count) { index in
+                if let output = try? world.firewall("ADD", containers[index], "a") {
+                    outputs.withLock { $0.append(output) }
+                }
+            }
+            let results = outputs.withLock { $0 }
+            #expect(results.count == count)
+            for output in results { #expect(output.status == 0, "ADD: \(output.stdout)") }
+            #expect(try world.elements("fw_v4").count == count)
+            #expect(try world.elements("fw_ingress_v4").count == count)
+            #expect(try world.elements("fw_isolated_ports", family: "bridge").count == count)
+            let comments = try world.host.nftJSON(["list", "ruleset"]).compactMap {
+                ($0["rule"] as? [String: Any])?["comment"] as? String
+            }
+            let firewallRules = comments.filter { $0.hasPrefix("pier:firewall-") }
+            #expect(firewallRules.count == 7 && Set(firewallRules).count == 7, "\(firewallRules)")
         }
     }
 

@@ -56,14 +56,22 @@ final class FirewallWorld: @unchecked Sendable {
     /// bridge ADD, then firewall ADD with the bridge result as prevResult.
     @discardableResult
     func attach(_ container: TestHost, to network: String) throws -> PluginOutput {
+        let output = try attachBridgeOnly(container, to: network)
+        try #require(output.status == 0, "bridge ADD failed: \(output.stdout) \(output.stderr)")
+        return try firewall("ADD", container, network)
+    }
+
+    /// The bridge ADD alone (its result is kept as the firewall's prevResult).
+    func attachBridgeOnly(_ container: TestHost, to network: String) throws -> PluginOutput {
         let fixture = try #require(networks[network])
         let output = try bridgeRunner.run(
             "ADD", config: fixture.bridge.config(), containerID: container.name, netns: container.path,
             ifname: "eth0", in: host)
-        try #require(output.status == 0, "bridge ADD failed: \(output.stdout) \(output.stderr)")
-        results[container.name] = output.object
-        attached.append((container, network))
-        return try firewall("ADD", container, network)
+        if output.status == 0 {
+            results[container.name] = output.object
+            attached.append((container, network))
+        }
+        return output
     }
 
     /// The firewall plugin alone, as the runtime sends it for this attachment.
@@ -95,10 +103,10 @@ final class FirewallWorld: @unchecked Sendable {
         }
     }
 
-    func address(of container: TestHost) -> String? {
+    func address(of container: TestHost, ipv6: Bool = false) -> String? {
         let ips = results[container.name]?["ips"] as? [[String: Any]] ?? []
         return ips.compactMap { ($0["address"] as? String)?.split(separator: "/").first.map(String.init) }
-            .first { !$0.contains(":") }
+            .first { $0.contains(":") == ipv6 }
     }
 
     /// Elements of a set (or map: `kind` "map") as `key comment "tag"` lines, concatenations
