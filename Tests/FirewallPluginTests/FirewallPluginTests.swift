@@ -1,6 +1,6 @@
 import Foundation
-import Synchronization
 import PierTestSupport
+import Synchronization
 import Testing
 
 /// The firewall plugin chained after `bridge` (+`ipam`), executed as a runtime would inside a
