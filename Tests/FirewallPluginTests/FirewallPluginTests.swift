@@ -45,6 +45,9 @@ struct FirewallPluginTests {
             #expect(c2.canPing(FirewallWorld.outsideV4))
 
             #expect(try world.firewall("CHECK", c1, "a").status == 0)
+            #expect(try world.firewall("STATUS", c1, "a", withPrevious: false).status == 0)
+            let version = try world.firewall("VERSION", c1, "a", withPrevious: false)
+            #expect((version.object["supportedVersions"] as? [String])?.contains("0.4.0") == true)
             // A repeated ADD changes nothing and still succeeds.
             let before = try world.ruleset()
             #expect(try world.firewall("ADD", c1, "a").status == 0)
