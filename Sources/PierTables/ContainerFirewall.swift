@@ -2,7 +2,7 @@ import Firewall
 import IPAddressing
 
 /// The `firewall` plugin inside `inet pier` (and `bridge pier`): container addresses are
-/// accepted in Pier's forward chain, and an ingress policy keeps other container networks out.
+/// accepted on the forward hook, and an ingress policy keeps other container networks out.
 /// Rules are fixed and added once per host; each attachment adds only elements, tagged with
 /// its owner tag, and DEL removes exactly those.
 ///
@@ -11,7 +11,7 @@ import IPAddressing
 ///       set fw_v6 { type ipv6_addr; }
 ///       set fw_ingress_v4 { type ifname . ipv4_addr; }    # "bridge . address", policy same-bridge/isolated
 ///       set fw_ingress_v6 { type ifname . ipv6_addr; }
-///       chain forward { ...
+///       chain fw_forward { type filter hook forward priority filter + 10;
 ///         ct state established,related ip daddr @fw_v4 accept
 ///         ct state established,related ip6 daddr @fw_v6 accept
 ///         oifname . ip daddr @fw_ingress_v4 iifname . iifname @same_bridge iifname . oifname != @same_bridge drop
@@ -25,12 +25,14 @@ import IPAddressing
 ///         oifname @fw_isolated_ports meta protocol != arp drop }
 ///     }
 ///
-/// Replies to connections a container opened are accepted before the ingress drop, so the
-/// policy refuses only connections *into* the container. "Another container network" is a
-/// bridge listed in `same_bridge` (Pier's `bridge` adds every network's; this plugin adds the
-/// bridge of every network with a policy, so reference bridges count too). An accept here ends
-/// only Pier's chain: a drop in another table's forward chain (an iptables `FORWARD` policy
-/// drop) still applies, as nftables evaluates every base chain on the hook.
+/// A base chain of its own, after `forward`: its accepts can never skip a drop of Pier's
+/// `forward` chain (network isolation), whatever order rules are added there. Replies to
+/// connections a container opened are accepted before the ingress drop, so the policy refuses
+/// only connections *into* the container. "Another container network" is a bridge listed in
+/// `same_bridge` (Pier's `bridge` adds every network's; this plugin adds the bridge of every
+/// network with a policy, so reference bridges count too). An accept ends only this chain: a
+/// drop in another table's forward chain (an iptables `FORWARD` policy drop) still applies,
+/// as nftables evaluates every base chain on the hook.
 public struct ContainerFirewall {
     public static let addressesV4 = NFTSet(
         family: .inet, table: PierTable.name, name: "fw_v4", keyType: [.ipv4Address])
@@ -42,6 +44,9 @@ public struct ContainerFirewall {
         family: .inet, table: PierTable.name, name: "fw_ingress_v6", keyType: [.interfaceName, .ipv6Address])
     public static let isolatedPorts = NFTSet(
         family: .bridge, table: PierTable.name, name: "fw_isolated_ports", keyType: [.interfaceName])
+    public static let forward = Chain(
+        family: .inet, table: PierTable.name, name: "fw_forward",
+        base: BaseChainSpec(type: .filter, hook: .forward, priority: ChainPriority.filter + 10))
     public static let bridgeForward = Chain(
         family: .bridge, table: PierTable.name, name: "forward",
         base: BaseChainSpec(type: .filter, hook: .forward, priority: ChainPriority.filter))
@@ -52,10 +57,12 @@ public struct ContainerFirewall {
     /// Every set that holds per-attachment elements.
     static let ownedSets = [addressesV4, addressesV6, ingressV4, ingressV6, isolatedPorts]
 
-    /// The `inet pier` layout with the firewall's sets; idempotent.
+    /// The `inet pier` layout (the rules name its `same_bridge`) with the firewall's sets and
+    /// chain; idempotent.
     static var inetLayout: Batch {
         var batch = PierTable.layout
         for set in [addressesV4, addressesV6, ingressV4, ingressV6] { batch.add(set) }
+        batch.add(forward)
         return batch
     }
 
@@ -71,7 +78,7 @@ public struct ContainerFirewall {
     /// The forward rules, in the order they must run.
     static var inetRules: [Rule] {
         func rule(_ comment: String) -> Rule {
-            Rule(family: .inet, table: PierTable.name, chain: PierTable.forward.name, comment: comment)
+            Rule(family: .inet, table: PierTable.name, chain: forward.name, comment: comment)
         }
         let sameBridge = PierTable.sameBridge.name
         return [
@@ -142,7 +149,7 @@ public struct ContainerFirewall {
                 [SetElement(key: [.interfaceName(bridge), .interfaceName(bridge)], comment: attachment.networkTag)],
                 to: PierTable.sameBridge.path)
         }
-        try client.apply(Self.inetLayout, ensuring: PierTable.rules + Self.inetRules, changes: inetChanges)
+        try client.apply(Self.inetLayout, ensuring: Self.inetRules, changes: inetChanges)
         guard attachment.isolatedPort != nil else { return }
         do {
             try client.apply(Self.bridgeLayout, ensuring: Self.bridgeRules, changes: bridgeChanges)
@@ -162,7 +169,7 @@ public struct ContainerFirewall {
     /// What `attach` would still have to add, described for a CHECK error; empty when complete.
     public func missing(_ attachment: FirewallAttachment) throws(FirewallError) -> [String] {
         var missing: [String] = []
-        var chains: [(Chain, [Rule])] = [(PierTable.forward, PierTable.rules + Self.inetRules)]
+        var chains: [(Chain, [Rule])] = [(Self.forward, Self.inetRules)]
         if attachment.isolatedPort != nil { chains.append((Self.bridgeForward, Self.bridgeRules)) }
         for (chain, rules) in chains {
             let present: Set<String>

@@ -32,7 +32,7 @@ struct FirewallPluginTests {
             #expect(try world.elements("fw_ingress_v4").isEmpty)
             #expect(try world.elements("fw_isolated_ports", family: "bridge").isEmpty)
             // One rule set for the host, not one per container.
-            let forward = try world.host.nftJSON(["list", "chain", "inet", "pier", "forward"]).compactMap {
+            let forward = try world.host.nftJSON(["list", "chain", "inet", "pier", "fw_forward"]).compactMap {
                 $0["rule"] as? [String: Any]
             }
             #expect(forward.filter { ($0["comment"] as? String)?.hasPrefix("pier:firewall-") == true }.count == 6)
@@ -157,6 +157,30 @@ struct FirewallPluginTests {
             #expect(try world.firewall("DEL", i1, "i", withPrevious: false).status == 0)
             #expect(askPeerAddress(from: o1, to: ia, port: 7000) == oa)
             #expect(try world.elements("fw_isolated_ports", family: "bridge").count == 1)
+        }
+    }
+
+    /// The firewall's accepts run in a chain of their own after Pier's `forward`: they let
+    /// nothing through that the bridge's isolation between networks drops.
+    @Test func acceptsNeverOverrideTheBridgesIsolation() throws {
+        try withTestHosts(4) { hosts in
+            let world = try FirewallWorld(host: hosts[0], outside: hosts[1])
+            defer { world.detachAll() }
+            world.addNetwork("x", index: 1, bridgeIsolation: true)
+            world.addNetwork("y", index: 2, bridgeIsolation: true)
+            let (x1, y1) = (hosts[2], hosts[3])
+            try #require(try world.attach(x1, to: "x").status == 0)
+            try #require(try world.attach(y1, to: "y").status == 0)
+            let server = try PeerEchoServer(in: y1, port: 7000)
+            defer { server.stop() }
+            let y1Address = try #require(world.address(of: y1))
+            #expect(askPeerAddress(from: x1, to: y1Address, port: 7000, timeout: 1) == nil)
+            #expect(askPeerAddress(from: world.outside, to: y1Address, port: 7000) == FirewallWorld.outsideV4)
+            let chains = try world.host.nftJSON(["list", "table", "inet", "pier"]).compactMap {
+                $0["chain"] as? [String: Any]
+            }
+            let priority = { (name: String) in chains.first { $0["name"] as? String == name }?["prio"] as? Int }
+            #expect(try #require(priority("fw_forward")) > (try #require(priority("forward"))))
         }
     }
 

@@ -35,13 +35,16 @@ final class FirewallWorld: @unchecked Sendable {
     }
 
     /// A bridge network `10.61.<index>.0/24` (+ `fd61:<index>::/64` when `ipv6`) whose
-    /// firewall has `firewallKeys` (e.g. `ingressPolicy`).
-    func addNetwork(_ key: String, index: Int, firewallKeys: [String: Any] = [:], ipv6: Bool = false) {
+    /// firewall has `firewallKeys` (e.g. `ingressPolicy`), with the bridge's own `isolation`
+    /// off unless `bridgeIsolation`.
+    func addNetwork(
+        _ key: String, index: Int, firewallKeys: [String: Any] = [:], ipv6: Bool = false, bridgeIsolation: Bool = false
+    ) {
         var ranges: [[[String: Any]]] = [[["subnet": "10.61.\(index).0/24"]]]
         if ipv6 { ranges.append([["subnet": "fd61:\(index)::/64"]]) }
         let bridge = NetworkFixture(plugin: [
             "type": "bridge", "bridge": "fw\(key)-\(uniqueTag(4))", "isGateway": true, "isDefaultGateway": true,
-            "ipMasq": true, "isolation": false, "ipam": ["type": "ipam", "ranges": ranges],
+            "ipMasq": true, "isolation": bridgeIsolation, "ipam": ["type": "ipam", "ranges": ranges],
         ])
         var firewall: [String: Any] = ["type": "firewall"]
         for (name, value) in firewallKeys { firewall[name] = value }

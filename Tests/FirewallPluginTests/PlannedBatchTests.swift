@@ -21,12 +21,10 @@ struct PlannedBatchTests {
 
     /// Comments of the rules `attach` ensures, per chain as the fake kernel keys them.
     static func allRulesPresent(in kernel: FakeKernel, isolated: Bool) {
-        kernel.rules[FakeKernel.key(family: 1, chain: "forward")] = [
-            "pier:isolation", "pier:firewall-established-v4", "pier:firewall-established-v6",
-            "pier:firewall-ingress-v4", "pier:firewall-ingress-v6", "pier:firewall-egress-v4",
-            "pier:firewall-egress-v6",
+        kernel.rules[FakeKernel.key(family: 1, chain: "fw_forward")] = [
+            "pier:firewall-established-v4", "pier:firewall-established-v6", "pier:firewall-ingress-v4",
+            "pier:firewall-ingress-v6", "pier:firewall-egress-v4", "pier:firewall-egress-v6",
         ]
-        kernel.rules[FakeKernel.key(family: 1, chain: "postrouting")] = ["pier:masquerade-v4", "pier:masquerade-v6"]
         if isolated { kernel.rules[FakeKernel.key(family: 7, chain: "forward")] = ["pier:firewall-isolated"] }
     }
 
@@ -38,8 +36,10 @@ struct PlannedBatchTests {
         let kernel = FakeKernel()
         try ContainerFirewall(client: kernel.client).attach(try Self.attachment(.open))
         let sent = kernel.committed
-        // 3 base rules of inet pier + 6 firewall rules; open needs nothing in bridge pier.
-        #expect(sent.filter { $0.type == FakeKernel.newRule }.count == 9)
+        // The 6 firewall rules, all in fw_forward; open needs nothing in bridge pier.
+        let rules = sent.filter { $0.type == FakeKernel.newRule }
+        #expect(rules.count == 6)
+        #expect(rules.allSatisfy { FakeKernel.string(FakeKernel.attributes($0.payload)[2] ?? []) == "fw_forward" })
         #expect(sent.allSatisfy { $0.family == 1 })
         #expect(Self.names(sent, type: FakeKernel.newSetElement).sorted() == ["fw_v4", "fw_v6"])
         let v4 = try #require(
