@@ -135,29 +135,21 @@ public struct ContainerFirewall {
             }
             return batch
         }
-        var inetChanges = Batch()
-        var bridgeChanges = Batch()
-        for (set, elements) in wanted {
-            if set.family == .bridge {
-                bridgeChanges.addElements(elements, to: set.path)
-            } else {
-                inetChanges.addElements(elements, to: set.path)
-            }
-        }
+        var changes = Batch()
+        for (set, elements) in wanted { changes.addElements(elements, to: set.path) }
         if let bridge = attachment.policyBridge {
-            inetChanges.addElements(
+            changes.addElements(
                 [SetElement(key: [.interfaceName(bridge), .interfaceName(bridge)], comment: attachment.networkTag)],
                 to: PierTable.sameBridge.path)
         }
-        try client.apply(Self.inetLayout, ensuring: Self.inetRules, changes: inetChanges)
-        guard attachment.isolatedPort != nil else { return }
-        do {
-            try client.apply(Self.bridgeLayout, ensuring: Self.bridgeRules, changes: bridgeChanges)
-        } catch {
-            // Two tables cannot share one transaction: undo the first so a failed ADD leaves nothing.
-            _ = try? detach(owner: attachment.owner, keys: attachment)
-            throw error
+        // One transaction, `bridge pier` included when isolated: a refused ADD leaves nothing.
+        var layout = Self.inetLayout
+        var rules = Self.inetRules
+        if attachment.isolatedPort != nil {
+            layout.append(contentsOf: Self.bridgeLayout)
+            rules += Self.bridgeRules
         }
+        try client.apply(layout, ensuring: rules, changes: changes)
     }
 
     /// True when every rule and element `attach` would add is in place with this owner (CHECK,
