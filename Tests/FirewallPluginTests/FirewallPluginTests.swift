@@ -184,6 +184,43 @@ struct FirewallPluginTests {
         }
     }
 
+    /// The documented limit: an accept ends only its own chain, so a forward chain of another
+    /// table with policy drop (what `iptables-nft -P FORWARD DROP` makes, as Docker does) still
+    /// drops container traffic. The rules `pier doctor` proposes for that chain let through
+    /// what the reference's accepts do: everything from the containers, and replies to them.
+    @Test func aDropPolicyInAnotherTableStillWinsUntilItAcceptsTheBridge() throws {
+        try withTestHosts(3) { hosts in
+            let world = try FirewallWorld(host: hosts[0], outside: hosts[1])
+            defer { world.detachAll() }
+            world.addNetwork("a", index: 1)
+            let container = hosts[2]
+            try #require(try world.attach(container, to: "a").status == 0)
+            let address = try #require(world.address(of: container))
+            let outsideServer = try PeerEchoServer(in: world.outside, port: 7100)
+            let containerServer = try PeerEchoServer(in: container, port: 7100)
+            defer {
+                outsideServer.stop()
+                containerServer.stop()
+            }
+            #expect(askPeerAddress(from: container, to: FirewallWorld.outsideV4, port: 7100) == FirewallWorld.hostV4)
+
+            try world.host.mustRun(
+                [
+                    "nft",
+                    "add table ip filter; add chain ip filter FORWARD { type filter hook forward priority 0; policy drop; }",
+                ])
+            #expect(askPeerAddress(from: container, to: FirewallWorld.outsideV4, port: 7100, timeout: 1) == nil)
+
+            let bridge = world.bridgeName("a")
+            try world.host.mustRun(["nft", "insert rule ip filter FORWARD iifname \"\(bridge)\" accept"])
+            try world.host.mustRun(
+                ["nft", "insert rule ip filter FORWARD oifname \"\(bridge)\" ct state established,related accept"])
+            #expect(askPeerAddress(from: container, to: FirewallWorld.outsideV4, port: 7100) == FirewallWorld.hostV4)
+            // New connections into the container stay that chain's decision, as with the reference.
+            #expect(askPeerAddress(from: world.outside, to: address, port: 7100, timeout: 1) == nil)
+        }
+    }
+
     /// Firewall ADDs racing on a fresh host: every element lands once, every rule exists once.
     @Test func concurrentAddsNeitherLoseElementsNorDuplicateRules() throws {
         let count = 6
