@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "portmap", targets: ["portmap"]),
         .executable(name: "loopback", targets: ["loopback"]),
         .executable(name: "tuning", targets: ["tuning"]),
+        .executable(name: "firewall", targets: ["firewall"]),
         .library(name: "CNI", targets: ["CNI"]),
         .library(name: "Netlink", targets: ["Netlink"]),
         .library(name: "Firewall", targets: ["Firewall"]),
@@ -87,6 +88,10 @@ let package = Package(
         .executableTarget(
             name: "tuning", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "PierState"],
             path: "plugins/tuning", exclude: ["README.md"]),
+        .executableTarget(
+            name: "firewall",
+            dependencies: ["CNI", "PluginSupport", "IPAddressing", "Firewall", "PierTables"],
+            path: "plugins/firewall", exclude: ["README.md"]),
 
         // The runtime and diagnostics CLI.
         .executableTarget(
@@ -123,5 +128,7 @@ let package = Package(
         .testTarget(name: "PortmapTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "LoopbackTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "TuningTests", dependencies: ["PierTestSupport"]),
+        .testTarget(
+            name: "FirewallPluginTests", dependencies: ["PierTables", "Firewall", "IPAddressing", "PierTestSupport"]),
     ]
 )
