@@ -1,22 +1,15 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// Plugins are thin executables over shared modules. Imports point one way:
-// plugins -> IPAM / Firewall / Netlink -> CMnl / CNftnl / CPierShim, with CNI used by all.
+// Plugins are thin cores over shared modules, all in one multi-call executable (`pier-cni`).
+// Imports point one way (docs/architecture.md): plugins -> IPAM / PierTables / PluginSupport
+// -> Netlink / Firewall -> NetlinkCore -> CMnl / CNftnl / CPierShim, with CNI used by all.
 let package = Package(
     name: "Pier",
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "pier", targets: ["pier"]),
-        .executable(name: "ipam", targets: ["ipam"]),
-        .executable(name: "bridge", targets: ["bridge"]),
-        .executable(name: "macvlan", targets: ["macvlan"]),
-        .executable(name: "host", targets: ["host"]),
-        .executable(name: "vxlan-overlay", targets: ["vxlan-overlay"]),
-        .executable(name: "portmap", targets: ["portmap"]),
-        .executable(name: "loopback", targets: ["loopback"]),
-        .executable(name: "tuning", targets: ["tuning"]),
-        .executable(name: "firewall", targets: ["firewall"]),
+        .executable(name: "pier-cni", targets: ["pier-cni"]),
         .library(name: "CNI", targets: ["CNI"]),
         .library(name: "Netlink", targets: ["Netlink"]),
         .library(name: "Firewall", targets: ["Firewall"]),
@@ -54,44 +47,20 @@ let package = Package(
         .target(name: "Runtime", dependencies: ["CNI", "NetNS", "Netlink", "CPierShim", "IPAddressing", "PierState"]),
         .target(name: "Overlay", dependencies: ["ClusterStore", "Netlink", "NetNS", "IPAddressing", "PierState"]),
 
-        // Plugins: one executable each, a thin main over the shared modules.
-        .executableTarget(
-            name: "ipam", dependencies: ["CNI", "IPAM"], path: "plugins/ipam", exclude: ["README.md"]),
-        .executableTarget(
-            name: "bridge",
+        // Plugins: each a directory of plugins/ with its README; together one module, so the one
+        // multi-call executable below can run any of them by its invocation name.
+        .target(
+            name: "Plugins",
             dependencies: [
                 "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables", "IPAM",
+                "ClusterStore", "Overlay", "PierState",
             ],
-            path: "plugins/bridge", exclude: ["README.md"]),
-        .executableTarget(
-            name: "macvlan", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "IPAM"],
-            path: "plugins/macvlan", exclude: ["README.md"]),
-        .executableTarget(
-            name: "host", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "IPAM"],
-            path: "plugins/host", exclude: ["README.md"]),
-        .executableTarget(
-            name: "vxlan-overlay",
-            dependencies: [
-                "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "PierTables", "Firewall", "ClusterStore",
-                "Overlay", "IPAM",
-            ],
-            path: "plugins/vxlan-overlay", exclude: ["README.md"]),
-        .executableTarget(
-            name: "portmap",
-            dependencies: [
-                "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables",
-            ],
-            path: "plugins/portmap", exclude: ["README.md"]),
-        .executableTarget(
-            name: "loopback", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing"],
-            path: "plugins/loopback", exclude: ["README.md"]),
-        .executableTarget(
-            name: "tuning", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "PierState"],
-            path: "plugins/tuning", exclude: ["README.md"]),
-        .executableTarget(
-            name: "firewall",
-            dependencies: ["CNI", "PluginSupport", "IPAddressing", "Firewall", "PierTables"],
-            path: "plugins/firewall", exclude: ["README.md"]),
+            path: "plugins",
+            exclude: [
+                "bridge/README.md", "firewall/README.md", "host/README.md", "ipam/README.md", "loopback/README.md",
+                "macvlan/README.md", "portmap/README.md", "tuning/README.md", "vxlan-overlay/README.md",
+            ]),
+        .executableTarget(name: "pier-cni", dependencies: ["CNI", "Plugins"]),
 
         // The runtime and diagnostics CLI.
         .executableTarget(

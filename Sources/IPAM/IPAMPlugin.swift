@@ -86,24 +86,21 @@ public enum IPAMCall {
         try request.delegateStatus()
     }
 
+    /// Pier's ipam runs in this process when the executable the runtime would exec for
+    /// `ipam.type` is this very file: Pier's plugins are one executable linked under every name
+    /// (`host-local` included), so "the same inode as /proc/self/exe" is exactly "Pier's own".
+    /// Any other delegate on CNI_PATH (the reference host-local, a third-party IPAM) is exec'd.
     static func runsInProcess(_ request: CNIRequest) -> Bool {
-        guard request.config.ipam?.type == "ipam",
-            let found = try? PluginExec.find("ipam", in: request.environment.path),
-            let ours = besideThisExecutable("ipam")
+        guard let type = request.config.ipam?.type, type == "ipam" || type == "host-local",
+            let found = try? PluginExec.find(type, in: request.environment.path)
         else { return false }
-        return canonicalPath(found) == ours
+        return isThisExecutable(found)
     }
 
-    private static func besideThisExecutable(_ name: String) -> String? {
-        guard let executable = canonicalPath("/proc/self/exe"), let slash = executable.lastIndex(of: "/") else {
-            return nil
-        }
-        return canonicalPath(String(executable[..<slash]) + "/" + name)
-    }
-
-    private static func canonicalPath(_ path: String) -> String? {
-        guard let resolved = realpath(path, nil) else { return nil }
-        defer { free(resolved) }
-        return String(cString: resolved)
+    private static func isThisExecutable(_ path: String) -> Bool {
+        var candidate = stat()
+        var this = stat()
+        guard stat(path, &candidate) == 0, stat("/proc/self/exe", &this) == 0 else { return false }
+        return candidate.st_dev == this.st_dev && candidate.st_ino == this.st_ino
     }
 }

@@ -10,14 +10,30 @@ import PluginSupport
 /// `pciBusID` or the `deviceID` capability it moves that host interface into the container
 /// and, on DEL, back.
 struct HostPlugin: CNIPlugin {
-    var about: String { "Pier host plugin (host networking mode, host devices)" }
+    /// Invoked as `host-device`: only device mode, as the reference plugin of that name has.
+    var deviceOnly = false
+
+    var about: String {
+        deviceOnly ? "Pier host-device plugin" : "Pier host plugin (host networking mode, host devices)"
+    }
     /// Host networking mode is exactly "CNI_NETNS is the plugin's own netns". Device mode
     /// refuses that case itself, with skel's code 8, since moving a host device into the
     /// host is meaningless and DEL would then rename a host interface.
     var acceptsOwnNetworkNamespace: Bool { true }
 
+    /// The mode the config asks for; as `host-device`, a config without device keys is an error.
+    private func mode(_ request: CNIRequest) throws(CNIError) -> HostMode {
+        let mode = try HostMode(request)
+        if deviceOnly, case .hostNetworking = mode {
+            throw CNIError(
+                .invalidNetworkConfig,
+                "specify either \"device\", \"hwaddr\", \"kernelpath\" or \"pciBusID\" (or the deviceID capability)")
+        }
+        return mode
+    }
+
     func add(_ request: CNIRequest) throws -> CNIResult {
-        switch try HostMode(request) {
+        switch try mode(request) {
         case .hostNetworking:
             guard request.config.ipam == nil else {
                 throw CNIError(
@@ -67,7 +83,7 @@ struct HostPlugin: CNIPlugin {
 
     func delete(_ request: CNIRequest) throws {
         // A config whose device keys no longer parse still moved a device in: look for it.
-        if let mode = try? HostMode(request), case .hostNetworking = mode { return }
+        if let selected = try? mode(request), case .hostNetworking = selected { return }
         var failures = CNIErrorList()
         var namespace: NetworkNamespace?
         failures.attempt { namespace = try openUnlessGone(request.netns) }
@@ -103,7 +119,7 @@ struct HostPlugin: CNIPlugin {
     }
 
     func check(_ request: CNIRequest) throws {
-        switch try HostMode(request) {
+        switch try mode(request) {
         case .hostNetworking:
             try HostNetworking.requireHostNamespace(request.netns)
         case .device:
@@ -134,7 +150,7 @@ struct HostPlugin: CNIPlugin {
     /// devices the kernel returned from deleted netns, restored here. Leases are the delegate's.
     func garbageCollect(_ request: CNIRequest) throws {
         var failures = CNIErrorList()
-        if case .device = try HostMode(request) {
+        if case .device = try mode(request) {
             for problem in try DeviceMove().restoreStrays() { failures.record(CNIError(.internalError, problem)) }
         }
         if request.config.ipam != nil { failures.attempt { try IPAMCall.garbageCollect(request) } }
@@ -144,7 +160,7 @@ struct HostPlugin: CNIPlugin {
     /// The device is not looked for: once it is in a container it is off the host, and a
     /// failing STATUS would mark the whole network unusable for every other container.
     func status(_ request: CNIRequest) throws {
-        if case .device = try HostMode(request), request.config.ipam != nil { try IPAMCall.status(request) }
+        if case .device = try mode(request), request.config.ipam != nil { try IPAMCall.status(request) }
     }
 
     /// Skel's code 8, which the runner skips for this plugin because host mode needs the case.

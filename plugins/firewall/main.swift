@@ -1,3 +1,0 @@
-import CNI
-
-FirewallPlugin().main()
