@@ -94,7 +94,7 @@ let package = Package(
         .testTarget(name: "IPAddressingTests", dependencies: ["IPAddressing"]),
         .testTarget(name: "CNITests", dependencies: ["CNI", "IPAddressing"]),
         .testTarget(name: "NetNSTests", dependencies: ["NetNS", "PierTestSupport"]),
-        .testTarget(name: "NetlinkCoreTests", dependencies: ["NetlinkCore", "NetNS", "PierTestSupport"]),
+        .testTarget(name: "NetlinkCoreTests", dependencies: ["NetlinkCore", "CPierShim"]),
         .testTarget(
             name: "NetlinkTests", dependencies: ["Netlink", "NetlinkCore", "PluginSupport", "PierTestSupport"]),
         .testTarget(
