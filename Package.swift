@@ -100,7 +100,7 @@ let package = Package(
         .testTarget(
             name: "FirewallTests",
             dependencies: [
-                "Firewall", "NetlinkCore", "PierTables", "CNftnl", "NetNS", "IPAddressing", "PierTestSupport",
+                "Firewall", "NetlinkCore", "PierTables", "CMnl", "CNftnl", "NetNS", "IPAddressing", "PierTestSupport",
             ]),
         .testTarget(name: "PierTestSupportTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "PierTestSupport"]),
