@@ -25,10 +25,10 @@ package final class MessageBuilder {
         buffer = []
         // Most requests fit; one allocation instead of growing step by step.
         buffer.reserveCapacity(256)
-        buffer += hostBytes(UInt32(NetlinkMessage.headerLength))
-        buffer += hostBytes(type)
-        buffer += hostBytes(UInt16(truncatingIfNeeded: flags | NLM_F_REQUEST))
-        buffer += [UInt8](repeating: 0, count: 8)  // sequence (stamped by `bytes`), port id 0
+        append(UInt32(NetlinkMessage.headerLength))
+        append(type)
+        append(UInt16(truncatingIfNeeded: flags | NLM_F_REQUEST))
+        append(UInt64(0))  // sequence (stamped by `bytes`), port id 0
     }
 
     private func fits(_ count: Int) -> Bool {
@@ -39,8 +39,14 @@ package final class MessageBuilder {
         return true
     }
 
+    /// Appends in native order without a temporary array: requests are built on every
+    /// plugin run, attribute by attribute.
+    private func append<T: FixedWidthInteger>(_ value: T) {
+        withUnsafeBytes(of: value) { buffer.append(contentsOf: $0) }
+    }
+
     private func pad() {
-        buffer += [UInt8](repeating: 0, count: align(buffer.count) - buffer.count)
+        buffer.append(contentsOf: repeatElement(0, count: align(buffer.count) - buffer.count))
     }
 
     /// Updates nlmsg_len, which always covers the padded end (as libmnl keeps it).
@@ -60,29 +66,48 @@ package final class MessageBuilder {
 
     package func put(_ type: UInt16, _ bytes: [UInt8]) {
         guard fits(4 + align(bytes.count)) else { return }
-        buffer += hostBytes(UInt16(4 + bytes.count))
-        buffer += hostBytes(type)
+        append(UInt16(4 + bytes.count))
+        append(type)
         buffer += bytes
         pad()
         stampLength()
     }
 
-    package func put(_ type: UInt16, u8 value: UInt8) { put(type, [value]) }
-    package func put(_ type: UInt16, u16 value: UInt16) { put(type, hostBytes(value)) }
-    package func put(_ type: UInt16, u32 value: UInt32) { put(type, hostBytes(value)) }
-    package func put(_ type: UInt16, i32 value: Int32) { put(type, hostBytes(value)) }
+    private func put<T: FixedWidthInteger>(_ type: UInt16, integer value: T) {
+        let size = MemoryLayout<T>.size
+        guard fits(4 + align(size)) else { return }
+        append(UInt16(4 + size))
+        append(type)
+        append(value)
+        pad()
+        stampLength()
+    }
+
+    package func put(_ type: UInt16, u8 value: UInt8) { put(type, integer: value) }
+    package func put(_ type: UInt16, u16 value: UInt16) { put(type, integer: value) }
+    package func put(_ type: UInt16, u32 value: UInt32) { put(type, integer: value) }
+    package func put(_ type: UInt16, i32 value: Int32) { put(type, integer: value) }
     /// Ports travel in network byte order (IFLA_VXLAN_PORT, NDA_PORT, CTA_PROTO_*_PORT).
-    package func put(_ type: UInt16, be16 value: UInt16) { put(type, hostBytes(value.bigEndian)) }
+    package func put(_ type: UInt16, be16 value: UInt16) { put(type, integer: value.bigEndian) }
     /// NUL-terminated string, as the kernel expects for names, kinds and labels.
-    package func put(_ type: UInt16, string value: String) { put(type, Array(value.utf8) + [0]) }
+    package func put(_ type: UInt16, string value: String) {
+        let count = value.utf8.count + 1
+        guard fits(4 + align(count)) else { return }
+        append(UInt16(4 + count))
+        append(type)
+        buffer += value.utf8
+        buffer.append(0)
+        pad()
+        stampLength()
+    }
 
     /// Wraps the attributes `body` adds in a nest marked NLA_F_NESTED, which the bridge needs
     /// to tell nested IFLA_PROTINFO from the legacy single-byte port state.
     package func nest(_ type: UInt16, _ body: () -> Void) {
         guard fits(4) else { return }
         let start = buffer.count
-        buffer += hostBytes(UInt16(0))
-        buffer += hostBytes(type | UInt16(NLA_F_NESTED))
+        append(UInt16(0))
+        append(type | UInt16(NLA_F_NESTED))
         body()
         guard !overflowed else { return }
         let length = UInt16(buffer.count - start)

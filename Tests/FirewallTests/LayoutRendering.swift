@@ -1,5 +1,6 @@
 import CMnl
 import CNftnl
+import Firewall
 import NetlinkCore
 
 /// Renders the nf_tables messages of committed batches as text, one object per line (rule
@@ -64,7 +65,8 @@ enum LayoutRendering {
         func hex(_ value: UInt32) -> String { "0x" + String(value, radix: 16) }
         let table = String(cString: nftnl_set_get_str(set, UInt16(NFTNL_SET_TABLE.rawValue)))
         let name = String(cString: nftnl_set_get_str(set, UInt16(NFTNL_SET_NAME.rawValue)))
-        var text = "set \(table) \(name) flags \(hex(u32(NFTNL_SET_FLAGS) ?? 0))"
+        let family = TableFamily(rawValue: UInt8(truncatingIfNeeded: u32(NFTNL_SET_FAMILY) ?? 0))?.name ?? "?"
+        var text = "set \(family) \(table) \(name) flags \(hex(u32(NFTNL_SET_FLAGS) ?? 0))"
         text += " key \(hex(u32(NFTNL_SET_KEY_TYPE) ?? 0)) len \(u32(NFTNL_SET_KEY_LEN) ?? 0)"
         if let data = u32(NFTNL_SET_DATA_TYPE) { text += " data \(hex(data)) len \(u32(NFTNL_SET_DATA_LEN) ?? 0)" }
         if let size = u32(NFTNL_SET_DESC_SIZE) { text += " size \(size)" }

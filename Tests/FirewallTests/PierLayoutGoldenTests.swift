@@ -67,25 +67,25 @@ struct PierLayoutGoldenTests {
         #expect(text == Self.expected, "\n\(text)")
     }
 
-    /// Sets read `set TABLE NAME flags F key TYPE len N [data TYPE len N]` (type numbers
+    /// Sets read `set FAMILY TABLE NAME flags F key TYPE len N [data TYPE len N]` (type numbers
     /// as nft composes them, 6 bits per concatenated field); the rest is libnftnl's own
     /// format: chains with hook and priority, rules as `nft --debug=netlink` lists their
     /// expressions, elements as key and data words with the owner comment in userdata.
     static let expected = #"""
         # portmap
         table pier inet flags 0 use 0 handle 0
-        set pier masq_v4 flags 0x4 key 0x7 len 4
-        set pier masq_v6 flags 0x4 key 0x8 len 16
-        set pier isolated_bridges flags 0x0 key 0x29 len 16
-        set pier same_bridge flags 0x0 key 0xa69 len 32
+        set inet pier masq_v4 flags 0x4 key 0x7 len 4
+        set inet pier masq_v6 flags 0x4 key 0x8 len 16
+        set inet pier isolated_bridges flags 0x0 key 0x29 len 16
+        set inet pier same_bridge flags 0x0 key 0xa69 len 32
         chain inet pier forward use 0 type filter hook forward prio 0 policy accept packets 0 bytes 0
         chain inet pier postrouting use 0 type nat hook postrouting prio 100 policy accept packets 0 bytes 0
-        set pier dnat_v4_bound flags 0x8 key 0x730d len 12 data 0x1cd len 8
-        set pier dnat_v4 flags 0x8 key 0x30d len 8 data 0x1cd len 8
-        set pier dnat_v6_bound flags 0x8 key 0x830d len 24 data 0x20d len 20
-        set pier dnat_v6 flags 0x8 key 0x30d len 8 data 0x20d len 20
-        set pier masq_all_v4 flags 0x0 key 0x7 len 4
-        set pier masq_all_v6 flags 0x0 key 0x8 len 16
+        set inet pier dnat_v4_bound flags 0x8 key 0x730d len 12 data 0x1cd len 8
+        set inet pier dnat_v4 flags 0x8 key 0x30d len 8 data 0x1cd len 8
+        set inet pier dnat_v6_bound flags 0x8 key 0x830d len 24 data 0x20d len 20
+        set inet pier dnat_v6 flags 0x8 key 0x30d len 8 data 0x20d len 20
+        set inet pier masq_all_v4 flags 0x0 key 0x7 len 4
+        set inet pier masq_all_v6 flags 0x0 key 0x8 len 16
         chain inet pier published use 0
         chain inet pier prerouting use 0 type nat hook prerouting prio -100 policy accept packets 0 bytes 0
         chain inet pier output use 0 type nat hook output prio -100 policy accept packets 0 bytes 0
@@ -117,7 +117,7 @@ struct PierLayoutGoldenTests {
             [ lookup reg 1 set same_bridge 0x1 ]
             [ immediate reg 0 drop ]
             userdata = { \x00\x0fpier:isolation\x00 }
-        set pier __set%d flags 0x3 key 0xc len 1 size 3
+        set inet pier __set%d flags 0x3 key 0xc len 1 size 3
         elements __set%d pier 0
             element 00000006  : 0 [end]
             element 00000011  : 0 [end]
@@ -133,7 +133,7 @@ struct PierLayoutGoldenTests {
             [ lookup reg 1 set dnat_v4_bound dreg 1 ]
             [ nat dnat ip addr_min reg 1 proto_min reg 9 ]
             userdata = { \x00\x16pier:publish-v4-bound\x00 }
-        set pier __set%d flags 0x3 key 0xc len 1 size 3
+        set inet pier __set%d flags 0x3 key 0xc len 1 size 3
         elements __set%d pier 0
             element 00000006  : 0 [end]
             element 00000011  : 0 [end]
@@ -148,7 +148,7 @@ struct PierLayoutGoldenTests {
             [ lookup reg 1 set dnat_v4 dreg 1 ]
             [ nat dnat ip addr_min reg 1 proto_min reg 9 ]
             userdata = { \x00\x10pier:publish-v4\x00 }
-        set pier __set%d flags 0x3 key 0xc len 1 size 3
+        set inet pier __set%d flags 0x3 key 0xc len 1 size 3
         elements __set%d pier 0
             element 00000006  : 0 [end]
             element 00000011  : 0 [end]
@@ -164,7 +164,7 @@ struct PierLayoutGoldenTests {
             [ lookup reg 1 set dnat_v6_bound dreg 1 ]
             [ nat dnat ip6 addr_min reg 1 proto_min reg 12 ]
             userdata = { \x00\x16pier:publish-v6-bound\x00 }
-        set pier __set%d flags 0x3 key 0xc len 1 size 3
+        set inet pier __set%d flags 0x3 key 0xc len 1 size 3
         elements __set%d pier 0
             element 00000006  : 0 [end]
             element 00000011  : 0 [end]
@@ -258,8 +258,8 @@ struct PierLayoutGoldenTests {
             element 72656970 00000030 00000000 00000000  : 0 [end]  userdata = { \x00\x0anet=pier0\x00 }
         # spoof check
         table pier bridge flags 0 use 0 handle 0
-        set pier spoofcheck_ports flags 0x0 key 0x29 len 16
-        set pier spoofcheck_allowed flags 0x0 key 0xa49 len 24
+        set bridge pier spoofcheck_ports flags 0x0 key 0x29 len 16
+        set bridge pier spoofcheck_allowed flags 0x0 key 0xa49 len 24
         chain bridge pier prerouting use 0 type filter hook prerouting prio -300 policy accept packets 0 bytes 0
         rule bridge pier prerouting
             [ meta load iifname => reg 1 ]
