@@ -24,12 +24,8 @@ public final class NFTablesClient {
     }
 
     /// A client on a fresh socket in `namespace` (the calling thread's own when nil).
-    public convenience init(namespace: NetworkNamespace? = nil) throws(FirewallError) {
-        // Sequence numbers only need to be unique per socket; a time-based start makes
-        // replies from an unrelated earlier socket in a log easy to tell apart.
-        self.init(
-            transport: try NetlinkSocket.netfilter(namespace: namespace),
-            firstSequence: UInt32(truncatingIfNeeded: time(nil)))
+    public init(namespace: NetworkNamespace? = nil) throws(FirewallError) {
+        session = try .netfilter(namespace: namespace)
     }
 
     /// Encodes without sending (what `commit` would send next), for tests and diagnostics.

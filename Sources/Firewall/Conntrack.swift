@@ -49,10 +49,8 @@ public final class ConntrackClient {
         session = NetlinkSession(transport: transport, firstSequence: firstSequence)
     }
 
-    public convenience init(namespace: NetworkNamespace? = nil) throws(FirewallError) {
-        self.init(
-            transport: try NetlinkSocket.netfilter(namespace: namespace),
-            firstSequence: UInt32(truncatingIfNeeded: time(nil)))
+    public init(namespace: NetworkNamespace? = nil) throws(FirewallError) {
+        session = try .netfilter(namespace: namespace)
     }
 
     /// A ctnetlink request: nlmsghdr, then nfgenmsg (family, NFNETLINK_V0, resource id 0).

@@ -6,11 +6,13 @@ import NetlinkCore
 /// datagrams (a batch is one datagram); replies come back one datagram per `receive`.
 public typealias NetfilterTransport = NetlinkTransport
 
-extension NetlinkSocket {
-    /// A NETLINK_NETFILTER socket in `namespace` (the calling thread's own when nil).
-    static func netfilter(namespace: NetworkNamespace?) throws(FirewallError) -> NetlinkSocket {
+extension NetlinkSession {
+    /// A session on a fresh NETLINK_NETFILTER socket in `namespace` (the calling thread's own
+    /// when nil). Sequence numbers start time-based, so replies from an unrelated earlier
+    /// socket in a trace are easy to tell apart.
+    static func netfilter(namespace: NetworkNamespace?) throws(FirewallError) -> NetlinkSession {
         do throws(NetlinkError) {
-            return try NetlinkSocket(.netfilter, namespace: namespace)
+            return NetlinkSession(transport: try NetlinkSocket(.netfilter, namespace: namespace))
         } catch {
             throw FirewallError(error)
         }
