@@ -14,6 +14,8 @@ let package = Package(
         .executable(name: "host", targets: ["host"]),
         .executable(name: "vxlan-overlay", targets: ["vxlan-overlay"]),
         .executable(name: "portmap", targets: ["portmap"]),
+        .executable(name: "loopback", targets: ["loopback"]),
+        .executable(name: "tuning", targets: ["tuning"]),
         .library(name: "CNI", targets: ["CNI"]),
         .library(name: "Netlink", targets: ["Netlink"]),
         .library(name: "Firewall", targets: ["Firewall"]),
@@ -41,16 +43,19 @@ let package = Package(
             name: "Firewall", dependencies: ["NetlinkCore", "CMnl", "CNftnl", "CPierShim", "NetNS", "IPAddressing"]),
         .target(name: "PluginSupport", dependencies: ["CNI", "NetNS", "Netlink", "Firewall", "IPAddressing"]),
         .target(name: "PierTables", dependencies: ["Firewall", "IPAddressing"]),
-        .target(name: "ClusterStore", dependencies: ["IPAddressing"]),
-        .target(name: "IPAM", dependencies: ["CNI", "IPAddressing", "ClusterStore"]),
+        // Every on-disk format and default path: configs, leases, the result cache, state layout.
+        .target(name: "PierState", dependencies: ["CNI", "IPAddressing"]),
+        .target(name: "ClusterStore", dependencies: ["IPAddressing", "PierState"]),
+        .target(name: "IPAM", dependencies: ["CNI", "IPAddressing", "ClusterStore", "PierState"]),
         .target(
             name: "Diagnostics",
             dependencies: [
                 "CNI", "NetNS", "Netlink", "Firewall", "IPAddressing", "PierTables", "PluginSupport", "ClusterStore",
+                "Overlay", "PierState",
             ]),
         // Containers over namespaces, conflist execution, result cache, GC: what `pier` runs.
-        .target(name: "Runtime", dependencies: ["CNI", "NetNS", "Netlink", "CPierShim", "IPAddressing"]),
-        .target(name: "Overlay", dependencies: ["ClusterStore", "Netlink", "NetNS", "IPAddressing"]),
+        .target(name: "Runtime", dependencies: ["CNI", "NetNS", "Netlink", "CPierShim", "IPAddressing", "PierState"]),
+        .target(name: "Overlay", dependencies: ["ClusterStore", "Netlink", "NetNS", "IPAddressing", "PierState"]),
 
         // Plugins: one executable each, a thin main over the shared modules.
         .executableTarget(
@@ -80,13 +85,19 @@ let package = Package(
                 "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables",
             ],
             path: "plugins/portmap", exclude: ["README.md"]),
+        .executableTarget(
+            name: "loopback", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing"],
+            path: "plugins/loopback", exclude: ["README.md"]),
+        .executableTarget(
+            name: "tuning", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "PierState"],
+            path: "plugins/tuning", exclude: ["README.md"]),
 
         // The runtime and diagnostics CLI.
         .executableTarget(
             name: "pier",
             dependencies: [
                 "CNI", "Runtime", "Diagnostics", "NetNS", "PluginSupport", "Netlink", "ClusterStore", "Overlay",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "PierState", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
         // Tests.
@@ -103,21 +114,24 @@ let package = Package(
                 "Firewall", "NetlinkCore", "PierTables", "CMnl", "CNftnl", "NetNS", "IPAddressing", "PierTestSupport",
             ]),
         .testTarget(name: "PierTestSupportTests", dependencies: ["PierTestSupport"]),
-        .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "PierTestSupport"]),
-        .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "ClusterStore", "PierTestSupport"]),
+        .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "PierState", "PierTestSupport"]),
+        .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "ClusterStore", "PierState", "PierTestSupport"]),
+        .testTarget(name: "PierStateTests", dependencies: ["PierState", "CNI", "IPAddressing", "PierTestSupport"]),
         .testTarget(name: "BridgeTests", dependencies: ["PierTestSupport"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "CNI", "PierTestSupport"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "CNI", "PierState", "PierTestSupport"]),
         .testTarget(name: "PierCLITests", dependencies: ["PierTestSupport"], exclude: ["cnitool"]),
         .testTarget(name: "MacvlanTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "HostPluginTests", dependencies: ["PierTestSupport"]),
         .testTarget(
             name: "DiagnosticsTests",
             dependencies: [
-                "Diagnostics", "CNI", "PluginSupport", "NetNS", "IPAddressing", "PierTestSupport",
+                "Diagnostics", "CNI", "PluginSupport", "NetNS", "IPAddressing", "PierState", "PierTestSupport",
             ]),
         .testTarget(
             name: "OverlayTests",
             dependencies: ["Overlay", "ClusterStore", "Netlink", "IPAddressing", "PierTestSupport"]),
         .testTarget(name: "PortmapTests", dependencies: ["PierTestSupport"]),
+        .testTarget(name: "LoopbackTests", dependencies: ["PierTestSupport"]),
+        .testTarget(name: "TuningTests", dependencies: ["PierTestSupport"]),
     ]
 )

@@ -1,4 +1,5 @@
 import Glibc
+import PierState
 
 /// How a plugin reaches the cluster store, as written in network configs:
 ///
@@ -14,7 +15,7 @@ public struct ClusterStoreConfig: Sendable, Hashable, Decodable {
         case etcd
     }
 
-    public static let defaultPath = "/var/lib/pier/store"
+    public static let defaultPath = DefaultPaths.clusterStoreDirectory
     public static let defaultEndpoints = ["http://127.0.0.1:2379"]
 
     public var type: Kind

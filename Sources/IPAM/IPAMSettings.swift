@@ -1,6 +1,7 @@
 import ClusterStore
 import FoundationEssentials
 import IPAddressing
+import PierState
 
 /// A route handed back in the result, copied from the config.
 public struct RouteSpec: Sendable, Hashable {
@@ -36,7 +37,7 @@ public enum AllocationMode: Sendable, Hashable {
 
 /// A validated IPAM configuration plus the per-request inputs found on stdin.
 public struct IPAMSettings: Sendable {
-    public static let defaultDataDir = "/var/lib/cni/networks"
+    public static let defaultDataDir = DefaultPaths.leaseDirectory
 
     public let cniVersion: String
     public let networkName: String

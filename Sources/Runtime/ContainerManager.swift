@@ -189,7 +189,7 @@ public final class ContainerManager {
         record.status = .removing
         record.ownerPID = getpid()
         try store.save(record)
-        ContainerProcess.killAny(record, pidFile: store.directory(of: record.id) + "/pid")
+        ContainerProcess.killAny(record, pidFile: store.pidPath(of: record.id))
         var failures: [String] = []
         // A `pier` killed between creating the mount point and bind-mounting the namespace leaves a plain
         // file there; plugins would refuse it, and DEL without a namespace is what the spec allows.

@@ -1,5 +1,6 @@
 import CNI
 import Glibc
+import PierState
 
 extension ContainerManager {
     /// What one `gc` pass did and what it could not do.
@@ -65,14 +66,13 @@ extension ContainerManager {
     private func removeAbandonedFiles() {
         for directory in [executor.cache.directory] + Files.list(store.containersDirectory).map(store.directory(of:)) {
             for name in Files.list(directory) {
-                let parts = name.split(separator: ".tmp-", omittingEmptySubsequences: false)
-                guard parts.count == 2, let pid = Int32(parts[1]) else { continue }
+                guard let pid = FileSystem.temporaryWriter(of: name) else { continue }
                 if kill(pid, 0) != 0 && errno == ESRCH { Files.remove(directory + "/" + name) }
             }
         }
         for id in Files.list(store.containersDirectory) where store.load(id: id) == nil {
             let directory = store.directory(of: id)
-            if Files.list(directory).allSatisfy({ $0.contains(".tmp-") || $0 == "log" || $0 == "pid" }) {
+            if Files.list(directory).allSatisfy(StateLayout.isAuxiliaryFile) {
                 store.remove(id: id)
             }
         }

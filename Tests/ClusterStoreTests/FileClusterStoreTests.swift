@@ -1,4 +1,5 @@
 import Foundation
+import PierState
 import Testing
 
 @testable import ClusterStore

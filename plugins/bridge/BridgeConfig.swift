@@ -6,7 +6,7 @@ import PluginSupport
 /// defaults. Unknown keys are ignored; contradictory values are rejected by `validate()`
 /// before anything in the kernel changes.
 struct BridgeConfig: Decodable {
-    var bridge: String = "cni0"
+    var bridge: String = PluginDefaults.bridgeName
     var isGateway: Bool = false
     var isDefaultGateway: Bool = false
     var forceAddress: Bool = false
@@ -23,7 +23,7 @@ struct BridgeConfig: Decodable {
     var portIsolation: Bool = false
     /// Pier's own: drop traffic between this network and other isolated bridge networks, as
     /// Docker does between its networks. Off means this network may talk to the others.
-    var isolation: Bool = true
+    var isolation: Bool = PluginDefaults.bridgeIsolation
 
     struct TrunkEntry: Decodable, Equatable {
         var id: Int?
@@ -56,7 +56,7 @@ struct BridgeConfig: Decodable {
         enabledad = try c.decodeIfPresent(Bool.self, forKey: .enabledad) ?? false
         disableContainerInterface = try c.decodeIfPresent(Bool.self, forKey: .disableContainerInterface) ?? false
         portIsolation = try c.decodeIfPresent(Bool.self, forKey: .portIsolation) ?? false
-        isolation = try c.decodeIfPresent(Bool.self, forKey: .isolation) ?? true
+        isolation = try c.decodeIfPresent(Bool.self, forKey: .isolation) ?? PluginDefaults.bridgeIsolation
         // The reference: a default gateway is a gateway.
         if isDefaultGateway { isGateway = true }
     }

@@ -1,6 +1,7 @@
 import CNI
 import ClusterStore
 import FoundationEssentials
+import Overlay
 import PluginSupport
 
 /// The `vxlan-overlay` plugin's own keys. Unknown keys are ignored; everything that can be
@@ -18,7 +19,7 @@ struct OverlayConfig: Decodable {
     var forceAddress = false
     var hairpinMode = false
     /// Runtime state (the lock shared with `pier agent`): `<runDir>/overlay/`.
-    var runDir = "/run/pier"
+    var runDir = HostLock.defaultRunDirectory
 
     enum CodingKeys: String, CodingKey {
         case vni, underlay, port, mtu, store, isGateway, isDefaultGateway, ipMasq, forceAddress, hairpinMode, runDir
@@ -36,7 +37,7 @@ struct OverlayConfig: Decodable {
         ipMasq = try c.decodeIfPresent(Bool.self, forKey: .ipMasq) ?? false
         forceAddress = try c.decodeIfPresent(Bool.self, forKey: .forceAddress) ?? false
         hairpinMode = try c.decodeIfPresent(Bool.self, forKey: .hairpinMode) ?? false
-        runDir = try c.decodeIfPresent(String.self, forKey: .runDir) ?? "/run/pier"
+        runDir = try c.decodeIfPresent(String.self, forKey: .runDir) ?? HostLock.defaultRunDirectory
         // As with bridge: a default gateway is a gateway.
         if isDefaultGateway { isGateway = true }
     }

@@ -68,7 +68,8 @@ struct OverlayPlugin: CNIPlugin {
             ]
             if config.ipMasq {
                 try NetworkRules(client: try NFTablesClient(), networkTag: attachment.networkTag).attach(
-                    bridge: bridgeNow.name, masqueradeSubnets: result.ips.map(\.address.network), isolated: true)
+                    bridge: bridgeNow.name, masqueradeSubnets: result.ips.map(\.address.network),
+                    isolated: PluginDefaults.overlayIsolation(ipMasq: config.ipMasq))
             }
             guard let containerMAC = containerNow.mac else {
                 throw CNIError(.internalError, "\(request.ifName) has no MAC address")

@@ -9,30 +9,36 @@ import Glibc
 /// check is what catches host-local deleting a lease and creating the same address again:
 /// ext4 readily reuses the freed inode number, so the inode alone cannot tell the files apart.
 ///
-/// The file sits in the lease directory as `.pier-lease-index`, which is not an address, so
+/// The file sits in the lease directory (`LeaseFiles`) as `.pier-lease-index`, which is not an address, so
 /// neither plugin takes it for a lease. host-local may read it (its header line can never
 /// match a container ID or `id\r\nifname`) and its GC may delete it; both are harmless.
-struct LeaseIndex: Equatable {
-    struct Entry: Equatable {
-        var inode: UInt64
-        var containerID: String
-        var ifname: String?
+public struct LeaseIndex: Equatable, Sendable {
+    public struct Entry: Equatable, Sendable {
+        public var inode: UInt64
+        public var containerID: String
+        public var ifname: String?
+
+        public init(inode: UInt64, containerID: String, ifname: String?) {
+            self.inode = inode
+            self.containerID = containerID
+            self.ifname = ifname
+        }
     }
 
     /// What changes whenever a name in the directory is created, removed or renamed.
-    struct DirectoryState: Equatable {
-        var inode: UInt64
-        var seconds: Int
-        var nanoseconds: Int
+    public struct DirectoryState: Equatable, Sendable {
+        public var inode: UInt64
+        public var seconds: Int
+        public var nanoseconds: Int
 
-        init(inode: UInt64, seconds: Int, nanoseconds: Int) {
+        public init(inode: UInt64, seconds: Int, nanoseconds: Int) {
             self.inode = inode
             self.seconds = seconds
             self.nanoseconds = nanoseconds
         }
 
         /// nil when the directory cannot be stat'ed (then nothing is trusted).
-        init?(path: String) {
+        public init?(path: String) {
             var info = stat()
             guard stat(path, &info) == 0 else { return nil }
             self.init(
@@ -40,21 +46,21 @@ struct LeaseIndex: Equatable {
         }
     }
 
-    static let fileName = ".pier-lease-index"
-    static let header = "pier-lease-index 1"
+    public static let fileName = ".pier-lease-index"
+    public static let header = "pier-lease-index 1"
 
-    var directory: DirectoryState
+    public var directory: DirectoryState
     /// Keyed by the lease file's name (the canonical address text).
-    var entries: [String: Entry]
+    public var entries: [String: Entry]
 
-    init(directory: DirectoryState, entries: [String: Entry]) {
+    public init(directory: DirectoryState, entries: [String: Entry]) {
         self.directory = directory
         self.entries = entries
     }
 
     /// Owners are stored space-separated, so only values without whitespace or control bytes
     /// (all that libcni allows) are indexed; anything else is always read from its file.
-    static func canStore(_ entry: Entry) -> Bool {
+    public static func canStore(_ entry: Entry) -> Bool {
         isField(entry.containerID) && (entry.ifname.map(isField) ?? true)
     }
 
@@ -65,7 +71,7 @@ struct LeaseIndex: Equatable {
     /// header, `dir <inode> <sec> <nsec>`, one `<name> <inode> <id> [<ifname>]` line per lease,
     /// then `end <count> <checksum>` so a torn or truncated write is detected. Built and parsed
     /// byte by byte: every ADD and DEL does both, for every lease in the network.
-    func encoded() -> [UInt8] {
+    public func encoded() -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(64 + entries.count * 48)
         bytes += Self.header.utf8
@@ -99,7 +105,7 @@ struct LeaseIndex: Equatable {
     }
 
     /// nil for anything that is not a complete index of this version.
-    init?(decoding bytes: [UInt8]) {
+    public init?(decoding bytes: [UInt8]) {
         guard bytes.last == Self.newline,
             let trailerStart = bytes.dropLast().lastIndex(of: Self.newline).map({ $0 + 1 })
         else { return nil }

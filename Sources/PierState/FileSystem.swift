@@ -17,13 +17,29 @@ public struct FileSystemError: Error, CustomStringConvertible, Sendable {
     }
 }
 
-/// The small set of POSIX file operations that the lease store and the file cluster store
-/// share: exclusive and atomic writes, directory listing, and locking. It lives here (not in
-/// IPAM) because IPAM depends on ClusterStore, and both need the same crash-safety rules.
+/// The small set of POSIX file operations that every reader and writer of Pier's on-disk state
+/// shares (the lease store, the file cluster store, config and cache readers): exclusive and
+/// atomic writes, directory listing, and locking, so all of them follow the same crash-safety
+/// rules.
 public enum FileSystem {
     /// Names starting with this prefix are in-flight writes. Every writer holds the directory
     /// lock while one exists, so one found by a lock holder belongs to a writer that died.
     public static let temporaryPrefix = ".pier-tmp-"
+
+    /// A whole-file replacement is written to `<path>.tmp-<pid>` first and renamed into place
+    /// (the runtime's records and the result cache); readers skip names containing this.
+    public static let siblingTemporaryMarker = ".tmp-"
+
+    public static func siblingTemporaryPath(for path: String) -> String {
+        path + siblingTemporaryMarker + String(getpid())
+    }
+
+    /// The process that writes (or wrote) a sibling temporary, nil for any other name.
+    public static func temporaryWriter(of name: String) -> pid_t? {
+        let parts = name.split(separator: siblingTemporaryMarker, omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return nil }
+        return pid_t(parts[1])
+    }
 
     /// Creates `directory` and its parents (mode 0755), tolerating ones that exist.
     public static func makeDirectories(_ directory: String) throws(FileSystemError) {
@@ -163,6 +179,12 @@ public enum FileSystem {
         for name in names where name.hasPrefix(temporaryPrefix) {
             unlink(directory + "/" + name)
         }
+    }
+
+    /// True when `path` is a directory (following symlinks).
+    public static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR
     }
 
     /// True when the process may create files in `directory`.
