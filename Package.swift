@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Plugins are thin executables over shared modules. Imports point one way:
-// plugins -> IPAM / Firewall / Netlink -> CMnl / CNftnl / CPierShim, with CNI used by all.
+// plugins -> IPAM / Firewall / Netlink -> NetlinkCore -> CMnl / CNftnl / CPierShim, with CNI used by all.
 let package = Package(
     name: "Pier",
     platforms: [.macOS(.v15)],
@@ -36,8 +36,12 @@ let package = Package(
         .target(name: "IPAddressing"),
         .target(name: "CNI", dependencies: ["IPAddressing"]),
         .target(name: "NetNS", dependencies: ["CPierShim"]),
-        .target(name: "Netlink", dependencies: ["CMnl", "CPierShim", "NetNS", "IPAddressing"]),
-        .target(name: "Firewall", dependencies: ["CMnl", "CNftnl", "CPierShim", "NetNS", "IPAddressing"]),
+        // One netlink core (socket, framing, attributes, ACKs and dumps, the test fake) under
+        // rtnetlink (Netlink) and nf_tables/ctnetlink (Firewall).
+        .target(name: "NetlinkCore", dependencies: ["CMnl", "CPierShim", "NetNS"]),
+        .target(name: "Netlink", dependencies: ["NetlinkCore", "CMnl", "CPierShim", "NetNS", "IPAddressing"]),
+        .target(
+            name: "Firewall", dependencies: ["NetlinkCore", "CMnl", "CNftnl", "CPierShim", "NetNS", "IPAddressing"]),
         .target(name: "PluginSupport", dependencies: ["CNI", "NetNS", "Netlink", "Firewall", "IPAddressing"]),
         .target(name: "PierTables", dependencies: ["Firewall", "IPAddressing"]),
         // Every on-disk format and default path: configs, leases, the result cache, state layout.
@@ -106,8 +110,14 @@ let package = Package(
         .testTarget(name: "IPAddressingTests", dependencies: ["IPAddressing"]),
         .testTarget(name: "CNITests", dependencies: ["CNI", "IPAddressing"]),
         .testTarget(name: "NetNSTests", dependencies: ["NetNS", "PierTestSupport"]),
-        .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "PluginSupport", "PierTestSupport"]),
-        .testTarget(name: "FirewallTests", dependencies: ["Firewall", "NetNS", "IPAddressing", "PierTestSupport"]),
+        .testTarget(name: "NetlinkCoreTests", dependencies: ["NetlinkCore", "CPierShim"]),
+        .testTarget(
+            name: "NetlinkTests", dependencies: ["Netlink", "NetlinkCore", "PluginSupport", "PierTestSupport"]),
+        .testTarget(
+            name: "FirewallTests",
+            dependencies: [
+                "Firewall", "NetlinkCore", "PierTables", "CMnl", "CNftnl", "NetNS", "IPAddressing", "PierTestSupport",
+            ]),
         .testTarget(name: "PierTestSupportTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "PierState", "PierTestSupport"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "ClusterStore", "PierState", "PierTestSupport"]),
