@@ -29,16 +29,18 @@ let package = Package(
         // Macros, variadics and uapi constants that Swift cannot import directly.
         .target(name: "CPierShim"),
 
-        // Shared modules.
+        // Shared modules. Everything a plugin links stays free of Foundation (docs/design.md).
         .target(name: "IPAddressing"),
-        .target(name: "CNI", dependencies: ["IPAddressing"]),
+        // The one JSON implementation: order-keeping parser and writer, re-exported by CNI.
+        .target(name: "JSON"),
+        .target(name: "CNI", dependencies: ["JSON", "IPAddressing"]),
         .target(name: "NetNS", dependencies: ["CPierShim"]),
         .target(name: "Netlink", dependencies: ["CMnl", "CPierShim", "NetNS", "IPAddressing"]),
         .target(name: "Firewall", dependencies: ["CMnl", "CNftnl", "CPierShim", "NetNS", "IPAddressing"]),
         .target(name: "PluginSupport", dependencies: ["CNI", "NetNS", "Netlink", "Firewall", "IPAddressing"]),
         .target(name: "PierTables", dependencies: ["Firewall", "IPAddressing"]),
-        .target(name: "ClusterStore", dependencies: ["IPAddressing"]),
-        .target(name: "IPAM", dependencies: ["CNI", "IPAddressing", "ClusterStore"]),
+        .target(name: "ClusterStore", dependencies: ["JSON", "IPAddressing"]),
+        .target(name: "IPAM", dependencies: ["CNI", "JSON", "IPAddressing", "ClusterStore"]),
         .target(
             name: "Diagnostics",
             dependencies: [
@@ -46,7 +48,7 @@ let package = Package(
             ]),
         // Containers over namespaces, conflist execution, result cache, GC: what `pier` runs.
         .target(name: "Runtime", dependencies: ["CNI", "NetNS", "Netlink", "CPierShim", "IPAddressing"]),
-        .target(name: "Overlay", dependencies: ["ClusterStore", "Netlink", "NetNS", "IPAddressing"]),
+        .target(name: "Overlay", dependencies: ["JSON", "ClusterStore", "Netlink", "NetNS", "IPAddressing"]),
 
         // Plugins: one executable each, a thin main over the shared modules.
         .executableTarget(
@@ -61,7 +63,8 @@ let package = Package(
             name: "macvlan", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "IPAM"],
             path: "plugins/macvlan", exclude: ["README.md"]),
         .executableTarget(
-            name: "host", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "IPAM"],
+            name: "host",
+            dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "IPAM", "ClusterStore"],
             path: "plugins/host", exclude: ["README.md"]),
         .executableTarget(
             name: "vxlan-overlay",
@@ -93,7 +96,7 @@ let package = Package(
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "PluginSupport", "PierTestSupport"]),
         .testTarget(name: "FirewallTests", dependencies: ["Firewall", "NetNS", "IPAddressing", "PierTestSupport"]),
         .testTarget(name: "PierTestSupportTests", dependencies: ["PierTestSupport"]),
-        .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "PierTestSupport"]),
+        .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "JSON", "PierTestSupport"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "ClusterStore", "PierTestSupport"]),
         .testTarget(name: "BridgeTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "CNI", "PierTestSupport"]),
