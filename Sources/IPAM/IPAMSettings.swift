@@ -50,7 +50,7 @@ public struct IPAMSettings: Sendable {
     /// Addresses of `prevResult.ips` (used by static CHECK).
     public var previousAddresses: [IPPrefix]
 
-    /// Decodes and validates stdin.
+    /// Parses and validates stdin: JSON that does not parse, or is no object, is a decoding failure (6).
     /// - Parameters:
     ///   - environmentIPs: CNI_ARGS `IP=` values (comma-separated lists are split).
     ///   - environmentGateways: CNI_ARGS `GATEWAY=` values (static mode).
@@ -67,9 +67,8 @@ public struct IPAMSettings: Sendable {
         try self.init(config: object, environmentIPs: environmentIPs, environmentGateways: environmentGateways)
     }
 
-    /// Validates an already parsed stdin (the plugin's `NetworkConfig.raw`). Unparseable JSON is a
-    /// decoding failure (6); a wrongly typed key in a well-formed document is an invalid config (7),
-    /// as the CNI layer classifies them.
+    /// Validates an already parsed stdin (the plugin's `NetworkConfig.raw`): a wrongly typed key is an
+    /// invalid config (7) that names the key, as the CNI layer classifies it.
     public init(config: JSONObject, environmentIPs: [String] = [], environmentGateways: [String] = [])
         throws(IPAMError)
     {
