@@ -32,9 +32,11 @@ let package = Package(
         // Macros, variadics and uapi constants that Swift cannot import directly.
         .target(name: "CPierShim"),
 
-        // Shared modules.
+        // Shared modules. Everything a plugin links stays free of Foundation (docs/design.md).
         .target(name: "IPAddressing"),
-        .target(name: "CNI", dependencies: ["IPAddressing"]),
+        // The one JSON implementation: order-keeping parser and writer, re-exported by CNI.
+        .target(name: "JSON"),
+        .target(name: "CNI", dependencies: ["JSON", "IPAddressing"]),
         .target(name: "NetNS", dependencies: ["CPierShim"]),
         // One netlink core (socket, framing, attributes, ACKs and dumps, the test fake) under
         // rtnetlink (Netlink) and nf_tables/ctnetlink (Firewall).
@@ -46,8 +48,8 @@ let package = Package(
         .target(name: "PierTables", dependencies: ["Firewall", "IPAddressing"]),
         // Every on-disk format and default path: configs, leases, the result cache, state layout.
         .target(name: "PierState", dependencies: ["CNI", "IPAddressing"]),
-        .target(name: "ClusterStore", dependencies: ["IPAddressing", "PierState"]),
-        .target(name: "IPAM", dependencies: ["CNI", "IPAddressing", "ClusterStore", "PierState"]),
+        .target(name: "ClusterStore", dependencies: ["JSON", "IPAddressing", "PierState"]),
+        .target(name: "IPAM", dependencies: ["CNI", "JSON", "IPAddressing", "ClusterStore", "PierState"]),
         .target(
             name: "Diagnostics",
             dependencies: [
@@ -56,7 +58,8 @@ let package = Package(
             ]),
         // Containers over namespaces, conflist execution, result cache, GC: what `pier` runs.
         .target(name: "Runtime", dependencies: ["CNI", "NetNS", "Netlink", "CPierShim", "IPAddressing", "PierState"]),
-        .target(name: "Overlay", dependencies: ["ClusterStore", "Netlink", "NetNS", "IPAddressing", "PierState"]),
+        .target(
+            name: "Overlay", dependencies: ["JSON", "ClusterStore", "Netlink", "NetNS", "IPAddressing", "PierState"]),
 
         // Plugins: one executable each, a thin main over the shared modules.
         .executableTarget(
@@ -71,7 +74,8 @@ let package = Package(
             name: "macvlan", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "IPAM"],
             path: "plugins/macvlan", exclude: ["README.md"]),
         .executableTarget(
-            name: "host", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "IPAM"],
+            name: "host",
+            dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "IPAM", "PierState"],
             path: "plugins/host", exclude: ["README.md"]),
         .executableTarget(
             name: "vxlan-overlay",
@@ -119,7 +123,7 @@ let package = Package(
                 "Firewall", "NetlinkCore", "PierTables", "CMnl", "CNftnl", "NetNS", "IPAddressing", "PierTestSupport",
             ]),
         .testTarget(name: "PierTestSupportTests", dependencies: ["PierTestSupport"]),
-        .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "PierState", "PierTestSupport"]),
+        .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "JSON", "PierState", "PierTestSupport"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "ClusterStore", "PierState", "PierTestSupport"]),
         .testTarget(name: "PierStateTests", dependencies: ["PierState", "CNI", "IPAddressing", "PierTestSupport"]),
         .testTarget(name: "BridgeTests", dependencies: ["PierTestSupport"]),
@@ -139,6 +143,7 @@ let package = Package(
         .testTarget(name: "LoopbackTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "TuningTests", dependencies: ["PierTestSupport"]),
         .testTarget(
-            name: "FirewallPluginTests", dependencies: ["PierTables", "Firewall", "IPAddressing", "PierTestSupport"]),
+            name: "FirewallPluginTests",
+            dependencies: ["PierTables", "Firewall", "NetlinkCore", "IPAddressing", "PierTestSupport"]),
     ]
 )

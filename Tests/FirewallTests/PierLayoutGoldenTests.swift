@@ -44,10 +44,10 @@ struct PierLayoutGoldenTests {
         var seen: Set<[String]> = []
         let ports = [
             PublishedPort(
-                protocolNumber: 6, hostPort: 8080, hostAddress: nil, container: try #require(IPAddress("10.88.0.2")),
+                ipProtocol: .tcp, hostPort: 8080, hostAddress: nil, container: try #require(IPAddress("10.88.0.2")),
                 containerPort: 80),
             PublishedPort(
-                protocolNumber: 17, hostPort: 5353, hostAddress: try #require(IPAddress("192.0.2.1")),
+                ipProtocol: .udp, hostPort: 5353, hostAddress: try #require(IPAddress("192.0.2.1")),
                 container: try #require(IPAddress("10.88.0.2")), containerPort: 53),
         ]
         // Port publishing ensures the whole inet layout and every inet rule.
