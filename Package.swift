@@ -25,18 +25,24 @@ let package = Package(
         // Macros, variadics and uapi constants that Swift cannot import directly.
         .target(name: "CPierShim"),
 
-        // Shared modules.
+        // Shared modules. Everything a plugin links stays free of Foundation (docs/design.md).
         .target(name: "IPAddressing"),
-        .target(name: "CNI", dependencies: ["IPAddressing"]),
+        // The one JSON implementation: order-keeping parser and writer, re-exported by CNI.
+        .target(name: "JSON"),
+        .target(name: "CNI", dependencies: ["JSON", "IPAddressing"]),
         .target(name: "NetNS", dependencies: ["CPierShim"]),
-        .target(name: "Netlink", dependencies: ["CMnl", "CPierShim", "NetNS", "IPAddressing"]),
-        .target(name: "Firewall", dependencies: ["CMnl", "CNftnl", "CPierShim", "NetNS", "IPAddressing"]),
+        // One netlink core (socket, framing, attributes, ACKs and dumps, the test fake) under
+        // rtnetlink (Netlink) and nf_tables/ctnetlink (Firewall).
+        .target(name: "NetlinkCore", dependencies: ["CMnl", "CPierShim", "NetNS"]),
+        .target(name: "Netlink", dependencies: ["NetlinkCore", "CMnl", "CPierShim", "NetNS", "IPAddressing"]),
+        .target(
+            name: "Firewall", dependencies: ["NetlinkCore", "CMnl", "CNftnl", "CPierShim", "NetNS", "IPAddressing"]),
         .target(name: "PluginSupport", dependencies: ["CNI", "NetNS", "Netlink", "Firewall", "IPAddressing"]),
         .target(name: "PierTables", dependencies: ["Firewall", "IPAddressing"]),
         // Every on-disk format and default path: configs, leases, the result cache, state layout.
         .target(name: "PierState", dependencies: ["CNI", "IPAddressing"]),
-        .target(name: "ClusterStore", dependencies: ["IPAddressing", "PierState"]),
-        .target(name: "IPAM", dependencies: ["CNI", "IPAddressing", "ClusterStore", "PierState"]),
+        .target(name: "ClusterStore", dependencies: ["JSON", "IPAddressing", "PierState"]),
+        .target(name: "IPAM", dependencies: ["CNI", "JSON", "IPAddressing", "ClusterStore", "PierState"]),
         .target(
             name: "Diagnostics",
             dependencies: [
@@ -45,7 +51,8 @@ let package = Package(
             ]),
         // Containers over namespaces, conflist execution, result cache, GC: what `pier` runs.
         .target(name: "Runtime", dependencies: ["CNI", "NetNS", "Netlink", "CPierShim", "IPAddressing", "PierState"]),
-        .target(name: "Overlay", dependencies: ["ClusterStore", "Netlink", "NetNS", "IPAddressing", "PierState"]),
+        .target(
+            name: "Overlay", dependencies: ["JSON", "ClusterStore", "Netlink", "NetNS", "IPAddressing", "PierState"]),
 
         // Plugins: each a directory of plugins/ with its README; together one module, so the one
         // multi-call executable below can run any of them by its invocation name.
@@ -53,7 +60,7 @@ let package = Package(
             name: "Plugins",
             dependencies: [
                 "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables", "IPAM",
-                "ClusterStore", "Overlay", "PierState",
+                "ClusterStore", "Overlay", "PierState", "JSON",
             ],
             path: "plugins",
             exclude: [
@@ -75,10 +82,16 @@ let package = Package(
         .testTarget(name: "IPAddressingTests", dependencies: ["IPAddressing"]),
         .testTarget(name: "CNITests", dependencies: ["CNI", "IPAddressing"]),
         .testTarget(name: "NetNSTests", dependencies: ["NetNS", "PierTestSupport"]),
-        .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "PluginSupport", "PierTestSupport"]),
-        .testTarget(name: "FirewallTests", dependencies: ["Firewall", "NetNS", "IPAddressing", "PierTestSupport"]),
+        .testTarget(name: "NetlinkCoreTests", dependencies: ["NetlinkCore", "CPierShim"]),
+        .testTarget(
+            name: "NetlinkTests", dependencies: ["Netlink", "NetlinkCore", "PluginSupport", "PierTestSupport"]),
+        .testTarget(
+            name: "FirewallTests",
+            dependencies: [
+                "Firewall", "NetlinkCore", "PierTables", "CMnl", "CNftnl", "NetNS", "IPAddressing", "PierTestSupport",
+            ]),
         .testTarget(name: "PierTestSupportTests", dependencies: ["PierTestSupport"]),
-        .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "PierState", "PierTestSupport"]),
+        .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "JSON", "PierState", "PierTestSupport"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "ClusterStore", "PierState", "PierTestSupport"]),
         .testTarget(name: "PierStateTests", dependencies: ["PierState", "CNI", "IPAddressing", "PierTestSupport"]),
         .testTarget(name: "BridgeTests", dependencies: ["PierTestSupport"]),
@@ -98,6 +111,7 @@ let package = Package(
         .testTarget(name: "LoopbackTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "TuningTests", dependencies: ["PierTestSupport"]),
         .testTarget(
-            name: "FirewallPluginTests", dependencies: ["PierTables", "Firewall", "IPAddressing", "PierTestSupport"]),
+            name: "FirewallPluginTests",
+            dependencies: ["PierTables", "Firewall", "NetlinkCore", "IPAddressing", "PierTestSupport"]),
     ]
 )

@@ -49,7 +49,7 @@ public struct IPAMPlugin: CNIPlugin {
     private func settings(_ request: CNIRequest) throws -> IPAMSettings {
         let args = try request.environment.args()
         var settings = try IPAMSettings(
-            json: request.stdin, environmentIPs: args["IP"].map { [$0] } ?? [],
+            config: request.config.raw, environmentIPs: args["IP"].map { [$0] } ?? [],
             environmentGateways: args["GATEWAY"].map { [$0] } ?? [])
         if let previous = request.prevResult { settings.previousAddresses = previous.ips.map(\.address) }
         return settings

@@ -1,12 +1,13 @@
 import Firewall
 import Foundation
+import NetlinkCore
 
 /// Plays nf_tables for `NFTablesClient` through the Firewall module's `RecordingTransport`:
 /// answers generation reads, rule dumps and element gets/dumps from a small in-memory state,
 /// acknowledges every batch and keeps the batches it was sent. Just enough kernel to see
 /// which batch `ContainerFirewall` plans, without root.
 final class FakeKernel {
-    let transport = RecordingTransport()
+    let transport = RecordingTransport(portID: FakeKernel.portID)
     /// Rule comments per "table chain" (the family is not needed here: chain names differ by
     /// table family only for `forward`, told apart by the family byte below).
     var rules: [String: [String]] = [:]
@@ -34,6 +35,9 @@ final class FakeKernel {
     static let getSetElement: UInt8 = 13
     static let deleteSetElement: UInt8 = 14
     static let getGeneration: UInt8 = 16
+
+    /// Replies are addressed to the fake socket's port, as the kernel addresses them.
+    static let portID: UInt32 = 4242
 
     static func key(family: UInt8, chain: String) -> String { "\(family) \(chain)" }
 
@@ -172,7 +176,7 @@ final class FakeKernel {
         var bytes = le32Bytes(UInt32(16 + body.count))
         bytes += [type, 10, multi ? 0x2 : 0, 0]
         bytes += le32Bytes(sequence)
-        bytes += [0, 0, 0, 0]
+        bytes += le32Bytes(portID)
         return bytes + body
     }
 
@@ -195,6 +199,6 @@ final class FakeKernel {
     static func le32Bytes(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8((value >> (8 * $0)) & 0xff) } }
 
     static func ack(sequence: UInt32, errno code: Int32 = 0) -> [UInt8] {
-        RecordingTransport.errorReply(sequence: sequence, errno: code)
+        RecordingTransport.errorReply(sequence: sequence, errno: code, portID: portID)
     }
 }

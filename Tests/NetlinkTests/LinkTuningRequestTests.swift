@@ -14,7 +14,7 @@ import Testing
     private func session(linkReply: [UInt8]? = nil) -> (RouteNetlink, RecordingTransport) {
         let pid = self.pid
         let transport = RecordingTransport(portID: pid)
-        transport.onSend = { request in
+        transport.responder = { request in
             let ack = Wire.errorReply(to: request, error: 0, pid: pid)
             guard let linkReply else { return [ack] }
             // The reply carries the request's sequence number, patched into bytes 8..<12.
@@ -86,7 +86,7 @@ import Testing
     @Test func aMissingLinkIsNotFound() throws {
         let pid = self.pid
         let transport = RecordingTransport(portID: pid)
-        transport.onSend = { [Wire.errorReply(to: $0, error: -ENODEV, pid: pid)] }
+        transport.responder = { [Wire.errorReply(to: $0, error: -ENODEV, pid: pid)] }
         let netlink = RouteNetlink(transport: transport, firstSequence: 1)
         #expect(throws: NetlinkError.self) { try netlink.tunableLink(named: "eth7") }
         do {

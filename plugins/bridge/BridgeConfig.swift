@@ -1,11 +1,11 @@
-import FoundationEssentials
+import CNI
 import IPAddressing
 import PluginSupport
 
 /// The bridge plugin's own configuration keys, with the reference plugin's meanings and
 /// defaults. Unknown keys are ignored; contradictory values are rejected by `validate()`
 /// before anything in the kernel changes.
-struct BridgeConfig: Decodable {
+struct BridgeConfig: JSONReadable {
     var bridge: String = PluginDefaults.bridgeName
     var isGateway: Bool = false
     var isDefaultGateway: Bool = false
@@ -25,38 +25,37 @@ struct BridgeConfig: Decodable {
     /// Docker does between its networks. Off means this network may talk to the others.
     var isolation: Bool = PluginDefaults.bridgeIsolation
 
-    struct TrunkEntry: Decodable, Equatable {
+    struct TrunkEntry: JSONReadable, Equatable {
         var id: Int?
         var minID: Int?
         var maxID: Int?
-    }
 
-    enum CodingKeys: String, CodingKey {
-        case bridge, isGateway, isDefaultGateway, forceAddress, ipMasq, mtu, hairpinMode, promiscMode
-        case vlan, vlanTrunk, preserveDefaultVlan, macspoofchk, enabledad, disableContainerInterface
-        case portIsolation, isolation
+        init(_ reader: JSONReader) throws(CNIError) {
+            id = try reader.int("id")
+            minID = try reader.int("minID")
+            maxID = try reader.int("maxID")
+        }
     }
 
     init() {}
 
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        bridge = try c.decodeIfPresent(String.self, forKey: .bridge) ?? bridge
-        isGateway = try c.decodeIfPresent(Bool.self, forKey: .isGateway) ?? false
-        isDefaultGateway = try c.decodeIfPresent(Bool.self, forKey: .isDefaultGateway) ?? false
-        forceAddress = try c.decodeIfPresent(Bool.self, forKey: .forceAddress) ?? false
-        ipMasq = try c.decodeIfPresent(Bool.self, forKey: .ipMasq) ?? false
-        mtu = try c.decodeIfPresent(Int.self, forKey: .mtu)
-        hairpinMode = try c.decodeIfPresent(Bool.self, forKey: .hairpinMode) ?? false
-        promiscMode = try c.decodeIfPresent(Bool.self, forKey: .promiscMode) ?? false
-        vlan = try c.decodeIfPresent(Int.self, forKey: .vlan) ?? 0
-        vlanTrunk = try c.decodeIfPresent([TrunkEntry].self, forKey: .vlanTrunk)
-        preserveDefaultVlan = try c.decodeIfPresent(Bool.self, forKey: .preserveDefaultVlan) ?? false
-        macspoofchk = try c.decodeIfPresent(Bool.self, forKey: .macspoofchk) ?? false
-        enabledad = try c.decodeIfPresent(Bool.self, forKey: .enabledad) ?? false
-        disableContainerInterface = try c.decodeIfPresent(Bool.self, forKey: .disableContainerInterface) ?? false
-        portIsolation = try c.decodeIfPresent(Bool.self, forKey: .portIsolation) ?? false
-        isolation = try c.decodeIfPresent(Bool.self, forKey: .isolation) ?? PluginDefaults.bridgeIsolation
+    init(_ reader: JSONReader) throws(CNIError) {
+        bridge = try reader.string("bridge") ?? bridge
+        isGateway = try reader.bool("isGateway") ?? false
+        isDefaultGateway = try reader.bool("isDefaultGateway") ?? false
+        forceAddress = try reader.bool("forceAddress") ?? false
+        ipMasq = try reader.bool("ipMasq") ?? false
+        mtu = try reader.int("mtu")
+        hairpinMode = try reader.bool("hairpinMode") ?? false
+        promiscMode = try reader.bool("promiscMode") ?? false
+        vlan = try reader.int("vlan") ?? 0
+        vlanTrunk = try reader.readAll("vlanTrunk", as: TrunkEntry.self)
+        preserveDefaultVlan = try reader.bool("preserveDefaultVlan") ?? false
+        macspoofchk = try reader.bool("macspoofchk") ?? false
+        enabledad = try reader.bool("enabledad") ?? false
+        disableContainerInterface = try reader.bool("disableContainerInterface") ?? false
+        portIsolation = try reader.bool("portIsolation") ?? false
+        isolation = try reader.bool("isolation") ?? PluginDefaults.bridgeIsolation
         // The reference: a default gateway is a gateway.
         if isDefaultGateway { isGateway = true }
     }

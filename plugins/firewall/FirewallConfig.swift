@@ -1,11 +1,10 @@
 import CNI
-import FoundationEssentials
 import PierTables
 
 /// The firewall plugin's keys, as the reference names them. Both reference backends mean the
 /// same here: Pier's nftables sets in `inet pier`; the iptables- and firewalld-only keys are
 /// accepted for compatibility and change nothing.
-struct FirewallConfig: Decodable {
+struct FirewallConfig: JSONReadable {
     /// `iptables` or `firewalld` (or absent): all select Pier's nftables sets.
     var backend: String?
     /// The reference's user chain jumped to before its own rules; Pier creates no such chain.
@@ -14,6 +13,13 @@ struct FirewallConfig: Decodable {
     var firewalldZone: String?
     /// `open` (default), `same-bridge` or `isolated`.
     var ingressPolicy: String?
+
+    init(_ reader: JSONReader) throws(CNIError) {
+        backend = try reader.string("backend")
+        iptablesAdminChainName = try reader.string("iptablesAdminChainName")
+        firewalldZone = try reader.string("firewalldZone")
+        ingressPolicy = try reader.string("ingressPolicy")
+    }
 
     static let backends = ["iptables", "firewalld"]
 

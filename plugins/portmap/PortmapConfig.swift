@@ -1,34 +1,38 @@
-import FoundationEssentials
+import CNI
 import IPAddressing
 import PierTables
 
 /// The portmap plugin's own keys. The reference's iptables-only keys (`markMasqBit`,
 /// `externalSetMarkChain`, `conditionsV4`, `conditionsV6`, `backend`) are accepted and
 /// ignored: Pier always uses its nftables maps.
-struct PortmapConfig: Decodable {
+struct PortmapConfig: JSONReadable {
     /// Masquerade hairpin and localhost traffic to published ports.
     var snat: Bool = true
     /// Masquerade traffic from any source to the published ports (macvlan-style networks,
     /// where replies would otherwise bypass the host).
     var masqAll: Bool = false
 
-    enum CodingKeys: String, CodingKey { case snat, masqAll }
-
     init() {}
 
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        snat = try c.decodeIfPresent(Bool.self, forKey: .snat) ?? true
-        masqAll = try c.decodeIfPresent(Bool.self, forKey: .masqAll) ?? false
+    init(_ reader: JSONReader) throws(CNIError) {
+        snat = try reader.bool("snat") ?? true
+        masqAll = try reader.bool("masqAll") ?? false
     }
 }
 
 /// One entry of the `portMappings` capability, as runtimes send it.
-struct PortMapping: Decodable, Equatable {
+struct PortMapping: JSONReadable, Equatable {
     var hostPort: Int
     var containerPort: Int
     var `protocol`: String?
     var hostIP: String?
+
+    init(_ reader: JSONReader) throws(CNIError) {
+        hostPort = try reader.requiredInt("hostPort")
+        containerPort = try reader.requiredInt("containerPort")
+        `protocol` = try reader.string("protocol")
+        hostIP = try reader.string("hostIP")
+    }
 }
 
 enum MappingError: Error, Equatable {

@@ -1,5 +1,3 @@
-import FoundationEssentials
-
 /// A JSON document kept exactly as written: object keys stay in their original order and numbers keep
 /// their literal text, so configuration keys that Pier does not understand pass through a plugin or a
 /// runtime unchanged (the spec requires runtimes to forward unknown keys).
@@ -53,7 +51,7 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     /// A short name of the value's kind, for error messages.
-    var kindName: String {
+    public var kindName: String {
         switch self {
         case .null: return "null"
         case .bool: return "boolean"
@@ -386,8 +384,9 @@ private struct JSONParser {
 
 // MARK: - Codable bridge
 
-/// Lets a plugin's own `Decodable` config carry a free-form subtree. Decoding through `Codable`
-/// cannot see key order, so objects decoded this way have their keys sorted.
+/// Lets `Codable` reports (the `pier` CLI's) carry a free-form subtree. Only the standard library's
+/// coding protocols are used: plugins read and write JSON through this type alone, without Foundation.
+/// Decoding through `Codable` cannot see key order, so objects decoded this way have their keys sorted.
 extension JSONValue: Codable {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
