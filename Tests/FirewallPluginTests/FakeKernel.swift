@@ -193,7 +193,7 @@ final class FakeKernel {
     }
 
     static func done(sequence: UInt32) -> [UInt8] {
-        [20, 0, 0, 0, 3, 0, 2, 0] + le32Bytes(sequence) + [0, 0, 0, 0, 0, 0, 0, 0]
+        [20, 0, 0, 0, 3, 0, 2, 0] + le32Bytes(sequence) + le32Bytes(portID) + [0, 0, 0, 0]
     }
 
     static func le32Bytes(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8((value >> (8 * $0)) & 0xff) } }
