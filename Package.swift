@@ -42,6 +42,9 @@ let package = Package(
         // Every on-disk format and default path: configs, leases, the result cache, state layout.
         .target(name: "PierState", dependencies: ["CNI", "IPAddressing"]),
         .target(name: "ClusterStore", dependencies: ["JSON", "IPAddressing", "PierState"]),
+        // DNS for user-defined networks: messages, the records store, the resolver and the
+        // `pier-dns` server that the `names` plugin starts on demand.
+        .target(name: "NameService", dependencies: ["JSON", "IPAddressing", "PierState"]),
         .target(name: "IPAM", dependencies: ["CNI", "JSON", "IPAddressing", "ClusterStore", "PierState"]),
         .target(
             name: "Diagnostics",
@@ -60,12 +63,12 @@ let package = Package(
             name: "Plugins",
             dependencies: [
                 "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables", "IPAM",
-                "ClusterStore", "Overlay", "PierState", "JSON",
+                "ClusterStore", "Overlay", "PierState", "JSON", "NameService",
             ],
             path: "plugins",
             exclude: [
                 "bridge/README.md", "firewall/README.md", "host/README.md", "ipam/README.md", "loopback/README.md",
-                "macvlan/README.md", "portmap/README.md", "tuning/README.md", "vxlan-overlay/README.md",
+                "macvlan/README.md", "names/README.md", "portmap/README.md", "tuning/README.md", "vxlan-overlay/README.md",
             ]),
         .executableTarget(name: "pier-cni", dependencies: ["CNI", "Plugins"]),
 
@@ -113,5 +116,7 @@ let package = Package(
         .testTarget(
             name: "FirewallPluginTests",
             dependencies: ["PierTables", "Firewall", "NetlinkCore", "IPAddressing", "PierTestSupport"]),
+        .testTarget(
+            name: "NameServiceTests", dependencies: ["NameService", "IPAddressing", "JSON", "PierState", "PierTestSupport"]),
     ]
 )

@@ -1,0 +1,2 @@
+import NameService
+import Testing
