@@ -192,7 +192,9 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
             .joined(separator: ".")
     }
 
-    public var description: String { labels.isEmpty ? "." : labels.map { String(decoding: $0, as: UTF8.self) }.joined(separator: ".") + "." }
+    public var description: String {
+        labels.isEmpty ? "." : labels.map { String(decoding: $0, as: UTF8.self) }.joined(separator: ".") + "."
+    }
 
     /// The uncompressed wire form, for record data such as a PTR target.
     public var wireBytes: [UInt8] {
@@ -317,7 +319,9 @@ struct DNSReader {
 /// Appends wire data, compressing names against earlier ones (RFC 1035 §4.1.4).
 struct DNSWriter {
     var bytes: [UInt8] = []
-    private var offsets: [String: Int] = [:]
+    /// Offsets of names written so far, by their exact wire bytes: case is kept (a client
+    /// may check that its 0x20-randomised question comes back as sent).
+    private var offsets: [[UInt8]: Int] = [:]
 
     mutating func u16(_ value: UInt16) {
         bytes.append(UInt8(value >> 8))
@@ -331,7 +335,7 @@ struct DNSWriter {
 
     mutating func name(_ name: DNSName) {
         for index in name.labels.indices {
-            let suffix = DNSName(labels: Array(name.labels[index...])).lookupKey
+            let suffix = DNSName(labels: Array(name.labels[index...])).wireBytes
             if let earlier = offsets[suffix] {
                 u16(0xC000 | UInt16(earlier))
                 return

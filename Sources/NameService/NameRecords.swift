@@ -237,8 +237,10 @@ public struct NameRecordStore: Sendable {
 
     /// Every network that has a directory.
     public func networks() -> [String] {
-        ((try? FileSystem.list(directory)) ?? []).filter { !$0.hasPrefix(".") && FileSystem.isDirectory(directory + "/" + $0) }
-            .sorted()
+        ((try? FileSystem.list(directory)) ?? []).filter {
+            !$0.hasPrefix(".") && FileSystem.isDirectory(directory + "/" + $0)
+        }
+        .sorted()
     }
 
     public func allRecords(skipped: (String, any Error) -> Void = { _, _ in }) -> [NameRecord] {

@@ -104,7 +104,8 @@ public final class NameServer {
         _ = pwrite(pidFD, pid, pid.count, 0)
 
         unlink(store.socketPath)
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(
+            AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0, let (address, length) = Sockets.unixAddress(store.socketPath) else {
             throw NameServiceError("control socket \(store.socketPath): \(Sockets.errorText())")
         }
@@ -271,7 +272,7 @@ public final class NameServer {
             }
         case .tcp(let id):
             guard connections[id] != nil, bytes.count <= Int(UInt16.max) else { return }
-            connections[id]!.outbox += [UInt8(bytes.count >> 8), UInt8(bytes.count & 0xFF)] + bytes
+            connections[id]?.outbox += [UInt8(bytes.count >> 8), UInt8(bytes.count & 0xFF)] + bytes
             flush(id)
         }
     }

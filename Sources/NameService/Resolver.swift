@@ -33,7 +33,8 @@ public enum Resolver {
         }
         if query.isResponse { return .ignore }
         guard query.opcode == 0 else { return .reply(encode(reply(to: query, code: .notImplemented), query, overUDP)) }
-        guard query.questions.count == 1, query.edns == nil || query.additionals.count(where: { $0.type == DNSType.opt }) == 1
+        guard query.questions.count == 1,
+            query.edns == nil || query.additionals.count(where: { $0.type == DNSType.opt }) == 1
         else { return .reply(encode(reply(to: query, code: .formatError), query, overUDP)) }
         let question = query.questions[0]
         let key = question.name.lookupKey

@@ -11,18 +11,20 @@ struct SocketAddress {
 
     init(_ address: IPAddress, port: UInt16) {
         let bytes = address.bytes
-        withUnsafeMutableBytes(of: &storage) { raw in
+        withUnsafeMutablePointer(to: &storage) { storage in
             switch address.family {
             case .v4:
-                let pointer = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in.self)
-                pointer.pointee.sin_family = sa_family_t(AF_INET)
-                pointer.pointee.sin_port = port.bigEndian
-                withUnsafeMutableBytes(of: &pointer.pointee.sin_addr) { $0.copyBytes(from: bytes) }
+                storage.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { pointer in
+                    pointer.pointee.sin_family = sa_family_t(AF_INET)
+                    pointer.pointee.sin_port = port.bigEndian
+                    withUnsafeMutableBytes(of: &pointer.pointee.sin_addr) { $0.copyBytes(from: bytes) }
+                }
             case .v6:
-                let pointer = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in6.self)
-                pointer.pointee.sin6_family = sa_family_t(AF_INET6)
-                pointer.pointee.sin6_port = port.bigEndian
-                withUnsafeMutableBytes(of: &pointer.pointee.sin6_addr) { $0.copyBytes(from: bytes) }
+                storage.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer in
+                    pointer.pointee.sin6_family = sa_family_t(AF_INET6)
+                    pointer.pointee.sin6_port = port.bigEndian
+                    withUnsafeMutableBytes(of: &pointer.pointee.sin6_addr) { $0.copyBytes(from: bytes) }
+                }
             }
         }
         length = socklen_t(address.family == .v4 ? MemoryLayout<sockaddr_in>.size : MemoryLayout<sockaddr_in6>.size)
@@ -54,7 +56,7 @@ struct SocketAddress {
     }
 
     func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
-        withUnsafeBytes(of: storage) { body($0.baseAddress!.assumingMemoryBound(to: sockaddr.self), length) }
+        withUnsafePointer(to: storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) } }
     }
 }
 
@@ -91,7 +93,9 @@ enum Sockets {
     static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
         var offset = 0
         while offset < bytes.count {
-            let count = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            let count = bytes.withUnsafeBytes {
+                send(fd, $0.baseAddress.map { $0 + offset }, $0.count - offset, Int32(MSG_NOSIGNAL))
+            }
             if count < 0 {
                 if errno == EINTR { continue }
                 return false

@@ -61,7 +61,8 @@ struct NamesPlugin: CNIPlugin {
                 }
             }
         } catch {
-            throw CNIError(.ioFailure, "names: removing the record of \(request.containerID)/\(request.ifName): \(error)")
+            throw CNIError(
+                .ioFailure, "names: removing the record of \(request.containerID)/\(request.ifName): \(error)")
         }
     }
 
@@ -80,7 +81,8 @@ struct NamesPlugin: CNIPlugin {
             throw CNIError(.ioFailure, "names: reading the record: \(error)")
         }
         guard let found else {
-            throw CNIError(.internalError, "names: \(wanted.containerID)/\(wanted.ifName) is not registered on \(wanted.network)")
+            throw CNIError(
+                .internalError, "names: \(wanted.containerID)/\(wanted.ifName) is not registered on \(wanted.network)")
         }
         guard found == wanted else {
             throw CNIError(
@@ -95,13 +97,15 @@ struct NamesPlugin: CNIPlugin {
     /// Forgets the records of this network's attachments that are no longer valid.
     func garbageCollect(_ request: CNIRequest) throws {
         guard let validAttachments = request.config.validAttachments else { return }
-        let valid = Set(validAttachments.map { NameRecordStore.fileName(containerID: $0.containerID, ifName: $0.ifName) })
+        let valid = Set(
+            validAttachments.map { NameRecordStore.fileName(containerID: $0.containerID, ifName: $0.ifName) })
         let store = NameRecordStore(directory: try NamesConfig.dataDirectory(request))
         var failures = CNIErrorList()
         do {
             try store.withLock {
                 for record in store.records(network: request.config.name)
-                where !valid.contains(NameRecordStore.fileName(containerID: record.containerID, ifName: record.ifName)) {
+                where !valid.contains(NameRecordStore.fileName(containerID: record.containerID, ifName: record.ifName))
+                {
                     failures.attempt { try Self.remove(record, from: store) }
                 }
                 do {
