@@ -199,6 +199,9 @@ public struct NameRecordStore: Sendable {
         let networkDirectory = networkDirectory(network)
         let existed = try FileSystem.remove(
             networkDirectory + "/" + Self.fileName(containerID: containerID, ifName: ifName))
+        // Temporaries of writers that died (we hold the lock, so no writer is live) would keep
+        // the directory forever.
+        FileSystem.removeStrayTemporaries(in: networkDirectory)
         if let names = try FileSystem.list(networkDirectory), names.isEmpty { rmdir(networkDirectory) }
         return existed
     }

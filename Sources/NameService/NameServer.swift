@@ -127,7 +127,9 @@ public final class NameServer {
     /// Serves until no network has records left, then removes the control socket and returns.
     public func run() {
         while hasRecords {
-            pollOnce(timeoutMilliseconds: 250)
+            // Idle, wake once a second (the change check); with forwards in flight, often enough
+            // for their timeouts.
+            pollOnce(timeoutMilliseconds: pending.isEmpty ? 1000 : 100)
             let now = Sockets.monotonicSeconds()
             expireForwards(now)
             expireConnections(now)
