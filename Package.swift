@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "host", targets: ["host"]),
         .executable(name: "vxlan-overlay", targets: ["vxlan-overlay"]),
         .executable(name: "portmap", targets: ["portmap"]),
+        .executable(name: "bandwidth", targets: ["bandwidth"]),
         .library(name: "CNI", targets: ["CNI"]),
         .library(name: "Netlink", targets: ["Netlink"]),
         .library(name: "Firewall", targets: ["Firewall"]),
@@ -76,6 +77,9 @@ let package = Package(
                 "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables",
             ],
             path: "plugins/portmap", exclude: ["README.md"]),
+        .executableTarget(
+            name: "bandwidth", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS"],
+            path: "plugins/bandwidth", exclude: ["README.md"]),
 
         // The runtime and diagnostics CLI.
         .executableTarget(
@@ -109,5 +113,6 @@ let package = Package(
             name: "OverlayTests",
             dependencies: ["Overlay", "ClusterStore", "Netlink", "IPAddressing", "PierTestSupport"]),
         .testTarget(name: "PortmapTests", dependencies: ["PierTestSupport"]),
+        .testTarget(name: "BandwidthTests", dependencies: ["PierTestSupport"]),
     ]
 )

@@ -1,0 +1,3 @@
+import CNI
+
+BandwidthPlugin().main()
