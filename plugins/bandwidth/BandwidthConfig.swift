@@ -18,7 +18,29 @@ struct BandwidthLimits: Decodable, Equatable {
         case ingressRate, ingressBurst, egressRate, egressBurst, shapedSubnets, unshapedSubnets
     }
 
-    var isEmpty: Bool { self == BandwidthLimits() }
+    init() {}
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        ingressRate = try Self.bits(c, .ingressRate)
+        ingressBurst = try Self.bits(c, .ingressBurst)
+        egressRate = try Self.bits(c, .egressRate)
+        egressBurst = try Self.bits(c, .egressBurst)
+        shapedSubnets = try c.decodeIfPresent([String].self, forKey: .shapedSubnets)
+        unshapedSubnets = try c.decodeIfPresent([String].self, forKey: .unshapedSubnets)
+    }
+
+    /// A whole, non-negative number; anything else is an error that names the key (the
+    /// decoder's own message for -1 names none, which would make it a decoding failure).
+    private static func bits(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> UInt64? {
+        guard c.contains(key), try !c.decodeNil(forKey: key) else { return nil }
+        if let value = try? c.decode(UInt64.self, forKey: key) { return value }
+        let number = try? c.decode(Double.self, forKey: key)
+        throw DecodingError.dataCorruptedError(
+            forKey: key, in: c,
+            debugDescription: number.map { "\($0) is not a whole number of bits between 0 and 2^64 - 1" }
+                ?? "expected a number of bits")
+    }
 
     /// The limits of a request: the capability when the runtime sent one, else the config's.
     static func of(_ request: CNIRequest) throws(CNIError) -> BandwidthLimits {
