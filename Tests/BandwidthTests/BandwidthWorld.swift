@@ -157,19 +157,18 @@ struct Throughput {
     static func measure(
         from sender: TestHost, at senderAddress: String, to receiver: TestHost, seconds: Int = 5, port: Int = 5201
     ) throws -> Throughput {
-        let pidFile = NSTemporaryDirectory() + "pier-t-iperf-\(uniqueTag()).pid"
-        try sender.mustRun([
-            "iperf3", "-s", "-D", "-1", "-B", senderAddress, "-p", String(port), "--pidfile", pidFile,
-            "--idle-timeout", "30",
-        ])
-        defer {
-            if let pid = try? String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(
-                in: .whitespacesAndNewlines
-            ), !pid.isEmpty {
-                _ = try? runCommand(["kill", "-9", pid])
-            }
-            try? FileManager.default.removeItem(atPath: pidFile)
-        }
+        // Detached with every inherited descriptor closed: a server holding the runner's pipes
+        // would keep it waiting. One client, and gone after 30 idle seconds should a test crash.
+        let launcher = """
+            import subprocess, sys
+            p = subprocess.Popen(["iperf3", "-s", "-1", "--idle-timeout", "30"] + sys.argv[1:],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                close_fds=True, start_new_session=True)
+            print(p.pid)
+            """
+        let pid = try sender.mustRun(["python3", "-c", launcher, "-B", senderAddress, "-p", String(port)]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { _ = try? runCommand(["kill", "-9", pid]) }
         var output: CommandResult?
         // The daemon may not listen yet: retry a refused connection for a moment.
         for _ in 0..<20 {
@@ -184,7 +183,7 @@ struct Throughput {
         try #require(result.succeeded, "iperf3: \(result.stdout.prefix(400)) \(result.stderr)")
         let report = try #require(try result.json() as? [String: Any])
         let intervals = report["intervals"] as? [[String: Any]] ?? []
-        let first = try #require((intervals.first?["sum"] as? [String: Any]))
+        let first = try #require(intervals.first?["sum"] as? [String: Any], "iperf3: \(result.stdout.prefix(600))")
         let end = try #require((report["end"] as? [String: Any])?["sum_received"] as? [String: Any])
         let firstBits = ((first["bytes"] as? NSNumber)?.doubleValue ?? 0) * 8
         let firstSeconds = (first["seconds"] as? NSNumber)?.doubleValue ?? 1
