@@ -54,12 +54,13 @@ def iperf(sender_ns, sender_address, receiver_ns, seconds, port=5201):
             out = subprocess.run(
                 ["ip", "netns", "exec", receiver_ns, "iperf3", "-c", sender_address, "-p", str(port), "-R",
                  "-t", str(seconds), "-J"], capture_output=True, text=True, timeout=seconds + 30)
-            if out.returncode == 0 or "connect" not in out.stdout:
+            # iperf3 -J exits 0 even when it could not connect: the reason is in "error".
+            if "unable to connect" not in out.stdout:
                 break
             time.sleep(0.1)
-        if out.returncode != 0:
-            raise RuntimeError(f"iperf3 failed: {out.stdout[:400]} {out.stderr}")
-        report = json.loads(out.stdout)
+        report = json.loads(out.stdout) if out.stdout.strip() else {}
+        if out.returncode != 0 or not report.get("intervals"):
+            raise RuntimeError(f"iperf3 failed ({out.returncode}): {out.stdout[:600]} {out.stderr}")
         first = report["intervals"][0]["sum"]
         return report["end"]["sum_received"]["bits_per_second"], first["bytes"] * 8 / first["seconds"]
     finally:

@@ -250,6 +250,24 @@ extension RouteNetlink {
         try execute(message)
     }
 
+    /// The qdisc under `parent` (`QdiscHandle.root` or `.ingressParent`) of one link, nil when
+    /// the link has no ingress queue. A get, not a dump: its cost does not grow with the number
+    /// of links in the namespace. A link's defaults come back too (`noqueue`, or `noop` where an
+    /// ingress qdisc was deleted). NLM_F_ECHO: recent kernels send the qdisc of a get only to a
+    /// request that asks for the echo, and answer the rest with a bare ACK.
+    public func qdisc(index: Int32, parent: UInt32) throws(NetlinkError) -> Qdisc? {
+        let what = parent == QdiscHandle.ingressParent ? "ingress" : "root"
+        let message = MessageBuilder(
+            type: TrafficControlUAPI.rtmGetQdisc, flags: NLM_F_ECHO, operation: "get \(what) qdisc of link \(index)")
+        message.putFixedHeader(TrafficControlUAPI.header(index: index, parent: parent))
+        do {
+            return try execute(message).lazy.compactMap(Qdisc.init).first
+        } catch {
+            if error.isNotFound { return nil }
+            throw error
+        }
+    }
+
     /// The qdiscs of one link (the kernel dumps every link's; the others are dropped here).
     public func qdiscs(index: Int32) throws(NetlinkError) -> [Qdisc] {
         try dump {

@@ -176,7 +176,8 @@ struct Throughput {
                 ["iperf3", "-c", senderAddress, "-p", String(port), "-R", "-t", String(seconds), "-J"],
                 timeout: Double(seconds) + 30)
             output = result
-            if result.succeeded || !result.stdout.contains("connect") { break }
+            // iperf3 -J exits 0 even when it could not connect: the reason is in "error".
+            if !result.stdout.contains("unable to connect") { break }
             Thread.sleep(forTimeInterval: 0.1)
         }
         let result = try #require(output)

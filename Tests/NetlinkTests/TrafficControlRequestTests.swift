@@ -143,6 +143,27 @@ private func tbfOptions(rate: UInt32, limit: UInt32, buffer: UInt32) -> [UInt8] 
         expectBytes(ingress, Wire.message(type: 37, flags: Wire.plain, seq: 1, tcmsg(index: 7, parent: 0xffff_fff1)))
     }
 
+    /// A get of one qdisc (NLM_F_ECHO 0x08); "no ingress queue" (ENOENT) is nil, not an error.
+    @Test func getQdiscByParent() throws {
+        let transport = RecordingTransport(portID: 77)
+        transport.onSend = { request in
+            let seq = Wire.seq(of: request)
+            let parent = request.count >= 32 ? Array(request[28..<32]) : []
+            if parent == Wire.u32(0xffff_fff1) { return [Wire.errorReply(to: request, error: -2, pid: 77)] }
+            let root = Wire.message(
+                type: 36, flags: 0, seq: seq, pid: 77, tcmsg(index: 7, parent: 0xffff_ffff),
+                Wire.attr(1, Wire.str("noqueue")))
+            return [root, Wire.errorReply(to: request, error: 0, pid: 77)]
+        }
+        let netlink = RouteNetlink(transport: transport, firstSequence: 1)
+        #expect(try netlink.qdisc(index: 7, parent: QdiscHandle.root)?.kind == "noqueue")
+        #expect(try netlink.qdisc(index: 7, parent: QdiscHandle.ingressParent) == nil)
+        #expect(
+            Wire.hex(transport.sent.first ?? [])
+                == Wire.hex(
+                    Wire.message(type: 38, flags: Wire.plain | 0x08, seq: 1, tcmsg(index: 7, parent: 0xffff_ffff))))
+    }
+
     /// A qdisc dump lists every link's qdiscs; only the asked link's come back, TBFs decoded.
     @Test func qdiscDumpIsParsedAndFiltered() throws {
         let transport = RecordingTransport(portID: 77)

@@ -91,7 +91,7 @@ struct BandwidthPlugin: CNIPlugin {
         let host = try RouteNetlink()
         let veth = try hostVeth(request, host: host)
         let mtu = veth.mtu ?? 1500
-        let root = try host.qdiscs(index: veth.index).first { $0.parent == QdiscHandle.root }
+        let root = try host.qdisc(index: veth.index, parent: QdiscHandle.root)
         if let ingress {
             try expectTokenBucket(root, ingress.tokenBucket(mtu: mtu), on: veth.name)
         } else if let root, Self.isOurs(root) {
@@ -106,7 +106,7 @@ struct BandwidthPlugin: CNIPlugin {
             throw CNIError(.internalError, "IFB \(Self.ifbName(attachment)) for egress shaping is missing")
         }
         guard ifb.isUp else { throw CNIError(.internalError, "IFB \(ifb.name) is down") }
-        let ifbRoot = try host.qdiscs(index: ifb.index).first { $0.parent == QdiscHandle.root }
+        let ifbRoot = try host.qdisc(index: ifb.index, parent: QdiscHandle.root)
         try expectTokenBucket(ifbRoot, egress.tokenBucket(mtu: mtu), on: ifb.name)
         let redirects = try host.filters(index: veth.index, parent: QdiscHandle.ingress)
         guard redirects.contains(where: { $0.redirectIndex == ifb.index }) else {
@@ -200,15 +200,13 @@ struct BandwidthPlugin: CNIPlugin {
     }
 
     private func removeRootTokenBucket(of index: Int32, host: RouteNetlink) throws {
-        guard let root = try host.qdiscs(index: index).first(where: { $0.parent == QdiscHandle.root }),
-            Self.isOurs(root)
-        else { return }
+        guard let root = try host.qdisc(index: index, parent: QdiscHandle.root), Self.isOurs(root) else { return }
         try ignoringMissing { try host.deleteQdisc(index: index, parent: QdiscHandle.root) }
     }
 
     /// Deleting the ingress qdisc deletes the redirect filter with it.
     private func removeRedirect(from index: Int32, host: RouteNetlink) throws {
-        guard try host.qdiscs(index: index).contains(where: { $0.parent == QdiscHandle.ingressParent }) else { return }
+        guard try host.qdisc(index: index, parent: QdiscHandle.ingressParent)?.kind == "ingress" else { return }
         try ignoringMissing { try host.deleteQdisc(index: index, parent: QdiscHandle.ingressParent) }
     }
 
