@@ -155,22 +155,20 @@ def main():
                 host_ref.name),
         }
         for rate in rates:
-            attached = {}
-            try:
+            for _ in range(args.samples):
+                # A fresh attachment per sample: a new container starts with a full bucket (the
+                # reference's refills at the rate, so a reused one would hide most of its burst).
                 for kind, chain in chains.items():
-                    attached[kind] = Attached(kind, chain, rate)
-                    buckets[(kind, rate)] = attached[kind].bucket_bytes()
-                for _ in range(args.samples):
-                    for kind, a in attached.items():
-                        host = chains[kind].host_netns
-                        ingress = iperf(host, a.gateway, a.container.name, args.seconds)
-                        egress = iperf(a.container.name, a.address, host, args.seconds)
-                        measured.setdefault((kind, rate, "ingress"), []).append(ingress)
-                        measured.setdefault((kind, rate, "egress"), []).append(egress)
-                        print(kind, rate, "ingress", ingress, "egress", egress, flush=True)
-            finally:
-                for a in attached.values():
-                    a.close()
+                    a = Attached(kind, chain, rate)
+                    try:
+                        buckets[(kind, rate)] = a.bucket_bytes()
+                        ingress = iperf(chain.host_netns, a.gateway, a.container.name, args.seconds)
+                        egress = iperf(a.container.name, a.address, chain.host_netns, args.seconds)
+                    finally:
+                        a.close()
+                    measured.setdefault((kind, rate, "ingress"), []).append(ingress)
+                    measured.setdefault((kind, rate, "egress"), []).append(egress)
+                    print(kind, rate, "ingress", ingress, "egress", egress, flush=True)
         for kind, chain in chains.items():
             latency[kind] = bandwidth_latency(chain, chain.host_netns, args.latency_samples, rates[0])
     write_report(args, rates, measured, latency, buckets)
@@ -194,9 +192,11 @@ def write_report(args, rates, measured, latency, buckets):
         "`kubernetes.io/ingress-bandwidth` / `egress-bandwidth`: the rate, burst 4294967295 bits (its "
         "\"unset\"). One iperf3 TCP stream per measurement, counted by the receiver (ingress: host bridge "
         f"address to container; egress: container to host), {args.seconds} s each, {args.samples} samples "
-        "per cell, interleaved. Average: median of the samples' whole-run throughput (TCP payload: about "
-        "95 % of the shaped Ethernet rate at MTU 1500). First second: the highest of the samples. Stripped "
-        "release builds from `scripts/build-release`.\n\n")
+        "per cell, interleaved, each in a freshly attached container (the ingress and egress buckets are "
+        "separate TBFs, so one attachment serves both directions). Average: median of the samples' "
+        "whole-run throughput (TCP payload: about 95 % of the shaped Ethernet rate at MTU 1500). First "
+        "second: the highest of the samples (what arrived in iperf3's first interval). Stripped release "
+        "builds from `scripts/build-release`.\n\n")
     report += benchlib.table(
         ["rate", "direction", "pier average Mbit/s", "pier first second", "ref average Mbit/s",
          "ref first second"], rows)

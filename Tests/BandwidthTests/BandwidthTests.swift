@@ -257,6 +257,30 @@ struct BandwidthTests {
         }
     }
 
+    /// A link that merely has the IFB's name is not ours: ADD refuses to use it, DEL and GC
+    /// leave it alone.
+    @Test func aLinkWithTheIFBNameThatIsNotOursIsLeftAlone() throws {
+        try withTestHosts(2) { hosts in
+            let world = BandwidthWorld(hosts: hosts, octet: 192)
+            defer { world.cleanUp() }
+            try world.attach()
+            defer { world.detach() }
+            let config = world.bandwidthConfig(runtime: BandwidthWorld.containerdLimits(egress: 5_000_000))
+            try #require(try world.run("ADD", config).status == 0)
+            let name = try #require(try world.ifbNames().first)
+            try #require(try world.run("DEL", config).status == 0)
+            try world.host.mustRun(["ip", "link", "add", name, "type", "ifb"])
+
+            let add = try world.run("ADD", config)
+            #expect(add.errorCode == 999, "ADD over a foreign link: \(add.stdout)")
+            #expect(add.stdout.contains(name))
+            #expect(try world.rootTokenBucket(try world.hostVeth()) == nil)
+            #expect(try world.run("DEL", config).status == 0)
+            #expect(try world.ifbNames() == [name])
+            #expect(try world.rootTokenBucket(name) == nil)
+        }
+    }
+
     /// GC deletes IFBs of this network whose attachment is no longer valid, and keeps valid ones.
     @Test func garbageCollectionRemovesStaleIFBs() throws {
         try withTestHosts(2) { hosts in

@@ -71,7 +71,10 @@ struct BandwidthPlugin: CNIPlugin {
             }
         }
         do {
-            if let ifb = try existingIFB(of: attachment, host: host) {
+            // A link of that name that is not this attachment's IFB is not ours to delete.
+            if let ifb = try host.linkIfPresent(named: Self.ifbName(attachment)), ifb.kind == .ifb,
+                ifb.alias == Self.alias(attachment)
+            {
                 try ignoringMissing { try host.deleteLink(index: ifb.index) }
             }
         } catch {
@@ -165,7 +168,13 @@ struct BandwidthPlugin: CNIPlugin {
         let name = Self.ifbName(attachment)
         try host.createIFB(name: name, mtu: mtu)
         let link = try host.link(named: name)
-        try host.setAlias(index: link.index, Self.alias(attachment))
+        do {
+            try host.setAlias(index: link.index, Self.alias(attachment))
+        } catch {
+            // Without the alias nothing would recognise it as ours again.
+            try? host.deleteLink(index: link.index)
+            throw error
+        }
         return link
     }
 
