@@ -9,7 +9,7 @@ the sending namespace and sends (`-R`), the client in the receiving one counts. 
 to container, egress container to host, between the host namespace's bridge address and the
 container's address only. Pier and the reference are measured interleaved in one run.
 
-Usage: bench/bandwidth.py [--rates 10,100] [--seconds 5] [--samples 3] [--latency-samples 20]
+Usage: bench/bandwidth.py [--rates 10,100] [--seconds 5] [--samples 3] [--latency-samples 30]
 (as root; rates in Mbit/s; writes bench/results/bandwidth.md).
 """
 import argparse
@@ -103,31 +103,38 @@ class Attached:
             self.container.__exit__(None, None, None)
 
 
-def bandwidth_latency(chain, host_netns, samples, rate_bits):
-    """ADD and DEL of the bandwidth plugin alone (both directions shaped), after the bridge."""
-    bridge_only = dict(chain.conflist, plugins=chain.conflist["plugins"][:1])
-    bridge = benchlib.Chain(bridge_only, chain.cni_path, host_netns)
-    plugin = chain.conflist["plugins"][1]
-    path = os.path.join(chain.cni_path, "bandwidth")
-    adds, dels = [], []
-    with benchlib.NetnsBatch("pier-b-lat", samples) as namespaces:
-        for ns in namespaces:
-            cid = f"lat-{ns.name}"
-            _, previous = bridge.add(cid, ns.path)
-            env = {"CNI_CONTAINERID": cid, "CNI_NETNS": ns.path, "CNI_IFNAME": "eth0", "CNI_PATH": chain.cni_path}
-            stdin = chain._plugin_stdin(plugin, previous, limits(rate_bits))
-            elapsed, _, status, out, err = benchlib.run_plugin(path, "ADD", stdin, env, netns_name=host_netns)
-            if status != 0:
-                raise RuntimeError(f"bandwidth ADD failed: {out} {err}")
-            adds.append(elapsed)
-            result = json.loads(out)
-            stdin = chain._plugin_stdin(plugin, result, limits(rate_bits))
-            elapsed, _, status, out, err = benchlib.run_plugin(path, "DEL", stdin, env, netns_name=host_netns)
-            if status != 0:
-                raise RuntimeError(f"bandwidth DEL failed: {out} {err}")
-            dels.append(elapsed)
-            bridge.delete(cid, ns.path, previous)
-    return statistics.median(adds) * 1000, statistics.median(dels) * 1000
+def bandwidth_latency(chains, samples, rate_bits):
+    """Median ADD and DEL ms of the bandwidth plugin alone (both directions shaped), after each
+    chain's interface plugin; samples interleaved across the chains so machine noise hits all."""
+    adds = {kind: [] for kind in chains}
+    dels = {kind: [] for kind in chains}
+    with benchlib.NetnsBatch("pier-b-lat", samples * len(chains)) as namespaces:
+        spare = iter(namespaces)
+        for _ in range(samples):
+            for kind, chain in chains.items():
+                ns = next(spare)
+                bridge = benchlib.Chain(
+                    dict(chain.conflist, plugins=chain.conflist["plugins"][:1]), chain.cni_path, chain.host_netns)
+                plugin = chain.conflist["plugins"][1]
+                path = os.path.join(chain.cni_path, "bandwidth")
+                cid = f"lat-{ns.name}"
+                _, previous = bridge.add(cid, ns.path)
+                env = {"CNI_CONTAINERID": cid, "CNI_NETNS": ns.path, "CNI_IFNAME": "eth0",
+                       "CNI_PATH": chain.cni_path}
+                stdin = chain._plugin_stdin(plugin, previous, limits(rate_bits))
+                elapsed, _, status, out, err = benchlib.run_plugin(
+                    path, "ADD", stdin, env, netns_name=chain.host_netns)
+                if status != 0:
+                    raise RuntimeError(f"{kind} bandwidth ADD failed: {out} {err}")
+                adds[kind].append(elapsed)
+                stdin = chain._plugin_stdin(plugin, json.loads(out), limits(rate_bits))
+                elapsed, _, status, out, err = benchlib.run_plugin(
+                    path, "DEL", stdin, env, netns_name=chain.host_netns)
+                if status != 0:
+                    raise RuntimeError(f"{kind} bandwidth DEL failed: {out} {err}")
+                dels[kind].append(elapsed)
+                bridge.delete(cid, ns.path, previous)
+    return {kind: (statistics.median(adds[kind]) * 1000, statistics.median(dels[kind]) * 1000) for kind in chains}
 
 
 def main():
@@ -135,7 +142,7 @@ def main():
     parser.add_argument("--rates", default="10,100")
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--samples", type=int, default=3)
-    parser.add_argument("--latency-samples", type=int, default=20)
+    parser.add_argument("--latency-samples", type=int, default=30)
     args = parser.parse_args()
     benchlib.require_root()
     rates = [int(r) * 1_000_000 for r in args.rates.split(",")]
@@ -169,8 +176,7 @@ def main():
                     measured.setdefault((kind, rate, "ingress"), []).append(ingress)
                     measured.setdefault((kind, rate, "egress"), []).append(egress)
                     print(kind, rate, "ingress", ingress, "egress", egress, flush=True)
-        for kind, chain in chains.items():
-            latency[kind] = bandwidth_latency(chain, chain.host_netns, args.latency_samples, rates[0])
+        latency = bandwidth_latency(chains, args.latency_samples, rates[0])
     write_report(args, rates, measured, latency, buckets)
 
 
@@ -212,7 +218,8 @@ def write_report(args, rates, measured, latency, buckets):
     if latency:
         report += (
             f"\nLatency of the `bandwidth` plugin alone (both directions shaped at {rates[0] // 1_000_000} Mbit/s, "
-            f"after the interface plugin's ADD), median of {args.latency_samples}:\n\n")
+            f"after the interface plugin's ADD), median of {args.latency_samples}, interleaved. DEL is mostly "
+            "the kernel unregistering the IFB (a network-wide RCU wait), which both plugins do:\n\n")
         report += benchlib.table(
             ["", "pier ms", "ref ms", "ratio"],
             [["ADD", f"{latency['pier'][0]:.1f}", f"{latency['ref'][0]:.1f}",
