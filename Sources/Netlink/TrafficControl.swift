@@ -166,10 +166,11 @@ public struct TrafficFilter: Sendable, Equatable {
         protocolNumber = UInt16(truncatingIfNeeded: info)
         let attributes = Attributes(payload, from: TrafficControlUAPI.headerLength)
         kind = attributes.string(TrafficControlUAPI.kind) ?? ""
-        // u32: TCA_OPTIONS > TCA_U32_ACT > one nest per action (by order) > kind + options.
+        // u32: TCA_OPTIONS > TCA_U32_ACT > one nest per action, typed by its order (1 to
+        // TCA_ACT_MAX_PRIO, 32) > kind + options.
         let actions = attributes.nested(TrafficControlUAPI.options)?.nested(TrafficControlUAPI.u32Actions)
-        for (_, action) in actions?.entries ?? [] {
-            let fields = Attributes(action)
+        for order in UInt16(1)...32 {
+            guard let fields = actions?.nested(order) else { continue }
             guard fields.string(TrafficControlUAPI.actionKind) == "mirred",
                 let parameters = fields.nested(TrafficControlUAPI.actionOptions)?[TrafficControlUAPI.mirredParameters],
                 parameters.count >= 28, readI32(parameters, 20) == TrafficControlUAPI.egressRedirect
