@@ -35,7 +35,9 @@ struct BandwidthLimits: Decodable, Equatable {
     private static func bits(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> UInt64? {
         guard c.contains(key), try !c.decodeNil(forKey: key) else { return nil }
         if let value = try? c.decode(UInt64.self, forKey: key) { return value }
-        let number = try? c.decode(Double.self, forKey: key)
+        let number = (try? c.decode(Double.self, forKey: key)).map { value in
+            value == value.rounded() && abs(value) < 1e18 ? String(Int64(value)) : "\(value)"
+        }
         throw DecodingError.dataCorruptedError(
             forKey: key, in: c,
             debugDescription: number.map { "\($0) is not a whole number of bits between 0 and 2^64 - 1" }
