@@ -1,20 +1,15 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// Plugins are thin executables over shared modules. Imports point one way:
-// plugins -> IPAM / Firewall / Netlink -> CMnl / CNftnl / CPierShim, with CNI used by all.
+// Plugins are thin cores over shared modules, all in one multi-call executable (`pier-cni`).
+// Imports point one way (docs/architecture.md): plugins -> IPAM / PierTables / PluginSupport
+// -> Netlink / Firewall -> NetlinkCore -> CMnl / CNftnl / CPierShim, with CNI used by all.
 let package = Package(
     name: "Pier",
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "pier", targets: ["pier"]),
-        .executable(name: "ipam", targets: ["ipam"]),
-        .executable(name: "bridge", targets: ["bridge"]),
-        .executable(name: "macvlan", targets: ["macvlan"]),
-        .executable(name: "host", targets: ["host"]),
-        .executable(name: "vxlan-overlay", targets: ["vxlan-overlay"]),
-        .executable(name: "portmap", targets: ["portmap"]),
-        .executable(name: "bandwidth", targets: ["bandwidth"]),
+        .executable(name: "pier-cni", targets: ["pier-cni"]),
         .library(name: "CNI", targets: ["CNI"]),
         .library(name: "Netlink", targets: ["Netlink"]),
         .library(name: "Firewall", targets: ["Firewall"]),
@@ -30,63 +25,57 @@ let package = Package(
         // Macros, variadics and uapi constants that Swift cannot import directly.
         .target(name: "CPierShim"),
 
-        // Shared modules.
+        // Shared modules. Everything a plugin links stays free of Foundation (docs/design.md).
         .target(name: "IPAddressing"),
-        .target(name: "CNI", dependencies: ["IPAddressing"]),
+        // The one JSON implementation: order-keeping parser and writer, re-exported by CNI.
+        .target(name: "JSON"),
+        .target(name: "CNI", dependencies: ["JSON", "IPAddressing"]),
         .target(name: "NetNS", dependencies: ["CPierShim"]),
-        .target(name: "Netlink", dependencies: ["CMnl", "CPierShim", "NetNS", "IPAddressing"]),
-        .target(name: "Firewall", dependencies: ["CMnl", "CNftnl", "CPierShim", "NetNS", "IPAddressing"]),
+        // One netlink core (socket, framing, attributes, ACKs and dumps, the test fake) under
+        // rtnetlink (Netlink) and nf_tables/ctnetlink (Firewall).
+        .target(name: "NetlinkCore", dependencies: ["CMnl", "CPierShim", "NetNS"]),
+        .target(name: "Netlink", dependencies: ["NetlinkCore", "CMnl", "CPierShim", "NetNS", "IPAddressing"]),
+        .target(
+            name: "Firewall", dependencies: ["NetlinkCore", "CMnl", "CNftnl", "CPierShim", "NetNS", "IPAddressing"]),
         .target(name: "PluginSupport", dependencies: ["CNI", "NetNS", "Netlink", "Firewall", "IPAddressing"]),
         .target(name: "PierTables", dependencies: ["Firewall", "IPAddressing"]),
-        .target(name: "ClusterStore", dependencies: ["IPAddressing"]),
-        .target(name: "IPAM", dependencies: ["CNI", "IPAddressing", "ClusterStore"]),
+        // Every on-disk format and default path: configs, leases, the result cache, state layout.
+        .target(name: "PierState", dependencies: ["CNI", "IPAddressing"]),
+        .target(name: "ClusterStore", dependencies: ["JSON", "IPAddressing", "PierState"]),
+        .target(name: "IPAM", dependencies: ["CNI", "JSON", "IPAddressing", "ClusterStore", "PierState"]),
         .target(
             name: "Diagnostics",
             dependencies: [
                 "CNI", "NetNS", "Netlink", "Firewall", "IPAddressing", "PierTables", "PluginSupport", "ClusterStore",
+                "Overlay", "PierState",
             ]),
         // Containers over namespaces, conflist execution, result cache, GC: what `pier` runs.
-        .target(name: "Runtime", dependencies: ["CNI", "NetNS", "Netlink", "CPierShim", "IPAddressing"]),
-        .target(name: "Overlay", dependencies: ["ClusterStore", "Netlink", "NetNS", "IPAddressing"]),
+        .target(name: "Runtime", dependencies: ["CNI", "NetNS", "Netlink", "CPierShim", "IPAddressing", "PierState"]),
+        .target(
+            name: "Overlay", dependencies: ["JSON", "ClusterStore", "Netlink", "NetNS", "IPAddressing", "PierState"]),
 
-        // Plugins: one executable each, a thin main over the shared modules.
-        .executableTarget(
-            name: "ipam", dependencies: ["CNI", "IPAM"], path: "plugins/ipam", exclude: ["README.md"]),
-        .executableTarget(
-            name: "bridge",
+        // Plugins: each a directory of plugins/ with its README; together one module, so the one
+        // multi-call executable below can run any of them by its invocation name.
+        .target(
+            name: "Plugins",
             dependencies: [
                 "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables", "IPAM",
+                "ClusterStore", "Overlay", "PierState", "JSON",
             ],
-            path: "plugins/bridge", exclude: ["README.md"]),
-        .executableTarget(
-            name: "macvlan", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "IPAM"],
-            path: "plugins/macvlan", exclude: ["README.md"]),
-        .executableTarget(
-            name: "host", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "IPAM"],
-            path: "plugins/host", exclude: ["README.md"]),
-        .executableTarget(
-            name: "vxlan-overlay",
-            dependencies: [
-                "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "PierTables", "Firewall", "ClusterStore",
-                "Overlay", "IPAM",
-            ],
-            path: "plugins/vxlan-overlay", exclude: ["README.md"]),
-        .executableTarget(
-            name: "portmap",
-            dependencies: [
-                "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables",
-            ],
-            path: "plugins/portmap", exclude: ["README.md"]),
-        .executableTarget(
-            name: "bandwidth", dependencies: ["CNI", "PluginSupport", "Netlink", "NetNS"],
-            path: "plugins/bandwidth", exclude: ["README.md"]),
+            path: "plugins",
+            exclude: [
+                "bridge/README.md", "firewall/README.md", "host/README.md", "ipam/README.md", "loopback/README.md",
+                "macvlan/README.md", "portmap/README.md", "tuning/README.md", "vxlan-overlay/README.md",
+                "bandwidth/README.md",
+            ]),
+        .executableTarget(name: "pier-cni", dependencies: ["CNI", "Plugins"]),
 
         // The runtime and diagnostics CLI.
         .executableTarget(
             name: "pier",
             dependencies: [
                 "CNI", "Runtime", "Diagnostics", "NetNS", "PluginSupport", "Netlink", "ClusterStore", "Overlay",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "PierState", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
         // Tests.
@@ -94,25 +83,37 @@ let package = Package(
         .testTarget(name: "IPAddressingTests", dependencies: ["IPAddressing"]),
         .testTarget(name: "CNITests", dependencies: ["CNI", "IPAddressing"]),
         .testTarget(name: "NetNSTests", dependencies: ["NetNS", "PierTestSupport"]),
-        .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "PluginSupport", "PierTestSupport"]),
-        .testTarget(name: "FirewallTests", dependencies: ["Firewall", "NetNS", "IPAddressing", "PierTestSupport"]),
+        .testTarget(name: "NetlinkCoreTests", dependencies: ["NetlinkCore", "CPierShim"]),
+        .testTarget(
+            name: "NetlinkTests", dependencies: ["Netlink", "NetlinkCore", "PluginSupport", "PierTestSupport"]),
+        .testTarget(
+            name: "FirewallTests",
+            dependencies: [
+                "Firewall", "NetlinkCore", "PierTables", "CMnl", "CNftnl", "NetNS", "IPAddressing", "PierTestSupport",
+            ]),
         .testTarget(name: "PierTestSupportTests", dependencies: ["PierTestSupport"]),
-        .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "PierTestSupport"]),
-        .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "ClusterStore", "PierTestSupport"]),
+        .testTarget(name: "ClusterStoreTests", dependencies: ["ClusterStore", "JSON", "PierState", "PierTestSupport"]),
+        .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "ClusterStore", "PierState", "PierTestSupport"]),
+        .testTarget(name: "PierStateTests", dependencies: ["PierState", "CNI", "IPAddressing", "PierTestSupport"]),
         .testTarget(name: "BridgeTests", dependencies: ["PierTestSupport"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "CNI", "PierTestSupport"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "CNI", "PierState", "PierTestSupport"]),
         .testTarget(name: "PierCLITests", dependencies: ["PierTestSupport"], exclude: ["cnitool"]),
         .testTarget(name: "MacvlanTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "HostPluginTests", dependencies: ["PierTestSupport"]),
         .testTarget(
             name: "DiagnosticsTests",
             dependencies: [
-                "Diagnostics", "CNI", "PluginSupport", "NetNS", "IPAddressing", "PierTestSupport",
+                "Diagnostics", "CNI", "PluginSupport", "NetNS", "IPAddressing", "PierState", "PierTestSupport",
             ]),
         .testTarget(
             name: "OverlayTests",
             dependencies: ["Overlay", "ClusterStore", "Netlink", "IPAddressing", "PierTestSupport"]),
         .testTarget(name: "PortmapTests", dependencies: ["PierTestSupport"]),
+        .testTarget(name: "LoopbackTests", dependencies: ["PierTestSupport"]),
+        .testTarget(name: "TuningTests", dependencies: ["PierTestSupport"]),
+        .testTarget(
+            name: "FirewallPluginTests",
+            dependencies: ["PierTables", "Firewall", "NetlinkCore", "IPAddressing", "PierTestSupport"]),
         .testTarget(name: "BandwidthTests", dependencies: ["PierTestSupport"]),
     ]
 )

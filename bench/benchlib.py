@@ -69,11 +69,16 @@ def peak_rss_kib(path, command, config, env_extra=None):
 
 
 def install_stripped(bin_dir, names):
-    """Copies and strips the plugins into a private CNI_PATH directory, as a package would."""
+    """Installs the plugins into a private CNI_PATH directory exactly as scripts/install does
+    (the stripped multi-call executable plus one hard link per plugin name). `names` must all
+    be among them."""
     target = temporary_directory("pier-bench-bin-")
-    for name in names:
-        shutil.copy2(os.path.join(bin_dir, name), os.path.join(target, name))
-        subprocess.run(["strip", os.path.join(target, name)], check=True)
+    subprocess.run(
+        [os.path.join(ROOT, "scripts", "install"), "--plugins-only", "--from", bin_dir, "--cni-bin-dir", target],
+        cwd=ROOT, check=True, capture_output=True)
+    missing = [name for name in names if not os.path.exists(os.path.join(target, name))]
+    if missing:
+        raise RuntimeError(f"not installed: {missing}")
     return target
 
 

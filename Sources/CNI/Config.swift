@@ -1,7 +1,5 @@
-import FoundationEssentials
-
 /// The configuration one plugin receives on stdin. Well-known keys are parsed; everything else stays
-/// reachable through `raw` or `decode(_:)`.
+/// reachable through `raw` or, read as the plugin's own type, `decode(_:)`.
 public struct NetworkConfig: Sendable {
     /// As given, or `0.1.0` when absent, as the spec defines.
     public var cniVersion: String
@@ -19,24 +17,13 @@ public struct NetworkConfig: Sendable {
     public var args: JSONValue?
     /// The previous plugin's result, or on DEL/CHECK the cached result, converted to the 1.1 model.
     public var prevResult: CNIResult?
-    /// GC only: the attachments that must be kept, from `cni.dev/valid-attachments` or the older
-    /// `cni.dev/attachments`. Nil when neither key is present.
+    /// GC only: the attachments of this network that must be kept, from `cni.dev/valid-attachments`
+    /// or the older `cni.dev/attachments`. Nil when neither key is present.
     public var validAttachments: [Attachment]?
     /// The whole document, in its original key order.
     public var raw: JSONObject
-    /// The exact stdin, for delegation and for `decode(_:)`.
+    /// The exact stdin, for delegation.
     public var bytes: [UInt8]
-
-    /// An attachment as GC names it.
-    public struct Attachment: Sendable, Hashable {
-        public var containerID: String
-        public var ifName: String
-
-        public init(containerID: String, ifName: String) {
-            self.containerID = containerID
-            self.ifName = ifName
-        }
-    }
 
     /// Parses stdin: invalid JSON is code 6, an invalid network name or a wrongly typed well-known key
     /// is code 7. `capabilities` is ignored: libcni leaves it in although the spec says it must not.
@@ -76,32 +63,57 @@ public struct NetworkConfig: Sendable {
                 throw CNIError(error.code, "could not parse prevResult: \(error.msg)", details: error.details)
             }
         }
-        if let current = try NetworkConfig.attachments(reader, "cni.dev/valid-attachments") {
+        if let current = try NetworkConfig.attachments(reader, "cni.dev/valid-attachments", network: name) {
             self.validAttachments = current
         } else {
-            self.validAttachments = try NetworkConfig.attachments(reader, "cni.dev/attachments")
+            self.validAttachments = try NetworkConfig.attachments(reader, "cni.dev/attachments", network: name)
         }
     }
 
-    private static func attachments(_ reader: JSONReader, _ key: String) throws(CNIError) -> [Attachment]? {
+    /// The GC keys list `{containerID, ifname}`; the network is the config's own.
+    private static func attachments(
+        _ reader: JSONReader, _ key: String, network: String
+    ) throws(CNIError) -> [Attachment]? {
         guard let items = try reader.readers(key) else { return nil }
         var attachments: [Attachment] = []
         for item in items {
             attachments.append(
-                Attachment(containerID: try item.string("containerID") ?? "", ifName: try item.string("ifname") ?? ""))
+                Attachment(
+                    network: network, containerID: try item.string("containerID") ?? "",
+                    ifName: try item.string("ifname") ?? ""))
         }
         return attachments
     }
 
-    /// Decodes the plugin's own view of the config from the exact stdin bytes.
-    public func decode<T: Decodable>(_ type: T.Type) throws(CNIError) -> T {
-        try ConfigDecoding.decode(type, from: bytes, context: "invalid network config")
+    /// The whole document for a plugin's own keys; failures are code 7 and name the key.
+    public var reader: JSONReader {
+        JSONReader(raw, code: .invalidNetworkConfig, context: "invalid network config")
     }
 
-    /// A capability value supplied by the runtime (`portMappings`, `ips`, `mac`, ...).
-    public func runtimeConfig<T: Decodable>(_ key: String, as type: T.Type) throws(CNIError) -> T? {
-        guard let value = runtimeConfig[key] else { return nil }
-        return try ConfigDecoding.decode(type, from: value.encodedBytes, context: "invalid runtimeConfig \"\(key)\"")
+    /// Reads the plugin's own view of the config from the parsed stdin.
+    public func decode<T: JSONReadable>(_ type: T.Type) throws(CNIError) -> T {
+        try T(reader)
+    }
+
+    /// Capability values from the runtime (`portMappings`, `ips`, `mac`, ...); failures name the
+    /// key as `runtimeConfig.<key>`.
+    public var runtimeConfigReader: JSONReader {
+        JSONReader(runtimeConfig, path: "runtimeConfig", code: .invalidNetworkConfig, context: "invalid network config")
+    }
+
+    /// A string capability value (`mac`, `deviceID`).
+    public func runtimeConfig(_ key: String, as type: String.Type) throws(CNIError) -> String? {
+        try runtimeConfigReader.string(key)
+    }
+
+    /// A capability value that is one object (`bandwidth`).
+    public func runtimeConfig<T: JSONReadable>(_ key: String, as type: T.Type) throws(CNIError) -> T? {
+        try runtimeConfigReader.read(key, as: T.self)
+    }
+
+    /// A capability value that is a list of objects (`portMappings`).
+    public func runtimeConfig<T: JSONReadable>(_ key: String, as type: [T].Type) throws(CNIError) -> [T]? {
+        try runtimeConfigReader.readAll(key, as: T.self)
     }
 }
 
@@ -115,55 +127,13 @@ public struct IPAMConfig: Sendable, Equatable {
         self.raw = raw
     }
 
-    public func decode<T: Decodable>(_ type: T.Type) throws(CNIError) -> T {
-        try ConfigDecoding.decode(type, from: JSONValue.object(raw).encodedBytes, context: "invalid ipam config")
-    }
-}
-
-/// Turns `JSONDecoder` failures into spec errors that name the key: broken JSON is a decoding failure
-/// (6), a well-formed document with a wrong or missing key is an invalid config (7).
-enum ConfigDecoding {
-    static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8], context: String) throws(CNIError) -> T {
-        do {
-            return try JSONDecoder().decode(type, from: Data(bytes))
-        } catch let error as DecodingError {
-            throw describe(error, context: context)
-        } catch {
-            throw CNIError(.decodingFailure, "\(context): \(error)")
-        }
+    /// The section for its delegate's keys; failures name the key as `ipam.<key>`.
+    public var reader: JSONReader {
+        JSONReader(raw, path: "ipam", code: .invalidNetworkConfig, context: "invalid network config")
     }
 
-    static func path(_ codingPath: [any CodingKey]) -> String {
-        var text = ""
-        for key in codingPath {
-            if let index = key.intValue {
-                text += "[\(index)]"
-            } else {
-                text += text.isEmpty ? key.stringValue : ".\(key.stringValue)"
-            }
-        }
-        return text
-    }
-
-    static func describe(_ error: DecodingError, context: String) -> CNIError {
-        switch error {
-        case .typeMismatch(let expected, let info):
-            return CNIError(
-                .invalidNetworkConfig, "\(context): key \"\(path(info.codingPath))\": expected \(expected)",
-                details: info.debugDescription)
-        case .valueNotFound(let expected, let info):
-            return CNIError(
-                .invalidNetworkConfig, "\(context): key \"\(path(info.codingPath))\": expected \(expected), got null")
-        case .keyNotFound(let key, let info):
-            return CNIError(
-                .invalidNetworkConfig, "\(context): key \"\(path(info.codingPath + [key]))\": missing")
-        case .dataCorrupted(let info) where info.codingPath.isEmpty:
-            return CNIError(.decodingFailure, "\(context): \(info.debugDescription)")
-        case .dataCorrupted(let info):
-            return CNIError(
-                .invalidNetworkConfig, "\(context): key \"\(path(info.codingPath))\": \(info.debugDescription)")
-        @unknown default:
-            return CNIError(.decodingFailure, "\(context): \(error)")
-        }
+    /// Reads the delegate's view of the section.
+    public func decode<T: JSONReadable>(_ type: T.Type) throws(CNIError) -> T {
+        try T(reader)
     }
 }

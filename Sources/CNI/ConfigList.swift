@@ -103,7 +103,7 @@ public struct NetworkConfigList: Sendable {
     /// attachments under both the current and the legacy key.
     public func request(
         forPluginAt index: Int, command: CNICommand, prevResult: CNIResult? = nil,
-        capabilityArgs: JSONObject = [:], validAttachments: [NetworkConfig.Attachment] = []
+        capabilityArgs: JSONObject = [:], validAttachments: [Attachment] = []
     ) throws(CNIError) -> [UInt8] {
         guard plugins.indices.contains(index) else {
             throw CNIError(.internalError, "no plugin at index \(index) in network \"\(name)\"")

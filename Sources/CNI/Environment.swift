@@ -81,55 +81,6 @@ public struct CNIEnvironment: Sendable, Equatable {
     }
 }
 
-/// The name rules of libcni's `utils` package.
-public enum CNIValidation {
-    /// Container IDs and network names share this rule; checked by hand to keep regex machinery out
-    /// of plugin start-up.
-    static func isValidIdentifier(_ text: String) -> Bool {
-        guard let first = text.utf8.first, isAlphanumeric(first) else { return false }
-        return text.utf8.allSatisfy {
-            isAlphanumeric($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-")
-        }
-    }
-
-    private static func isAlphanumeric(_ byte: UInt8) -> Bool {
-        (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
-            || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
-    }
-
-    public static func validateContainerID(_ containerID: String) throws(CNIError) {
-        guard !containerID.isEmpty else { throw CNIError(.unknownContainer, "missing containerID") }
-        guard isValidIdentifier(containerID) else {
-            throw CNIError(.invalidEnvironmentVariables, "invalid characters in containerID", details: containerID)
-        }
-    }
-
-    public static func validateNetworkName(_ name: String) throws(CNIError) {
-        guard !name.isEmpty else { throw CNIError(.invalidNetworkConfig, "missing network name") }
-        guard isValidIdentifier(name) else {
-            throw CNIError(.invalidNetworkConfig, "invalid characters found in network name", details: name)
-        }
-    }
-
-    /// Linux's `dev_valid_name`: IFNAMSIZ is 16 including the terminator.
-    public static func validateInterfaceName(_ name: String) throws(CNIError) {
-        guard !name.isEmpty else { throw CNIError(.invalidEnvironmentVariables, "interface name is empty") }
-        guard name.utf8.count <= 15 else {
-            throw CNIError(
-                .invalidEnvironmentVariables, "interface name is too long",
-                details: "interface name should be less than 16 characters")
-        }
-        guard name != "." && name != ".." else {
-            throw CNIError(.invalidEnvironmentVariables, "interface name is . or ..")
-        }
-        let forbidden = name.unicodeScalars.contains { $0 == "/" || $0 == ":" || $0.properties.isWhitespace }
-        guard !forbidden else {
-            throw CNIError(
-                .invalidEnvironmentVariables, "interface name contains / or : or whitespace characters")
-        }
-    }
-}
-
 /// `CNI_ARGS` (`K1=V1;K2=V2`). Unknown keys are kept rather than rejected: Kubernetes runtimes add
 /// keys of their own and the reference plugins effectively all run with `IgnoreUnknown`.
 public struct CNIArgs: Sendable, Equatable {

@@ -1,5 +1,3 @@
-import FoundationEssentials
-
 /// The error codes of the CNI spec (0–99 reserved) plus the two the Go library added, and room for
 /// plugin-specific codes (100 and above).
 public enum CNIErrorCode: Sendable, Hashable, CustomStringConvertible {

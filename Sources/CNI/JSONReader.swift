@@ -1,16 +1,25 @@
 import IPAddressing
+// Every module that speaks CNI speaks JSON: `import CNI` brings the one JSON implementation along.
+@_exported import JSON
+
+/// A value read from one JSON object of a config, such as a plugin's own keys. Unknown keys are
+/// ignored; a wrongly typed key is a `JSONReader` failure naming the key.
+public protocol JSONReadable {
+    init(_ reader: JSONReader) throws(CNIError)
+}
 
 /// Typed access to a JSON object whose failures name the offending key by its full path
-/// (`ipam.ranges[0].subnet`), so a user can find the mistake in their config.
-struct JSONReader {
-    let object: JSONObject
+/// (`ipam.ranges[0].subnet`), so a user can find the mistake in their config. Null counts as absent,
+/// as it does for Go's decoder.
+public struct JSONReader: Sendable {
+    public let object: JSONObject
     /// The path of this object inside the document; empty for the top level.
-    let path: String
-    let code: CNIErrorCode
+    public let path: String
+    public let code: CNIErrorCode
     /// What was being read, leading every message (`invalid network config`).
-    let context: String
+    public let context: String
 
-    init(_ object: JSONObject, path: String = "", code: CNIErrorCode, context: String) {
+    public init(_ object: JSONObject, path: String = "", code: CNIErrorCode, context: String) {
         self.object = object
         self.path = path
         self.code = code
@@ -18,65 +27,65 @@ struct JSONReader {
     }
 
     /// Reads the top level of a document, which must be an object.
-    init(_ value: JSONValue, code: CNIErrorCode, context: String) throws(CNIError) {
+    public init(_ value: JSONValue, code: CNIErrorCode, context: String) throws(CNIError) {
         guard let object = value.objectValue else {
             throw CNIError(code, "\(context): expected a JSON object, got \(value.kindName)")
         }
         self.init(object, code: code, context: context)
     }
 
-    func keyPath(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+    public func keyPath(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 
-    func failure(_ key: String, _ problem: String) -> CNIError {
+    public func failure(_ key: String, _ problem: String) -> CNIError {
         CNIError(code, "\(context): key \"\(keyPath(key))\": \(problem)")
     }
 
-    func mismatch(_ key: String, expected: String, got value: JSONValue) -> CNIError {
+    public func mismatch(_ key: String, expected: String, got value: JSONValue) -> CNIError {
         failure(key, "expected \(expected), got \(value.kindName)")
     }
 
     /// A present, non-null value; null counts as absent as it does for Go's decoder.
-    func value(_ key: String) -> JSONValue? {
+    public func value(_ key: String) -> JSONValue? {
         guard let value = object[key], value != .null else { return nil }
         return value
     }
 
-    func string(_ key: String) throws(CNIError) -> String? {
+    public func string(_ key: String) throws(CNIError) -> String? {
         guard let value = value(key) else { return nil }
         guard let text = value.stringValue else { throw mismatch(key, expected: "string", got: value) }
         return text
     }
 
-    func requiredString(_ key: String) throws(CNIError) -> String {
+    public func requiredString(_ key: String) throws(CNIError) -> String {
         guard let text = try string(key) else { throw failure(key, "missing") }
         return text
     }
 
-    func bool(_ key: String) throws(CNIError) -> Bool? {
+    public func bool(_ key: String) throws(CNIError) -> Bool? {
         guard let value = value(key) else { return nil }
         guard let flag = value.boolValue else { throw mismatch(key, expected: "boolean", got: value) }
         return flag
     }
 
-    func int(_ key: String) throws(CNIError) -> Int? {
+    public func int(_ key: String) throws(CNIError) -> Int? {
         guard let value = value(key) else { return nil }
         guard let number = value.intValue else { throw mismatch(key, expected: "integer", got: value) }
         return number
     }
 
-    func reader(_ key: String) throws(CNIError) -> JSONReader? {
+    public func reader(_ key: String) throws(CNIError) -> JSONReader? {
         guard let value = value(key) else { return nil }
         guard let object = value.objectValue else { throw mismatch(key, expected: "object", got: value) }
         return JSONReader(object, path: keyPath(key), code: code, context: context)
     }
 
-    func array(_ key: String) throws(CNIError) -> [JSONValue]? {
+    public func array(_ key: String) throws(CNIError) -> [JSONValue]? {
         guard let value = value(key) else { return nil }
         guard let elements = value.arrayValue else { throw mismatch(key, expected: "array", got: value) }
         return elements
     }
 
-    func readers(_ key: String) throws(CNIError) -> [JSONReader]? {
+    public func readers(_ key: String) throws(CNIError) -> [JSONReader]? {
         guard let elements = try array(key) else { return nil }
         var readers: [JSONReader] = []
         for (index, element) in elements.enumerated() {
@@ -89,7 +98,7 @@ struct JSONReader {
         return readers
     }
 
-    func strings(_ key: String) throws(CNIError) -> [String]? {
+    public func strings(_ key: String) throws(CNIError) -> [String]? {
         guard let elements = try array(key) else { return nil }
         var strings: [String] = []
         for (index, element) in elements.enumerated() {
@@ -101,15 +110,35 @@ struct JSONReader {
         return strings
     }
 
-    func prefix(_ key: String) throws(CNIError) -> IPPrefix? {
+    public func prefix(_ key: String) throws(CNIError) -> IPPrefix? {
         guard let text = try string(key) else { return nil }
         guard let prefix = IPPrefix(text) else { throw failure(key, "invalid CIDR \"\(text)\"") }
         return prefix
     }
 
-    func address(_ key: String) throws(CNIError) -> IPAddress? {
+    public func address(_ key: String) throws(CNIError) -> IPAddress? {
         guard let text = try string(key) else { return nil }
         guard let address = IPAddress(text) else { throw failure(key, "invalid IP address \"\(text)\"") }
         return address
+    }
+
+    public func requiredInt(_ key: String) throws(CNIError) -> Int {
+        guard let number = try int(key) else { throw failure(key, "missing") }
+        return number
+    }
+
+    /// A nested object read as its own type.
+    public func read<T: JSONReadable>(_ key: String, as type: T.Type) throws(CNIError) -> T? {
+        guard let nested = try reader(key) else { return nil }
+        return try T(nested)
+    }
+
+    /// An array of objects, each read as its own type.
+    public func readAll<T: JSONReadable>(_ key: String, as type: T.Type) throws(CNIError) -> [T]? {
+        guard let elements = try readers(key) else { return nil }
+        var values: [T] = []
+        values.reserveCapacity(elements.count)
+        for element in elements { values.append(try T(element)) }
+        return values
     }
 }

@@ -1,3 +1,5 @@
+import PierState
+
 /// One key's current value and the store revision that last wrote it.
 public struct StoreRecord: Sendable, Hashable {
     public let key: String

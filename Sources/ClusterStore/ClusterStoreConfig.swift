@@ -1,20 +1,22 @@
 import Glibc
+import PierState
 
 /// How a plugin reaches the cluster store, as written in network configs:
 ///
 ///     "store": {"type": "file", "path": "/var/lib/pier/store", "host": "node-a"}
 ///     "store": {"type": "etcd", "endpoints": ["http://10.0.0.1:2379"], "prefix": "/pier"}
 ///
-/// Shared by `ipam` and `vxlan-overlay`, so both find the same store from the same keys.
-public struct ClusterStoreConfig: Sendable, Hashable, Decodable {
-    public enum Kind: String, Sendable, Hashable, Decodable {
+/// Shared by `ipam` and `vxlan-overlay`, so both find the same store from the same keys (IPAM reads
+/// them from a config).
+public struct ClusterStoreConfig: Sendable, Hashable {
+    public enum Kind: String, Sendable, Hashable {
         /// The embedded directory store (one machine, namespaces acting as hosts).
         case file
         /// An etcd v3 cluster, spoken to over its HTTP/JSON gateway.
         case etcd
     }
 
-    public static let defaultPath = "/var/lib/pier/store"
+    public static let defaultPath = DefaultPaths.clusterStoreDirectory
     public static let defaultEndpoints = ["http://127.0.0.1:2379"]
 
     public var type: Kind

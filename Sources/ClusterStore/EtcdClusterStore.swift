@@ -1,4 +1,4 @@
-import FoundationEssentials
+import JSON
 
 /// The cluster store on etcd v3, through its HTTP/JSON gateway (`/v3/kv/*`, `/v3/watch`), so
 /// plugins need neither gRPC nor an HTTP stack: each operation is one POST on a fresh TCP
@@ -146,15 +146,10 @@ public final class EtcdClusterStore: ClusterStore {
 
     /// POSTs `request` to each endpoint in turn until one answers. Only a failure to connect
     /// moves on to the next endpoint: a request that may have reached a server is not repeated.
-    func call<Request: Encodable, Response: Decodable>(_ path: String, _ request: Request, operation: String)
+    func call<Response: EtcdResponseBody>(_ path: String, _ request: some EtcdRequestBody, operation: String)
         throws(ClusterStoreError) -> Response
     {
-        let body: [UInt8]
-        do {
-            body = Array(try JSONEncoder().encode(request))
-        } catch {
-            throw ClusterStoreError(.invalidArgument, operation: operation, message: "cannot encode request: \(error)")
-        }
+        let body = request.json.encodedBytes
         var failures: [String] = []
         var lastErrno: Int32?
         for endpoint in endpoints {
@@ -180,20 +175,26 @@ public final class EtcdClusterStore: ClusterStore {
             errno: lastErrno)
     }
 
-    private func decode<Response: Decodable>(
+    private func decode<Response: EtcdResponseBody>(
         _ answer: [UInt8], status: Int, endpoint: HTTPEndpoint, operation: String
     ) throws(ClusterStoreError) -> Response {
         guard status == 200 else {
-            let detail = (try? JSONDecoder().decode(EtcdErrorBody.self, from: Data(answer)))?.text
+            let detail = (try? JSONValue(parsing: answer)).flatMap(EtcdErrorBody.init(json:))?.text
             let text = "etcd \(endpoint) answered HTTP \(status): \(detail ?? String(decoding: answer, as: UTF8.self))"
             // 503 and gRPC "unavailable" (14) mean no leader or no quorum: transient.
             let kind: ClusterStoreError.Kind = status == 503 || status >= 500 ? .unavailable : .io
             throw ClusterStoreError(kind, operation: operation, message: text)
         }
+        let document: JSONValue
         do {
-            return try JSONDecoder().decode(Response.self, from: Data(answer))
+            document = try JSONValue(parsing: answer)
         } catch {
             throw ClusterStoreError(.corrupt, operation: operation, message: "unexpected answer from etcd: \(error)")
         }
+        guard let response = Response(json: document) else {
+            throw ClusterStoreError(
+                .corrupt, operation: operation, message: "unexpected answer from etcd: expected a JSON object")
+        }
+        return response
     }
 }

@@ -1,4 +1,4 @@
-import FoundationEssentials
+import JSON
 
 #if canImport(Glibc)
     import Glibc
@@ -32,7 +32,8 @@ final class EtcdWatchStream {
             while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
                 let line = Array(pending[..<newline])
                 pending.removeFirst(newline + 1)
-                guard let message = try? JSONDecoder().decode(EtcdWatchMessage.self, from: Data(line)) else { continue }
+                guard let document = try? JSONValue(parsing: line), let message = EtcdWatchMessage(json: document)
+                else { continue }
                 if let error = message.error {
                     throw HTTPFailure(message: "watch failed: \(error.text)", errno: nil, beforeSending: false)
                 }
@@ -109,12 +110,10 @@ struct EtcdWatch {
             create_request: EtcdWatchCreate(
                 key: Base64.encode(keyStart), range_end: Base64.encode(EtcdClusterStore.rangeEnd(keyStart)),
                 start_revision: String(start)))
-        guard let body = try? JSONEncoder().encode(request) else {
-            throw HTTPFailure(message: "cannot encode watch request", errno: nil, beforeSending: true)
-        }
         let connection = try HTTPConnection(to: endpoint, timeoutMilliseconds: store.timeoutMilliseconds)
         let head = try HTTPClient.request(
-            method: "POST", path: "/v3/watch", body: Array(body), endpoint: endpoint, connection: connection,
+            method: "POST", path: "/v3/watch", body: request.json.encodedBytes, endpoint: endpoint,
+            connection: connection,
             deadline: monotonicMilliseconds() + store.timeoutMilliseconds)
         guard head.status == 200 else {
             throw HTTPFailure(message: "watch answered HTTP \(head.status)", errno: nil, beforeSending: false)

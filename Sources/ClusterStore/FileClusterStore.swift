@@ -1,4 +1,5 @@
 import Glibc
+import PierState
 
 /// The embedded cluster store: a directory shared by every process on one machine (several
 /// network namespaces acting as hosts). Layout:

@@ -1,5 +1,6 @@
 import CNI
-import FoundationEssentials
+import Overlay
+import PierState
 import PluginSupport
 
 /// One entry of libcni's result cache (`kind: cniCacheV1`), as far as diagnostics need it.
@@ -44,11 +45,6 @@ extension NetworkConfigList {
         public var storePath: String?
         public var storeEndpoints: [String]
 
-        static func hex6(_ value: Int) -> String {
-            let text = String(value, radix: 16)
-            return String(repeating: "0", count: max(0, 6 - text.count)) + text
-        }
-
         /// Reports encode with sorted keys anyway; sorting here makes decoded reports compare equal.
         static func sortingKeys(_ value: JSONValue) -> JSONValue {
             switch value {
@@ -79,12 +75,16 @@ extension NetworkConfigList {
                     storePath = store["path"]?.stringValue
                     storeEndpoints = (store["endpoints"]?.arrayValue ?? []).compactMap(\.stringValue)
                 }
-                if plugin.type == "bridge" || plugin.type == "vxlan-overlay" {
-                    // vxlan-overlay derives its bridge from the VNI (pov-<6 hex digits>).
-                    let overlayBridge = raw["vni"]?.intValue.map { "pov-" + Self.hex6($0) }
-                    bridge = raw["bridge"]?.stringValue ?? (plugin.type == "bridge" ? "cni0" : overlayBridge)
+                // Defaults and derived names come from the code the plugins themselves use.
+                if plugin.type == "bridge" {
+                    bridge = raw["bridge"]?.stringValue ?? PluginDefaults.bridgeName
                     ipMasq = raw["ipMasq"]?.boolValue ?? false
-                    isolation = raw["isolation"]?.boolValue ?? true
+                    isolation = raw["isolation"]?.boolValue ?? PluginDefaults.bridgeIsolation
+                } else if plugin.type == "vxlan-overlay" {
+                    // No `bridge` key: the plugin names its bridge after the VNI.
+                    bridge = raw["vni"]?.intValue.flatMap { UInt32(exactly: $0) }.map(OverlayDevices.bridgeName(vni:))
+                    ipMasq = raw["ipMasq"]?.boolValue ?? false
+                    isolation = PluginDefaults.overlayIsolation(ipMasq: ipMasq)
                 }
                 guard let ipam = raw["ipam"]?.objectValue else { continue }
                 dataDirectory = ipam["dataDir"]?.stringValue ?? dataDirectory
@@ -100,45 +100,34 @@ extension NetworkConfigList {
     }
 }
 
-/// Reads the libcni result cache without writing to it.
+/// Reads the libcni result cache (`ResultCacheDirectory`, the runtime's format) without writing to it.
 public struct ResultCacheReader: Sendable {
-    public let directory: String
+    let cache: ResultCacheDirectory
+    public var directory: String { cache.directory }
 
-    public init(cacheDirectory: String) { directory = cacheDirectory + "/results" }
+    public init(cacheDirectory: String) { cache = ResultCacheDirectory(cacheDirectory: cacheDirectory) }
 
     public func path(for attachment: Attachment) -> String {
-        "\(directory)/\(attachment.network)-\(attachment.containerID)-\(attachment.ifName)"
+        cache.path(network: attachment.network, containerID: attachment.containerID, ifName: attachment.ifName)
     }
 
     public func entry(for attachment: Attachment) -> CachedResult? { read(path: path(for: attachment)) }
 
     /// Every readable entry, sorted by path so output is stable.
-    public func all() -> [CachedResult] {
-        FileList.names(in: directory).filter { !$0.contains(".tmp-") }.sorted().compactMap {
-            read(path: directory + "/" + $0)
-        }
-    }
+    public func all() -> [CachedResult] { cache.all().map { Self.result($0.entry, path: $0.path) } }
 
-    public func read(path: String) -> CachedResult? {
-        guard let bytes = FileList.read(path), let value = try? JSONValue(parsing: bytes),
-            value["kind"]?.stringValue == "cniCacheV1", let network = value["networkName"]?.stringValue,
-            let containerID = value["containerId"]?.stringValue, let ifName = value["ifName"]?.stringValue
-        else { return nil }
-        var summary: NetworkConfigList.Summary?
-        if let text = value["config"]?.stringValue, let data = Data(base64Encoded: text),
-            let list = try? NetworkConfigList(bytes: [UInt8](data))
-        {
-            summary = NetworkConfigList.Summary(list)
-        }
-        let addresses = (value["result"]?["ips"]?.arrayValue ?? []).compactMap { $0["address"]?.stringValue }
-        let mappings = (value["capabilityArgs"]?["portMappings"]?.arrayValue ?? []).compactMap { item in
+    public func read(path: String) -> CachedResult? { cache.read(path: path).map { Self.result($0, path: path) } }
+
+    static func result(_ entry: ResultCacheEntry, path: String) -> CachedResult {
+        let summary = (try? NetworkConfigList(bytes: entry.config)).map(NetworkConfigList.Summary.init)
+        let addresses = (entry.result?["ips"]?.arrayValue ?? []).compactMap { $0["address"]?.stringValue }
+        let mappings = (entry.capabilityArgs["portMappings"]?.arrayValue ?? []).compactMap { item in
             PortMapping(
                 hostPort: item["hostPort"]?.intValue ?? 0, containerPort: item["containerPort"]?.intValue ?? 0,
                 protocol: item["protocol"]?.stringValue ?? "tcp", hostIP: item["hostIP"]?.stringValue)
         }
         return CachedResult(
-            attachment: Attachment(network: network, containerID: containerID, ifName: ifName),
-            netns: value["netns"]?.stringValue ?? "", path: path, configList: summary, addresses: addresses,
-            portMappings: mappings)
+            attachment: Attachment(network: entry.networkName, containerID: entry.containerID, ifName: entry.ifName),
+            netns: entry.netns, path: path, configList: summary, addresses: addresses, portMappings: mappings)
     }
 }

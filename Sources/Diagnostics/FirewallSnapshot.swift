@@ -98,21 +98,12 @@ extension PierElement {
         guard let values else { return [raw.map { String($0, radix: 16) }.joined(separator: ":")] }
         return zip(values, types).map { value, type in
             switch (value, type) {
-            case (.inetProtocol(let number), _): protocolName(number)
+            case (.inetProtocol(let number), _): IPProtocol(rawValue: number).name
             case (.interfaceName(let name), _): name
             case (.raw(let bytes), .etherAddress): MACAddress(bytes: bytes).map { "\($0)" } ?? "\(value)"
             default: "\(value)"
             }
         }
-    }
-}
-
-func protocolName(_ number: UInt8) -> String {
-    switch number {
-    case 6: "tcp"
-    case 17: "udp"
-    case 132: "sctp"
-    default: "proto \(number)"
     }
 }
 
@@ -139,7 +130,7 @@ public struct PublishedPortRecord: Sendable, Equatable, Codable {
         guard rest.count == 2, case .inetProtocol(let number) = rest.first, case .port(let port) = rest.last
         else { return nil }
         map = set.name
-        self.protocol = protocolName(number)
+        self.protocol = IPProtocol(rawValue: number).name
         hostPort = Int(port)
         containerAddress = "\(container)"
         self.containerPort = Int(containerPort)

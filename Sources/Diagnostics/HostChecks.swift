@@ -2,6 +2,7 @@ import CNI
 import ClusterStore
 import Firewall
 import NetNS
+import PierState
 
 /// Host settings that decide whether container traffic can leave its bridge.
 enum HostChecks {
@@ -113,7 +114,7 @@ enum HostChecks {
 
     static func store(at path: String) -> [Finding] {
         var findings: [Finding] = []
-        if FileList.isDirectory(path) {
+        if FileSystem.isDirectory(path) {
             do {
                 try FileClusterStore(path: path).checkHealth()
                 findings.append(

@@ -1,3 +1,5 @@
+import CNI
+import PierState
 import PluginSupport
 
 /// Where Pier keeps its state on disk. Every path is a plain input so diagnostics never
@@ -15,9 +17,9 @@ public struct StatePaths: Sendable, Equatable {
     public var storeDirectory: String
 
     public init(
-        cacheDirectory: String = "/var/lib/cni", configDirectory: String = "/etc/cni/net.d",
-        stateRoot: String = "/run/pier", leaseDirectory: String = "/var/lib/cni/networks",
-        storeDirectory: String = "/var/lib/pier/store"
+        cacheDirectory: String = DefaultPaths.cacheDirectory, configDirectory: String = DefaultPaths.configDirectory,
+        stateRoot: String = DefaultPaths.stateRoot, leaseDirectory: String = DefaultPaths.leaseDirectory,
+        storeDirectory: String = DefaultPaths.clusterStoreDirectory
     ) {
         self.cacheDirectory = cacheDirectory
         self.configDirectory = configDirectory

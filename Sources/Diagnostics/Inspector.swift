@@ -1,3 +1,4 @@
+import CNI
 import NetNS
 import Netlink
 import PluginSupport

@@ -1,3 +1,4 @@
+import CNI
 import IPAddressing
 import NetNS
 import Netlink

@@ -1,4 +1,4 @@
-import IPAddressing
+import PierState
 
 /// One address lease of host-local's on-disk layout (`<dataDir>/<network>/<ip>`).
 public struct Lease: Sendable, Equatable, Codable {
@@ -9,35 +9,25 @@ public struct Lease: Sendable, Equatable, Codable {
     public var path: String
 }
 
-/// Reads a network's lease directory (see plugins/ipam/README.md, "On-disk layout").
+/// Reads a network's lease directory through `LeaseDirectory`, which parses lease files
+/// exactly as the IPAM lease store does (see plugins/ipam/README.md, "On-disk layout").
 public struct LeaseReader: Sendable {
     public let dataDirectory: String
 
     public init(dataDirectory: String) { self.dataDirectory = dataDirectory }
 
-    public func directory(network: String) -> String { dataDirectory + "/" + network }
+    public func directory(network: String) -> String {
+        LeaseDirectory(dataDirectory: dataDirectory).directory(network: network)
+    }
 
     /// Networks that have a lease directory here.
-    public func networks() -> [String] {
-        FileList.names(in: dataDirectory).filter { FileList.isDirectory(dataDirectory + "/" + $0) }
-    }
+    public func networks() -> [String] { LeaseDirectory(dataDirectory: dataDirectory).networks() }
 
     public func leases(network: String) -> [Lease] {
-        let directory = directory(network: network)
-        return FileList.names(in: directory).compactMap { name in
-            // Only address-named files are leases (not `lock`, `last_reserved_ip.N`, temporaries).
-            guard IPAddress(name) != nil, let text = FileList.readText(directory + "/" + name) else { return nil }
-            let lines = text.split(whereSeparator: { $0 == "\r\n" || $0 == "\n" || $0 == "\r" })
-                .map { $0.trimmingWhitespace() }
-            return Lease(
-                address: name, containerID: lines.first ?? "", ifName: lines.count > 1 ? lines[1] : "",
-                path: directory + "/" + name)
+        LeaseDirectory(dataDirectory: dataDirectory).leases(network: network).map {
+            Lease(
+                address: $0.address.description, containerID: $0.owner.containerID, ifName: $0.owner.ifname ?? "",
+                path: $0.path)
         }
-    }
-}
-
-extension Substring {
-    func trimmingWhitespace() -> String {
-        String(drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
     }
 }

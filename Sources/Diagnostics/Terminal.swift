@@ -1,3 +1,5 @@
+import PierState
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -13,7 +15,7 @@ extension Style {
 /// a path is used as is, a bare name is looked up in the netns directory (`pier-<name>` is
 /// how the runtime pins containers, the plain name is how `ip netns` does).
 public enum NamespaceLocator {
-    public static func path(for reference: String, netnsDirectory: String = "/run/netns") -> String {
+    public static func path(for reference: String, netnsDirectory: String = DefaultPaths.netnsDirectory) -> String {
         if reference.hasPrefix("/") { return reference }
         for candidate in ["pier-" + reference, reference] where access(netnsDirectory + "/" + candidate, F_OK) == 0 {
             return netnsDirectory + "/" + candidate

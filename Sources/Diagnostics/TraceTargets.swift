@@ -1,5 +1,6 @@
 import IPAddressing
 import NetNS
+import PierState
 
 /// Turns the CLI's FROM and TO[:PORT] into namespaces and addresses: container names (or
 /// netns names and paths), or IP addresses, which are looked up in the result cache.
@@ -10,7 +11,8 @@ public struct TraceTargets {
     public var resolveContainer: ((String) -> String?)?
 
     public init(
-        paths: StatePaths, netnsDirectory: String = "/run/netns", resolveContainer: ((String) -> String?)? = nil
+        paths: StatePaths, netnsDirectory: String = DefaultPaths.netnsDirectory,
+        resolveContainer: ((String) -> String?)? = nil
     ) {
         self.paths = paths
         self.netnsDirectory = netnsDirectory

@@ -1,6 +1,7 @@
 import IPAddressing
 import NetNS
 import Netlink
+import PierState
 
 /// What to trace: from a namespace to an address (and a TCP port), optionally naming the
 /// destination's namespace when it is not one the result cache knows.
@@ -192,6 +193,8 @@ struct TraceWalk {
 
     /// `ip` pointed at a namespace: `ip -n NAME` for named ones, nsenter otherwise.
     func ipCommand(_ path: String) -> String {
-        path.hasPrefix("/run/netns/") ? "ip -n \(path.dropFirst("/run/netns/".count))" : "nsenter --net=\(path) ip"
+        // `ip -n` knows only the standard directory.
+        let named = DefaultPaths.netnsDirectory + "/"
+        return path.hasPrefix(named) ? "ip -n \(path.dropFirst(named.count))" : "nsenter --net=\(path) ip"
     }
 }

@@ -1,6 +1,8 @@
 import CMnl
 import CNftnl
+import CPierShim
 import NetNS
+import NetlinkCore
 
 #if canImport(Glibc)
     import Glibc
@@ -12,28 +14,25 @@ import NetNS
 /// Synchronous and single-threaded by design (CNI plugins are short-lived); one client per
 /// network namespace, because the socket stays in the namespace it was opened in.
 public final class NFTablesClient {
-    public let transport: NetfilterTransport
-    private var nextSequence: UInt32
+    private let session: NetlinkSession
+
+    public var transport: NetfilterTransport { session.transport }
 
     /// `firstSequence` is fixed in unit tests so encoded bytes are predictable.
     public init(transport: NetfilterTransport, firstSequence: UInt32 = 1) {
-        self.transport = transport
-        nextSequence = firstSequence
+        session = NetlinkSession(transport: transport, firstSequence: firstSequence)
     }
 
     /// A client on a fresh socket in `namespace` (the calling thread's own when nil).
-    public convenience init(namespace: NetworkNamespace? = nil) throws(FirewallError) {
-        let transport = try NetlinkSocketTransport(namespace: namespace)
-        // Sequence numbers only need to be unique per socket; a time-based start makes
-        // replies from an unrelated earlier socket in a log easy to tell apart.
-        self.init(transport: transport, firstSequence: UInt32(truncatingIfNeeded: time(nil)))
+    public init(namespace: NetworkNamespace? = nil) throws(FirewallError) {
+        session = try .netfilter(namespace: namespace)
     }
 
     /// Encodes without sending (what `commit` would send next), for tests and diagnostics.
     public func encode(_ batch: Batch, generation: UInt32? = nil) -> EncodedBatch {
-        var encoder = BatchEncoder(firstSequence: nextSequence)
+        var encoder = BatchEncoder(firstSequence: session.nextSequence)
         let encoded = encoder.encode(batch, generation: generation)
-        nextSequence = encoder.next
+        session.nextSequence = encoder.next
         return encoded
     }
 
@@ -43,67 +42,52 @@ public final class NFTablesClient {
     public func commit(_ batch: Batch, generation: UInt32? = nil) throws(FirewallError) {
         guard !batch.isEmpty else { return }
         let encoded = encode(batch, generation: generation)
-        try transport.send(encoded.datagram)
-        try awaitAcknowledgements(encoded)
-    }
-
-    private func awaitAcknowledgements(_ encoded: EncodedBatch) throws(FirewallError) {
-        var waiting = Set(encoded.messages.map(\.sequence))
-        let bySequence = Dictionary(uniqueKeysWithValues: encoded.messages.map { ($0.sequence, $0) })
-        var firstError: FirewallError?
-        while !waiting.isEmpty {
-            let datagram: [UInt8]
-            do {
-                datagram = try transport.receive()
-            } catch {
-                // After a failure the kernel may stop acknowledging the rest; report the cause.
-                throw firstError ?? error
-            }
-            for message in NetlinkMessage.split(datagram) {
-                guard let (code, text) = message.errorCode else { continue }
-                if message.sequence == encoded.begin.sequence, code != 0 {
-                    // Errors against BATCH_BEGIN concern the whole transaction: a stale
-                    // generation (ERESTART) or a failure while committing.
-                    let operation = code == -ERESTART ? "commit generation-checked batch" : "commit batch"
-                    throw FirewallError(
-                        operation, object: "\(encoded.messages.count) messages", errno: -code, kernelMessage: text)
-                }
-                guard waiting.remove(message.sequence) != nil else { continue }
-                if code != 0, firstError == nil, let failed = bySequence[message.sequence] {
-                    firstError = FirewallError(
-                        failed.operation, object: failed.object, errno: -code, kernelMessage: text)
-                }
-            }
+        let operation = "commit batch"
+        let failures: [(sequence: UInt32, error: NetlinkError)]
+        do throws(NetlinkError) {
+            try session.transport.send(encoded.datagram)
+            failures = try session.acknowledgements(
+                of: Set(encoded.messages.map(\.sequence)), accepting: encoded.begin.sequence...encoded.end.sequence,
+                operation: operation)
+        } catch {
+            throw FirewallError(error, object: "\(encoded.messages.count) messages")
         }
-        if let firstError { throw firstError }
+        // Errors against BATCH_BEGIN concern the whole transaction: a stale generation
+        // (ERESTART) or a failure while committing.
+        if let whole = failures.first(where: { $0.sequence == encoded.begin.sequence }) {
+            throw FirewallError(
+                whole.error, operation: whole.error.errno == ERESTART ? "commit generation-checked batch" : operation,
+                object: "\(encoded.messages.count) messages")
+        }
+        guard let first = failures.first else { return }
+        let failed = encoded.messages.first { $0.sequence == first.sequence }
+        throw FirewallError(first.error, operation: failed?.operation, object: failed?.object ?? "")
     }
 
     // MARK: - Requests and dumps
 
-    /// Sends one request and collects every reply message up to NLMSG_DONE (dumps) or the
-    /// first reply (plain gets); retries a dump the kernel marks as interrupted.
+    /// Sends one request built by libnftnl and collects its reply messages: up to NLMSG_DONE
+    /// for a dump (restarted when the kernel marks it interrupted), up to the ACK for a get.
     func request(
         _ type: nf_tables_msg_types, family: UInt8, dump: Bool, operation: String, object: String,
         payload: (UnsafeMutablePointer<nlmsghdr>) -> Void = { _ in }
     ) throws(FirewallError) -> [NetlinkMessage] {
-        var attempt = 0
-        while true {
-            attempt += 1
-            let sequence = nextSequence
-            nextSequence &+= 1
+        func encode(_ sequence: UInt32) -> [UInt8] {
             var scratch = [CChar](repeating: 0, count: 8192)
-            let bytes = scratch.withUnsafeMutableBufferPointer { buffer -> [UInt8] in
+            return scratch.withUnsafeMutableBufferPointer { buffer -> [UInt8] in
                 guard let base = buffer.baseAddress,
                     let header = nftnl_nlmsg_build_hdr(
-                        base, UInt16(type.rawValue), UInt16(family), dump ? nlmFDump : nlmFAck, sequence)
+                        base, UInt16(type.rawValue), UInt16(family), UInt16(dump ? NLM_F_DUMP : NLM_F_ACK), sequence)
                 else { return [] }
                 payload(header)
                 return bytesOf(header)
             }
-            try transport.send(bytes)
-            let (messages, interrupted) = try collectReplies(
-                from: transport, sequence: sequence, dump: dump, operation: operation, object: object)
-            if !interrupted || attempt >= 5 { return messages }
+        }
+        do throws(NetlinkError) {
+            if dump { return try session.dump(operation: operation, encoded: encode) }
+            return try session.execute(encoded: encode, operation: operation)
+        } catch {
+            throw FirewallError(error, object: object)
         }
     }
 
@@ -143,31 +127,6 @@ public final class NFTablesClient {
             } catch  where error.isGenerationChanged && attempt < maxAttempts {
                 continue
             }
-        }
-    }
-}
-
-/// Reads replies to request `sequence` until NLMSG_DONE (dump) or the ACK (plain get);
-/// the Bool says whether the kernel flagged the dump as interrupted (NLM_F_DUMP_INTR).
-func collectReplies(
-    from transport: NetfilterTransport, sequence: UInt32, dump: Bool, operation: String, object: String
-) throws(FirewallError) -> ([NetlinkMessage], Bool) {
-    var collected: [NetlinkMessage] = []
-    var interrupted = false
-    while true {
-        let datagram = try transport.receive()
-        for message in NetlinkMessage.split(datagram) where message.sequence == sequence {
-            if message.flags & nlmFDumpIntr != 0 { interrupted = true }
-            if message.type == nlmsgDone { return (collected, interrupted) }
-            if let (code, text) = message.errorCode {
-                if code != 0 {
-                    throw FirewallError(operation, object: object, errno: -code, kernelMessage: text)
-                }
-                // The ACK that ends a plain get.
-                if !dump { return (collected, interrupted) }
-                continue
-            }
-            collected.append(message)
         }
     }
 }

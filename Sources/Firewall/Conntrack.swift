@@ -1,5 +1,7 @@
+import CPierShim
 import IPAddressing
 import NetNS
+import NetlinkCore
 
 #if canImport(Glibc)
     import Glibc
@@ -34,38 +36,40 @@ public struct ConntrackEntry: Sendable, Hashable {
 /// Implemented as a dump plus delete-by-tuple, which every kernel supports; kernel-side
 /// filtered flushes (CTA_FILTER) cover too few keys on older kernels to rely on.
 public final class ConntrackClient {
-    public let transport: NetfilterTransport
-    private var nextSequence: UInt32
+    private let session: NetlinkSession
 
-    static let subsystem: UInt16 = 1  // NFNL_SUBSYS_CTNETLINK
-    static let messageNew: UInt16 = 0
-    static let messageGet: UInt16 = 1
-    static let messageDelete: UInt16 = 2
+    public var transport: NetfilterTransport { session.transport }
+
+    static let subsystem = UInt16(NFNL_SUBSYS_CTNETLINK)
+    static let messageNew = UInt16(IPCTNL_MSG_CT_NEW.rawValue)
+    static let messageGet = UInt16(IPCTNL_MSG_CT_GET.rawValue)
+    static let messageDelete = UInt16(IPCTNL_MSG_CT_DELETE.rawValue)
 
     public init(transport: NetfilterTransport, firstSequence: UInt32 = 1) {
-        self.transport = transport
-        nextSequence = firstSequence
+        session = NetlinkSession(transport: transport, firstSequence: firstSequence)
     }
 
-    public convenience init(namespace: NetworkNamespace? = nil) throws(FirewallError) {
-        let transport = try NetlinkSocketTransport(namespace: namespace)
-        self.init(transport: transport, firstSequence: UInt32(truncatingIfNeeded: time(nil)))
+    public init(namespace: NetworkNamespace? = nil) throws(FirewallError) {
+        session = try .netfilter(namespace: namespace)
     }
 
-    private func takeSequence() -> UInt32 {
-        defer { nextSequence &+= 1 }
-        return nextSequence
+    /// A ctnetlink request: nlmsghdr, then nfgenmsg (family, NFNETLINK_V0, resource id 0).
+    static func request(_ message: UInt16, family: UInt8, operation: String) -> MessageBuilder {
+        let builder = MessageBuilder(type: subsystem << 8 | message, flags: 0, operation: operation)
+        builder.putFixedHeader([family, UInt8(NFNETLINK_V0), 0, 0])
+        return builder
     }
 
     /// Every entry of one address family (dumped and decoded).
     public func entries(family: IPFamily) throws(FirewallError) -> [ConntrackEntry] {
-        let sequence = takeSequence()
-        let request = NetlinkMessageWriter(
-            type: Self.subsystem << 8 | Self.messageGet, flags: nlmFRequest | nlmFDump, sequence: sequence,
-            family: family.addressFamily)
-        try transport.send(request.bytes)
-        let (messages, _) = try collectReplies(
-            from: transport, sequence: sequence, dump: true, operation: "list conntrack entries", object: "\(family)")
+        let messages: [NetlinkMessage]
+        do throws(NetlinkError) {
+            messages = try session.dump {
+                Self.request(Self.messageGet, family: family.addressFamily, operation: "list conntrack entries")
+            }
+        } catch {
+            throw FirewallError(error, object: "\(family)")
+        }
         return messages.compactMap { message in
             guard message.type == Self.subsystem << 8 | Self.messageNew else { return nil }
             return Self.decode(message)
@@ -86,59 +90,56 @@ public final class ConntrackClient {
         }
         var deleted = 0
         for entry in matching {
-            let sequence = takeSequence()
-            try transport.send(Self.deleteRequest(entry, sequence: sequence))
-            do throws(FirewallError) {
-                _ = try collectReplies(
-                    from: transport, sequence: sequence, dump: false, operation: "delete conntrack entry",
-                    object: "\(entry.source):\(entry.sourcePort) -> \(entry.destination):\(entry.destinationPort)")
+            do throws(NetlinkError) {
+                try session.execute(Self.deleteRequest(entry))
                 deleted += 1
-            } catch  where error.isNotFound {
-                continue
+            } catch {
+                let failure = FirewallError(
+                    error,
+                    object: "\(entry.source):\(entry.sourcePort) -> \(entry.destination):\(entry.destinationPort)")
+                if failure.isNotFound { continue }
+                throw failure
             }
         }
         return deleted
     }
 
     /// IPCTNL_MSG_CT_DELETE naming the entry by its original tuple (and zone).
-    static func deleteRequest(_ entry: ConntrackEntry, sequence: UInt32) -> [UInt8] {
-        var writer = NetlinkMessageWriter(
-            type: subsystem << 8 | messageDelete, flags: nlmFRequest | nlmFAck, sequence: sequence,
-            family: entry.source.family.addressFamily)
-        writer.beginNest(1)  // CTA_TUPLE_ORIG
-        writer.beginNest(1)  // CTA_TUPLE_IP
+    static func deleteRequest(_ entry: ConntrackEntry) -> MessageBuilder {
+        let request = request(
+            messageDelete, family: entry.source.family.addressFamily, operation: "delete conntrack entry")
         let isV4 = entry.source.family == .v4
-        writer.put(isV4 ? 1 : 3, entry.source.bytes)  // CTA_IP_V4_SRC / CTA_IP_V6_SRC
-        writer.put(isV4 ? 2 : 4, entry.destination.bytes)  // CTA_IP_V4_DST / CTA_IP_V6_DST
-        writer.endNest()
-        writer.beginNest(2)  // CTA_TUPLE_PROTO
-        writer.put(1, [entry.protocolNumber])  // CTA_PROTO_NUM
-        writer.put(2, bigEndian(entry.sourcePort))  // CTA_PROTO_SRC_PORT
-        writer.put(3, bigEndian(entry.destinationPort))  // CTA_PROTO_DST_PORT
-        writer.endNest()
-        writer.endNest()
-        if let zone = entry.zone { writer.put(18, bigEndian(zone)) }  // CTA_ZONE
-        return writer.bytes
+        request.nest(UInt16(CTA_TUPLE_ORIG.rawValue)) {
+            request.nest(UInt16(CTA_TUPLE_IP.rawValue)) {
+                request.put(UInt16(isV4 ? CTA_IP_V4_SRC.rawValue : CTA_IP_V6_SRC.rawValue), entry.source.bytes)
+                request.put(UInt16(isV4 ? CTA_IP_V4_DST.rawValue : CTA_IP_V6_DST.rawValue), entry.destination.bytes)
+            }
+            request.nest(UInt16(CTA_TUPLE_PROTO.rawValue)) {
+                request.put(UInt16(CTA_PROTO_NUM.rawValue), u8: entry.protocolNumber)
+                request.put(UInt16(CTA_PROTO_SRC_PORT.rawValue), be16: entry.sourcePort)
+                request.put(UInt16(CTA_PROTO_DST_PORT.rawValue), be16: entry.destinationPort)
+            }
+        }
+        if let zone = entry.zone { request.put(UInt16(CTA_ZONE.rawValue), be16: zone) }
+        return request
     }
 
     static func decode(_ message: NetlinkMessage) -> ConntrackEntry? {
-        let attributes = NetlinkAttribute.parse(message.bytes, from: netlinkHeaderLength + nfgenmsgLength)
-        guard let original = attributes.first(where: { $0.type == 1 })?.nested,
-            let ip = original.first(where: { $0.type == 1 })?.nested,
-            let proto = original.first(where: { $0.type == 2 })?.nested
+        // After the 4-byte nfgenmsg.
+        let attributes = Attributes(message.payload, from: 4)
+        guard let original = attributes.nested(UInt16(CTA_TUPLE_ORIG.rawValue)),
+            let ip = original.nested(UInt16(CTA_TUPLE_IP.rawValue)),
+            let proto = original.nested(UInt16(CTA_TUPLE_PROTO.rawValue)),
+            let source = (ip[UInt16(CTA_IP_V4_SRC.rawValue)] ?? ip[UInt16(CTA_IP_V6_SRC.rawValue)])
+                .flatMap(IPAddress.init(bytes:)),
+            let destination = (ip[UInt16(CTA_IP_V4_DST.rawValue)] ?? ip[UInt16(CTA_IP_V6_DST.rawValue)])
+                .flatMap(IPAddress.init(bytes:)),
+            let number = proto.u8(UInt16(CTA_PROTO_NUM.rawValue))
         else { return nil }
-        func address(_ v4: UInt16, _ v6: UInt16) -> IPAddress? {
-            ip.first { $0.type == v4 || $0.type == v6 }.flatMap { IPAddress(bytes: $0.value) }
-        }
-        guard let source = address(1, 3), let destination = address(2, 4),
-            let number = proto.first(where: { $0.type == 1 })?.u8
-        else { return nil }
-        let zone = attributes.first { $0.type == 18 }?.bigEndianU16
         return ConntrackEntry(
             protocolNumber: number, source: source, destination: destination,
-            sourcePort: proto.first { $0.type == 2 }?.bigEndianU16 ?? 0,
-            destinationPort: proto.first { $0.type == 3 }?.bigEndianU16 ?? 0, zone: zone)
+            sourcePort: proto.be16(UInt16(CTA_PROTO_SRC_PORT.rawValue)) ?? 0,
+            destinationPort: proto.be16(UInt16(CTA_PROTO_DST_PORT.rawValue)) ?? 0,
+            zone: attributes.be16(UInt16(CTA_ZONE.rawValue)))
     }
 }
-
-private func bigEndian(_ value: UInt16) -> [UInt8] { [UInt8(value >> 8), UInt8(value & 0xff)] }

@@ -1,5 +1,6 @@
 import CMnl
 import CNftnl
+import NetlinkCore
 
 /// Turns a `Batch` into netlink messages with libnftnl. Sequence numbers are consecutive
 /// from `firstSequence` (BATCH_BEGIN gets the first), so every reply maps back to one
@@ -12,7 +13,7 @@ struct BatchEncoder {
     private var scratch = [CChar](repeating: 0, count: 1 << 17)
 
     static let elementsPerMessage = 64
-    static let createFlags = nlmFCreate | nlmFAck
+    static let createFlags = NetlinkHeader.create | NetlinkHeader.ack
 
     init(firstSequence: UInt32) { sequence = firstSequence }
 
@@ -33,17 +34,14 @@ struct BatchEncoder {
 
     private mutating func encodeBegin(generation: UInt32?) -> EncodedMessage {
         let seq = takeSequence()
-        var bytes = withScratch { buffer in
-            nftnl_batch_begin(buffer, seq).map { bytesOf($0) } ?? []
-        }
-        if let generation, bytes.count >= netlinkHeaderLength {
-            // NFNL_BATCH_GENID (u32, network order): the kernel refuses the whole batch with
-            // ERESTART when the ruleset generation is no longer this one.
-            bytes.appendU16(8)
-            bytes.appendU16(UInt16(NFNL_BATCH_GENID.rawValue))
-            withUnsafeBytes(of: generation.bigEndian) { bytes += $0 }
-            let length = UInt32(bytes.count)
-            withUnsafeBytes(of: length.littleEndian) { bytes.replaceSubrange(0..<4, with: $0) }
+        let bytes = withScratch { buffer -> [UInt8] in
+            guard let header = nftnl_batch_begin(buffer, seq) else { return [] }
+            if let generation {
+                // NFNL_BATCH_GENID (u32, network order): the kernel refuses the whole batch
+                // with ERESTART when the ruleset generation is no longer this one.
+                mnl_attr_put_u32(header, UInt16(NFNL_BATCH_GENID.rawValue), generation.bigEndian)
+            }
+            return bytesOf(header)
         }
         return EncodedMessage(sequence: seq, operation: "begin batch", object: "", bytes: bytes)
     }
@@ -82,15 +80,15 @@ struct BatchEncoder {
         case .addTable(let table):
             return [tableMessage(table, type: NFT_MSG_NEWTABLE, flags: Self.createFlags, operation: "add table")]
         case .deleteTable(let table):
-            return [tableMessage(table, type: NFT_MSG_DELTABLE, flags: nlmFAck, operation: "delete table")]
+            return [tableMessage(table, type: NFT_MSG_DELTABLE, flags: NetlinkHeader.ack, operation: "delete table")]
         case .addChain(let chain):
             return [chainMessage(chain, type: NFT_MSG_NEWCHAIN, flags: Self.createFlags, operation: "add chain")]
         case .deleteChain(let chain):
-            return [chainMessage(chain, type: NFT_MSG_DELCHAIN, flags: nlmFAck, operation: "delete chain")]
+            return [chainMessage(chain, type: NFT_MSG_DELCHAIN, flags: NetlinkHeader.ack, operation: "delete chain")]
         case .flushChain(let chain):
             return [
                 message(
-                    NFT_MSG_DELRULE, family: chain.family, flags: nlmFAck, operation: "flush chain",
+                    NFT_MSG_DELRULE, family: chain.family, flags: NetlinkHeader.ack, operation: "flush chain",
                     object: "\(chain.family.name) \(chain.table) \(chain.name)"
                 ) { header in
                     let rule = NFTObject(nftnl_rule_alloc(), free: nftnl_rule_free)
@@ -107,30 +105,30 @@ struct BatchEncoder {
                 setMessage(set, type: NFT_MSG_NEWSET, flags: Self.createFlags, operation: "add set", setID: setID)
             ]
         case .deleteSet(let set):
-            return [setMessage(set, type: NFT_MSG_DELSET, flags: nlmFAck, operation: "delete set")]
+            return [setMessage(set, type: NFT_MSG_DELSET, flags: NetlinkHeader.ack, operation: "delete set")]
         case .addElements(let path, let elements, let exclusive):
             let kernelElements = elements.flatMap(KernelElement.expand)
             return elementMessages(
                 path, setID: nil, kernelElements, type: NFT_MSG_NEWSETELEM,
-                flags: Self.createFlags | (exclusive ? nlmFExcl : 0), operation: "add set elements")
+                flags: Self.createFlags | (exclusive ? NetlinkHeader.exclusive : 0), operation: "add set elements")
         case .deleteElements(let path, let elements):
             let kernelElements = elements.flatMap(KernelElement.expand).map { $0.keyOnly }
             return elementMessages(
-                path, setID: nil, kernelElements, type: NFT_MSG_DELSETELEM, flags: nlmFAck,
+                path, setID: nil, kernelElements, type: NFT_MSG_DELSETELEM, flags: NetlinkHeader.ack,
                 operation: "delete set elements")
         case .deleteElementRecords(let path, let records):
             let kernelElements = records.map {
                 KernelElement(key: $0.key, flags: $0.isIntervalEnd ? 1 : 0, keyEnd: $0.keyEnd)
             }
             return elementMessages(
-                path, setID: nil, kernelElements, type: NFT_MSG_DELSETELEM, flags: nlmFAck,
+                path, setID: nil, kernelElements, type: NFT_MSG_DELSETELEM, flags: NetlinkHeader.ack,
                 operation: "delete set elements")
         case .addRule(let rule):
             return ruleMessages(rule)
         case .deleteRule(let family, let table, let chain, let handle):
             return [
                 message(
-                    NFT_MSG_DELRULE, family: family, flags: nlmFAck, operation: "delete rule",
+                    NFT_MSG_DELRULE, family: family, flags: NetlinkHeader.ack, operation: "delete rule",
                     object: "\(family.name) \(table) \(chain) handle \(handle)"
                 ) { header in
                     let rule = NFTObject(nftnl_rule_alloc(), free: nftnl_rule_free)
@@ -243,7 +241,7 @@ struct BatchEncoder {
         }
         messages.append(
             message(
-                NFT_MSG_NEWRULE, family: rule.family, flags: Self.createFlags | 0x800,  // NLM_F_APPEND
+                NFT_MSG_NEWRULE, family: rule.family, flags: Self.createFlags | NetlinkHeader.append,
                 operation: "add rule", object: "\(rule.family.name) \(rule.table) \(rule.chain)"
             ) { header in
                 let object = NFTObject(nftnl_rule_alloc(), free: nftnl_rule_free)

@@ -1,5 +1,6 @@
 import CMnl
 import CNftnl
+import NetlinkCore
 
 // Small adapters between Swift and libnftnl's C API.
 
@@ -28,10 +29,7 @@ func bytesOf(_ header: UnsafeMutablePointer<nlmsghdr>) -> [UInt8] {
 
 /// Hands a received message to a libnftnl parser (which wants a `struct nlmsghdr *`).
 func parse(_ message: NetlinkMessage, with parser: (UnsafePointer<nlmsghdr>) -> Int32) -> Bool {
-    message.bytes.withUnsafeBytes { raw in
-        guard let base = raw.baseAddress else { return false }
-        return parser(base.assumingMemoryBound(to: nlmsghdr.self)) >= 0
-    }
+    message.withUnsafeMessage { parser($0) >= 0 } ?? false
 }
 
 /// libnftnl attribute ids arrive as Int (anonymous enums) or as enum structs.

@@ -1,5 +1,6 @@
 import CMnl
 import CNftnl
+import NetlinkCore
 
 /// A rule as read back: where it is, its handle and comment, and its expression names (in
 /// order) for diagnostics. Full expression decoding is not needed by any Pier caller.
@@ -202,7 +203,7 @@ private func collectExpressionName(_ expression: OpaquePointer?, _ context: Unsa
 
 /// The nfgenmsg family byte of a reply.
 func replyFamily(_ message: NetlinkMessage) -> UInt8 {
-    message.bytes.count > netlinkHeaderLength ? message.bytes[netlinkHeaderLength] : 0
+    message.payload.first ?? 0
 }
 
 /// Splits nft's 6-bit-per-field type numbers back into data types.

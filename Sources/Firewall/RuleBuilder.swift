@@ -1,4 +1,5 @@
 import IPAddressing
+import NetlinkCore
 
 /// What a rule can match on, and how nft loads it into a register.
 public enum Selector: Sendable, Hashable {
@@ -231,7 +232,7 @@ extension Rule {
     private func loadConcatenation(_ selectors: [Selector]) -> [Expression] {
         var words = 0
         return selectors.map { selector in
-            defer { words += align4(selector.length) / 4 }
+            defer { words += align(selector.length) / 4 }
             return selector.load(into: .concatenationField(atWord: words))
         }
     }

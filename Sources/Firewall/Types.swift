@@ -1,4 +1,5 @@
 import IPAddressing
+import NetlinkCore
 
 /// nftables address families (NFPROTO_*).
 public enum TableFamily: UInt8, Sendable, Hashable, CaseIterable {
@@ -77,7 +78,7 @@ func concatenatedTypeID(_ types: [NFTDataType]) -> UInt32 {
 /// The kernel key length: a lone value keeps its length; in a concatenation every component
 /// occupies whole 32-bit registers.
 func keyLength(_ types: [NFTDataType]) -> Int {
-    types.count == 1 ? types[0].length : types.reduce(0) { $0 + align4($1.length) }
+    types.count == 1 ? types[0].length : types.reduce(0) { $0 + align($1.length) }
 }
 
 /// One component of a set key or map value.
@@ -125,7 +126,7 @@ func encodeValues(_ values: [SetValue]) -> [UInt8] {
     guard values.count > 1 else { return values.first?.bytes ?? [] }
     return values.flatMap { value in
         let bytes = value.bytes
-        return bytes + [UInt8](repeating: 0, count: align4(bytes.count) - bytes.count)
+        return bytes + [UInt8](repeating: 0, count: align(bytes.count) - bytes.count)
     }
 }
 
@@ -143,11 +144,11 @@ public func decodeValues(_ bytes: [UInt8], as types: [NFTDataType]) -> [SetValue
             values.append(.address(address))
         case .inetProtocol: values.append(.inetProtocol(field[0]))
         case .inetService: values.append(.port(UInt16(field[0]) << 8 | UInt16(field[1])))
-        case .mark: values.append(.mark(field.readU32(at: 0)))
+        case .mark: values.append(.mark(readU32(field, 0)))
         case .interfaceName: values.append(.interfaceName(String(decoding: field.prefix { $0 != 0 }, as: UTF8.self)))
         case .etherAddress, .verdict: values.append(.raw(field))
         }
-        offset += types.count == 1 ? length : align4(length)
+        offset += types.count == 1 ? length : align(length)
     }
     return values
 }

@@ -1,3 +1,5 @@
+import NetlinkCore
+
 /// nftnl user data: a list of (u8 type, u8 length, value) records that the kernel stores
 /// opaquely on tables, sets, elements and rules. nft reads comments and set types from it.
 enum UserData {
@@ -22,10 +24,10 @@ enum UserData {
     static func setTypes(keyType: [NFTDataType], dataType: [NFTDataType]?) -> [UInt8] {
         func order(_ types: [NFTDataType]) -> UInt32 { types.count == 1 ? types[0].byteOrder : 0 }
         var bytes: [UInt8] = [0, 4]
-        bytes.appendU32(order(keyType))
+        bytes += hostBytes(order(keyType))
         if let dataType {
             bytes += [1, 4]
-            bytes.appendU32(order(dataType))
+            bytes += hostBytes(order(dataType))
         }
         return bytes
     }

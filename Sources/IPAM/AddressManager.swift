@@ -1,3 +1,4 @@
+import CNI
 import ClusterStore
 import IPAddressing
 
@@ -35,7 +36,7 @@ public final class AddressManager {
     // MARK: ADD
 
     /// Reserves one address per range set (or returns the static addresses).
-    public func add(_ attachment: Attachment) throws(IPAMError) -> IPAMResult {
+    public func add(_ attachment: LeaseOwner) throws(IPAMError) -> IPAMResult {
         try attachment.validate()
         guard let backend else {
             guard case .fixed(let addresses) = config.mode else { return result([]) }
@@ -96,7 +97,7 @@ public final class AddressManager {
     }
 
     private func allocate(
-        in rangeSet: RangeSet, index: Int, requested: IPAddress?, for attachment: Attachment, leases: [Lease],
+        in rangeSet: RangeSet, index: Int, requested: IPAddress?, for attachment: LeaseOwner, leases: [Lease],
         taken: inout Set<IPAddress>, backend: any LeaseBackend
     ) throws(IPAMError) -> IPAddress {
         if let requested {
@@ -131,7 +132,7 @@ public final class AddressManager {
         throw IPAMError(.exhausted, "no IP addresses available in range set: \(rangeSet)")
     }
 
-    private func rollBack(_ leases: [Lease], for attachment: Attachment, backend: any LeaseBackend) {
+    private func rollBack(_ leases: [Lease], for attachment: LeaseOwner, backend: any LeaseBackend) {
         // Release through a fresh listing so cluster stores get the exact stored records.
         guard let current = try? backend.leases() else { return }
         for lease in current
@@ -151,7 +152,7 @@ public final class AddressManager {
     /// Releases every lease of `attachment`; succeeds when there is none (DEL is idempotent).
     /// Legacy ID-only leases are released when no exact record exists, as host-local does.
     @discardableResult
-    public func release(_ attachment: Attachment) throws(IPAMError) -> [Lease] {
+    public func release(_ attachment: LeaseOwner) throws(IPAMError) -> [Lease] {
         try attachment.validate()
         guard let backend else { return [] }
         return try backend.exclusively { () throws(IPAMError) -> [Lease] in
@@ -166,20 +167,22 @@ public final class AddressManager {
 
     /// Releases each lease, continuing past failures and reporting them together.
     private func releaseAll(_ leases: [Lease], backend: any LeaseBackend) throws(IPAMError) -> [Lease] {
-        var failures: [String] = []
+        var failures: [IPAMError] = []
         var released: [Lease] = []
         for lease in leases {
             do {
                 try backend.release(lease)
                 released.append(lease)
             } catch {
-                failures.append(error.description)
+                failures.append(error)
             }
         }
-        guard failures.isEmpty else {
+        // The combined error keeps the kind `CNIErrorList` would choose: an unreachable store
+        // stays "try again later" instead of becoming an I/O failure.
+        if let chosen = CNIErrorList.mostSpecific(failures.map(\.cniError.code)) {
             throw IPAMError(
-                .io, "failed to release \(failures.count) of \(leases.count) leases",
-                details: failures.joined(separator: "; "))
+                failures[chosen].kind, "failed to release \(failures.count) of \(leases.count) leases",
+                details: failures.map(\.description).joined(separator: "; "))
         }
         return released
     }
@@ -188,7 +191,7 @@ public final class AddressManager {
 
     /// Ranges: the attachment holds a lease. Static: every configured address appears in
     /// `prevResult`.
-    public func check(_ attachment: Attachment) throws(IPAMError) {
+    public func check(_ attachment: LeaseOwner) throws(IPAMError) {
         try attachment.validate()
         guard let backend else {
             guard case .fixed(let addresses) = config.mode else { return }
@@ -210,7 +213,7 @@ public final class AddressManager {
     /// Releases every local lease whose attachment is not in `valid` (an empty list releases
     /// everything). Returns what was released.
     @discardableResult
-    public func collectGarbage(keeping valid: [Attachment]) throws(IPAMError) -> [Lease] {
+    public func collectGarbage(keeping valid: [LeaseOwner]) throws(IPAMError) -> [Lease] {
         guard let backend else { return [] }
         let validPairs = Set(valid)
         let validIDs = Set(valid.map(\.containerID))
@@ -218,7 +221,7 @@ public final class AddressManager {
             let stale = try backend.leases().sorted { $0.address < $1.address }.filter { lease in
                 guard backend.isLocal(lease) else { return false }
                 if let ifname = lease.ifname {
-                    return !validPairs.contains(Attachment(containerID: lease.containerID, ifname: ifname))
+                    return !validPairs.contains(LeaseOwner(containerID: lease.containerID, ifname: ifname))
                 }
                 return !validIDs.contains(lease.containerID)
             }

@@ -1,6 +1,6 @@
 import ClusterStore
-import FoundationEssentials
 import IPAddressing
+import JSON
 
 /// Leases kept in the cluster store, so every host sharing the store sees every address:
 ///
@@ -14,10 +14,30 @@ public final class ClusterLeaseStore: LeaseBackend {
     public let host: String
     public let network: String
 
-    private struct Owner: Codable {
+    /// A lease record's value; keys sorted, so one owner always writes the same bytes.
+    private struct Owner {
         var containerID: String
         var ifname: String
         var host: String
+
+        init(containerID: String, ifname: String, host: String) {
+            self.containerID = containerID
+            self.ifname = ifname
+            self.host = host
+        }
+
+        init?(_ text: String) {
+            guard let value = try? JSONValue(parsing: text), let containerID = value["containerID"]?.stringValue,
+                let ifname = value["ifname"]?.stringValue, let host = value["host"]?.stringValue
+            else { return nil }
+            self.init(containerID: containerID, ifname: ifname, host: host)
+        }
+
+        var encoded: String {
+            JSONValue.object([
+                "containerID": .string(containerID), "host": .string(host), "ifname": .string(ifname),
+            ]).encodedString
+        }
     }
 
     /// `network` must already be validated; `host` must be a valid key segment.
@@ -41,7 +61,7 @@ public final class ClusterLeaseStore: LeaseBackend {
         return snapshot.records.compactMap { record in
             let name = String(record.key.dropFirst(leasePrefix.count))
             guard let address = IPAddress(name),
-                let owner = try? JSONDecoder().decode(Owner.self, from: Data(record.value.utf8))
+                let owner = Owner(record.value)
             else { return nil }
             return Lease(
                 address: address, containerID: owner.containerID, ifname: owner.ifname, host: owner.host,
@@ -49,15 +69,10 @@ public final class ClusterLeaseStore: LeaseBackend {
         }.sorted { $0.address < $1.address }
     }
 
-    public func reserve(_ address: IPAddress, for attachment: Attachment) throws(IPAMError) -> Bool {
+    public func reserve(_ address: IPAddress, for attachment: LeaseOwner) throws(IPAMError) -> Bool {
         let owner = Owner(containerID: attachment.containerID, ifname: attachment.ifname, host: host)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        guard let data = try? encoder.encode(owner) else {
-            throw IPAMError(.io, "cannot encode lease record for \(attachment)")
-        }
         do {
-            switch try store.create(leasePrefix + address.description, value: String(decoding: data, as: UTF8.self)) {
+            switch try store.create(leasePrefix + address.description, value: owner.encoded) {
             case .written: return true
             case .conflict: return false
             }

@@ -1,4 +1,4 @@
-import ClusterStore
+import PierState
 
 /// The result's `dns` object.
 public struct DNSSettings: Sendable, Hashable {

@@ -1,13 +1,9 @@
-import ClusterStore
 import Glibc
 import IPAddressing
+import PierState
 
 /// host-local's on-disk lease store, byte-compatible so a host can switch between the Go
-/// plugin and this one:
-///
-///     <dataDir>/<network>/lock                 flock(LOCK_EX) around every read-decide-write
-///     <dataDir>/<network>/<ip>                 "<containerID>\r\n<ifname>" (legacy: "<containerID>")
-///     <dataDir>/<network>/last_reserved_ip.<N> the last address handed out from range set N
+/// plugin and this one. The layout and the record format are `LeaseFiles`'.
 ///
 /// Unlike host-local, a lease file is written to a temporary name and hard-linked into
 /// place, so a process killed mid-write never leaves an empty or partial lease. Leases are not
@@ -19,7 +15,6 @@ import IPAddressing
 /// owners, so listing leases is a readdir rather than a read of every lease file.
 public final class DiskLeaseStore: LeaseBackend {
     public let directory: String
-    static let lastReservedPrefix = "last_reserved_ip."
 
     /// The index file as last read or written, kept so one ADD parses it at most once.
     private var saved: LeaseIndex?
@@ -31,16 +26,16 @@ public final class DiskLeaseStore: LeaseBackend {
     private var isLocked = false
     private var indexPath: String { directory + "/" + LeaseIndex.fileName }
 
-    /// `network` must already be validated (`Identifier.isValid`).
+    /// `network` must already be validated (`CNIValidation.isValidIdentifier`).
     public init(dataDir: String, network: String) {
-        self.directory = dataDir + "/" + network
+        self.directory = LeaseFiles.directory(dataDirectory: dataDir, network: network)
     }
 
     public func exclusively<T>(_ body: () throws(IPAMError) -> T) throws(IPAMError) -> T {
         let lock: FileLock
         do {
             try FileSystem.makeDirectories(directory)
-            lock = try FileLock(path: directory + "/lock")
+            lock = try FileLock(path: directory + "/" + LeaseFiles.lockName)
         } catch {
             throw IPAMError(
                 .io, "cannot open lease directory \(directory)", details: error.description, errno: error.errno)
@@ -61,9 +56,10 @@ public final class DiskLeaseStore: LeaseBackend {
         } catch let error as IPAMError {
             throw error
         } catch let error as FileSystemError {
-            throw IPAMError(.io, "cannot lock \(directory)/lock", details: error.description, errno: error.errno)
+            throw IPAMError(
+                .io, "cannot lock \(directory)/\(LeaseFiles.lockName)", details: error.description, errno: error.errno)
         } catch {
-            throw IPAMError(.io, "cannot lock \(directory)/lock", details: "\(error)")
+            throw IPAMError(.io, "cannot lock \(directory)/\(LeaseFiles.lockName)", details: "\(error)")
         }
     }
 
@@ -111,11 +107,9 @@ public final class DiskLeaseStore: LeaseBackend {
                 confirmed += 1
                 continue
             }
-            // Only canonical address names are leases; lock, markers, temporaries and the
-            // index are not.
-            guard let address = IPAddress(name), address.description == name else { continue }
+            guard let address = LeaseFiles.address(ofEntry: name) else { continue }
             guard let contents = try? FileSystem.read(directory + "/" + name) else { continue }
-            guard let owner = Self.parseOwner(contents) else {
+            guard let owner = LeaseFiles.owner(of: contents) else {
                 // Empty: no writer is active while we hold the lock (host-local takes the same
                 // one), so this is what a crash or power loss left between create and write.
                 // Reclaim the address rather than leave it blocked forever.
@@ -136,12 +130,14 @@ public final class DiskLeaseStore: LeaseBackend {
         return leases
     }
 
-    public func reserve(_ address: IPAddress, for attachment: Attachment) throws(IPAMError) -> Bool {
+    public func reserve(_ address: IPAddress, for attachment: LeaseOwner) throws(IPAMError) -> Bool {
         do {
             let name = address.description
             guard
                 try FileSystem.createExclusively(
-                    directory: directory, name: name, contents: Self.record(for: attachment), durable: false)
+                    directory: directory, name: name,
+                    contents: LeaseFiles.record(containerID: attachment.containerID, ifname: attachment.ifname),
+                    durable: false)
             else { return false }
             if indexIsCurrent {
                 var info = stat()
@@ -169,16 +165,17 @@ public final class DiskLeaseStore: LeaseBackend {
     }
 
     public func lastReserved(rangeSetIndex index: Int) -> IPAddress? {
-        guard let bytes = try? FileSystem.read(directory + "/" + Self.lastReservedPrefix + String(index)) else {
+        guard let bytes = try? FileSystem.read(directory + "/" + LeaseFiles.lastReservedName(rangeSet: index)) else {
             return nil
         }
-        return IPAddress(String(decoding: bytes, as: UTF8.self).trimmingWhitespace())
+        return LeaseFiles.lastReserved(from: bytes)
     }
 
     public func recordLastReserved(_ address: IPAddress, rangeSetIndex index: Int) throws(IPAMError) {
         do {
             try FileSystem.overwrite(
-                directory + "/" + Self.lastReservedPrefix + String(index), contents: Array(address.description.utf8))
+                directory + "/" + LeaseFiles.lastReservedName(rangeSet: index),
+                contents: LeaseFiles.lastReservedRecord(address))
         } catch {
             throw IPAMError(
                 .io, "cannot record last reserved address in \(directory)", details: error.description,
@@ -227,36 +224,5 @@ public final class DiskLeaseStore: LeaseBackend {
             path = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
         }
         return FileSystem.isWritable("/") ? nil : "no writable parent for \(directory)"
-    }
-
-    /// host-local's record: the container ID, CR LF, the ifname.
-    static func record(for attachment: Attachment) -> [UInt8] {
-        Array((attachment.containerID + "\r\n" + attachment.ifname).utf8)
-    }
-
-    /// Parses a lease file the way host-local matches it: whitespace-trimmed, then
-    /// `id\r\nifname` or a legacy bare `id`.
-    static func parseOwner(_ bytes: [UInt8]) -> (containerID: String, ifname: String?)? {
-        let text = String(decoding: bytes, as: UTF8.self).trimmingWhitespace()
-        guard !text.isEmpty else { return nil }
-        let utf8 = Array(text.utf8)
-        for index in 0..<(utf8.count - 1) where utf8[index] == 13 && utf8[index + 1] == 10 {
-            let id = String(decoding: utf8[..<index], as: UTF8.self)
-            let ifname = String(decoding: utf8[(index + 2)...], as: UTF8.self)
-            return (id, ifname)
-        }
-        return (text, nil)
-    }
-}
-
-extension String {
-    /// Trims ASCII whitespace (space, tab, CR, LF, VT, FF) from both ends, like Go's TrimSpace
-    /// for the ASCII inputs lease files hold.
-    func trimmingWhitespace() -> String {
-        let bytes = Array(utf8)
-        let isSpace: (UInt8) -> Bool = { $0 == 32 || (9...13).contains($0) }
-        guard let first = bytes.firstIndex(where: { !isSpace($0) }), let last = bytes.lastIndex(where: { !isSpace($0) })
-        else { return "" }
-        return String(decoding: bytes[first...last], as: UTF8.self)
     }
 }

@@ -32,7 +32,7 @@ public struct IPAMPlugin: CNIPlugin {
             return
         }
         let released = try AddressManager(config: settings(request)).collectGarbage(
-            keeping: valid.map { Attachment(containerID: $0.containerID, ifname: $0.ifName) })
+            keeping: valid.map(LeaseOwner.init))
         for lease in released { cniLog("ipam: GC released \(lease)") }
     }
 
@@ -40,8 +40,8 @@ public struct IPAMPlugin: CNIPlugin {
         try AddressManager(config: settings(request)).status()
     }
 
-    private func attachment(_ request: CNIRequest) -> Attachment {
-        Attachment(containerID: request.containerID, ifname: request.ifName)
+    private func attachment(_ request: CNIRequest) -> LeaseOwner {
+        LeaseOwner(Attachment(request))
     }
 
     /// Settings from stdin plus the CNI_ARGS `IP=`/`GATEWAY=` keys and the version-converted
@@ -49,7 +49,7 @@ public struct IPAMPlugin: CNIPlugin {
     private func settings(_ request: CNIRequest) throws -> IPAMSettings {
         let args = try request.environment.args()
         var settings = try IPAMSettings(
-            json: request.stdin, environmentIPs: args["IP"].map { [$0] } ?? [],
+            config: request.config.raw, environmentIPs: args["IP"].map { [$0] } ?? [],
             environmentGateways: args["GATEWAY"].map { [$0] } ?? [])
         if let previous = request.prevResult { settings.previousAddresses = previous.ips.map(\.address) }
         return settings
@@ -64,21 +64,6 @@ public enum IPAMCall {
     public static func add(_ request: CNIRequest) throws -> CNIResult {
         if runsInProcess(request) { return try IPAMPlugin().add(request) }
         return try request.delegateAdd()
-    }
-
-    /// ADD, then `configure` with its result; if `configure` fails, the addresses are released
-    /// again before its error is rethrown, as the spec requires. A failing release is logged,
-    /// not thrown, so the original cause reaches the runtime.
-    public static func add<T>(_ request: CNIRequest, undoingOnFailure configure: (CNIResult) throws -> T) throws -> T {
-        let result = try add(request)
-        do {
-            return try configure(result)
-        } catch {
-            do { try delete(request) } catch let releaseError {
-                cniLog("releasing IPAM after a failed ADD: \(releaseError)")
-            }
-            throw error
-        }
     }
 
     public static func delete(_ request: CNIRequest) throws {
@@ -101,24 +86,21 @@ public enum IPAMCall {
         try request.delegateStatus()
     }
 
+    /// Pier's ipam runs in this process when the executable the runtime would exec for
+    /// `ipam.type` is this very file: Pier's plugins are one executable linked under every name
+    /// (`host-local` included), so "the same inode as /proc/self/exe" is exactly "Pier's own".
+    /// Any other delegate on CNI_PATH (the reference host-local, a third-party IPAM) is exec'd.
     static func runsInProcess(_ request: CNIRequest) -> Bool {
-        guard request.config.ipam?.type == "ipam",
-            let found = try? PluginExec.find("ipam", in: request.environment.path),
-            let ours = besideThisExecutable("ipam")
+        guard let type = request.config.ipam?.type, type == "ipam" || type == "host-local",
+            let found = try? PluginExec.find(type, in: request.environment.path)
         else { return false }
-        return canonicalPath(found) == ours
+        return isThisExecutable(found)
     }
 
-    private static func besideThisExecutable(_ name: String) -> String? {
-        guard let executable = canonicalPath("/proc/self/exe"), let slash = executable.lastIndex(of: "/") else {
-            return nil
-        }
-        return canonicalPath(String(executable[..<slash]) + "/" + name)
-    }
-
-    private static func canonicalPath(_ path: String) -> String? {
-        guard let resolved = realpath(path, nil) else { return nil }
-        defer { free(resolved) }
-        return String(cString: resolved)
+    private static func isThisExecutable(_ path: String) -> Bool {
+        var candidate = stat()
+        var this = stat()
+        guard stat(path, &candidate) == 0, stat("/proc/self/exe", &this) == 0 else { return false }
+        return candidate.st_dev == this.st_dev && candidate.st_ino == this.st_ino
     }
 }

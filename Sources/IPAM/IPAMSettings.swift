@@ -1,6 +1,7 @@
+import CNI
 import ClusterStore
-import FoundationEssentials
 import IPAddressing
+import PierState
 
 /// A route handed back in the result, copied from the config.
 public struct RouteSpec: Sendable, Hashable {
@@ -36,7 +37,7 @@ public enum AllocationMode: Sendable, Hashable {
 
 /// A validated IPAM configuration plus the per-request inputs found on stdin.
 public struct IPAMSettings: Sendable {
-    public static let defaultDataDir = "/var/lib/cni/networks"
+    public static let defaultDataDir = DefaultPaths.leaseDirectory
 
     public let cniVersion: String
     public let networkName: String
@@ -50,23 +51,33 @@ public struct IPAMSettings: Sendable {
     /// Addresses of `prevResult.ips` (used by static CHECK).
     public var previousAddresses: [IPPrefix]
 
-    /// Decodes and validates stdin.
+    /// Parses and validates stdin: JSON that does not parse, or is no object, is a decoding failure (6).
     /// - Parameters:
     ///   - environmentIPs: CNI_ARGS `IP=` values (comma-separated lists are split).
     ///   - environmentGateways: CNI_ARGS `GATEWAY=` values (static mode).
     public init(json: [UInt8], environmentIPs: [String] = [], environmentGateways: [String] = []) throws(IPAMError) {
+        let document: JSONValue
+        do {
+            document = try JSONValue(parsing: json)
+        } catch {
+            throw IPAMError(.decode, "cannot decode network config", details: error.description)
+        }
+        guard let object = document.objectValue else {
+            throw IPAMError(.decode, "cannot decode network config", details: "expected a JSON object")
+        }
+        try self.init(config: object, environmentIPs: environmentIPs, environmentGateways: environmentGateways)
+    }
+
+    /// Validates an already parsed stdin (the plugin's `NetworkConfig.raw`): a wrongly typed key is an
+    /// invalid config (7) that names the key, as the CNI layer classifies it.
+    public init(config: JSONObject, environmentIPs: [String] = [], environmentGateways: [String] = [])
+        throws(IPAMError)
+    {
         let raw: RawNetworkConfig
         do {
-            raw = try JSONDecoder().decode(RawNetworkConfig.self, from: Data(json))
-        } catch let error as DecodingError {
-            // Unparseable JSON is a decoding failure (6); a wrongly typed key in a well-formed
-            // document is an invalid config (7), as the CNI layer classifies them.
-            if case .dataCorrupted(let context) = error, context.codingPath.isEmpty {
-                throw IPAMError(.decode, "cannot decode network config", details: Self.describe(error))
-            }
-            throw IPAMError(.invalidConfig, "invalid ipam config", details: Self.describe(error))
+            raw = try RawNetworkConfig(JSONReader(config, code: .invalidNetworkConfig, context: "invalid ipam config"))
         } catch {
-            throw IPAMError(.decode, "cannot decode network config", details: "\(error)")
+            throw IPAMError(.invalidConfig, error.msg)
         }
         try self.init(raw: raw, environmentIPs: environmentIPs, environmentGateways: environmentGateways)
     }
@@ -74,7 +85,7 @@ public struct IPAMSettings: Sendable {
     init(raw: RawNetworkConfig, environmentIPs: [String], environmentGateways: [String]) throws(IPAMError) {
         cniVersion = raw.cniVersion ?? "0.1.0"
         guard let name = raw.name, !name.isEmpty else { throw IPAMError(.invalidConfig, "network name is missing") }
-        guard Identifier.isValid(name) else {
+        guard CNIValidation.isValidIdentifier(name) else {
             throw IPAMError(.invalidConfig, "invalid network name \"\(name)\": want ^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$")
         }
         networkName = name
@@ -263,20 +274,6 @@ public struct IPAMSettings: Sendable {
         for family in IPFamily.allCases where families.filter({ $0 == family }).count > 1 {
             throw IPAMError(
                 .invalidConfig, "\(what): more than one \(family) address needs cniVersion 0.3.0 or later")
-        }
-    }
-
-    static func describe(_ error: DecodingError) -> String {
-        func path(_ context: DecodingError.Context) -> String {
-            let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? "." + $0.stringValue }.joined()
-            return keys.isEmpty ? "" : "at \(keys): "
-        }
-        switch error {
-        case .typeMismatch(_, let context), .valueNotFound(_, let context), .keyNotFound(_, let context),
-            .dataCorrupted(let context):
-            return path(context) + context.debugDescription
-        @unknown default:
-            return "\(error)"
         }
     }
 }

@@ -29,7 +29,7 @@ public struct Lease: Sendable, Hashable, CustomStringConvertible {
 
     /// True when this lease belongs to `attachment`: the exact pair, or a legacy record with
     /// the same container ID when `includingLegacy`.
-    func isHeld(by attachment: Attachment, includingLegacy: Bool) -> Bool {
+    func isHeld(by attachment: LeaseOwner, includingLegacy: Bool) -> Bool {
         guard containerID == attachment.containerID else { return false }
         if let ifname { return ifname == attachment.ifname }
         return includingLegacy
@@ -46,7 +46,7 @@ public protocol LeaseBackend: AnyObject {
     func leases() throws(IPAMError) -> [Lease]
 
     /// Reserves `address` for `attachment` unless it is taken; false when taken.
-    func reserve(_ address: IPAddress, for attachment: Attachment) throws(IPAMError) -> Bool
+    func reserve(_ address: IPAddress, for attachment: LeaseOwner) throws(IPAMError) -> Bool
 
     /// Releases a lease returned by `leases()`, only if it is still that lease.
     func release(_ lease: Lease) throws(IPAMError)

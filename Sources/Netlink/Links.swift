@@ -232,14 +232,10 @@ public struct VxlanDevice: Sendable {
     }
 }
 
-/// Kernel rule (dev_valid_name): 1–15 bytes, not "." or "..", no '/', ':' or whitespace.
-/// Checked here so a bad name fails with a clear message before anything is sent.
+/// The kernel's rule (`InterfaceName`), checked here so a bad name fails with a clear message
+/// before anything is sent.
 func validateInterfaceName(_ name: String, operation: String) throws(NetlinkError) {
-    let bytes = Array(name.utf8)
-    let forbidden: Set<UInt8> = [0x2f, 0x3a, 0x20, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0]
-    guard !bytes.isEmpty, bytes.count < 16, name != ".", name != "..",
-        !bytes.contains(where: { forbidden.contains($0) })
-    else {
+    guard InterfaceName.isValid(name) else {
         throw NetlinkError(
             .invalidArgument, operation: operation, errno: EINVAL,
             detail: "invalid interface name \"\(name)\" (1-15 bytes, no '/', ':' or whitespace)")

@@ -2,6 +2,7 @@ import ClusterStore
 import Glibc
 import IPAddressing
 import Netlink
+import PierState
 
 /// Device names derived from the VNI alone, so the plugin, the agent and DEL find them with no
 /// other state: `pov-<vni hex>` (bridge) and `vx-<vni hex>` (VXLAN), both within IFNAMSIZ.
@@ -20,7 +21,7 @@ public enum OverlayDevices {
 /// Serialises "list the store, then program the kernel" per network and per host (network
 /// namespace), so a reconcile working from an older snapshot never undoes a newer one.
 public struct HostLock {
-    public static let defaultRunDirectory = "/run/pier"
+    public static let defaultRunDirectory = DefaultPaths.overlayRunDirectory
 
     let lock: FileLock
 

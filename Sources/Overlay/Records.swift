@@ -1,6 +1,6 @@
 import ClusterStore
-import FoundationEssentials
 import IPAddressing
+import JSON
 
 /// Where an overlay network's state lives in the cluster store:
 ///
@@ -34,7 +34,7 @@ public struct OverlayKeys: Sendable, Hashable {
 
 /// Which VNI and UDP port a network uses; the first host to attach writes it and every other
 /// host must agree, so a typo on one host cannot split the network.
-public struct NetworkRecord: Codable, Sendable, Hashable {
+public struct NetworkRecord: StoredRecord, Sendable, Hashable {
     public var vni: UInt32
     public var port: UInt16
 
@@ -42,10 +42,19 @@ public struct NetworkRecord: Codable, Sendable, Hashable {
         self.vni = vni
         self.port = port
     }
+
+    var json: JSONValue { .object(["port": .integer(port), "vni": .integer(vni)]) }
+
+    init?(json: JSONValue) {
+        guard let vni = json["vni"]?.intValue.flatMap(UInt32.init(exactly:)),
+            let port = json["port"]?.intValue.flatMap(UInt16.init(exactly:))
+        else { return nil }
+        self.init(vni: vni, port: port)
+    }
 }
 
 /// A host of an overlay network and its VTEP (the underlay address remote hosts tunnel to).
-public struct HostRecord: Codable, Sendable, Hashable {
+public struct HostRecord: StoredRecord, Sendable, Hashable {
     public var host: String
     public var vtep: IPAddress
 
@@ -53,10 +62,18 @@ public struct HostRecord: Codable, Sendable, Hashable {
         self.host = host
         self.vtep = vtep
     }
+
+    var json: JSONValue { .object(["host": .string(host), "vtep": .string(vtep.description)]) }
+
+    init?(json: JSONValue) {
+        guard let host = json["host"]?.stringValue, let vtep = json["vtep"]?.stringValue.flatMap(IPAddress.init)
+        else { return nil }
+        self.init(host: host, vtep: vtep)
+    }
 }
 
 /// One container interface attached to an overlay network, owned by its attachment.
-public struct EndpointRecord: Codable, Sendable, Hashable {
+public struct EndpointRecord: StoredRecord, Sendable, Hashable {
     public var network: String
     public var containerID: String
     public var ifname: String
@@ -74,20 +91,44 @@ public struct EndpointRecord: Codable, Sendable, Hashable {
         self.mac = mac
         self.ips = ips
     }
-}
 
-/// JSON with sorted keys: the same record always encodes to the same bytes, which
-/// delete-if-value and "unchanged, skip the write" rely on.
-enum RecordCoding {
-    static func encode(_ value: some Encodable) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        guard let data = try? encoder.encode(value) else { return "{}" }
-        return String(decoding: data, as: UTF8.self)
+    var json: JSONValue {
+        .object([
+            "containerID": .string(containerID), "host": .string(host), "ifname": .string(ifname),
+            "ips": .array(ips.map { .string($0.description) }), "mac": .string(mac.description),
+            "network": .string(network),
+        ])
     }
 
-    static func decode<T: Decodable>(_ type: T.Type, _ text: String) -> T? {
-        try? JSONDecoder().decode(type, from: Data(text.utf8))
+    init?(json: JSONValue) {
+        guard let network = json["network"]?.stringValue, let containerID = json["containerID"]?.stringValue,
+            let ifname = json["ifname"]?.stringValue, let host = json["host"]?.stringValue,
+            let mac = json["mac"]?.stringValue.flatMap(MACAddress.init), let texts = json["ips"]?.arrayValue
+        else { return nil }
+        var ips: [IPPrefix] = []
+        for text in texts {
+            guard let ip = text.stringValue.flatMap({ IPPrefix($0) }) else { return nil }
+            ips.append(ip)
+        }
+        self.init(network: network, containerID: containerID, ifname: ifname, host: host, mac: mac, ips: ips)
+    }
+}
+
+/// A record kept as JSON in the cluster store.
+protocol StoredRecord {
+    /// Keys in sorted order: the same record always encodes to the same bytes, which
+    /// delete-if-value and "unchanged, skip the write" rely on.
+    var json: JSONValue { get }
+    /// Nil when a key is missing or of the wrong type.
+    init?(json: JSONValue)
+}
+
+enum RecordCoding {
+    static func encode(_ value: some StoredRecord) -> String { value.json.encodedString }
+
+    static func decode<T: StoredRecord>(_ type: T.Type, _ text: String) -> T? {
+        guard let document = try? JSONValue(parsing: text) else { return nil }
+        return T(json: document)
     }
 }
 

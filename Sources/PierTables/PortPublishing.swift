@@ -79,7 +79,7 @@ public struct PortPublishing {
 
     /// The DNAT rules and the jumps into them, plus the masquerade rules `masqAll` needs.
     static var dnatRules: [Rule] {
-        let transports: [SetValue] = [.tcp, .udp, .sctp]
+        let transports = IPProtocol.transports.map { SetValue.inetProtocol($0.rawValue) }
         func rule(_ chain: Chain, _ comment: String) -> Rule {
             Rule(family: .inet, table: PierTable.name, chain: chain.name, comment: comment)
         }
@@ -278,8 +278,7 @@ public struct PortPublishing {
 /// One published port as it sits in a DNAT map: protocol, host port and (when bound) host
 /// address, to the container's address and port.
 public struct PublishedPort: Sendable, Hashable, CustomStringConvertible {
-    /// IP protocol number: 6 tcp, 17 udp, 132 sctp.
-    public var protocolNumber: UInt8
+    public var ipProtocol: IPProtocol
     public var hostPort: UInt16
     /// nil: every address of the host (in this family).
     public var hostAddress: IPAddress?
@@ -287,9 +286,9 @@ public struct PublishedPort: Sendable, Hashable, CustomStringConvertible {
     public var containerPort: UInt16
 
     public init(
-        protocolNumber: UInt8, hostPort: UInt16, hostAddress: IPAddress?, container: IPAddress, containerPort: UInt16
+        ipProtocol: IPProtocol, hostPort: UInt16, hostAddress: IPAddress?, container: IPAddress, containerPort: UInt16
     ) {
-        self.protocolNumber = protocolNumber
+        self.ipProtocol = ipProtocol
         self.hostPort = hostPort
         self.hostAddress = hostAddress
         self.container = container
@@ -298,23 +297,14 @@ public struct PublishedPort: Sendable, Hashable, CustomStringConvertible {
 
     public var family: IPFamily { container.family }
 
-    public var protocolName: String {
-        switch protocolNumber {
-        case 6: "tcp"
-        case 17: "udp"
-        case 132: "sctp"
-        default: "proto \(protocolNumber)"
-        }
-    }
-
     public var description: String {
         let host = hostAddress.map { $0.family == .v6 ? "[\($0)]" : "\($0)" } ?? (family == .v4 ? "0.0.0.0" : "[::]")
         let target = family == .v6 ? "[\(container)]" : "\(container)"
-        return "\(protocolName) \(host):\(hostPort) -> \(target):\(containerPort)"
+        return "\(ipProtocol.name) \(host):\(hostPort) -> \(target):\(containerPort)"
     }
 
     var keyValues: [SetValue] {
-        var key: [SetValue] = [.inetProtocol(protocolNumber), .port(hostPort)]
+        var key: [SetValue] = [.inetProtocol(ipProtocol.rawValue), .port(hostPort)]
         if let hostAddress { key.insert(.address(hostAddress), at: 0) }
         return key
     }
@@ -340,7 +330,7 @@ public struct PublishedPort: Sendable, Hashable, CustomStringConvertible {
         guard rest.count == 2, case .inetProtocol(let proto) = rest.first, case .port(let hostPort) = rest.last
         else { return nil }
         self.init(
-            protocolNumber: proto, hostPort: hostPort, hostAddress: hostAddress, container: container,
+            ipProtocol: IPProtocol(rawValue: proto), hostPort: hostPort, hostAddress: hostAddress, container: container,
             containerPort: containerPort)
     }
 }

@@ -97,10 +97,3 @@ public enum BridgeDevice {
         }
     }
 }
-
-/// Linux interface names: 1–15 bytes, no `/`, `:` or whitespace, not `.`/`..`.
-public func isValidInterfaceName(_ name: String) -> Bool {
-    let bytes = Array(name.utf8)
-    return !bytes.isEmpty && bytes.count <= 15 && name != "." && name != ".."
-        && !bytes.contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 32 || $0 == 127 })
-}

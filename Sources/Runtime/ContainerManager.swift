@@ -119,7 +119,7 @@ public final class ContainerManager {
         for (index, list) in lists.enumerated() {
             // Published ports and fixed addresses belong to the first network, as the primary interface.
             record.attachments.append(
-                ContainerRecord.Attachment(
+                NetworkAttachmentRecord(
                     network: list.name, ifName: "eth\(index)", capabilityArgs: index == 0 ? capabilityText : "{}",
                     cniArgs: options.cniArgs.map { [$0.0, $0.1] }))
         }
@@ -189,7 +189,7 @@ public final class ContainerManager {
         record.status = .removing
         record.ownerPID = getpid()
         try store.save(record)
-        ContainerProcess.killAny(record, pidFile: store.directory(of: record.id) + "/pid")
+        ContainerProcess.killAny(record, pidFile: store.pidPath(of: record.id))
         var failures: [String] = []
         // A `pier` killed between creating the mount point and bind-mounting the namespace leaves a plain
         // file there; plugins would refuse it, and DEL without a namespace is what the spec allows.

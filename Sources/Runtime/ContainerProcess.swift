@@ -66,12 +66,12 @@ extension ContainerManager {
         spec.netns = record.netnsPath
         spec.hostname = record.name
         spec.reportDescriptor = 3
-        spec.pidFile = store.directory(of: record.id) + "/pid"
+        spec.pidFile = store.pidPath(of: record.id)
         if let rootfs = record.rootfs {
             spec.rootfs = rootfs
             spec.binds = try writeContainerFiles(record)
         }
-        let logPath = store.directory(of: record.id) + "/log"
+        let logPath = store.logPath(of: record.id)
         let pid: pid_t
         do {
             pid = try ProcessSpawner.spawn(
@@ -152,7 +152,7 @@ extension ContainerManager {
     /// What a detached container wrote to stdout and stderr (empty for foreground ones).
     public func logs(_ reference: String) throws(RuntimeError) -> String {
         let record = try store.find(reference)
-        guard let bytes = try? Files.read(store.directory(of: record.id) + "/log") else { return "" }
+        guard let bytes = try? Files.read(store.logPath(of: record.id)) else { return "" }
         return String(decoding: bytes, as: UTF8.self)
     }
 

@@ -28,28 +28,6 @@ public struct ContainerRecord: Codable, Sendable, Equatable {
         case container(String)
     }
 
-    /// One network attachment, with the arguments its ADD used so DEL can repeat them.
-    public struct Attachment: Codable, Sendable, Equatable {
-        public var network: String
-        public var ifName: String
-        /// Capability arguments as a JSON object text (portMappings, ips, mac).
-        public var capabilityArgs: String
-        public var cniArgs: [[String]]
-        /// Addresses from the ADD result, for `ps` and `inspect`.
-        public var addresses: [String]
-
-        public init(
-            network: String, ifName: String, capabilityArgs: String = "{}", cniArgs: [[String]] = [],
-            addresses: [String] = []
-        ) {
-            self.network = network
-            self.ifName = ifName
-            self.capabilityArgs = capabilityArgs
-            self.cniArgs = cniArgs
-            self.addresses = addresses
-        }
-    }
-
     public var id: String
     public var name: String
     public var status: Status
@@ -60,7 +38,7 @@ public struct ContainerRecord: Codable, Sendable, Equatable {
     public var netnsPath: String?
     /// False when the namespace belongs to someone else (host, container:OTHER) and must not be deleted.
     public var ownsNetns: Bool
-    public var attachments: [Attachment]
+    public var attachments: [NetworkAttachmentRecord]
     public var rootfs: String?
     public var autoRemove: Bool
     public var detached: Bool
@@ -88,8 +66,14 @@ public struct ContainerRecord: Codable, Sendable, Equatable {
         self.detached = false
     }
 
-    /// The AttachmentRequest libcni would get for attachment `index`.
-    func request(for attachment: Attachment) -> AttachmentRequest {
+    /// The identity of one of this container's attachments: the record names the network and
+    /// interface, the container is the rest.
+    public func identity(of attachment: NetworkAttachmentRecord) -> Attachment {
+        Attachment(network: attachment.network, containerID: id, ifName: attachment.ifName)
+    }
+
+    /// The AttachmentRequest libcni would get for `attachment`.
+    func request(for attachment: NetworkAttachmentRecord) -> AttachmentRequest {
         var capabilities = JSONObject()
         if let value = try? JSONValue(parsing: attachment.capabilityArgs), let object = value.objectValue {
             capabilities = object
@@ -114,6 +98,31 @@ public struct ContainerRecord: Codable, Sendable, Equatable {
         case .removing: return "removing"
         case .started: return isRunning ? "running" : "exited"
         }
+    }
+}
+
+/// One network a container joined, as its record keeps it: the network and interface name of
+/// the attachment (the container's ID completes its `Attachment` identity, see
+/// `ContainerRecord.identity(of:)`) and the arguments its ADD used, so DEL can repeat them. Its
+/// JSON keys are those of `state.json`.
+public struct NetworkAttachmentRecord: Codable, Sendable, Equatable {
+    public var network: String
+    public var ifName: String
+    /// Capability arguments as a JSON object text (portMappings, ips, mac).
+    public var capabilityArgs: String
+    public var cniArgs: [[String]]
+    /// Addresses from the ADD result, for `ps` and `inspect`.
+    public var addresses: [String]
+
+    public init(
+        network: String, ifName: String, capabilityArgs: String = "{}", cniArgs: [[String]] = [],
+        addresses: [String] = []
+    ) {
+        self.network = network
+        self.ifName = ifName
+        self.capabilityArgs = capabilityArgs
+        self.cniArgs = cniArgs
+        self.addresses = addresses
     }
 }
 

@@ -1,29 +1,22 @@
 import Glibc
+import PierState
 
-/// The few file operations the runtime needs, over plain syscalls so modes and atomicity are exact.
+/// The few file operations the runtime needs, over plain syscalls so modes and atomicity are exact;
+/// reads and listings are `PierState.FileSystem`'s, with the runtime's errors.
 enum Files {
     static func read(_ path: String) throws(RuntimeError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw RuntimeError.system("open \(path)", errno: errno) }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count > 0 {
-                bytes.append(contentsOf: buffer[0..<count])
-            } else if count == 0 {
-                return bytes
-            } else if errno != EINTR {
-                throw RuntimeError.system("read \(path)", errno: errno)
-            }
+        let bytes: [UInt8]?
+        do throws(FileSystemError) { bytes = try FileSystem.read(path) } catch {
+            throw RuntimeError.system("\(error.operation) \(error.path)", errno: error.errno)
         }
+        guard let bytes else { throw RuntimeError.system("open \(path)", errno: ENOENT) }
+        return bytes
     }
 
     /// Writes to a temporary sibling, syncs and renames it into place, so a reader (or a `pier` killed
     /// half-way) only ever sees the old or the new whole file.
     static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws(RuntimeError) {
-        let temporary = "\(path).tmp-\(getpid())"
+        let temporary = FileSystem.siblingTemporaryPath(for: path)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw RuntimeError.system("create \(temporary)", errno: errno) }
         var offset = 0
@@ -59,18 +52,7 @@ enum Files {
     }
 
     /// Names in a directory (no `.`/`..`), sorted; empty when it does not exist.
-    static func list(_ path: String) -> [String] {
-        guard let directory = opendir(path) else { return [] }
-        defer { closedir(directory) }
-        var names: [String] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names.sorted()
-    }
+    static func list(_ path: String) -> [String] { ((try? FileSystem.list(path)) ?? []).sorted() }
 
     static func remove(_ path: String) {
         unlink(path)

@@ -1,5 +1,6 @@
 import CNI
 import Glibc
+import PierState
 
 extension ContainerManager {
     /// What one `gc` pass did and what it could not do.
@@ -32,11 +33,9 @@ extension ContainerManager {
 
         removeAbandonedFiles()
         let remaining = store.all()
-        func valid(for network: String) -> [NetworkConfig.Attachment] {
-            remaining.flatMap { record in
-                record.attachments.filter { $0.network == network }.map {
-                    NetworkConfig.Attachment(containerID: record.id, ifName: $0.ifName)
-                }
+        func valid(for network: String) -> [Attachment] {
+            remaining.flatMap { record in record.attachments.map(record.identity(of:)) }.filter {
+                $0.network == network
             }
         }
         var seen = Set<String>()
@@ -47,9 +46,9 @@ extension ContainerManager {
         }
         // Attachments of networks whose config is gone can still be deleted with the cached config.
         for entry in executor.cache.all() where !seen.contains(entry.networkName) {
-            let keep = valid(for: entry.networkName).contains {
-                $0.containerID == entry.request.containerID && $0.ifName == entry.request.ifName
-            }
+            let keep = valid(for: entry.networkName).contains(
+                Attachment(
+                    network: entry.networkName, containerID: entry.request.containerID, ifName: entry.request.ifName))
             guard !keep, let list = try? NetworkConfigList(bytes: entry.config) else { continue }
             do {
                 try executor.delete(list, entry.request)
@@ -65,14 +64,13 @@ extension ContainerManager {
     private func removeAbandonedFiles() {
         for directory in [executor.cache.directory] + Files.list(store.containersDirectory).map(store.directory(of:)) {
             for name in Files.list(directory) {
-                let parts = name.split(separator: ".tmp-", omittingEmptySubsequences: false)
-                guard parts.count == 2, let pid = Int32(parts[1]) else { continue }
+                guard let pid = FileSystem.temporaryWriter(of: name) else { continue }
                 if kill(pid, 0) != 0 && errno == ESRCH { Files.remove(directory + "/" + name) }
             }
         }
         for id in Files.list(store.containersDirectory) where store.load(id: id) == nil {
             let directory = store.directory(of: id)
-            if Files.list(directory).allSatisfy({ $0.contains(".tmp-") || $0 == "log" || $0 == "pid" }) {
+            if Files.list(directory).allSatisfy(StateLayout.isAuxiliaryFile) {
                 store.remove(id: id)
             }
         }

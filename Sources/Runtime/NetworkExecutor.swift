@@ -69,13 +69,13 @@ public struct NetworkExecutor: Sendable {
 
     /// libcni's GC: DEL every cached attachment of this network that is not valid, then (1.1.0+) send
     /// GC with the valid attachments to every plugin. Errors are collected, not fatal.
-    public func garbageCollect(_ list: NetworkConfigList, valid: [NetworkConfig.Attachment]) -> [RuntimeError] {
+    public func garbageCollect(_ list: NetworkConfigList, valid: [Attachment]) -> [RuntimeError] {
         if list.disableGC { return [] }
         var errors: [RuntimeError] = []
         let keep = Set(valid)
         for entry in cache.all() where entry.networkName == list.name {
-            let identity = NetworkConfig.Attachment(
-                containerID: entry.request.containerID, ifName: entry.request.ifName)
+            let identity = Attachment(
+                network: list.name, containerID: entry.request.containerID, ifName: entry.request.ifName)
             if keep.contains(identity) { continue }
             do {
                 try delete(list, entry.request)
@@ -148,9 +148,7 @@ public struct NetworkExecutor: Sendable {
 
     private func validate(_ list: NetworkConfigList, _ request: AttachmentRequest) throws(RuntimeError) {
         do {
-            try CNIValidation.validateContainerID(request.containerID)
-            try CNIValidation.validateNetworkName(list.name)
-            try CNIValidation.validateInterfaceName(request.ifName)
+            try Attachment(network: list.name, containerID: request.containerID, ifName: request.ifName).validate()
         } catch {
             throw RuntimeError.invalidArgument("network \"\(list.name)\": \(error.msg)")
         }
@@ -158,7 +156,7 @@ public struct NetworkExecutor: Sendable {
 
     private func invoke(
         _ list: NetworkConfigList, _ index: Int, _ command: CNICommand, _ request: AttachmentRequest,
-        prevResult: CNIResult? = nil, validAttachments: [NetworkConfig.Attachment] = []
+        prevResult: CNIResult? = nil, validAttachments: [Attachment] = []
     ) throws(RuntimeError) -> [UInt8] {
         let plugin = list.plugins[index]
         let path = try find(plugin.type)

@@ -1,5 +1,6 @@
 import CNI
-import FoundationEssentials
+import Glibc
+import PierState
 
 /// One attachment as a runtime describes it to libcni (`RuntimeConf`).
 public struct AttachmentRequest: Sendable, Equatable {
@@ -52,41 +53,42 @@ public struct CachedAttachment: Sendable {
     public var config: [UInt8]
     public var result: JSONValue?
     public var path: String
+
+    init(_ entry: ResultCacheEntry, path: String) {
+        networkName = entry.networkName
+        request = AttachmentRequest(
+            containerID: entry.containerID, netns: entry.netns, ifName: entry.ifName, cniArgs: entry.cniArgs,
+            capabilityArgs: entry.capabilityArgs)
+        config = entry.config
+        result = entry.result
+        self.path = path
+    }
 }
 
-/// libcni's on-disk cache of ADD results: `<dir>/results/<network>-<containerID>-<ifname>`, directory
-/// 0700, files 0600, so that DEL, CHECK and GC have the result and arguments ADD used, and so that
+/// libcni's on-disk cache of ADD results (`ResultCacheDirectory`, whose format diagnostics read
+/// too), so that DEL, CHECK and GC have the result and arguments ADD used, and so that
 /// libcni-based tools (cnitool, containerd) and `pier` can read each other's entries.
 public struct ResultCache: Sendable {
-    public let directory: String
+    let layout: ResultCacheDirectory
+    public var directory: String { layout.directory }
 
     public init(cacheDirectory: String) {
-        self.directory = cacheDirectory + "/results"
+        layout = ResultCacheDirectory(cacheDirectory: cacheDirectory)
     }
 
     public func path(network: String, containerID: String, ifName: String) -> String {
-        "\(directory)/\(network)-\(containerID)-\(ifName)"
+        layout.path(network: network, containerID: containerID, ifName: ifName)
     }
 
     public func write(
         network: String, config: [UInt8], request: AttachmentRequest, result: JSONValue
     ) throws(RuntimeError) {
-        try Files.makeDirectories(directory, mode: 0o700)
-        var object = JSONObject()
-        object["kind"] = .string("cniCacheV1")
-        object["containerId"] = .string(request.containerID)
-        object["config"] = .string(Data(config).base64EncodedString())
-        object["ifName"] = .string(request.ifName)
-        object["networkName"] = .string(network)
-        // Go's `omitempty` drops these when empty; keep the same shape.
-        if !request.netns.isEmpty { object["netns"] = .string(request.netns) }
-        if !request.cniArgs.isEmpty {
-            object["cniArgs"] = .array(request.cniArgs.map { .array([.string($0.0), .string($0.1)]) })
-        }
-        if !request.capabilityArgs.isEmpty { object["capabilityArgs"] = .object(request.capabilityArgs) }
-        object["result"] = result
+        try Files.makeDirectories(directory, mode: mode_t(ResultCacheDirectory.directoryMode))
+        let entry = ResultCacheEntry(
+            networkName: network, containerID: request.containerID, ifName: request.ifName, netns: request.netns,
+            cniArgs: request.cniArgs, capabilityArgs: request.capabilityArgs, config: config, result: result)
         let path = path(network: network, containerID: request.containerID, ifName: request.ifName)
-        try Files.writeAtomically(JSONValue.object(object).encodedBytes, to: path, mode: 0o600)
+        try Files.writeAtomically(entry.encoded(), to: path, mode: mode_t(ResultCacheDirectory.fileMode))
     }
 
     public func read(network: String, containerID: String, ifName: String) -> CachedAttachment? {
@@ -94,24 +96,7 @@ public struct ResultCache: Sendable {
     }
 
     public func read(path: String) -> CachedAttachment? {
-        guard let bytes = try? Files.read(path), let value = try? JSONValue(parsing: bytes),
-            let object = value.objectValue, object["kind"]?.stringValue == "cniCacheV1",
-            let network = object["networkName"]?.stringValue, let containerID = object["containerId"]?.stringValue,
-            let ifName = object["ifName"]?.stringValue
-        else { return nil }
-        let config = object["config"]?.stringValue.flatMap { Data(base64Encoded: $0) }.map { [UInt8]($0) } ?? []
-        var cniArgs: [(String, String)] = []
-        for pair in object["cniArgs"]?.arrayValue ?? [] {
-            guard let items = pair.arrayValue, items.count == 2, let key = items[0].stringValue,
-                let value = items[1].stringValue
-            else { continue }
-            cniArgs.append((key, value))
-        }
-        let request = AttachmentRequest(
-            containerID: containerID, netns: object["netns"]?.stringValue ?? "", ifName: ifName, cniArgs: cniArgs,
-            capabilityArgs: object["capabilityArgs"]?.objectValue ?? [:])
-        let result = object["result"].flatMap { $0 == .null ? nil : $0 }
-        return CachedAttachment(networkName: network, request: request, config: config, result: result, path: path)
+        layout.read(path: path).map { CachedAttachment($0, path: path) }
     }
 
     public func remove(network: String, containerID: String, ifName: String) {
@@ -120,6 +105,6 @@ public struct ResultCache: Sendable {
 
     /// Every readable entry; files that are not cache entries (or half-written temporaries) are skipped.
     public func all() -> [CachedAttachment] {
-        Files.list(directory).filter { !$0.contains(".tmp-") }.compactMap { read(path: directory + "/" + $0) }
+        layout.all().map { CachedAttachment($0.entry, path: $0.path) }
     }
 }

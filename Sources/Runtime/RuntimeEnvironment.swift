@@ -1,4 +1,5 @@
 import Glibc
+import PierState
 
 /// Where the runtime keeps and finds things. Every path can be overridden, and tests always do.
 public struct RuntimeEnvironment: Sendable {
@@ -21,21 +22,21 @@ public struct RuntimeEnvironment: Sendable {
     ) {
         let executable = RuntimeEnvironment.currentExecutable()
         self.executable = executable
-        self.root = root ?? "/run/pier"
-        self.cacheDirectory = cacheDirectory ?? "/var/lib/cni"
+        self.root = root ?? DefaultPaths.stateRoot
+        self.cacheDirectory = cacheDirectory ?? DefaultPaths.cacheDirectory
         self.configDirectory = configDirectory ?? RuntimeEnvironment.defaultConfigDirectory(executable: executable)
         if let pluginPath {
             self.pluginPath = pluginPath
         } else if let fromEnvironment = environment["CNI_PATH"], !fromEnvironment.isEmpty {
             self.pluginPath = fromEnvironment.split(separator: ":").map(String.init)
         } else {
-            self.pluginPath = [directoryName(executable), "/opt/cni/bin"]
+            self.pluginPath = [directoryName(executable), DefaultPaths.cniBinDirectory]
         }
-        self.netnsDirectory = netnsDirectory ?? "/run/netns"
+        self.netnsDirectory = netnsDirectory ?? DefaultPaths.netnsDirectory
     }
 
-    public var containersDirectory: String { root + "/containers" }
-    public var lockPath: String { root + "/lock" }
+    public var containersDirectory: String { StateLayout(root: root).containersDirectory }
+    public var lockPath: String { StateLayout(root: root).lockPath }
 
     /// `/proc/self/exe` resolved, so children run the very binary that is running now.
     static func currentExecutable() -> String {
@@ -55,7 +56,7 @@ public struct RuntimeEnvironment: Sendable {
             }
             directory = directoryName(directory)
         }
-        return "/etc/cni/net.d"
+        return DefaultPaths.configDirectory
     }
 }
 

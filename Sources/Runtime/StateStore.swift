@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import PierState
 
 /// Container records under `<root>/containers/<id>/`, one JSON file each, written atomically. Every
 /// command that changes state holds the store's lock, so concurrent `pier` processes serialize.
@@ -10,16 +11,22 @@ public struct StateStore: Sendable {
         self.root = root
     }
 
-    var containersDirectory: String { root + "/containers" }
+    var layout: StateLayout { StateLayout(root: root) }
 
-    public func directory(of id: String) -> String { containersDirectory + "/" + id }
+    var containersDirectory: String { layout.containersDirectory }
 
-    func statePath(of id: String) -> String { directory(of: id) + "/state.json" }
+    public func directory(of id: String) -> String { layout.containerDirectory(id: id) }
+
+    func statePath(of id: String) -> String { layout.recordPath(id: id) }
+
+    func pidPath(of id: String) -> String { layout.pidPath(id: id) }
+
+    func logPath(of id: String) -> String { layout.logPath(id: id) }
 
     /// Takes the store-wide lock. See `FileLock` for why plugins inherit it.
     func lock() throws(RuntimeError) -> FileLock {
         try Files.makeDirectories(root, mode: 0o700)
-        return try FileLock(path: root + "/lock", inheritable: true)
+        return try FileLock(path: layout.lockPath, inheritable: true)
     }
 
     public func save(_ record: ContainerRecord) throws(RuntimeError) {

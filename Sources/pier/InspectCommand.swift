@@ -1,6 +1,8 @@
 import ArgumentParser
+import CNI
 import Diagnostics
 import NetNS
+import PierState
 import PluginSupport
 import Runtime
 
@@ -8,9 +10,9 @@ import Runtime
 struct DiagnosticsOptions: ParsableArguments {
     @OptionGroup var globals: GlobalOptions
     @Option(name: .customLong("lease-dir"), help: "IPAM lease root for networks whose config names no dataDir.")
-    var leaseDir = "/var/lib/cni/networks"
+    var leaseDir = DefaultPaths.leaseDirectory
     @Option(name: .customLong("store-dir"), help: "The cluster store's file store.")
-    var storeDir = "/var/lib/pier/store"
+    var storeDir = DefaultPaths.clusterStoreDirectory
     @Flag(help: "Print JSON instead of tables.")
     var json = false
 

@@ -132,11 +132,12 @@ struct PluginVerb<V: Verb>: ParsableCommand {
             try executor.check(list, try request())
         case "gc":
             try requireRoot()
-            var attachments: [NetworkConfig.Attachment] = []
+            var attachments: [Attachment] = []
             for item in valid {
                 let parts = item.split(separator: "/", maxSplits: 1)
                 guard parts.count == 2 else { throw RuntimeError.invalidArgument("--valid wants CONTAINERID/IFNAME") }
-                attachments.append(NetworkConfig.Attachment(containerID: String(parts[0]), ifName: String(parts[1])))
+                attachments.append(
+                    Attachment(network: list.name, containerID: String(parts[0]), ifName: String(parts[1])))
             }
             let errors = executor.garbageCollect(list, valid: attachments)
             if let first = errors.first {

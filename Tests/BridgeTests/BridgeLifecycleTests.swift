@@ -12,6 +12,73 @@ struct BridgeLifecycleTests {
         (try? JSONSerialization.jsonObject(with: Data(text.utf8))) ?? [:]
     }
 
+    /// DEL keeps going past a failing IPAM delegate and reports its code: 11 ("try again
+    /// later") stays 11, so the runtime retries instead of giving up on a 999.
+    @Test func delReportsTheIPAMDelegatesTryAgainLaterAfterRemovingTheRest() throws {
+        let network = BridgeTests.network(subnet4: "10.88.9.0/24", subnet6: "fd88:9::/64")
+        defer { network.cleanUp() }
+        let scripts = NSTemporaryDirectory() + "pier-t-ipam-\(uniqueTag())"
+        try FileManager.default.createDirectory(atPath: scripts, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: scripts) }
+        let busyIPAM = scripts + "/ipam-busy"
+        try Data(
+            """
+            #!/bin/sh
+            cat > /dev/null
+            printf '%s' '{"cniVersion":"1.1.0","code":11,"msg":"lease store busy"}'
+            exit 1
+
+            """.utf8
+        ).write(to: URL(fileURLWithPath: busyIPAM))
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: busyIPAM)
+        // The same network whose delegate now answers "try again later".
+        let busyNetwork = NetworkFixture(name: network.name, plugin: network.plugin)
+        busyNetwork.plugin["ipam"] = ["type": "ipam-busy"]
+        defer { busyNetwork.cleanUp() }
+        var plugin = bridgePlugin
+        plugin.extraEnvironment["CNI_PATH"] = scripts + ":" + builtProductsDirectory
+
+        try withTestHosts(2) { hosts in
+            let (host, c1) = (hosts[0], hosts[1])
+            let result = try helper.add(network, c1, on: host)
+            let interfaces = try #require(result["interfaces"] as? [[String: Any]])
+            let hostVeth = try #require(interfaces[1]["name"] as? String)
+
+            let output = try plugin.run(
+                "DEL", config: busyNetwork.config(), containerID: c1.name, netns: c1.path, ifname: "eth0", in: host)
+            #expect(output.errorCode == 11, "\(output.stdout)")
+            #expect((output.object["msg"] as? String)?.contains("lease store busy") == true, "\(output.stdout)")
+            // Everything but the lease went all the same.
+            #expect(try host.link(hostVeth) == nil)
+            #expect(try !c1.linkNames().contains("eth0"))
+            #expect(network.leases().count == 2)
+
+            // The retry the code asks for (here with the real delegate) finishes the job.
+            #expect(try helper.delete(network, c1, id: c1.name, on: host).status == 0)
+            #expect(network.leases().isEmpty)
+        }
+    }
+
+    /// An ADD that fails after the veth and the lease exist (the bridge holds another IPv4
+    /// address and `forceAddress` is off) takes both back before it reports the error.
+    @Test func failedAddRemovesTheVethAndReleasesTheLease() throws {
+        let network = BridgeTests.network(subnet4: "10.88.10.0/24", subnet6: "fd88:10::/64")
+        defer { network.cleanUp() }
+        let bridge = try #require(network.plugin["bridge"] as? String)
+        try withTestHosts(2) { hosts in
+            let (host, c1) = (hosts[0], hosts[1])
+            try host.mustRun(["ip", "link", "add", bridge, "type", "bridge"])
+            try host.mustRun(["ip", "addr", "add", "10.88.10.99/24", "dev", bridge])
+            let output = try bridgePlugin.run(
+                "ADD", config: network.config(), containerID: c1.name, netns: c1.path, ifname: "eth0", in: host)
+            #expect(output.status != 0)
+            #expect(output.stdout.contains("10.88.10.99"), "\(output.stdout)")
+            #expect(try host.linkNames().filter { $0.hasPrefix("veth") }.isEmpty)
+            #expect(try !c1.linkNames().contains("eth0"))
+            #expect(network.leases().isEmpty)
+        }
+    }
+
     @Test func checkPassesAfterAddAndFailsWhenStateIsBroken() throws {
         let network = BridgeTests.network(subnet4: "10.88.1.0/24", subnet6: "fd88:1::/64", ["macspoofchk": true])
         defer { network.cleanUp() }

@@ -103,13 +103,16 @@ import Testing
             bytes: bytes(#"{"cniVersion":"1.1.0","name":"n","plugins":[{"type":"a","runtimeConfig":{"x":1}}]}"#))
         let request = try list.request(
             forPluginAt: 0, command: .garbageCollect, prevResult: CNIResult(),
-            validAttachments: [.init(containerID: "c1", ifName: "eth0")])
+            validAttachments: [.init(network: "n", containerID: "c1", ifName: "eth0")])
         let attachments = #"[{"containerID":"c1","ifname":"eth0"}]"#
         #expect(
             text(request)
                 == #"{"type":"a","name":"n","cniVersion":"1.1.0","cni.dev/valid-attachments":\#(attachments),"cni.dev/attachments":\#(attachments)}"#
         )
-        #expect(try NetworkConfig(bytes: request).validAttachments == [.init(containerID: "c1", ifName: "eth0")])
+        #expect(
+            try NetworkConfig(bytes: request).validAttachments == [
+                .init(network: "n", containerID: "c1", ifName: "eth0")
+            ])
     }
 
     @Test func requestFailsWhenPrevResultCannotBeExpressed() throws {

@@ -44,8 +44,8 @@ import Testing
             #"{"name":"n","runtimeConfig":{"portMappings":null,"mac":"c2:11:22:33:44:55","ips":["10.0.0.2/24"]}}"#)
         #expect(config.runtimeConfig.keys == ["mac", "ips"])
         #expect(try config.runtimeConfig("mac", as: String.self) == "c2:11:22:33:44:55")
-        #expect(try config.runtimeConfig("portMappings", as: [String].self) == nil)
-        #expect(try config.runtimeConfig("ips", as: [String].self) == ["10.0.0.2/24"])
+        #expect(try config.runtimeConfig("portMappings", as: String.self) == nil)
+        #expect(try config.runtimeConfigReader.strings("ips") == ["10.0.0.2/24"])
         #expect(try self.config(#"{"name":"n","runtimeConfig":null}"#).runtimeConfig.isEmpty)
     }
 
@@ -133,18 +133,28 @@ import Testing
         let current = try config(
             #"{"name":"n","cni.dev/valid-attachments":[{"containerID":"c1","ifname":"eth0"}],"cni.dev/attachments":[]}"#
         )
-        #expect(current.validAttachments == [.init(containerID: "c1", ifName: "eth0")])
+        #expect(current.validAttachments == [.init(network: "n", containerID: "c1", ifName: "eth0")])
         let legacy = try config(#"{"name":"n","cni.dev/attachments":[{"containerID":"c2","ifname":"net1"}]}"#)
-        #expect(legacy.validAttachments == [.init(containerID: "c2", ifName: "net1")])
+        #expect(legacy.validAttachments == [.init(network: "n", containerID: "c2", ifName: "net1")])
         #expect(try config(#"{"name":"n","cni.dev/valid-attachments":[]}"#).validAttachments == [])
     }
 
-    struct BridgeConfig: Decodable {
+    struct BridgeConfig: JSONReadable {
         var bridge: String
         var mtu: Int?
         var isGateway: Bool?
         var ipam: IPAM?
-        struct IPAM: Decodable { var subnet: String }
+        struct IPAM: JSONReadable {
+            var subnet: String
+            init(_ reader: JSONReader) throws(CNIError) { subnet = try reader.requiredString("subnet") }
+        }
+
+        init(_ reader: JSONReader) throws(CNIError) {
+            bridge = try reader.requiredString("bridge")
+            mtu = try reader.int("mtu")
+            isGateway = try reader.bool("isGateway")
+            ipam = try reader.read("ipam", as: IPAM.self)
+        }
     }
 
     @Test func pluginDecodesItsOwnKeys() throws {
@@ -153,14 +163,14 @@ import Testing
         #expect(own.bridge == "pier0")
         #expect(own.mtu == 1400)
         #expect(own.ipam?.subnet == "10.0.0.0/8")
-        struct Subnet: Decodable { var subnet: String }
-        #expect(try config.ipam?.decode(Subnet.self).subnet == "10.0.0.0/8")
+        #expect(try config.ipam?.decode(BridgeConfig.IPAM.self).subnet == "10.0.0.0/8")
     }
 
     @Test func pluginDecodingErrorsNameTheKey() throws {
         let wrongType = try config(#"{"name":"n","bridge":"b","mtu":"big"}"#)
-        let typeError = expectCNIError(.invalidNetworkConfig) { _ = try wrongType.decode(BridgeConfig.self) }
-        #expect(typeError?.msg.contains(#"key "mtu""#) == true)
+        expectCNIError(.invalidNetworkConfig, #"invalid network config: key "mtu": expected integer, got string"#) {
+            _ = try wrongType.decode(BridgeConfig.self)
+        }
         let missing = try config(#"{"name":"n"}"#)
         expectCNIError(.invalidNetworkConfig, #"invalid network config: key "bridge": missing"#) {
             _ = try missing.decode(BridgeConfig.self)
@@ -169,5 +179,49 @@ import Testing
         expectCNIError(.invalidNetworkConfig, #"invalid network config: key "ipam.subnet": missing"#) {
             _ = try nested.decode(BridgeConfig.self)
         }
+    }
+
+    @Test func pluginKeysOfTheWrongTypeOrNullAreNamedOrAbsent() throws {
+        let nullMTU = try config(#"{"name":"n","bridge":"b","mtu":null,"isGateway":null}"#).decode(BridgeConfig.self)
+        #expect(nullMTU.mtu == nil && nullMTU.isGateway == nil)
+        let unknownKeys = try config(#"{"name":"n","bridge":"b","surprise":{"x":[1]},"ipMasq":"yes"}"#)
+        #expect(try unknownKeys.decode(BridgeConfig.self).bridge == "b")
+        expectCNIError(.invalidNetworkConfig, #"invalid network config: key "mtu": expected integer, got number"#) {
+            _ = try config(#"{"name":"n","bridge":"b","mtu":1.5}"#).decode(BridgeConfig.self)
+        }
+        expectCNIError(.invalidNetworkConfig, #"invalid network config: key "isGateway": expected boolean, got string"#)
+        {
+            _ = try config(#"{"name":"n","bridge":"b","isGateway":"true"}"#).decode(BridgeConfig.self)
+        }
+        expectCNIError(.invalidNetworkConfig, #"invalid network config: key "ipam": expected object, got array"#) {
+            _ = try config(#"{"name":"n","bridge":"b","ipam":[]}"#).decode(BridgeConfig.self)
+        }
+        expectCNIError(
+            .invalidNetworkConfig, #"invalid network config: key "ipam.subnet": expected string, got number"#
+        ) {
+            _ = try config(#"{"name":"n","ipam":{"type":"x","subnet":8}}"#).ipam?.decode(BridgeConfig.IPAM.self)
+        }
+    }
+
+    struct Mapping: JSONReadable, Equatable {
+        var hostPort: Int
+        init(_ reader: JSONReader) throws(CNIError) { hostPort = try reader.requiredInt("hostPort") }
+    }
+
+    @Test func runtimeConfigValuesAreReadAndNamed() throws {
+        let config = try config(#"{"name":"n","runtimeConfig":{"mac":7,"portMappings":[{"hostPort":80},{}]}}"#)
+        expectCNIError(
+            .invalidNetworkConfig, #"invalid network config: key "runtimeConfig.mac": expected string, got number"#
+        ) {
+            _ = try config.runtimeConfig("mac", as: String.self)
+        }
+        expectCNIError(
+            .invalidNetworkConfig, #"invalid network config: key "runtimeConfig.portMappings[1].hostPort": missing"#
+        ) {
+            _ = try config.runtimeConfig("portMappings", as: [Mapping].self)
+        }
+        let good = try self.config(#"{"name":"n","runtimeConfig":{"portMappings":[{"hostPort":80}]}}"#)
+        #expect(try good.runtimeConfig("portMappings", as: [Mapping].self)?.map(\.hostPort) == [80])
+        #expect(try good.runtimeConfig("absent", as: [Mapping].self) == nil)
     }
 }

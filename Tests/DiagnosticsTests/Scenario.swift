@@ -1,3 +1,4 @@
+import CNI
 import Diagnostics
 import Foundation
 import NetNS
@@ -43,8 +44,8 @@ final class Scenario {
         return String(decoding: data, as: UTF8.self)
     }
 
-    func attachment(_ container: TestHost) -> PluginSupport.Attachment {
-        PluginSupport.Attachment(network: network.name, containerID: container.name, ifName: "eth0")
+    func attachment(_ container: TestHost) -> CNI.Attachment {
+        CNI.Attachment(network: network.name, containerID: container.name, ifName: "eth0")
     }
 
     /// ADD through the real plugin, then the cache entry a runtime writes.

@@ -1,5 +1,6 @@
 import Firewall
 import IPAddressing
+import NetlinkCore
 import Testing
 
 /// Byte-exact requests, without root or a kernel: the client encodes into a recording fake.
@@ -47,7 +48,7 @@ struct EncodingTests {
         let expected = nfnlMessage(
             type: nftType(NFTMessage.newSet), flags: createFlags, sequence: 2, family: 1,
             [
-                .string(1, "pier"), .string(2, "dnat4"),
+                .string(1, "pier"), .string(2, "dnat_v4"),
                 .be32(3, 0x8),  // NFT_SET_MAP
                 .be32(4, 0x30d), .be32(5, 8), .be32(6, 0x1cd), .be32(7, 8),
                 .be32(10, 1),  // NFTA_SET_ID
@@ -63,7 +64,7 @@ struct EncodingTests {
         let expected = nfnlMessage(
             type: nftType(NFTMessage.newSetElement), flags: createFlags, sequence: 2, family: 1,
             [
-                .string(2, "dnat4"), .string(1, "pier"),
+                .string(2, "dnat_v4"), .string(1, "pier"),
                 .nest(
                     3,
                     [
@@ -146,13 +147,13 @@ struct EncodingTests {
     }
 
     @Test func ruleCommentIsUserData() {
-        let rule = Rule(family: .inet, table: "pier", chain: "postrouting", comment: "pier:masq4").masquerade()
+        let rule = Rule(family: .inet, table: "pier", chain: "postrouting", comment: "pier:masquerade-v4").masquerade()
         let encoded = encode { $0.add(rule) }
         let expected = nfnlMessage(
             type: nftType(NFTMessage.newRule), flags: createFlags | 0x800, sequence: 2, family: 1,
             [
                 .string(1, "pier"), .string(2, "postrouting"),
-                .raw(7, [0, 11] + Array("pier:masq4".utf8) + [0]),  // NFTA_RULE_USERDATA
+                .raw(7, [0, 19] + Array("pier:masquerade-v4".utf8) + [0]),  // NFTA_RULE_USERDATA
                 .nest(4, [.expr("masq", [])]),
             ])
         #expect(hex(encoded.messages[0].bytes) == hex(expected))
@@ -175,7 +176,7 @@ struct EncodingTests {
         let expected = nfnlMessage(
             type: nftType(NFTMessage.newSetElement), flags: createFlags, sequence: 2, family: 1,
             [
-                .string(2, "masq4"), .string(1, "pier"),
+                .string(2, "masq_v4"), .string(1, "pier"),
                 .nest(
                     3,
                     [

@@ -4,6 +4,8 @@ import IPAddressing
 import PierTestSupport
 import Testing
 
+@testable import PierTables
+
 /// Kernel behaviour inside throwaway namespaces; `nft -j` in that namespace is the oracle.
 @Suite(.enabled(if: isRoot, Comment(rawValue: needsRootReason)))
 struct KernelTests {
@@ -11,8 +13,8 @@ struct KernelTests {
         try withTestHosts(1) { hosts in
             let host = hosts[0]
             let nft = try client(in: host)
-            let rules = [PierLayout.dnatRule, PierLayout.outputDnatRule, PierLayout.masqueradeRule]
-            #expect(try nft.apply(PierLayout.setup, ensuring: rules).count == 3)
+            let rules = PierLayout.rules
+            #expect(try nft.apply(PierLayout.setup, ensuring: rules).count == 4)
             // Twice: nothing new, nothing duplicated, no error for existing objects.
             #expect(try nft.apply(PierLayout.setup, ensuring: rules).isEmpty)
 
@@ -31,21 +33,22 @@ struct KernelTests {
             #expect(prerouting["type"] as? String == "nat")
             #expect(prerouting["hook"] as? String == "prerouting")
             #expect(prerouting["prio"] as? Int == -100)
-            #expect(chains.count == 3)
+            #expect(chains.count == 4)
             let nftRules = ruleset.compactMap { $0["rule"] as? [String: Any] }
-            #expect(nftRules.count == 3)
+            #expect(nftRules.count == 4)
             #expect(
                 Set(nftRules.compactMap { $0["comment"] as? String }) == [
-                    "pier:dnat4", "pier:dnat4-local", "pier:masq4",
+                    "pier:publish-v4", "pier:publish", "pier:masquerade-v4",
                 ])
             let text = try host.mustRun(["nft", "list", "ruleset"]).stdout
             #expect(
                 text.contains(
-                    "meta l4proto { tcp, udp, sctp } fib daddr type local dnat ip to meta l4proto . th dport map @dnat4"
+                    "meta nfproto ipv4 meta l4proto { tcp, udp, sctp } dnat ip to meta l4proto . th dport map @dnat_v4"
                 ))
+            #expect(text.contains("fib daddr type local jump published"))
             #expect(text.contains("type inet_proto . inet_service : ipv4_addr . inet_service"))
             #expect(text.contains("tcp . 8080 comment \"c1/eth0\" : 10.88.0.2 . 80"))
-            #expect(text.contains("ip saddr @masq4 ip daddr != @masq4 masquerade"))
+            #expect(text.contains("ip saddr @masq_v4 ip daddr != @masq_v4 masquerade"))
             #expect(text.contains("10.88.0.0/16 comment \"net:pier0\""))
 
             // And our own reading back.
@@ -53,10 +56,10 @@ struct KernelTests {
             let readChains = try nft.chains(family: .inet, table: "pier")
             #expect(readChains.first { $0.name == "postrouting" }?.base?.priority == ChainPriority.srcnat)
             let sets = try nft.sets(family: .inet, table: "pier")
-            let map = try #require(sets.first { $0.name == "dnat4" })
+            let map = try #require(sets.first { $0.name == "dnat_v4" })
             #expect(map.keyType == [.inetProtocol, .inetService])
             #expect(map.dataType == [.ipv4Address, .inetService])
-            #expect(sets.first { $0.name == "masq4" }?.flags.contains(.interval) == true)
+            #expect(sets.first { $0.name == "masq_v4" }?.flags.contains(.interval) == true)
             let records = try nft.elements(of: PierLayout.dnatMap.path)
             #expect(records.count == 1)
             #expect(records.first?.comment == "c1/eth0")
@@ -64,20 +67,22 @@ struct KernelTests {
             #expect(
                 records.first?.decodedData([.ipv4Address, .inetService])
                     == [.address(try #require(IPAddress("10.88.0.2"))), .port(80)])
-            let ruleRecords = try nft.rules(family: .inet, table: "pier", chain: "prerouting")
-            #expect(ruleRecords.map(\.comment) == ["pier:dnat4"])
+            let ruleRecords = try nft.rules(family: .inet, table: "pier", chain: "published")
+            #expect(ruleRecords.map(\.comment) == ["pier:publish-v4"])
             #expect(
                 ruleRecords.first?.expressionNames == [
-                    "meta", "lookup", "fib", "cmp", "meta", "payload", "lookup", "nat",
+                    "meta", "cmp", "meta", "lookup", "meta", "payload", "lookup", "nat",
                 ])
             #expect((ruleRecords.first?.handle ?? 0) > 0)
 
             // Removing a rule by its comment (network teardown).
             #expect(
-                try nft.deleteRules(commented: "pier:masq4", family: .inet, table: "pier", chain: "postrouting") == 1)
-            #expect(try host.nftJSON(["list", "ruleset"]).compactMap { $0["rule"] }.count == 2)
+                try nft.deleteRules(
+                    commented: "pier:masquerade-v4", family: .inet, table: "pier", chain: "postrouting") == 1)
+            #expect(try host.nftJSON(["list", "ruleset"]).compactMap { $0["rule"] }.count == 3)
             #expect(
-                try nft.deleteRules(commented: "pier:masq4", family: .inet, table: "pier", chain: "postrouting") == 0)
+                try nft.deleteRules(
+                    commented: "pier:masquerade-v4", family: .inet, table: "pier", chain: "postrouting") == 0)
         }
     }
 
@@ -147,7 +152,7 @@ struct KernelTests {
 
             let deleted = try nft.deleteElements(ownedBy: "aaaa/eth0", from: PierLayout.dnatMap.path)
             #expect(deleted.map { $0.decodedKey([.inetProtocol, .inetService]) } == [[.udp, .port(8080)]])
-            let text = try host.mustRun(["nft", "list", "map", "inet", "pier", "dnat4"]).stdout
+            let text = try host.mustRun(["nft", "list", "map", "inet", "pier", "dnat_v4"]).stdout
             #expect(!text.contains("aaaa/eth0"))
             #expect(text.contains("tcp . 9090 comment \"bbbb/eth0\" : 10.88.0.3 . 90"))
 
@@ -177,9 +182,9 @@ struct KernelTests {
             let error = try #require(throws: FirewallError.self) { try nft.commit(clash) }
             #expect(error.isAlreadyExists)
             #expect(error.operation == "add set elements")
-            #expect(error.object == "inet pier dnat4")
+            #expect(error.object == "inet pier dnat_v4")
             // The other element of the failed batch was not applied either.
-            let text = try host.mustRun(["nft", "list", "map", "inet", "pier", "dnat4"]).stdout
+            let text = try host.mustRun(["nft", "list", "map", "inet", "pier", "dnat_v4"]).stdout
             #expect(!text.contains("7070"))
             #expect(!text.contains("bbbb"))
         }
@@ -193,7 +198,7 @@ struct KernelTests {
 
             let generation = try nft.generation()
             // Another process changes the ruleset between our read and our commit.
-            try host.mustRun(["nft", "add", "element", "inet", "pier", "dnat4", "{ tcp . 9999 : 10.88.0.9 . 99 }"])
+            try host.mustRun(["nft", "add", "element", "inet", "pier", "dnat_v4", "{ tcp . 9999 : 10.88.0.9 . 99 }"])
             var batch = Batch()
             batch.addElements(
                 [PierLayout.mapping(.tcp, 8080, to: "10.88.0.2", 80, owner: "aaaa/eth0")], to: PierLayout.dnatMap.path)
@@ -206,7 +211,7 @@ struct KernelTests {
                 if !interfered {
                     interfered = true
                     _ = try? host.mustRun(
-                        ["nft", "add", "element", "inet", "pier", "dnat4", "{ udp . 9999 : 10.88.0.9 . 99 }"])
+                        ["nft", "add", "element", "inet", "pier", "dnat_v4", "{ udp . 9999 : 10.88.0.9 . 99 }"])
                 }
                 return batch
             }
@@ -238,8 +243,8 @@ struct KernelTests {
                     _ = try? host.mustRun(
                         ["nft", "-f", "-"],
                         stdin: """
-                            delete element inet pier dnat4 { tcp . 8080 }
-                            add element inet pier dnat4 { tcp . 8080 comment "bbbb/eth0" : 10.88.0.3 . 80 }
+                            delete element inet pier dnat_v4 { tcp . 8080 }
+                            add element inet pier dnat_v4 { tcp . 8080 comment "bbbb/eth0" : 10.88.0.3 . 80 }
                             """)
                 }
                 var delete = Batch()
@@ -258,23 +263,14 @@ struct KernelTests {
         try withTestHosts(1) { hosts in
             let host = hosts[0]
             let nft = try client(in: host)
-            let hostIPMap = NFTSet(
-                family: .inet, table: "pier", name: "dnat4-hostip",
-                keyType: [.ipv4Address, .inetProtocol, .inetService], dataType: [.ipv4Address, .inetService])
-            let v6Map = NFTSet(
-                family: .inet, table: "pier", name: "dnat6", keyType: [.inetProtocol, .inetService],
-                dataType: [.ipv6Address, .inetService])
+            // The real maps and rules of port publishing (PierTables).
+            let hostIPMap = PortPublishing.dnatV4Bound
+            let v6Map = PortPublishing.dnatV6
             var setup = PierLayout.setup
             setup.add(hostIPMap)
             setup.add(v6Map)
-            let hostIPRule = Rule(family: .inet, table: "pier", chain: "prerouting", comment: "pier:dnat4-hostip")
-                .match(.l4proto, in: [.tcp, .udp, .sctp])
-                .dnat(.ipv4, map: "dnat4-hostip", key: [.ipDestination, .l4proto, .transportDestinationPort])
-            let v6Rule = Rule(family: .inet, table: "pier", chain: "prerouting", comment: "pier:dnat6")
-                .match(.nfproto, .eq, .inetProtocol(10))
-                .match(.l4proto, in: [.tcp, .udp, .sctp])
-                .fibDestinationIsLocal()
-                .dnat(.ipv6, map: "dnat6", key: [.l4proto, .transportDestinationPort])
+            let hostIPRule = try #require(PortPublishing.dnatRules.first { $0.comment == "pier:publish-v4-bound" })
+            let v6Rule = try #require(PortPublishing.dnatRules.first { $0.comment == "pier:publish-v6" })
             try nft.apply(setup, ensuring: [hostIPRule, v6Rule])
             var elements = Batch()
             elements.addElements(
@@ -294,9 +290,9 @@ struct KernelTests {
             let text = try host.mustRun(["nft", "list", "ruleset"]).stdout
             #expect(text.contains("type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service"))
             #expect(text.contains("192.0.2.1 . tcp . 8443 comment \"c4/eth0\" : 10.88.0.4 . 443"))
-            #expect(text.contains("dnat ip to ip daddr . meta l4proto . th dport map @dnat4-hostip"))
+            #expect(text.contains("dnat ip to ip daddr . meta l4proto . th dport map @dnat_v4_bound"))
             #expect(text.contains("tcp . 8080 comment \"c6/eth0\" : fd00::2 . 80"))
-            #expect(text.contains("dnat ip6 to meta l4proto . th dport map @dnat6"))
+            #expect(text.contains("dnat ip6 to meta l4proto . th dport map @dnat_v6"))
             let record = try #require(try nft.elements(of: hostIPMap.path).first)
             #expect(
                 record.decodedKey([.ipv4Address, .inetProtocol, .inetService])
@@ -345,7 +341,7 @@ struct KernelTests {
                 ], to: PierLayout.masqueradeSubnets.path)
             try nft.commit(batch)
             #expect(try nft.deleteElements(ownedBy: "net:a", from: PierLayout.masqueradeSubnets.path).count == 2)
-            let text = try host.mustRun(["nft", "list", "set", "inet", "pier", "masq4"]).stdout
+            let text = try host.mustRun(["nft", "list", "set", "inet", "pier", "masq_v4"]).stdout
             #expect(text.contains("elements = { 10.89.0.0/16 comment \"net:b\" }"))
             let left = try nft.elements(of: PierLayout.masqueradeSubnets.path)
             #expect(left.count == 2)  // the start and the end of net:b's range

@@ -83,9 +83,7 @@ struct TrafficTests {
             #expect(try tcpFetch(from: client, "10.99.0.2", 80) == "peer=10.98.0.2")  // routed, untranslated
 
             let nft = try Firewall.NFTablesClient(namespace: NetworkNamespace.open(path: router.path))
-            try nft.apply(
-                PierLayout.setup,
-                ensuring: [PierLayout.dnatRule, PierLayout.outputDnatRule, PierLayout.masqueradeRule])
+            try nft.apply(PierLayout.setup, ensuring: PierLayout.rules)
             // Rules alone publish nothing: the map is empty.
             #expect(try tcpFetch(from: client, "10.98.0.1", 8080) == nil)
 

@@ -29,11 +29,13 @@ indirect enum Attr {
 }
 
 /// A whole nfnetlink message: nlmsghdr, nfgenmsg, attributes.
+/// Requests carry port id 0 (the kernel); replies carry the receiving socket's `portID`.
 func nfnlMessage(
-    type: UInt16, flags: UInt16, sequence: UInt32, family: UInt8, resourceID: UInt16 = 0, _ attributes: [Attr] = []
+    type: UInt16, flags: UInt16, sequence: UInt32, portID: UInt32 = 0, family: UInt8, resourceID: UInt16 = 0,
+    _ attributes: [Attr] = []
 ) -> [UInt8] {
     let body = [family, 0, UInt8(resourceID >> 8), UInt8(resourceID & 0xff)] + attributes.flatMap(\.bytes)
-    return le32(UInt32(16 + body.count)) + le16(type) + le16(flags) + le32(sequence) + le32(0) + body
+    return le32(UInt32(16 + body.count)) + le16(type) + le16(flags) + le32(sequence) + le32(portID) + body
 }
 
 /// nf_tables message types on the wire: NFNL_SUBSYS_NFTABLES (10) in the high byte.

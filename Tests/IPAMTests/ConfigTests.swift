@@ -1,3 +1,4 @@
+import CNI
 import IPAddressing
 import Testing
 
@@ -199,8 +200,10 @@ import Testing
     }
 
     @Test(arguments: [
-        ("", "container ID is empty"), ("../../etc", "invalid container ID"), ("a/b", "invalid container ID"),
-        ("..", "invalid container ID"), (".x", "invalid container ID"),
+        // libcni's wording: the lease owner is checked by the same rules as CNI_CONTAINERID.
+        ("", "missing containerID"), ("../../etc", "invalid characters in containerID"),
+        ("a/b", "invalid characters in containerID"), ("..", "invalid characters in containerID"),
+        (".x", "invalid characters in containerID"),
     ])
     func rejectsBadContainerIDs(id: String, expected: String) {
         #expect(throws: IPAMError.self) { try attachment(id).validate() }
@@ -220,5 +223,95 @@ import Testing
     @Test func acceptsGoodIdentifiers() throws {
         try attachment("0a1b2c3d_x.y-z", "eth0").validate()
         try attachment("A", "123456789012345").validate()
+    }
+
+    // MARK: JSON shapes: wrong types name the key (7), null is absent, unknown keys are ignored.
+
+    @Test(arguments: [
+        (#""ranges":[[{"subnet":42}]]"#, #"key "ipam.ranges[0][0].subnet": expected string, got number"#),
+        (#""ranges":[{"subnet":"10.1.0.0/24"}]"#, #"key "ipam.ranges[0]": expected array, got object"#),
+        (#""ranges":[[null]]"#, #"key "ipam.ranges[0][0]": expected object, got null"#),
+        (#""ranges":"10.1.0.0/24""#, #"key "ipam.ranges": expected array, got string"#),
+        (#""subnet":["10.1.0.0/24"]"#, #"key "ipam.subnet": expected string, got array"#),
+        (#""subnet":"10.1.0.0/24","routes":[{"dst":1}]"#, #"key "ipam.routes[0].dst": expected string, got number"#),
+        (#""subnet":"10.1.0.0/24","routes":{}"#, #"key "ipam.routes": expected array, got object"#),
+        (#""subnet":"10.1.0.0/24","dataDir":false"#, #"key "ipam.dataDir": expected string, got boolean"#),
+        (#""subnet":"10.1.0.0/24","dns":{"nameservers":"10.0.0.53"}"#, #"key "ipam.dns.nameservers": expected array"#),
+        (#""addresses":[{"address":["10.1.0.2/24"]}]"#, #"key "ipam.addresses[0].address": expected string"#),
+        (#""subnet":"10.1.0.0/24","store":"file""#, #"key "ipam.store": expected object, got string"#),
+        (#""subnet":"10.1.0.0/24","store":{}"#, #"key "ipam.store.type": missing"#),
+        (#""subnet":"10.1.0.0/24","store":{"type":"consul"}"#, #"key "ipam.store.type": unknown store type "consul""#),
+        (
+            #""subnet":"10.1.0.0/24","store":{"type":"etcd","endpoints":"http://e:2379"}"#,
+            #"key "ipam.store.endpoints""#
+        ),
+        (#""subnet":"10.1.0.0/24","store":{"type":"etcd","timeoutMilliseconds":"5s"}"#, #"expected integer"#),
+    ])
+    func wronglyTypedKeysAreNamed(ipam: String, expected: String) {
+        let error = configError(ipam)
+        #expect(error?.kind == .invalidConfig, "\(ipam)")
+        #expect(error?.cniCode == 7)
+        #expect(error?.message.hasPrefix("invalid ipam config: ") == true, "\(error?.description ?? "nil")")
+        #expect(error?.description.contains(expected) == true, "\(error?.description ?? "nil") lacks \(expected)")
+    }
+
+    @Test(arguments: [
+        (
+            #""subnet":"10.1.0.0/24""#, #","runtimeConfig":{"ips":"10.1.0.7"}"#,
+            #"key "runtimeConfig.ips": expected array"#
+        ),
+        (
+            #""subnet":"10.1.0.0/24""#, #","runtimeConfig":{"ipRanges":[[{"subnet":1}]]}"#,
+            "runtimeConfig.ipRanges[0][0].subnet"
+        ),
+        (#""subnet":"10.1.0.0/24""#, #","runtimeConfig":[]"#, #"key "runtimeConfig": expected object"#),
+    ])
+    func wronglyTypedRuntimeConfigIsNamed(ipam: String, extra: String, expected: String) {
+        let error = configError(ipam, extra: extra)
+        #expect(error?.cniCode == 7)
+        #expect(error?.description.contains(expected) == true, "\(error?.description ?? "nil") lacks \(expected)")
+    }
+
+    @Test func nullIsAbsentAndUnknownKeysAreIgnored() throws {
+        let cfg = try config(
+            #""subnet":"10.1.0.0/24","rangeStart":null,"routes":null,"dns":null,"store":null,"future":{"x":[1,2]}"#,
+            extra: #","runtimeConfig":{"ips":null,"other":5},"prevResult":{"ips":"odd"},"args":null"#)
+        #expect(cfg.rangeSets.map(\.description) == ["10.1.0.1-10.1.0.254"])
+        #expect(cfg.routes.isEmpty)
+        #expect(cfg.mode == .ranges(dataDir: IPAMSettings.defaultDataDir))
+        #expect(cfg.previousAddresses.isEmpty)
+    }
+
+    @Test func clusterStoreKeysAreRead() throws {
+        let cfg = try config(
+            #""subnet":"10.1.0.0/24","store":{"type":"etcd","endpoints":["http://10.0.0.1:2379","http://10.0.0.2:2379"],"#
+                + #""prefix":"/pier","timeoutMilliseconds":500,"host":"node-a","unknown":1}"#)
+        #expect(
+            cfg.mode
+                == .cluster(
+                    .init(
+                        type: .etcd, endpoints: ["http://10.0.0.1:2379", "http://10.0.0.2:2379"], prefix: "/pier",
+                        timeoutMilliseconds: 500, host: "node-a")))
+    }
+
+    @Test func nonObjectDocumentIsADecodeError() {
+        for text in ["[1,2]", "\"x\"", "null", ""] {
+            do {
+                _ = try IPAMSettings(json: Array(text.utf8))
+                Issue.record("accepted \(text)")
+            } catch {
+                #expect(error.cniCode == 6, "\(text)")
+            }
+        }
+    }
+
+    @Test func parsedConfigGivesTheSameSettingsAsItsBytes() throws {
+        let bytes = netconf(ipam: #""ranges":[[{"subnet":"10.1.0.0/24"}]],"routes":[{"dst":"0.0.0.0/0"}]"#)
+        let object = try #require(try JSONValue(parsing: bytes).objectValue)
+        let fromBytes = try IPAMSettings(json: bytes)
+        let fromObject = try IPAMSettings(config: object)
+        #expect(fromBytes.rangeSets == fromObject.rangeSets)
+        #expect(fromBytes.routes == fromObject.routes)
+        #expect(fromBytes.mode == fromObject.mode)
     }
 }

@@ -1,6 +1,7 @@
 import ClusterStore
 import Foundation
 import IPAddressing
+import PierState
 import PierTestSupport
 import Testing
 
@@ -114,6 +115,24 @@ import Testing
         #expect(dir.names("net1").contains("10.7.0.9"))
         try ipam.release(attachment("c1"))
         #expect(!dir.names("net1").contains("10.7.0.9"))
+    }
+
+    /// The lease store and the diagnostics reader (`LeaseDirectory`) see the same leases in a
+    /// directory holding every odd case either former reader handled its own way.
+    @Test func leaseStoreAndDirectoryReaderAgree() throws {
+        let dir = try TemporaryDirectory()
+        let files = [
+            "10.7.0.2": "c2\r\neth0", "10.7.0.3": "", "fd00:7:0::4": "c4\r\neth0", "10.7.0.5": "c5\neth1",
+            "10.7.0.6": " c6 \r\n eth0 \n", "fd00:7::7": "legacy", "lock": "", "last_reserved_ip.0": "10.7.0.2",
+        ]
+        for (name, text) in files { try dir.write("net1/" + name, text) }
+        let store = DiskLeaseStore(dataDir: dir.path, network: "net1")
+        let stored = try store.leases().map { "\($0.address) \($0.containerID)/\($0.ifname ?? "-")" }.sorted()
+        let read = LeaseDirectory(dataDirectory: dir.path).leases(network: "net1").map {
+            "\($0.address) \($0.owner.containerID)/\($0.owner.ifname ?? "-")"
+        }.sorted()
+        #expect(stored == read)
+        #expect(read == ["10.7.0.2 c2/eth0", "10.7.0.5 c5\neth1/-", "10.7.0.6 c6 / eth0", "fd00:7::7 legacy/-"])
     }
 
     @Test func delOnAMissingDirectoryAndGCWork() throws {

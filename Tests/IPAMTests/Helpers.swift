@@ -71,7 +71,7 @@ final class MemoryBackend: LeaseBackend {
 
     func exclusively<T>(_ body: () throws(IPAMError) -> T) throws(IPAMError) -> T { try body() }
     func leases() throws(IPAMError) -> [Lease] { records.values.sorted { $0.address < $1.address } }
-    func reserve(_ address: IPAddress, for attachment: Attachment) throws(IPAMError) -> Bool {
+    func reserve(_ address: IPAddress, for attachment: LeaseOwner) throws(IPAMError) -> Bool {
         reserveCalls += 1
         guard records[address] == nil else { return false }
         records[address] = Lease(address: address, containerID: attachment.containerID, ifname: attachment.ifname)
@@ -86,8 +86,8 @@ final class MemoryBackend: LeaseBackend {
     func unavailableReason() -> String? { nil }
 }
 
-func attachment(_ id: String, _ ifname: String = "eth0") -> Attachment {
-    Attachment(containerID: id, ifname: ifname)
+func attachment(_ id: String, _ ifname: String = "eth0") -> LeaseOwner {
+    LeaseOwner(containerID: id, ifname: ifname)
 }
 
 extension IPAMResult {

@@ -2,6 +2,7 @@ import ClusterStore
 import Foundation
 import Glibc
 import IPAddressing
+import PierState
 import Testing
 
 @testable import IPAM

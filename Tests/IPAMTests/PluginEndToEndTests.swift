@@ -1,4 +1,5 @@
 import Foundation
+import PierState
 import PierTestSupport
 import Testing
 

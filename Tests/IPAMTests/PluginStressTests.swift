@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import PierState
 import PierTestSupport
 import Testing
 

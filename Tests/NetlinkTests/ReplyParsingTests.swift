@@ -32,9 +32,9 @@ private func linkMessage(seq: UInt32, pid: UInt32, index: Int32, name: String, f
 @Suite struct ReplyParsingTests {
     let pid: UInt32 = 99
 
-    private func session(_ onSend: @escaping ([UInt8]) -> [[UInt8]]) -> (RouteNetlink, RecordingTransport) {
+    private func session(_ responder: @escaping ([UInt8]) -> [[UInt8]]) -> (RouteNetlink, RecordingTransport) {
         let transport = RecordingTransport(portID: pid)
-        transport.onSend = onSend
+        transport.responder = responder
         return (RouteNetlink(transport: transport, firstSequence: 500), transport)
     }
 

@@ -6,7 +6,7 @@ import Testing
 /// Runs `body` against a fake kernel that ACKs everything and returns the requests sent.
 private func requests(_ body: (RouteNetlink) throws -> Void) throws -> [[UInt8]] {
     let transport = RecordingTransport(portID: 77)
-    transport.onSend = { request in [Wire.errorReply(to: request, error: 0, pid: 77)] }
+    transport.responder = { request in [Wire.errorReply(to: request, error: 0, pid: 77)] }
     try body(RouteNetlink(transport: transport, firstSequence: 1))
     return transport.sent
 }
@@ -408,7 +408,7 @@ private func mac(_ text: String) -> MACAddress {
         // RTM_GETNETCONF 82, struct netconfmsg padded to 4, NETCONFA_IFINDEX 1 = -1 (ALL);
         // the answer, RTM_NEWNETCONF 80, carries NETCONFA_FORWARDING 2.
         let transport = RecordingTransport(portID: 77)
-        transport.onSend = { request in
+        transport.responder = { request in
             [
                 Wire.message(
                     type: 80, flags: 0, seq: Wire.seq(of: request), pid: 77, [10, 0, 0, 0], Wire.attr(1, Wire.i32(-1)),

@@ -5,7 +5,7 @@ import Testing
 /// Runs `body` against a fake kernel that ACKs everything and returns the requests sent.
 private func requests(_ body: (RouteNetlink) throws -> Void) throws -> [[UInt8]] {
     let transport = RecordingTransport(portID: 77)
-    transport.onSend = { request in [Wire.errorReply(to: request, error: 0, pid: 77)] }
+    transport.responder = { request in [Wire.errorReply(to: request, error: 0, pid: 77)] }
     try body(RouteNetlink(transport: transport, firstSequence: 1))
     return transport.sent
 }
@@ -146,7 +146,7 @@ private func tbfOptions(rate: UInt32, limit: UInt32, buffer: UInt32) -> [UInt8] 
     /// A get of one qdisc (NLM_F_ECHO 0x08); "no ingress queue" (ENOENT) is nil, not an error.
     @Test func getQdiscByParent() throws {
         let transport = RecordingTransport(portID: 77)
-        transport.onSend = { request in
+        transport.responder = { request in
             let seq = Wire.seq(of: request)
             let parent = request.count >= 32 ? Array(request[28..<32]) : []
             if parent == Wire.u32(0xffff_fff1) { return [Wire.errorReply(to: request, error: -2, pid: 77)] }
@@ -167,7 +167,7 @@ private func tbfOptions(rate: UInt32, limit: UInt32, buffer: UInt32) -> [UInt8] 
     /// A qdisc dump lists every link's qdiscs; only the asked link's come back, TBFs decoded.
     @Test func qdiscDumpIsParsedAndFiltered() throws {
         let transport = RecordingTransport(portID: 77)
-        transport.onSend = { request in
+        transport.responder = { request in
             let seq = Wire.seq(of: request)
             let tbf = Wire.message(
                 type: 36, flags: 0x02, seq: seq, pid: 77,
@@ -196,7 +196,7 @@ private func tbfOptions(rate: UInt32, limit: UInt32, buffer: UInt32) -> [UInt8] 
     @Test func filterDumpFindsTheRedirectTarget() throws {
         let transport = RecordingTransport(portID: 77)
         let mirred = Wire.u32(1) + Wire.u32(0) + Wire.i32(4) + Wire.i32(1) + Wire.i32(1) + Wire.i32(1) + Wire.u32(9)
-        transport.onSend = { request in
+        transport.responder = { request in
             let seq = Wire.seq(of: request)
             let table = Wire.message(
                 type: 44, flags: 0x02, seq: seq, pid: 77,

@@ -13,7 +13,7 @@ import Testing
         let transport = RecordingTransport(portID: 77)
 
         init() {
-            transport.onSend = { [unowned self] request in self.reply(to: request) }
+            transport.responder = { [unowned self] request in self.reply(to: request) }
         }
 
         func reply(to request: [UInt8]) -> [[UInt8]] {
@@ -62,7 +62,7 @@ import Testing
         #expect(VLANGateway.interfaceName(bridge: "pier0", vlan: 42) == "pier0.42")
         #expect(port.hasPrefix("vgw") && port.utf8.count == 11)
         // The veth appears once it is created.
-        kernel.transport.onSend = { [unowned kernel] request in
+        kernel.transport.responder = { [unowned kernel] request in
             if request[4] == 16, Self.contains(request, Wire.attr(3, Wire.str(port))) {
                 kernel.links[port] = (20, 7)
                 kernel.links["pier0.42"] = (21, nil)
@@ -100,7 +100,7 @@ import Testing
         kernel.links["br1"] = (7, nil)
         let bridge = try netlink.link(named: "br1")
         let port = VLANGateway.portName(bridge: "br1", vlan: 100)
-        kernel.transport.onSend = { [unowned kernel] request in
+        kernel.transport.responder = { [unowned kernel] request in
             if request[4] == 16, Self.contains(request, Wire.attr(3, Wire.str(port))) {
                 kernel.links[port] = (30, 7)
                 kernel.links["br1.100"] = (31, nil)

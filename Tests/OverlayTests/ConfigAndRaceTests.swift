@@ -26,6 +26,30 @@ struct ConfigAndRaceTests {
                 "ADD", host: 0, container: container, containerID: "bad", config: network.config(host: 0, extra))
             #expect(output.errorCode == 7, "\(extra): \(output.stdout)")
         }
+        // Keys of the wrong JSON type are named; null counts as absent.
+        let wrongTypes: [([String: Any], String)] = [
+            (["vni": "7"], #"key \"vni\": expected integer, got string"#),
+            (["vni": NSNull()], #"key \"vni\": missing"#),
+            (["port": 4789.5], #"key \"port\": expected integer, got number"#),
+            (["isGateway": "yes"], #"key \"isGateway\": expected boolean, got string"#),
+            (["underlay": ["eth0"]], #"key \"underlay\": expected string, got array"#),
+            (["store": "file"], #"key \"store\": expected object, got string"#),
+            (["store": ["type": "consul"]], #"key \"store.type\": unknown store type \"consul\""#),
+            (
+                ["store": ["type": "etcd", "endpoints": "http://127.0.0.1:2379"]],
+                #"key \"store.endpoints\": expected array"#
+            ),
+            (
+                ["ipam": ["type": "ipam", "subnet": "10.239.1.0/24", "store": ["type": 5]]],
+                #"key \"ipam.store.type\": expected string, got number"#
+            ),
+        ]
+        for (extra, message) in wrongTypes {
+            let output = try network.run(
+                "ADD", host: 0, container: container, containerID: "bad", config: network.config(host: 0, extra))
+            #expect(output.errorCode == 7, "\(extra): \(output.stdout)")
+            #expect(output.stdout.contains("invalid network config: " + message), "\(extra): \(output.stdout)")
+        }
         #expect(try container.linkNames() == ["lo"])
         #expect(try cluster.hosts[0].linkNames().filter { $0.hasPrefix("veth") }.isEmpty)
 

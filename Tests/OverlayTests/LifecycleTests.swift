@@ -135,4 +135,29 @@ struct LifecycleTests {
         // The switch has no route to the overlay subnet: an answer proves masquerade.
         #expect(a.canPing("\(cluster.underlayPrefix).254"))
     }
+
+    /// As with the bridge: on an IPv4-only network whose gateway is ours (`isGateway`), the
+    /// container interface makes no IPv6 link-local address, whose DAD, router solicitations
+    /// and MLD reports would reach every port and, through the VXLAN device, every host. IPv4
+    /// still works; with `isGateway` off IPv6 stays on for whoever serves the link.
+    @Test func anIPv4OnlyNetworkWithOurGatewayLeavesNoIPv6Chatter() throws {
+        let cluster = try OverlayCluster(hosts: 1, store: .file)
+        defer { cluster.tearDown() }
+        let index = Int.random(in: 0...254)
+        let vni = Int.random(in: 4500...4998)
+        let gatewayed = OverlayNetwork(cluster: cluster, vni: vni, subnetIndex: index, extra: ["isGateway": true])
+        let plain = OverlayNetwork(cluster: cluster, vni: vni + 1, subnetIndex: index + 1)
+        let quietKey = "v4gw-\(uniqueTag(4))"
+        let plainKey = "v4l2-\(uniqueTag(4))"
+        _ = try gatewayed.add(quietKey, host: 0)
+        _ = try plain.add(plainKey, host: 0)
+        let quiet = try cluster.container(quietKey)
+        #expect(try quiet.link("eth0")?["inet6_addr_gen_mode"] as? String == "none")
+        #expect(try quiet.addresses(of: "eth0", includeLinkLocal: true).allSatisfy { !$0.contains(":") })
+        #expect(quiet.canPing("\(gatewayed.subnet).1"))
+        let other = try cluster.container(plainKey)
+        #expect(try other.link("eth0")?["inet6_addr_gen_mode"] as? String != "none")
+        try gatewayed.delete(quietKey, host: 0)
+        try plain.delete(plainKey, host: 0)
+    }
 }

@@ -9,7 +9,7 @@ import Testing
 @Suite struct OverlayStateTests {
     let keys = OverlayKeys(network: "blue")
 
-    func record(_ key: String, _ value: some Encodable, revision: UInt64 = 1) -> StoreRecord {
+    func record(_ key: String, _ value: some StoredRecord, revision: UInt64 = 1) -> StoreRecord {
         StoreRecord(key: key, value: RecordCoding.encode(value), revision: revision)
     }
 
@@ -34,8 +34,37 @@ import Testing
         let value = try endpoint("h1", "c1", "02:00:00:00:00:01", "10.0.0.2/24")
         let text = RecordCoding.encode(value)
         #expect(text == RecordCoding.encode(value))
-        #expect(text.hasPrefix(#"{"containerID":"c1","host":"h1","ifname":"eth0","ips":["10.0.0.2\/24"]"#))
+        #expect(
+            text
+                == #"{"containerID":"c1","host":"h1","ifname":"eth0","ips":["10.0.0.2/24"],"mac":"02:00:00:00:00:01","network":"blue"}"#
+        )
         #expect(RecordCoding.decode(EndpointRecord.self, text) == value)
+        // Records written before Pier's own JSON writer escaped the slash; they still read.
+        #expect(RecordCoding.decode(EndpointRecord.self, text.replacingOccurrences(of: "/", with: "\\/")) == value)
+        let host = HostRecord(host: "h1", vtep: try #require(IPAddress("fd00::1")))
+        #expect(RecordCoding.encode(host) == #"{"host":"h1","vtep":"fd00::1"}"#)
+        #expect(RecordCoding.decode(HostRecord.self, RecordCoding.encode(host)) == host)
+        #expect(RecordCoding.encode(NetworkRecord(vni: 7, port: 4789)) == #"{"port":4789,"vni":7}"#)
+        #expect(
+            RecordCoding.decode(NetworkRecord.self, #"{"vni":7,"port":4789,"future":true}"#)
+                == .init(vni: 7, port: 4789))
+    }
+
+    @Test(arguments: [
+        #"{"vni":7}"#, #"{"vni":"7","port":4789}"#, #"{"vni":7,"port":70000}"#, #"{"vni":-1,"port":1}"#, "[]", "{",
+    ])
+    func malformedNetworkRecordsAreUnreadable(text: String) {
+        #expect(RecordCoding.decode(NetworkRecord.self, text) == nil)
+    }
+
+    @Test(arguments: [
+        #"{"host":"h","vtep":"nope"}"#, #"{"vtep":"10.0.0.1"}"#,
+        #"{"containerID":"c","host":"h","ifname":"e","ips":["10.0.0.2/24"],"mac":"zz","network":"n"}"#,
+        #"{"containerID":"c","host":"h","ifname":"e","ips":[7],"mac":"02:00:00:00:00:01","network":"n"}"#,
+    ])
+    func malformedHostAndEndpointRecordsAreUnreadable(text: String) {
+        #expect(RecordCoding.decode(HostRecord.self, text) == nil)
+        #expect(RecordCoding.decode(EndpointRecord.self, text) == nil)
     }
 
     @Test func remoteEntriesSkipLocalEndpointsAndHostsWithoutRecords() throws {

@@ -22,6 +22,9 @@ public struct CommandFailure: Error, CustomStringConvertible {
     }
 }
 
+/// SIGPIPE would kill the whole test runner when a child closes its stdin early.
+private let ignoringBrokenPipes: Void = { signal(SIGPIPE, SIG_IGN) }()
+
 /// Runs a program directly (no shell), optionally feeding stdin, and collects its output.
 @discardableResult
 public func runCommand(
@@ -38,8 +41,11 @@ public func runCommand(
     process.standardOutput = outPipe
     process.standardError = errPipe
     process.standardInput = inPipe
+    _ = ignoringBrokenPipes
     try process.run()
-    if let stdin { inPipe.fileHandleForWriting.write(Data(stdin.utf8)) }
+    // A plugin may exit before it reads stdin (a bad environment is refused first): the write
+    // then fails with EPIPE, which is no failure of the test.
+    if let stdin { try? inPipe.fileHandleForWriting.write(contentsOf: Data(stdin.utf8)) }
     try inPipe.fileHandleForWriting.close()
 
     // Read both pipes concurrently so a chatty child never blocks on a full pipe.

@@ -1,7 +1,9 @@
 import Foundation
 
 /// Where the built executables are: beside the test bundle in `.build/<config>/`, unless
-/// `PIER_BIN_DIR` says otherwise (for testing an installed build).
+/// `PIER_BIN_DIR` says otherwise (for testing an installed build). A build makes one plugin
+/// executable, `pier-cni`; the plugin names are linked to it here, as `scripts/install` links
+/// them in a CNI directory, so tests exec every plugin by its own name as a runtime does.
 public let builtProductsDirectory: String = {
     if let dir = ProcessInfo.processInfo.environment["PIER_BIN_DIR"], !dir.isEmpty { return dir }
     let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
@@ -10,8 +12,28 @@ public let builtProductsDirectory: String = {
     while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("pier").path) {
         url.deleteLastPathComponent()
     }
+    linkPluginNames(in: url.path)
     return url.path
 }()
+
+/// Hard-links every plugin name (`pier-cni --list`) to `pier-cni` in `directory`, replacing
+/// a stale file of that name atomically (link to a temporary name, rename over).
+func linkPluginNames(in directory: String) {
+    let multiCall = directory + "/pier-cni"
+    guard FileManager.default.isExecutableFile(atPath: multiCall),
+        let names = try? runCommand([multiCall, "--list"]).stdout.split(separator: "\n")
+    else { return }
+    var target = stat()
+    guard stat(multiCall, &target) == 0 else { return }
+    for name in names {
+        let path = directory + "/" + name
+        var existing = stat()
+        if stat(path, &existing) == 0, existing.st_ino == target.st_ino, existing.st_dev == target.st_dev { continue }
+        let temporary = path + ".link-\(getpid())"
+        unlink(temporary)
+        if link(multiCall, temporary) == 0, rename(temporary, path) != 0 { unlink(temporary) }
+    }
+}
 
 /// What a CNI plugin printed and how it exited.
 public struct PluginOutput: Sendable {

@@ -152,7 +152,8 @@ struct NetworkExecutorTests {
         _ = try executor.add(list, Self.request)
         _ = try executor.add(list, stale)
         fixture.clearLog()
-        let errors = executor.garbageCollect(list, valid: [.init(containerID: "c1", ifName: "eth0")])
+        let errors = executor.garbageCollect(
+            list, valid: [.init(network: list.name, containerID: "c1", ifName: "eth0")])
         #expect(errors.isEmpty)
         let calls = try fixture.calls()
         #expect(calls.map { "\($0.0) \($0.1)" } == ["b DEL", "a DEL", "a GC", "b GC"])

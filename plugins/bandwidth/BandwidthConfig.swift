@@ -4,7 +4,7 @@ import Netlink
 /// The four limits, in the units of the CNI convention: rates in bits per second, bursts in
 /// bits. They come top-level in the plugin config or as the `bandwidth` capability
 /// (`runtimeConfig.bandwidth`), which wins: it carries the pod's own annotations.
-struct BandwidthLimits: Decodable, Equatable {
+struct BandwidthLimits: JSONReadable, Equatable {
     var ingressRate: UInt64?
     var ingressBurst: UInt64?
     var egressRate: UInt64?
@@ -14,34 +14,27 @@ struct BandwidthLimits: Decodable, Equatable {
     var shapedSubnets: [String]?
     var unshapedSubnets: [String]?
 
-    enum CodingKeys: String, CodingKey {
-        case ingressRate, ingressBurst, egressRate, egressBurst, shapedSubnets, unshapedSubnets
-    }
-
     init() {}
 
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        ingressRate = try Self.bits(c, .ingressRate)
-        ingressBurst = try Self.bits(c, .ingressBurst)
-        egressRate = try Self.bits(c, .egressRate)
-        egressBurst = try Self.bits(c, .egressBurst)
-        shapedSubnets = try c.decodeIfPresent([String].self, forKey: .shapedSubnets)
-        unshapedSubnets = try c.decodeIfPresent([String].self, forKey: .unshapedSubnets)
+    init(_ reader: JSONReader) throws(CNIError) {
+        ingressRate = try Self.bits(reader, "ingressRate")
+        ingressBurst = try Self.bits(reader, "ingressBurst")
+        egressRate = try Self.bits(reader, "egressRate")
+        egressBurst = try Self.bits(reader, "egressBurst")
+        shapedSubnets = try reader.strings("shapedSubnets")
+        unshapedSubnets = try reader.strings("unshapedSubnets")
     }
 
-    /// A whole, non-negative number; anything else is an error that names the key (the
-    /// decoder's own message for -1 names none, which would make it a decoding failure).
-    private static func bits(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> UInt64? {
-        guard c.contains(key), try !c.decodeNil(forKey: key) else { return nil }
-        if let value = try? c.decode(UInt64.self, forKey: key) { return value }
-        let number = (try? c.decode(Double.self, forKey: key)).map { value in
-            value == value.rounded() && abs(value) < 1e18 ? String(Int64(value)) : "\(value)"
+    /// A whole, non-negative number of bits; anything else is an error that names the key.
+    private static func bits(_ reader: JSONReader, _ key: String) throws(CNIError) -> UInt64? {
+        guard let value = reader.value(key) else { return nil }
+        guard case .number(let text) = value else {
+            throw reader.mismatch(key, expected: "a number of bits", got: value)
         }
-        throw DecodingError.dataCorruptedError(
-            forKey: key, in: c,
-            debugDescription: number.map { "\($0) is not a whole number of bits between 0 and 2^64 - 1" }
-                ?? "expected a number of bits")
+        guard let bits = UInt64(text) else {
+            throw reader.failure(key, "\(text) is not a whole number of bits between 0 and 2^64 - 1")
+        }
+        return bits
     }
 
     /// The limits of a request: the capability when the runtime sent one, else the config's.

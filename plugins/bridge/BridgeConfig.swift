@@ -1,12 +1,12 @@
-import FoundationEssentials
+import CNI
 import IPAddressing
 import PluginSupport
 
 /// The bridge plugin's own configuration keys, with the reference plugin's meanings and
 /// defaults. Unknown keys are ignored; contradictory values are rejected by `validate()`
 /// before anything in the kernel changes.
-struct BridgeConfig: Decodable {
-    var bridge: String = "cni0"
+struct BridgeConfig: JSONReadable {
+    var bridge: String = PluginDefaults.bridgeName
     var isGateway: Bool = false
     var isDefaultGateway: Bool = false
     var forceAddress: Bool = false
@@ -23,40 +23,39 @@ struct BridgeConfig: Decodable {
     var portIsolation: Bool = false
     /// Pier's own: drop traffic between this network and other isolated bridge networks, as
     /// Docker does between its networks. Off means this network may talk to the others.
-    var isolation: Bool = true
+    var isolation: Bool = PluginDefaults.bridgeIsolation
 
-    struct TrunkEntry: Decodable, Equatable {
+    struct TrunkEntry: JSONReadable, Equatable {
         var id: Int?
         var minID: Int?
         var maxID: Int?
-    }
 
-    enum CodingKeys: String, CodingKey {
-        case bridge, isGateway, isDefaultGateway, forceAddress, ipMasq, mtu, hairpinMode, promiscMode
-        case vlan, vlanTrunk, preserveDefaultVlan, macspoofchk, enabledad, disableContainerInterface
-        case portIsolation, isolation
+        init(_ reader: JSONReader) throws(CNIError) {
+            id = try reader.int("id")
+            minID = try reader.int("minID")
+            maxID = try reader.int("maxID")
+        }
     }
 
     init() {}
 
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        bridge = try c.decodeIfPresent(String.self, forKey: .bridge) ?? bridge
-        isGateway = try c.decodeIfPresent(Bool.self, forKey: .isGateway) ?? false
-        isDefaultGateway = try c.decodeIfPresent(Bool.self, forKey: .isDefaultGateway) ?? false
-        forceAddress = try c.decodeIfPresent(Bool.self, forKey: .forceAddress) ?? false
-        ipMasq = try c.decodeIfPresent(Bool.self, forKey: .ipMasq) ?? false
-        mtu = try c.decodeIfPresent(Int.self, forKey: .mtu)
-        hairpinMode = try c.decodeIfPresent(Bool.self, forKey: .hairpinMode) ?? false
-        promiscMode = try c.decodeIfPresent(Bool.self, forKey: .promiscMode) ?? false
-        vlan = try c.decodeIfPresent(Int.self, forKey: .vlan) ?? 0
-        vlanTrunk = try c.decodeIfPresent([TrunkEntry].self, forKey: .vlanTrunk)
-        preserveDefaultVlan = try c.decodeIfPresent(Bool.self, forKey: .preserveDefaultVlan) ?? false
-        macspoofchk = try c.decodeIfPresent(Bool.self, forKey: .macspoofchk) ?? false
-        enabledad = try c.decodeIfPresent(Bool.self, forKey: .enabledad) ?? false
-        disableContainerInterface = try c.decodeIfPresent(Bool.self, forKey: .disableContainerInterface) ?? false
-        portIsolation = try c.decodeIfPresent(Bool.self, forKey: .portIsolation) ?? false
-        isolation = try c.decodeIfPresent(Bool.self, forKey: .isolation) ?? true
+    init(_ reader: JSONReader) throws(CNIError) {
+        bridge = try reader.string("bridge") ?? bridge
+        isGateway = try reader.bool("isGateway") ?? false
+        isDefaultGateway = try reader.bool("isDefaultGateway") ?? false
+        forceAddress = try reader.bool("forceAddress") ?? false
+        ipMasq = try reader.bool("ipMasq") ?? false
+        mtu = try reader.int("mtu")
+        hairpinMode = try reader.bool("hairpinMode") ?? false
+        promiscMode = try reader.bool("promiscMode") ?? false
+        vlan = try reader.int("vlan") ?? 0
+        vlanTrunk = try reader.readAll("vlanTrunk", as: TrunkEntry.self)
+        preserveDefaultVlan = try reader.bool("preserveDefaultVlan") ?? false
+        macspoofchk = try reader.bool("macspoofchk") ?? false
+        enabledad = try reader.bool("enabledad") ?? false
+        disableContainerInterface = try reader.bool("disableContainerInterface") ?? false
+        portIsolation = try reader.bool("portIsolation") ?? false
+        isolation = try reader.bool("isolation") ?? PluginDefaults.bridgeIsolation
         // The reference: a default gateway is a gateway.
         if isDefaultGateway { isGateway = true }
     }
@@ -89,7 +88,7 @@ struct BridgeConfig: Decodable {
 
     /// Everything that can be refused without touching the kernel.
     func validate(hasIPAM: Bool) throws(BridgeConfigError) {
-        guard isValidInterfaceName(bridge) else {
+        guard InterfaceName.isValid(bridge) else {
             throw .invalid("bridge name \"\(bridge)\" is not a valid interface name")
         }
         if hairpinMode && promiscMode {
@@ -98,7 +97,7 @@ struct BridgeConfig: Decodable {
         guard (0...4094).contains(vlan) else { throw .invalid("invalid VLAN ID \(vlan) (must be between 0 and 4094)") }
         if isGateway && vlan != 0 {
             let gateway = VLANGateway.interfaceName(bridge: bridge, vlan: UInt16(vlan))
-            guard isValidInterfaceName(gateway) else {
+            guard InterfaceName.isValid(gateway) else {
                 throw .invalid(
                     "the VLAN gateway interface name \"\(gateway)\" is longer than 15 bytes: shorten the bridge name")
             }
@@ -115,6 +114,11 @@ struct BridgeConfig: Decodable {
 
     var bridgeSpec: BridgeSpec {
         BridgeSpec(name: bridge, mtu: mtu.map { UInt32($0) }, promiscuous: promiscMode, vlanFiltering: usesVLANs)
+    }
+
+    var l3: BridgedL3 {
+        BridgedL3(
+            isGateway: isGateway, isDefaultGateway: isDefaultGateway, enableDAD: enabledad, forceAddress: forceAddress)
     }
 
     var vethOptions: VethSetup.Options {

@@ -22,104 +22,64 @@ struct BridgePlugin: CNIPlugin {
         let containerNS = try NetworkNamespace.open(path: request.netns)
         let host = try RouteNetlink()
         let container = try RouteNetlink(namespace: containerNS)
-        if try container.linkIfPresent(named: request.ifName) != nil {
-            throw CNIError(
-                .invalidEnvironmentVariables, "container already has an interface named \(request.ifName)")
-        }
+        try requireNoContainerInterface(named: request.ifName, in: container)
 
         let bridge = try BridgeDevice.ensure(config.bridgeSpec, netlink: host)
-        let ports = try VethSetup(host: host, container: container, containerNamespace: containerNS)
-            .create(attachment: attachment, bridge: bridge, options: config.vethOptions, mac: mac) { port in
-                if config.usesVLANs { try VLANSupport.apply(config, port: port, netlink: host) }
-            }
-        // From here on a failure must not leave the veth or the lease behind: the runtime will
-        // DEL, but ADD promises to clean up after itself.
-        var leased = false
-        do {
+        // ADD leaves nothing behind when it fails (the runtime will DEL, but ADD promises to
+        // clean up after itself): each step below pushes its undo.
+        return try withRollback { rollback in
+            let ports = try VethSetup(host: host, container: container, containerNamespace: containerNS)
+                .create(attachment: attachment, bridge: bridge, options: config.vethOptions, mac: mac) { port in
+                    if config.usesVLANs { try VLANSupport.apply(config, port: port, netlink: host) }
+                }
+            rollback.push("delete \(ports.host.name)") { try host.deleteLink(index: ports.host.index) }
             var result = CNIResult(cniVersion: request.cniVersion)
             if request.config.ipam != nil {
                 let ipamResult = try IPAMCall.add(request)
-                leased = true
+                rollback.push("release the addresses") { try IPAMCall.delete(request) }
                 // The container interface is the third in the result: bridge, host veth, container.
                 result = try .fromIPAM(ipamResult, cniVersion: request.cniVersion, interfaceIndex: 2)
-                try configureL3(
-                    &result, request: request, config: config, bridge: bridge, ports: ports,
-                    containerNS: containerNS, container: container, host: host)
+                try config.l3.configure(
+                    &result, interfaceIndex: 2, link: ports.container,
+                    setup: InterfaceSetup(namespace: containerNS, netlink: container), host: host
+                ) {
+                    // With an access VLAN the gateway lives on `<bridge>.<vlan>`, a port in that VLAN.
+                    guard config.vlan != 0 else { return bridge }
+                    return try VLANGateway.ensure(
+                        bridge: bridge, vlan: UInt16(config.vlan), preserveDefaultVLAN: config.preserveDefaultVlan,
+                        netlink: host)
+                }
             } else if !config.disableContainerInterface {
                 try container.setLinkUp(index: ports.container.index)
             }
-            if let dns = request.config.dns, !dns.isEmpty { result.dns = dns }
-
-            // MACs can change when a port is enslaved; report what the kernel has now.
-            let bridgeNow = try host.link(index: bridge.index)
             let hostNow = try host.link(index: ports.host.index)
             let containerNow = try container.link(index: ports.container.index)
-            result.interfaces = [
-                CNIResult.Interface(name: bridgeNow.name, mac: bridgeNow.mac?.description),
-                CNIResult.Interface(name: hostNow.name, mac: hostNow.mac?.description),
-                CNIResult.Interface(
-                    name: containerNow.name, mac: containerNow.mac?.description, mtu: containerNow.mtu.map { Int($0) },
-                    sandbox: request.netns),
-            ]
+            result.describeInterfaces(
+                request, hostSide: [try host.link(index: bridge.index), hostNow], container: containerNow)
 
             let firewall = try NFTablesClient()
             try NetworkRules(client: firewall, networkTag: attachment.networkTag).attach(
                 bridge: config.bridge, masqueradeSubnets: config.ipMasq ? result.ips.map(\.address.network) : [],
                 isolated: config.isolation)
             if config.macspoofchk, let containerMAC = containerNow.mac {
+                rollback.push("remove the spoof check of \(hostNow.name)") {
+                    try SpoofCheck(client: firewall).release(owner: attachment.ownerTag)
+                }
                 try SpoofCheck(client: firewall).protect(
                     port: hostNow.name, mac: containerMAC, owner: attachment.ownerTag)
             }
             return result
-        } catch {
-            if leased { try? IPAMCall.delete(request) }
-            try? host.deleteLink(index: ports.host.index)
-            if config.macspoofchk, let firewall = try? NFTablesClient() {
-                try? SpoofCheck(client: firewall).release(owner: attachment.ownerTag)
-            }
-            throw error
-        }
-    }
-
-    private func configureL3(
-        _ result: inout CNIResult, request: CNIRequest, config: BridgeConfig, bridge: Link, ports: VethSetup.Ports,
-        containerNS: NetworkNamespace, container: RouteNetlink, host: RouteNetlink
-    ) throws {
-        result.applyGatewayDefaults(isGateway: config.isGateway, isDefaultGateway: config.isDefaultGateway)
-        let families = Set(result.ips.map(\.family))
-        let setup = InterfaceSetup(namespace: containerNS, netlink: container)
-        // With the gateway on our bridge, an IPv4-only network has no IPv6 router to serve.
-        try setup.prepare(
-            ifName: request.ifName, families: families, enableDAD: config.enabledad,
-            silenceUnusedIPv6: config.isGateway)
-        try setup.apply(result, interfaceIndex: 2, link: ports.container, enableDAD: config.enabledad)
-
-        if config.isGateway {
-            // With an access VLAN the gateway lives on `<bridge>.<vlan>`, a port in that VLAN.
-            let gatewayLink =
-                config.vlan == 0
-                ? bridge
-                : try VLANGateway.ensure(
-                    bridge: bridge, vlan: UInt16(config.vlan), preserveDefaultVLAN: config.preserveDefaultVlan,
-                    netlink: host)
-            try BridgeDevice.assignGateways(
-                result.ips, to: gatewayLink, forceAddress: config.forceAddress, netlink: host)
-            try enableForwarding(for: families, netlink: host)
         }
     }
 
     func delete(_ request: CNIRequest) throws {
-        let config = try request.config.decode(BridgeConfig.self)
+        // A config that does not parse is refused, as the reference bridge's DEL does.
+        _ = try request.config.decode(BridgeConfig.self)
         let attachment = Attachment(request)
-        var failures: [String] = []
+        var failures = CNIErrorList()
         // The host end is found from the attachment alone; deleting it removes the pair, so
         // this works when the netns is gone or CNI_NETNS is empty.
-        do {
-            let host = try RouteNetlink()
-            try VethSetup.deleteHostEnd(of: attachment, netlink: host)
-        } catch {
-            failures.append("\(error)")
-        }
+        failures.attempt { try VethSetup.deleteHostEnd(of: attachment, netlink: try RouteNetlink()) }
         if !request.netns.isEmpty {
             do {
                 let namespace = try NetworkNamespace.open(path: request.netns)
@@ -130,23 +90,14 @@ struct BridgePlugin: CNIPlugin {
                 // creating and mounting it): either way no link of ours can be in it, and the
                 // host end, found by name above, is already deleted.
             } catch {
-                failures.append("\(error)")
+                failures.record(error)
             }
         }
-        if request.config.ipam != nil {
-            do { try IPAMCall.delete(request) } catch { failures.append("\(error)") }
-        }
+        if request.config.ipam != nil { failures.attempt { try IPAMCall.delete(request) } }
         // Spoof-check elements are removed whatever the config says now: it may have changed
         // since ADD, and the elements are found by the attachment's tag alone.
-        do {
-            try SpoofCheck(client: try NFTablesClient()).release(owner: attachment.ownerTag)
-        } catch {
-            failures.append("\(error)")
-        }
-        _ = config
-        if !failures.isEmpty {
-            throw CNIError(.internalError, "bridge DEL incomplete: " + failures.joined(separator: "; "))
-        }
+        failures.attempt { try SpoofCheck(client: try NFTablesClient()).release(owner: attachment.ownerTag) }
+        try failures.throwIfAny("bridge DEL incomplete")
     }
 
     func check(_ request: CNIRequest) throws {
@@ -202,30 +153,25 @@ struct BridgePlugin: CNIPlugin {
     }
 
     func garbageCollect(_ request: CNIRequest) throws {
-        let valid = Set(
-            (request.config.validAttachments ?? []).map {
-                Attachment(network: request.config.name, containerID: $0.containerID, ifName: $0.ifName)
-            })
-        var failures: [String] = []
+        let valid = Set(request.config.validAttachments ?? [])
+        var failures = CNIErrorList()
         let host = try RouteNetlink()
         for link in try host.links() {
             guard let alias = link.alias, let owner = Attachment.fromLinkAlias(alias),
                 owner.network == request.config.name, !valid.contains(owner)
             else { continue }
-            do { try ignoringMissing { try host.deleteLink(index: link.index) } } catch { failures.append("\(error)") }
+            failures.attempt { try ignoringMissing { try host.deleteLink(index: link.index) } }
         }
-        do {
+        failures.attempt {
             let spoofCheck = SpoofCheck(client: try NFTablesClient())
             let validTags = Set(valid.map(\.ownerTag))
             let networkPrefix = Attachment.networkTag(request.config.name) + " "
             for owner in try spoofCheck.owners() where owner.hasPrefix(networkPrefix) && !validTags.contains(owner) {
                 try spoofCheck.release(owner: owner)
             }
-        } catch {
-            failures.append("\(error)")
         }
         // The bridge goes only when nothing uses it any more: no ports, no valid attachments.
-        do {
+        failures.attempt {
             let config = try request.config.decode(BridgeConfig.self)
             if valid.isEmpty, let bridge = try host.linkIfPresent(named: config.bridge), bridge.kind == .bridge {
                 let ports = try host.links().filter { $0.masterIndex == bridge.index }
@@ -238,15 +184,9 @@ struct BridgePlugin: CNIPlugin {
                     try ignoringMissing { try host.deleteLink(index: bridge.index) }
                 }
             }
-        } catch {
-            failures.append("\(error)")
         }
-        if request.config.ipam != nil {
-            do { try IPAMCall.garbageCollect(request) } catch { failures.append("\(error)") }
-        }
-        if !failures.isEmpty {
-            throw CNIError(.internalError, "bridge GC incomplete: " + failures.joined(separator: "; "))
-        }
+        if request.config.ipam != nil { failures.attempt { try IPAMCall.garbageCollect(request) } }
+        try failures.throwIfAny("bridge GC incomplete")
     }
 
     func status(_ request: CNIRequest) throws {

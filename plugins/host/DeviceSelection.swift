@@ -1,7 +1,8 @@
 import CNI
-import FoundationEssentials
+import Glibc
 import IPAddressing
 import Netlink
+import PierState
 import PluginSupport
 
 /// Finds the host interface a device config names. Sysfs paths are read in the plugin's own
@@ -65,7 +66,7 @@ enum DeviceSelection {
             throw CNIError(.invalidNetworkConfig, "\(selector) is not a PCI address like 0000:03:00.1")
         }
         let device = "/sys/bus/pci/devices/\(address)"
-        if let driver = try? FileManager.default.destinationOfSymbolicLink(atPath: device + "/driver"),
+        if let driver = symbolicLinkTarget(device + "/driver"),
             let name = driver.split(separator: "/").last, userspaceDrivers.contains(String(name))
         {
             throw CNIError(
@@ -73,13 +74,13 @@ enum DeviceSelection {
                 "\(selector) is bound to \(name) (DPDK): it has no kernel interface to move, which Pier does not support"
             )
         }
-        if let names = try? netDirectoryEntries(device + "/net"), !names.isEmpty {
+        if let names = netDirectoryEntries(device + "/net"), !names.isEmpty {
             return try link(inNetDirectory: device + "/net", for: selector, netlink: netlink)
         }
         // virtio devices hang their netdev one level lower (…/virtio3/net/eth1).
-        let children = (try? FileManager.default.contentsOfDirectory(atPath: device)) ?? []
+        let children = (try? FileSystem.list(device)) ?? []
         for child in children.sorted() where child.hasPrefix("virtio") {
-            if let names = try? netDirectoryEntries("\(device)/\(child)/net"), !names.isEmpty {
+            if let names = netDirectoryEntries("\(device)/\(child)/net"), !names.isEmpty {
                 return try link(inNetDirectory: "\(device)/\(child)/net", for: selector, netlink: netlink)
             }
         }
@@ -90,15 +91,24 @@ enum DeviceSelection {
     private static func link(inNetDirectory directory: String, for selector: DeviceSelector, netlink: RouteNetlink)
         throws -> Link
     {
-        guard let name = try? netDirectoryEntries(directory).first else {
+        guard let name = netDirectoryEntries(directory)?.first else {
             throw CNIError(
                 .invalidNetworkConfig, "\(selector) has no network interface (\(directory) is empty or missing)")
         }
         return try link(named: name, for: selector, netlink: netlink)
     }
 
-    private static func netDirectoryEntries(_ directory: String) throws -> [String] {
-        try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+    /// Sorted names in a directory; nil when it cannot be read.
+    private static func netDirectoryEntries(_ directory: String) -> [String]? {
+        (try? FileSystem.list(directory))?.sorted()
+    }
+
+    /// Where a symbolic link points, as written; nil when `path` is no link.
+    private static func symbolicLinkTarget(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
+        let count = readlink(path, &buffer, buffer.count)
+        guard count > 0 else { return nil }
+        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     private static func link(named name: String, for selector: DeviceSelector, netlink: RouteNetlink) throws -> Link {

@@ -3,28 +3,23 @@ import IPAddressing
 
 /// The host plugin's keys. With none of the device keys it runs in host networking mode;
 /// with any of them it moves that host device into the container (the reference `host-device`).
-struct HostConfig: Decodable {
+struct HostConfig: JSONReadable {
     var device: String?
     var hwaddr: String?
     var kernelpath: String?
     var pciBusID: String?
 
-    enum CodingKeys: String, CodingKey {
-        case device, hwaddr, kernelpath, pciBusID
-    }
-
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        func text(_ key: CodingKeys) throws -> String? {
+    init(_ reader: JSONReader) throws(CNIError) {
+        func text(_ key: String) throws(CNIError) -> String? {
             // Hand-edited configs carry stray blanks; no interface name or path has them at either end.
-            guard let raw = try c.decodeIfPresent(String.self, forKey: key) else { return nil }
+            guard let raw = try reader.string(key) else { return nil }
             let trimmed = raw.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed()
             return trimmed.isEmpty ? nil : String(trimmed)
         }
-        device = try text(.device)
-        hwaddr = try text(.hwaddr)
-        kernelpath = try text(.kernelpath)
-        pciBusID = try text(.pciBusID)
+        device = try text("device")
+        hwaddr = try text("hwaddr")
+        kernelpath = try text("kernelpath")
+        pciBusID = try text("pciBusID")
     }
 }
 

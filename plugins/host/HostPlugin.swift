@@ -10,14 +10,30 @@ import PluginSupport
 /// `pciBusID` or the `deviceID` capability it moves that host interface into the container
 /// and, on DEL, back.
 struct HostPlugin: CNIPlugin {
-    var about: String { "Pier host plugin (host networking mode, host devices)" }
+    /// Invoked as `host-device`: only device mode, as the reference plugin of that name has.
+    var deviceOnly = false
+
+    var about: String {
+        deviceOnly ? "Pier host-device plugin" : "Pier host plugin (host networking mode, host devices)"
+    }
     /// Host networking mode is exactly "CNI_NETNS is the plugin's own netns". Device mode
     /// refuses that case itself, with skel's code 8, since moving a host device into the
     /// host is meaningless and DEL would then rename a host interface.
     var acceptsOwnNetworkNamespace: Bool { true }
 
+    /// The mode the config asks for; as `host-device`, a config without device keys is an error.
+    private func mode(_ request: CNIRequest) throws(CNIError) -> HostMode {
+        let mode = try HostMode(request)
+        if deviceOnly, case .hostNetworking = mode {
+            throw CNIError(
+                .invalidNetworkConfig,
+                "specify either \"device\", \"hwaddr\", \"kernelpath\" or \"pciBusID\" (or the deviceID capability)")
+        }
+        return mode
+    }
+
     func add(_ request: CNIRequest) throws -> CNIResult {
-        switch try HostMode(request) {
+        switch try mode(request) {
         case .hostNetworking:
             guard request.config.ipam == nil else {
                 throw CNIError(
@@ -37,67 +53,43 @@ struct HostPlugin: CNIPlugin {
         let containerNS = try NetworkNamespace.open(path: request.netns)
         try rejectOwnNamespace(containerNS)
         let container = try RouteNetlink(namespace: containerNS)
-        if try container.linkIfPresent(named: request.ifName) != nil {
-            throw CNIError(
-                .invalidEnvironmentVariables, "container already has an interface named \(request.ifName)")
-        }
+        try requireNoContainerInterface(named: request.ifName, in: container)
         let move = try DeviceMove()
         let device = try DeviceSelection.resolve(selectors, netlink: move.host)
-        try move.moveIn(device, as: request.ifName, into: containerNS)
-        let link = try container.link(named: request.ifName)
-        // ADD leaves nothing behind when it fails: the device goes home, the lease is released
-        // inside `IPAMCall.add(_:undoingOnFailure:)`.
-        do {
-            var result: CNIResult
-            if request.config.ipam != nil {
-                let setup = InterfaceSetup(namespace: containerNS, netlink: container)
-                result = try IPAMCall.add(request) { ipamResult in
-                    try configureL3(ipamResult, request: request, link: link, setup: setup)
+        // ADD leaves nothing behind when it fails: the device goes home, the lease is released.
+        return try withRollback { rollback in
+            try move.moveIn(device, as: request.ifName, into: containerNS)
+            let link = try container.link(named: request.ifName)
+            if let origin = DeviceOrigin(alias: link.alias) {
+                rollback.push("return \(origin.name) to the host") {
+                    try move.moveOut(link, origin: origin, from: container, holderNamespace: containerNS)
                 }
+            }
+            var result = CNIResult(cniVersion: request.cniVersion)
+            if request.config.ipam != nil {
+                let ipamResult = try IPAMCall.add(request)
+                rollback.push("release the addresses") { try IPAMCall.delete(request) }
+                result = try CNIResult.fromIPAM(ipamResult, cniVersion: request.cniVersion, interfaceIndex: 0)
+                let setup = InterfaceSetup(namespace: containerNS, netlink: container)
+                try setup.prepare(ifName: request.ifName, families: Set(result.ips.map(\.family)), enableDAD: false)
+                try setup.apply(result, interfaceIndex: 0, link: link, enableDAD: false)
             } else {
                 try container.setLinkUp(index: link.index)
-                result = CNIResult(cniVersion: request.cniVersion)
             }
-            if let dns = request.config.dns, !dns.isEmpty { result.dns = dns }
-            let current = try container.link(index: link.index)
-            result.interfaces = [
-                CNIResult.Interface(
-                    name: current.name, mac: current.mac?.description, mtu: current.mtu.map { Int($0) },
-                    sandbox: request.netns)
-            ]
+            result.describeInterfaces(request, container: try container.link(index: link.index))
             return result
-        } catch {
-            if let origin = DeviceOrigin(alias: link.alias) {
-                do { try move.moveOut(link, origin: origin, from: container, holderNamespace: containerNS) } catch let
-                    undoError
-                {
-                    cniLog("could not return \(origin.name) to the host after a failed ADD: \(undoError)")
-                }
-            }
-            throw error
         }
-    }
-
-    private func configureL3(
-        _ ipamResult: CNIResult, request: CNIRequest, link: Link, setup: InterfaceSetup
-    ) throws -> CNIResult {
-        let result = try CNIResult.fromIPAM(ipamResult, cniVersion: request.cniVersion, interfaceIndex: 0)
-        try setup.prepare(ifName: request.ifName, families: Set(result.ips.map(\.family)), enableDAD: false)
-        try setup.apply(result, interfaceIndex: 0, link: link, enableDAD: false)
-        return result
     }
 
     func delete(_ request: CNIRequest) throws {
         // A config whose device keys no longer parse still moved a device in: look for it.
-        if let mode = try? HostMode(request), case .hostNetworking = mode { return }
-        var failures: [String] = []
+        if let selected = try? mode(request), case .hostNetworking = selected { return }
+        var failures = CNIErrorList()
         var namespace: NetworkNamespace?
-        do { namespace = try openUnlessGone(request.netns) } catch { failures.append("\(error)") }
+        failures.attempt { namespace = try openUnlessGone(request.netns) }
         if let namespace { try rejectOwnNamespace(namespace) }
         // IPAM always, even with no netns: the reference host-device leaks the lease there.
-        if request.config.ipam != nil {
-            do { try IPAMCall.delete(request) } catch { failures.append("\(error)") }
-        }
+        if request.config.ipam != nil { failures.attempt { try IPAMCall.delete(request) } }
         if namespace == nil {
             // Whatever the kernel gave back when the netns died gets its identity back (the
             // problems are logged only: DEL must not fail for a device that is already home).
@@ -118,18 +110,16 @@ struct HostPlugin: CNIPlugin {
                     }
                 }
             } catch {
-                failures.append("\(error)")
+                failures.record(error)
             }
         }
         // No netns, or no device in it: a virtual device died with its netns, a physical one
         // went back to the root netns and was restored above. Nothing else is left to undo.
-        if !failures.isEmpty {
-            throw CNIError(.internalError, "host DEL incomplete: " + failures.joined(separator: "; "))
-        }
+        try failures.throwIfAny("host DEL incomplete")
     }
 
     func check(_ request: CNIRequest) throws {
-        switch try HostMode(request) {
+        switch try mode(request) {
         case .hostNetworking:
             try HostNetworking.requireHostNamespace(request.netns)
         case .device:
@@ -159,20 +149,18 @@ struct HostPlugin: CNIPlugin {
     /// Moved devices carry their own record (the alias): the only host-side leftovers are
     /// devices the kernel returned from deleted netns, restored here. Leases are the delegate's.
     func garbageCollect(_ request: CNIRequest) throws {
-        var failures: [String] = []
-        if case .device = try HostMode(request) { failures += try DeviceMove().restoreStrays() }
-        if request.config.ipam != nil {
-            do { try IPAMCall.garbageCollect(request) } catch { failures.append("\(error)") }
+        var failures = CNIErrorList()
+        if case .device = try mode(request) {
+            for problem in try DeviceMove().restoreStrays() { failures.record(CNIError(.internalError, problem)) }
         }
-        if !failures.isEmpty {
-            throw CNIError(.internalError, "host GC incomplete: " + failures.joined(separator: "; "))
-        }
+        if request.config.ipam != nil { failures.attempt { try IPAMCall.garbageCollect(request) } }
+        try failures.throwIfAny("host GC incomplete")
     }
 
     /// The device is not looked for: once it is in a container it is off the host, and a
     /// failing STATUS would mark the whole network unusable for every other container.
     func status(_ request: CNIRequest) throws {
-        if case .device = try HostMode(request), request.config.ipam != nil { try IPAMCall.status(request) }
+        if case .device = try mode(request), request.config.ipam != nil { try IPAMCall.status(request) }
     }
 
     /// Skel's code 8, which the runner skips for this plugin because host mode needs the case.

@@ -4,7 +4,7 @@ import Netlink
 
 /// The macvlan plugin's own keys, with the reference plugin's names and meanings. Unknown keys
 /// are ignored; everything that can be refused without the kernel is refused by `validate()`.
-struct MacvlanConfig: Decodable {
+struct MacvlanConfig: JSONReadable {
     /// The parent interface; nil means "the interface of the default route".
     var master: String?
     var mode: String = "bridge"
@@ -16,18 +16,13 @@ struct MacvlanConfig: Decodable {
     /// Broadcast queue length of the master; 0 or absent: the kernel's default.
     var bcqueuelen: Int?
 
-    enum CodingKeys: String, CodingKey {
-        case master, mode, mtu, mac, linkInContainer, bcqueuelen
-    }
-
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        master = try c.decodeIfPresent(String.self, forKey: .master).flatMap { $0.isEmpty ? nil : $0 }
-        mode = try c.decodeIfPresent(String.self, forKey: .mode) ?? "bridge"
-        mtu = try c.decodeIfPresent(Int.self, forKey: .mtu)
-        mac = try c.decodeIfPresent(String.self, forKey: .mac).flatMap { $0.isEmpty ? nil : $0 }
-        linkInContainer = try c.decodeIfPresent(Bool.self, forKey: .linkInContainer) ?? false
-        bcqueuelen = try c.decodeIfPresent(Int.self, forKey: .bcqueuelen)
+    init(_ reader: JSONReader) throws(CNIError) {
+        master = try reader.string("master").flatMap { $0.isEmpty ? nil : $0 }
+        mode = try reader.string("mode") ?? "bridge"
+        mtu = try reader.int("mtu")
+        mac = try reader.string("mac").flatMap { $0.isEmpty ? nil : $0 }
+        linkInContainer = try reader.bool("linkInContainer") ?? false
+        bcqueuelen = try reader.int("bcqueuelen")
     }
 
     /// The validated form, ready to create a link from.

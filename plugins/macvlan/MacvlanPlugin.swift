@@ -18,10 +18,7 @@ struct MacvlanPlugin: CNIPlugin {
 
         let containerNS = try NetworkNamespace.open(path: request.netns)
         let container = try RouteNetlink(namespace: containerNS)
-        if try container.linkIfPresent(named: request.ifName) != nil {
-            throw CNIError(
-                .invalidEnvironmentVariables, "container already has an interface named \(request.ifName)")
-        }
+        try requireNoContainerInterface(named: request.ifName, in: container)
         let masterNetlink = config.linkInContainer ? container : try RouteNetlink()
         let master = try MacvlanLink.findMaster(
             named: config.master, netlink: masterNetlink,
@@ -32,44 +29,27 @@ struct MacvlanPlugin: CNIPlugin {
                 "invalid MTU \(mtu): must be at most the MTU of master \(master.name) (\(masterMTU))")
         }
 
-        let link = try MacvlanLink.create(
-            on: master, settings: settings, creator: masterNetlink, container: container,
-            containerNamespace: config.linkInContainer ? nil : containerNS, ifName: request.ifName)
-        // The runtime will DEL after a failed ADD, but ADD still leaves nothing behind itself:
-        // the link goes here, the lease inside `IPAMCall.add(_:undoingOnFailure:)`.
-        do {
+        // The runtime will DEL after a failed ADD, but ADD still leaves nothing behind itself.
+        return try withRollback { rollback in
+            let link = try MacvlanLink.create(
+                on: master, settings: settings, creator: masterNetlink, container: container,
+                containerNamespace: config.linkInContainer ? nil : containerNS, ifName: request.ifName)
+            rollback.push("delete \(request.ifName)") { try container.deleteLink(index: link.index) }
             let setup = InterfaceSetup(namespace: containerNS, netlink: container)
-            var result: CNIResult
+            var result = CNIResult(cniVersion: request.cniVersion)
             if request.config.ipam != nil {
-                result = try IPAMCall.add(request) { ipamResult in
-                    try configureL3(ipamResult, request: request, link: link, setup: setup)
-                }
+                let ipamResult = try IPAMCall.add(request)
+                rollback.push("release the addresses") { try IPAMCall.delete(request) }
+                result = try CNIResult.fromIPAM(ipamResult, cniVersion: request.cniVersion, interfaceIndex: 0)
+                try announceAddresses(setup, ifName: request.ifName, families: Set(result.ips.map(\.family)))
+                try setup.apply(result, interfaceIndex: 0, link: link, enableDAD: false)
             } else {
                 try announceAddresses(setup, ifName: request.ifName, families: [])
                 try container.setLinkUp(index: link.index)
-                result = CNIResult(cniVersion: request.cniVersion)
             }
-            if let dns = request.config.dns, !dns.isEmpty { result.dns = dns }
-            let current = try container.link(index: link.index)
-            result.interfaces = [
-                CNIResult.Interface(
-                    name: current.name, mac: current.mac?.description, mtu: current.mtu.map { Int($0) },
-                    sandbox: request.netns)
-            ]
+            result.describeInterfaces(request, container: try container.link(index: link.index))
             return result
-        } catch {
-            try? container.deleteLink(index: link.index)
-            throw error
         }
-    }
-
-    private func configureL3(
-        _ ipamResult: CNIResult, request: CNIRequest, link: Link, setup: InterfaceSetup
-    ) throws -> CNIResult {
-        let result = try CNIResult.fromIPAM(ipamResult, cniVersion: request.cniVersion, interfaceIndex: 0)
-        try announceAddresses(setup, ifName: request.ifName, families: Set(result.ips.map(\.family)))
-        try setup.apply(result, interfaceIndex: 0, link: link, enableDAD: false)
-        return result
     }
 
     /// Neighbours on the segment cache the MAC of whoever had these addresses before, and a
@@ -86,11 +66,9 @@ struct MacvlanPlugin: CNIPlugin {
     }
 
     func delete(_ request: CNIRequest) throws {
-        var failures: [String] = []
+        var failures = CNIErrorList()
         // IPAM first, as the reference does: the lease must go even if the netns is unusable.
-        if request.config.ipam != nil {
-            do { try IPAMCall.delete(request) } catch { failures.append("\(error)") }
-        }
+        if request.config.ipam != nil { failures.attempt { try IPAMCall.delete(request) } }
         if !request.netns.isEmpty {
             do {
                 let namespace = try NetworkNamespace.open(path: request.netns)
@@ -102,12 +80,10 @@ struct MacvlanPlugin: CNIPlugin {
             } catch let error as NamespaceError where error.isNotFound {
                 // The netns went first and took the macvlan with it.
             } catch {
-                failures.append("\(error)")
+                failures.record(error)
             }
         }
-        if !failures.isEmpty {
-            throw CNIError(.internalError, "macvlan DEL incomplete: " + failures.joined(separator: "; "))
-        }
+        try failures.throwIfAny("macvlan DEL incomplete")
     }
 
     func check(_ request: CNIRequest) throws {
@@ -147,7 +123,9 @@ struct MacvlanPlugin: CNIPlugin {
     /// The plugin keeps no state of its own: a container's macvlan dies with its netns. Only
     /// the IPAM delegate has leases to collect.
     func garbageCollect(_ request: CNIRequest) throws {
-        if request.config.ipam != nil { try IPAMCall.garbageCollect(request) }
+        var failures = CNIErrorList()
+        if request.config.ipam != nil { failures.attempt { try IPAMCall.garbageCollect(request) } }
+        try failures.throwIfAny("macvlan GC incomplete")
     }
 
     func status(_ request: CNIRequest) throws {

@@ -1,34 +1,38 @@
-import FoundationEssentials
+import CNI
 import IPAddressing
 import PierTables
 
 /// The portmap plugin's own keys. The reference's iptables-only keys (`markMasqBit`,
 /// `externalSetMarkChain`, `conditionsV4`, `conditionsV6`, `backend`) are accepted and
 /// ignored: Pier always uses its nftables maps.
-struct PortmapConfig: Decodable {
+struct PortmapConfig: JSONReadable {
     /// Masquerade hairpin and localhost traffic to published ports.
     var snat: Bool = true
     /// Masquerade traffic from any source to the published ports (macvlan-style networks,
     /// where replies would otherwise bypass the host).
     var masqAll: Bool = false
 
-    enum CodingKeys: String, CodingKey { case snat, masqAll }
-
     init() {}
 
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        snat = try c.decodeIfPresent(Bool.self, forKey: .snat) ?? true
-        masqAll = try c.decodeIfPresent(Bool.self, forKey: .masqAll) ?? false
+    init(_ reader: JSONReader) throws(CNIError) {
+        snat = try reader.bool("snat") ?? true
+        masqAll = try reader.bool("masqAll") ?? false
     }
 }
 
 /// One entry of the `portMappings` capability, as runtimes send it.
-struct PortMapping: Decodable, Equatable {
+struct PortMapping: JSONReadable, Equatable {
     var hostPort: Int
     var containerPort: Int
     var `protocol`: String?
     var hostIP: String?
+
+    init(_ reader: JSONReader) throws(CNIError) {
+        hostPort = try reader.requiredInt("hostPort")
+        containerPort = try reader.requiredInt("containerPort")
+        `protocol` = try reader.string("protocol")
+        hostIP = try reader.string("hostIP")
+    }
 }
 
 enum MappingError: Error, Equatable {
@@ -51,12 +55,9 @@ func plan(_ mappings: [PortMapping], v4: IPAddress?, v6: IPAddress?) throws(Mapp
         guard (1...65535).contains(mapping.containerPort) else {
             throw .invalid("portMappings: invalid containerPort \(mapping.containerPort)")
         }
-        let protocolNumber: UInt8
-        switch (mapping.protocol ?? "").lowercased() {
-        case "", "tcp": protocolNumber = 6
-        case "udp": protocolNumber = 17
-        case "sctp": protocolNumber = 132
-        default: throw .invalid("portMappings: unknown protocol \"\(mapping.protocol ?? "")\"")
+        let protocolName = mapping.protocol ?? ""
+        guard let ipProtocol = protocolName.isEmpty ? IPProtocol.tcp : IPProtocol(name: protocolName) else {
+            throw .invalid("portMappings: unknown protocol \"\(protocolName)\"")
         }
         var families: [IPFamily] = [.v4, .v6]
         var hostAddress: IPAddress?
@@ -69,13 +70,13 @@ func plan(_ mappings: [PortMapping], v4: IPAddress?, v6: IPAddress?) throws(Mapp
         for family in families {
             guard let container = family == .v4 ? v4 : v6 else { continue }
             let port = PublishedPort(
-                protocolNumber: protocolNumber, hostPort: UInt16(mapping.hostPort), hostAddress: hostAddress,
+                ipProtocol: ipProtocol, hostPort: UInt16(mapping.hostPort), hostAddress: hostAddress,
                 container: container, containerPort: UInt16(mapping.containerPort))
             // Plain strings only: interpolating an enum goes through reflection, whose first use
             // scans every protocol conformance in the binary (a third of a portmap ADD's work).
             let familyName = family == .v4 ? "4" : "6"
             let key =
-                familyName + " " + (hostAddress?.description ?? "*") + " " + String(protocolNumber) + " "
+                familyName + " " + (hostAddress?.description ?? "*") + " " + String(ipProtocol.rawValue) + " "
                 + String(mapping.hostPort)
             if let earlier = keys[key] {
                 // The same mapping twice is harmless; one host port to two targets is not.

@@ -26,14 +26,12 @@ struct PortmapPlugin: CNIPlugin {
 
         let owner = Attachment(request).ownerTag
         let publishing = PortPublishing(client: try NFTablesClient())
-        try publish(ports, owner: owner, config: config, publishing: publishing)
-        do {
+        try withRollback { rollback in
+            try publish(ports, owner: owner, config: config, publishing: publishing)
+            rollback.push("unpublish the ports of \(owner)") { _ = try publishing.unpublish(owner: owner) }
             if config.snat, let v4, ports.contains(where: { $0.family == .v4 }) {
                 try allowLocalhostAccess(to: v4)
             }
-        } catch {
-            _ = try? publishing.unpublish(owner: owner)
-            throw error
         }
         flushStaleUDPEntries(ports)
         return result
@@ -63,8 +61,9 @@ struct PortmapPlugin: CNIPlugin {
 
     func delete(_ request: CNIRequest) throws {
         let owner = Attachment(request).ownerTag
-        let removed: [PublishedPort]
-        do {
+        var removed: [PublishedPort] = []
+        var failures = CNIErrorList()
+        failures.attempt {
             let publishing = PortPublishing(client: try NFTablesClient())
             if let keys = mappingKeys(request) {
                 // libcni passes the ADD's runtimeConfig again: look up exactly those keys.
@@ -74,9 +73,8 @@ struct PortmapPlugin: CNIPlugin {
                 // needs no prevResult, netns or runtimeConfig.
                 removed = try publishing.unpublish(owner: owner)
             }
-        } catch {
-            throw CNIError(.internalError, "portmap DEL incomplete: \(error)")
         }
+        try failures.throwIfAny("portmap DEL incomplete")
         flushStaleUDPEntries(removed)
     }
 
@@ -114,12 +112,9 @@ struct PortmapPlugin: CNIPlugin {
     }
 
     func garbageCollect(_ request: CNIRequest) throws {
-        let valid = Set(
-            (request.config.validAttachments ?? []).map {
-                Attachment(network: request.config.name, containerID: $0.containerID, ifName: $0.ifName).ownerTag
-            })
+        let valid = Set((request.config.validAttachments ?? []).map(\.ownerTag))
         let networkPrefix = Attachment.networkTag(request.config.name) + " "
-        var failures: [String] = []
+        var failures = CNIErrorList()
         do {
             let publishing = PortPublishing(client: try NFTablesClient())
             for owner in try publishing.owners().sorted() where owner.hasPrefix(networkPrefix) && !valid.contains(owner)
@@ -127,15 +122,14 @@ struct PortmapPlugin: CNIPlugin {
                 do {
                     flushStaleUDPEntries(try publishing.unpublish(owner: owner))
                 } catch {
-                    failures.append("\(owner): \(error)")
+                    let cause = CNIError(converting: error)
+                    failures.record(CNIError(cause.code, "\(owner): \(cause.msg)", details: cause.details))
                 }
             }
         } catch {
-            failures.append("\(error)")
+            failures.record(error)
         }
-        if !failures.isEmpty {
-            throw CNIError(.internalError, "portmap GC incomplete: " + failures.joined(separator: "; "))
-        }
+        try failures.throwIfAny("portmap GC incomplete")
     }
 
     func status(_ request: CNIRequest) throws {
@@ -190,12 +184,13 @@ struct PortmapPlugin: CNIPlugin {
     /// pointed at another container) would keep steering datagrams to the old destination.
     /// Best effort, as in the reference: a failure here is logged, not fatal.
     private func flushStaleUDPEntries(_ ports: [PublishedPort]) {
-        let udp = Set(ports.filter { $0.protocolNumber == 17 }.map { PortKey(family: $0.family, port: $0.hostPort) })
+        let udp = Set(ports.filter { $0.ipProtocol == .udp }.map { PortKey(family: $0.family, port: $0.hostPort) })
         guard !udp.isEmpty else { return }
         do {
             let conntrack = try ConntrackClient()
             for key in udp.sorted(by: { $0.port < $1.port }) {
-                try conntrack.deleteEntries(protocolNumber: 17, destinationPort: key.port, family: key.family)
+                try conntrack.deleteEntries(
+                    protocolNumber: IPProtocol.udp.rawValue, destinationPort: key.port, family: key.family)
             }
         } catch {
             cniLog("portmap: could not delete stale UDP conntrack entries: \(error)")

@@ -1,11 +1,12 @@
 import CNI
 import ClusterStore
-import FoundationEssentials
+import IPAM
+import Overlay
 import PluginSupport
 
 /// The `vxlan-overlay` plugin's own keys. Unknown keys are ignored; everything that can be
 /// refused without touching the kernel or the store is refused by `validate()`.
-struct OverlayConfig: Decodable {
+struct OverlayConfig: JSONReadable {
     var vni: Int
     /// Interface name or local address whose IP is this host's VTEP; nil: the default route's.
     var underlay: String?
@@ -18,30 +19,30 @@ struct OverlayConfig: Decodable {
     var forceAddress = false
     var hairpinMode = false
     /// Runtime state (the lock shared with `pier agent`): `<runDir>/overlay/`.
-    var runDir = "/run/pier"
+    var runDir = HostLock.defaultRunDirectory
 
-    enum CodingKeys: String, CodingKey {
-        case vni, underlay, port, mtu, store, isGateway, isDefaultGateway, ipMasq, forceAddress, hairpinMode, runDir
-    }
-
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        vni = try c.decode(Int.self, forKey: .vni)
-        underlay = try c.decodeIfPresent(String.self, forKey: .underlay)
-        port = try c.decodeIfPresent(Int.self, forKey: .port) ?? 4789
-        mtu = try c.decodeIfPresent(Int.self, forKey: .mtu)
-        store = try c.decodeIfPresent(ClusterStoreConfig.self, forKey: .store) ?? ClusterStoreConfig(type: .file)
-        isGateway = try c.decodeIfPresent(Bool.self, forKey: .isGateway) ?? false
-        isDefaultGateway = try c.decodeIfPresent(Bool.self, forKey: .isDefaultGateway) ?? false
-        ipMasq = try c.decodeIfPresent(Bool.self, forKey: .ipMasq) ?? false
-        forceAddress = try c.decodeIfPresent(Bool.self, forKey: .forceAddress) ?? false
-        hairpinMode = try c.decodeIfPresent(Bool.self, forKey: .hairpinMode) ?? false
-        runDir = try c.decodeIfPresent(String.self, forKey: .runDir) ?? "/run/pier"
+    init(_ reader: JSONReader) throws(CNIError) {
+        vni = try reader.requiredInt("vni")
+        underlay = try reader.string("underlay")
+        port = try reader.int("port") ?? 4789
+        mtu = try reader.int("mtu")
+        if let store = try reader.reader("store") { self.store = try ClusterStoreConfig(store) }
+        isGateway = try reader.bool("isGateway") ?? false
+        isDefaultGateway = try reader.bool("isDefaultGateway") ?? false
+        ipMasq = try reader.bool("ipMasq") ?? false
+        forceAddress = try reader.bool("forceAddress") ?? false
+        hairpinMode = try reader.bool("hairpinMode") ?? false
+        runDir = try reader.string("runDir") ?? HostLock.defaultRunDirectory
         // As with bridge: a default gateway is a gateway.
         if isDefaultGateway { isGateway = true }
     }
 
     var vniValue: UInt32 { UInt32(clamping: vni) }
+
+    /// DAD stays off: IPAM in cluster mode made the address unique across hosts.
+    var l3: BridgedL3 {
+        BridgedL3(isGateway: isGateway, isDefaultGateway: isDefaultGateway, forceAddress: forceAddress)
+    }
 
     func validate(_ request: CNIRequest) throws(CNIError) {
         guard (1...16_777_215).contains(vni) else {
@@ -76,12 +77,9 @@ struct OverlayConfig: Decodable {
         }
     }
 
-    private struct IPAMStore: Decodable {
-        var store: ClusterStoreConfig?
-    }
-
     private func ipamStoreConfig(_ request: CNIRequest) throws(CNIError) -> ClusterStoreConfig? {
-        try request.config.ipam?.decode(IPAMStore.self).store
+        guard let store = try request.config.ipam?.reader.reader("store") else { return nil }
+        return try ClusterStoreConfig(store)
     }
 }
 

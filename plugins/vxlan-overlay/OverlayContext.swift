@@ -53,12 +53,4 @@ struct OverlayContext {
         case .corrupt: return CNIError(.internalError, error.description)
         }
     }
-
-    /// DEL and GC keep going past failures and report them together; the first failure's code
-    /// wins, so an unreachable store still says 11.
-    static func throwCollected(_ failures: [CNIError], verb: String) throws {
-        guard let first = failures.first else { return }
-        throw CNIError(
-            first.code, "vxlan-overlay \(verb) incomplete: " + failures.map(\.description).joined(separator: "; "))
-    }
 }

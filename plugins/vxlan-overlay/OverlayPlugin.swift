@@ -31,44 +31,37 @@ struct OverlayPlugin: CNIPlugin {
         let mtu = underlay.overlayMTU(configured: config.mtu)
         let containerNS = try NetworkNamespace.open(path: request.netns)
         let container = try RouteNetlink(namespace: containerNS)
-        if try container.linkIfPresent(named: request.ifName) != nil {
-            throw CNIError(
-                .invalidEnvironmentVariables, "container already has an interface named \(request.ifName)")
-        }
+        try requireNoContainerInterface(named: request.ifName, in: container)
         let devices = try NetworkDevices.ensure(
             network: request.config.name, config: config, underlay: underlay, mtu: mtu, netlink: host)
-        let ports = try VethSetup(host: host, container: container, containerNamespace: containerNS)
-            .create(
-                attachment: attachment, bridge: devices.bridge,
-                options: VethSetup.Options(mtu: mtu, hairpin: config.hairpinMode), mac: mac)
 
-        // From here a failure undoes the veth and the lease; the endpoint is published last,
-        // so other hosts never learn of an attachment that did not come up.
-        var leased = false
-        do {
+        // A failure undoes what was made; the endpoint is published last, so other hosts
+        // never learn of an attachment that did not come up.
+        return try withRollback { rollback in
+            let ports = try VethSetup(host: host, container: container, containerNamespace: containerNS)
+                .create(
+                    attachment: attachment, bridge: devices.bridge,
+                    options: VethSetup.Options(mtu: mtu, hairpin: config.hairpinMode), mac: mac)
+            rollback.push("delete \(ports.host.name)") { try host.deleteLink(index: ports.host.index) }
             let ipamRequest = try request.withClusterIPAM(config)
             let ipamResult = try IPAMCall.add(ipamRequest)
-            leased = true
+            rollback.push("release the addresses") { try IPAMCall.delete(ipamRequest) }
             // The container interface is the third in the result: bridge, host veth, container.
             var result = try CNIResult.fromIPAM(ipamResult, cniVersion: request.cniVersion, interfaceIndex: 2)
-            try configureL3(
-                &result, config: config, devices: devices, ports: ports, request: request,
-                containerNS: containerNS, container: container, host: host)
-            if let dns = request.config.dns, !dns.isEmpty { result.dns = dns }
-
+            // Every host's bridge holds the same gateway address: each host routes its own
+            // containers, and the VXLAN device only ever answers ARP for remote containers.
+            try config.l3.configure(
+                &result, interfaceIndex: 2, link: ports.container,
+                setup: InterfaceSetup(namespace: containerNS, netlink: container), host: host
+            ) { devices.bridge }
             let bridgeNow = try host.link(index: devices.bridge.index)
-            let hostNow = try host.link(index: ports.host.index)
             let containerNow = try container.link(index: ports.container.index)
-            result.interfaces = [
-                CNIResult.Interface(name: bridgeNow.name, mac: bridgeNow.mac?.description),
-                CNIResult.Interface(name: hostNow.name, mac: hostNow.mac?.description),
-                CNIResult.Interface(
-                    name: containerNow.name, mac: containerNow.mac?.description, mtu: containerNow.mtu.map { Int($0) },
-                    sandbox: request.netns),
-            ]
+            result.describeInterfaces(
+                request, hostSide: [bridgeNow, try host.link(index: ports.host.index)], container: containerNow)
             if config.ipMasq {
                 try NetworkRules(client: try NFTablesClient(), networkTag: attachment.networkTag).attach(
-                    bridge: bridgeNow.name, masqueradeSubnets: result.ips.map(\.address.network), isolated: true)
+                    bridge: bridgeNow.name, masqueradeSubnets: result.ips.map(\.address.network),
+                    isolated: PluginDefaults.overlayIsolation(ipMasq: config.ipMasq))
             }
             guard let containerMAC = containerNow.mac else {
                 throw CNIError(.internalError, "\(request.ifName) has no MAC address")
@@ -83,48 +76,20 @@ struct OverlayPlugin: CNIPlugin {
                 try context.registry.publish(endpoint)
             }
             return result
-        } catch {
-            if leased { try? IPAMCall.delete(request.withClusterIPAM(config)) }
-            try? host.deleteLink(index: ports.host.index)
-            throw error
-        }
-    }
-
-    private func configureL3(
-        _ result: inout CNIResult, config: OverlayConfig, devices: NetworkDevices, ports: VethSetup.Ports,
-        request: CNIRequest, containerNS: NetworkNamespace, container: RouteNetlink, host: RouteNetlink
-    ) throws {
-        result.applyGatewayDefaults(isGateway: config.isGateway, isDefaultGateway: config.isDefaultGateway)
-        let families = Set(result.ips.map(\.family))
-        let setup = InterfaceSetup(namespace: containerNS, netlink: container)
-        try setup.prepare(ifName: request.ifName, families: families, enableDAD: false)
-        try setup.apply(result, interfaceIndex: 2, link: ports.container, enableDAD: false)
-        if config.isGateway {
-            // Every host's bridge holds the same gateway address: each host routes its own
-            // containers, and the VXLAN device only ever answers ARP for remote containers.
-            try BridgeDevice.assignGateways(
-                result.ips, to: devices.bridge, forceAddress: config.forceAddress, netlink: host)
-            try enableForwarding(for: families, netlink: host)
         }
     }
 
     func delete(_ request: CNIRequest) throws {
         let config = try request.config.decode(OverlayConfig.self)
         let attachment = Attachment(request)
-        var failures: [CNIError] = []
-        do {
+        var failures = CNIErrorList()
+        failures.attempt {
             let context = try OverlayContext(request, config)
             try context.storeCall {
                 try context.registry.withdraw(containerID: request.containerID, ifname: request.ifName)
             }
-        } catch {
-            failures.append(CNIError(converting: error))
         }
-        do {
-            try VethSetup.deleteHostEnd(of: attachment, netlink: try RouteNetlink())
-        } catch {
-            failures.append(CNIError(converting: error))
-        }
+        failures.attempt { try VethSetup.deleteHostEnd(of: attachment, netlink: try RouteNetlink()) }
         if !request.netns.isEmpty {
             do {
                 let namespace = try NetworkNamespace.open(path: request.netns)
@@ -133,13 +98,11 @@ struct OverlayPlugin: CNIPlugin {
             } catch let error as NamespaceError where error.isNotFound {
                 // The namespace went first: its links went with it.
             } catch {
-                failures.append(CNIError(converting: error))
+                failures.record(error)
             }
         }
-        do { try IPAMCall.delete(request.withClusterIPAM(config)) } catch {
-            failures.append(CNIError(converting: error))
-        }
-        try OverlayContext.throwCollected(failures, verb: "DEL")
+        failures.attempt { try IPAMCall.delete(request.withClusterIPAM(config)) }
+        try failures.throwIfAny("vxlan-overlay DEL incomplete")
     }
 
     func check(_ request: CNIRequest) throws {
@@ -189,12 +152,9 @@ struct OverlayPlugin: CNIPlugin {
     func garbageCollect(_ request: CNIRequest) throws {
         let config = try request.config.decode(OverlayConfig.self)
         let network = request.config.name
-        let valid = Set(
-            (request.config.validAttachments ?? []).map {
-                Attachment(network: network, containerID: $0.containerID, ifName: $0.ifName)
-            })
-        var failures: [CNIError] = []
-        do {
+        let valid = Set(request.config.validAttachments ?? [])
+        var failures = CNIErrorList()
+        failures.attempt {
             let context = try OverlayContext(request, config)
             try context.storeCall {
                 for endpoint in try context.registry.localEndpoints()
@@ -205,10 +165,8 @@ struct OverlayPlugin: CNIPlugin {
                 }
                 if valid.isEmpty { try context.registry.withdrawHost() }
             }
-        } catch {
-            failures.append(CNIError(converting: error))
         }
-        do {
+        failures.attempt {
             let host = try RouteNetlink()
             for link in try host.links() {
                 guard let alias = link.alias, let owner = Attachment.fromLinkAlias(alias), owner.network == network,
@@ -217,13 +175,9 @@ struct OverlayPlugin: CNIPlugin {
                 try ignoringMissing { try host.deleteLink(index: link.index) }
             }
             if valid.isEmpty { try removeDevices(config, network: network, netlink: host) }
-        } catch {
-            failures.append(CNIError(converting: error))
         }
-        do { try IPAMCall.garbageCollect(request.withClusterIPAM(config)) } catch {
-            failures.append(CNIError(converting: error))
-        }
-        try OverlayContext.throwCollected(failures, verb: "GC")
+        failures.attempt { try IPAMCall.garbageCollect(request.withClusterIPAM(config)) }
+        try failures.throwIfAny("vxlan-overlay GC incomplete")
     }
 
     /// With no attachment left, the bridge and VXLAN device go too (if no veth still uses them).

@@ -1,0 +1,27 @@
+/// `pier`'s state root:
+///
+///     <root>/lock                         the store-wide lock every state change holds
+///     <root>/containers/<id>/state.json   one container record
+///     <root>/containers/<id>/pid          the container's init, written by `__init`
+///     <root>/containers/<id>/log          a detached container's output
+public struct StateLayout: Sendable, Equatable {
+    public let root: String
+
+    public init(root: String) { self.root = root }
+
+    public var lockPath: String { root + "/lock" }
+    public var containersDirectory: String { root + "/containers" }
+    public func containerDirectory(id: String) -> String { containersDirectory + "/" + id }
+    public func recordPath(id: String) -> String { containerDirectory(id: id) + "/state.json" }
+    public func pidPath(id: String) -> String { containerDirectory(id: id) + "/" + Self.pidName }
+    public func logPath(id: String) -> String { containerDirectory(id: id) + "/" + Self.logName }
+
+    static let pidName = "pid"
+    static let logName = "log"
+
+    /// True for what a container directory holds before its record is first written (and what
+    /// a `pier` killed at that instant leaves): a directory holding nothing else is abandoned.
+    public static func isAuxiliaryFile(_ name: String) -> Bool {
+        name == pidName || name == logName || name.contains(FileSystem.siblingTemporaryMarker)
+    }
+}

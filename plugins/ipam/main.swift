@@ -1,3 +1,0 @@
-import IPAM
-
-IPAMPlugin().main()

@@ -1,3 +1,0 @@
-import CNI
-
-MacvlanPlugin().main()

@@ -1,3 +1,0 @@
-import CNI
-
-PortmapPlugin().main()
