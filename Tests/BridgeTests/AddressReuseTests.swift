@@ -10,8 +10,9 @@ import Testing
 struct AddressReuseTests {
     let bridgePlugin = PluginRunner("bridge")
 
-    /// B talks to A at X; A is deleted; C gets X (with a MAC of its own, or one the runtime
-    /// chose); B reaches C within 2 s of C's ADD, and B's neighbour entry names C's MAC.
+    /// B (and the host, through the gateway) talks to A at X; A is deleted; C gets X (with a
+    /// MAC of its own, or one the runtime chose); B reaches C within 2 s of C's ADD, and B's
+    /// neighbour entry names C's MAC; so does the host.
     @Test(arguments: [("4", false), ("6", false), ("4", true), ("6", true)])
     func aReusedAddressIsReachableAtOnce(family: String, runtimeMAC: Bool) throws {
         let network = BridgeTests.network(subnet4: "10.78.0.0/24", subnet6: "fd78::/64")
@@ -22,6 +23,8 @@ struct AddressReuseTests {
             _ = try add(network, b, id: "b", on: host)
             let reused = try #require(BridgeTests.containerAddress(resultA, family: family))
             #expect(b.canPing(reused), "B reaches A at \(reused)")
+            // The host, through its gateway address on the bridge, caches A's MAC too.
+            #expect(host.canPing(reused), "the host reaches A at \(reused)")
             let macA = try #require(try a.link("eth0")?["address"] as? String)
             #expect(try neighbourMAC(of: reused, in: b) == macA)
 
@@ -42,6 +45,7 @@ struct AddressReuseTests {
             let elapsed = Date().timeIntervalSince(added)
             #expect(reached, "B reaches C at \(reused) within 2 s of ADD (took \(elapsed) s)")
             #expect(try neighbourMAC(of: reused, in: b) == macC, "B's entry for \(reused) names C's MAC \(macC)")
+            #expect(eventually(within: 2, since: added) { answers(host, reused) }, "the host reaches C at \(reused)")
         }
     }
 
