@@ -90,9 +90,7 @@ public struct HostSync {
     private func announce(
         _ addresses: [IPAddress], desired: DesiredEntries, bridgeIndex: Int32, report: inout ReconcileReport
     ) {
-        let announcements = addresses.compactMap { address in
-            desired.neighbors[address].map { NeighbourAnnouncement(address: address, mac: $0) }
-        }
+        let announcements = desired.announcements(of: addresses)
         guard !announcements.isEmpty else { return }
         do {
             try LinkLayerSender().announce(announcements, index: bridgeIndex)
