@@ -82,10 +82,9 @@ public struct VethSetup {
             host: try host.link(index: hostLink.index), container: try container.link(named: attachment.ifName))
     }
 
-    /// Tells every port of the bridge that `addresses` are now at `mac`, the container end's
-    /// MAC: an address just freed may have been handed straight back out, and peers that
-    /// talked to its previous owner hold a REACHABLE neighbour entry with the old MAC for tens
-    /// of seconds. The kernel's own announcement at link-up (`arp_notify`, `ndisc_notify`) goes
+    /// Tells every port of the bridge that `addresses` are now at the container end's MAC: an
+    /// address just freed may have been handed straight back out, and peers that talked to its
+    /// previous owner hold a REACHABLE neighbour entry with the old MAC for tens of seconds. The kernel's own announcement at link-up (`arp_notify`, `ndisc_notify`) goes
     /// out before the bridge has enabled the new port (it does so asynchronously, on the
     /// carrier change) and is dropped there; so wait for the port to forward, then announce
     /// from inside the container. Best effort: the container works either way.
