@@ -28,10 +28,11 @@ struct BridgePlugin: CNIPlugin {
         // ADD leaves nothing behind when it fails (the runtime will DEL, but ADD promises to
         // clean up after itself): each step below pushes its undo.
         return try withRollback { rollback in
-            let ports = try VethSetup(host: host, container: container, containerNamespace: containerNS)
-                .create(attachment: attachment, bridge: bridge, options: config.vethOptions, mac: mac) { port in
-                    if config.usesVLANs { try VLANSupport.apply(config, port: port, netlink: host) }
-                }
+            let veth = VethSetup(host: host, container: container, containerNamespace: containerNS)
+            let ports = try veth.create(attachment: attachment, bridge: bridge, options: config.vethOptions, mac: mac) {
+                port in
+                if config.usesVLANs { try VLANSupport.apply(config, port: port, netlink: host) }
+            }
             rollback.push("delete \(ports.host.name)") { try host.deleteLink(index: ports.host.index) }
             var result = CNIResult(cniVersion: request.cniVersion)
             if request.config.ipam != nil {
@@ -49,6 +50,7 @@ struct BridgePlugin: CNIPlugin {
                         bridge: bridge, vlan: UInt16(config.vlan), preserveDefaultVLAN: config.preserveDefaultVlan,
                         netlink: host)
                 }
+                veth.announce(ports, addresses: result.ips.filter { $0.interface == 2 }.map(\.address.address))
             } else if !config.disableContainerInterface {
                 try container.setLinkUp(index: ports.container.index)
             }

@@ -38,7 +38,9 @@ struct OverlayPlugin: CNIPlugin {
         // A failure undoes what was made; the endpoint is published last, so other hosts
         // never learn of an attachment that did not come up.
         return try withRollback { rollback in
-            let ports = try VethSetup(host: host, container: container, containerNamespace: containerNS)
+            let veth = VethSetup(host: host, container: container, containerNamespace: containerNS)
+            let ports =
+                try veth
                 .create(
                     attachment: attachment, bridge: devices.bridge,
                     options: VethSetup.Options(mtu: mtu, hairpin: config.hairpinMode), mac: mac)
@@ -54,6 +56,7 @@ struct OverlayPlugin: CNIPlugin {
                 &result, interfaceIndex: 2, link: ports.container,
                 setup: InterfaceSetup(namespace: containerNS, netlink: container), host: host
             ) { devices.bridge }
+            veth.announce(ports, addresses: result.ips.map(\.address.address))
             let bridgeNow = try host.link(index: devices.bridge.index)
             let containerNow = try container.link(index: ports.container.index)
             result.describeInterfaces(
