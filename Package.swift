@@ -109,5 +109,7 @@ let package = Package(
             name: "OverlayTests",
             dependencies: ["Overlay", "ClusterStore", "Netlink", "IPAddressing", "PierTestSupport"]),
         .testTarget(name: "PortmapTests", dependencies: ["PierTestSupport"]),
+        // Real runtimes (Podman's CNI backend, containerd's CRI) over the plugin directory.
+        .testTarget(name: "InteropTests", dependencies: ["PierTestSupport"], exclude: ["cri", "README.md"]),
     ]
 )
