@@ -30,7 +30,7 @@ final class ContainerdWorld: @unchecked Sendable {
     let scratch: ScratchDirectory
     let calls: PluginCallLog
     let sandboxImage = "localhost/pier-interop-pause:\(uniqueTag(6))"
-    let networkName = "pier-interop-k8s"
+    let networkName = "pier-interop-k8s-\(uniqueTag(6))"
     let hostAddress = "10.232.0.1"
     let outsideAddress = "10.232.0.2"
     let podSubnetPrefix = "10.232.1."
@@ -208,7 +208,9 @@ final class ContainerdWorld: @unchecked Sendable {
             let rate = (qdisc["options"] as? [String: Any])?["rate"] as? Int
             #expect(rate == 1_250_000, "10 Mbit/s is 1250000 bytes/s: \(qdisc)")
         }
-        #expect(shaping.contains { veths.contains($0["dev"] as? String ?? "") }, "\(qdiscs)")
+        #expect(shaping.contains { veths.contains($0["dev"] as? String ?? "") }, "ingress on the veth: \(qdiscs)")
+        let ifbs = try links(ofType: "ifb", in: host)
+        #expect(shaping.contains { ifbs.contains($0["dev"] as? String ?? "") }, "egress on an IFB: \(qdiscs)")
 
         // What containerd executed for ADD.
         let adds = calls.calls().filter { $0.command == "ADD" }
@@ -238,7 +240,8 @@ final class ContainerdWorld: @unchecked Sendable {
         #expect(try links(ofType: "veth", in: host).isEmpty)
         #expect(try links(ofType: "ifb", in: host).isEmpty)
         let remaining = try host.mustRun(["tc", "-j", "qdisc", "show"]).json() as? [[String: Any]] ?? []
-        #expect(!remaining.contains { ["tbf", "ingress", "clsact"].contains($0["kind"] as? String ?? "") }, "\(remaining)")
+        #expect(
+            !remaining.contains { ["tbf", "ingress", "clsact"].contains($0["kind"] as? String ?? "") }, "\(remaining)")
         #expect(leaseFiles(in: leaseDirectory).isEmpty, "leases left: \(leaseFiles(in: leaseDirectory))")
         #expect(!FileManager.default.fileExists(atPath: netns), "pod netns left: \(netns)")
         let ruleset = try nftRuleset(of: host)
@@ -257,6 +260,7 @@ final class ContainerdWorld: @unchecked Sendable {
     }
 
     func tearDown() {
+        calls.printIfTracing("containerd")
         for id in sandboxes {
             _ = try? cri("StopPodSandbox", ["pod_sandbox_id": id])
             _ = try? cri("RemovePodSandbox", ["pod_sandbox_id": id])
@@ -267,6 +271,12 @@ final class ContainerdWorld: @unchecked Sendable {
             _ = try? runCommand(["runc", "--root", "/run/containerd/runc/k8s.io", "delete", "--force", id])
         }
         scratch.remove()
+        // libcni's result cache, should a sandbox have been left without its DEL.
+        let cache = "/var/lib/cni/results"
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: cache)) ?? []
+        where entry.hasPrefix(networkName + "-") {
+            try? FileManager.default.removeItem(atPath: cache + "/" + entry)
+        }
     }
 }
 

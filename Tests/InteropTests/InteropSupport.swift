@@ -153,6 +153,12 @@ struct PluginCallLog {
         }
     }
 
+    /// Prints every call when `PIER_INTEROP_TRACE` is set: what the runtime really executed.
+    func printIfTracing(_ runtime: String) {
+        guard !(ProcessInfo.processInfo.environment["PIER_INTEROP_TRACE"] ?? "").isEmpty else { return }
+        print("\(runtime) executed:\n" + calls().map { "  \($0)\n    stdin: \($0.stdin)" }.joined(separator: "\n"))
+    }
+
     /// Every call so far, oldest first.
     func calls() -> [PluginCall] {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: logDirectory)) ?? []).sorted()

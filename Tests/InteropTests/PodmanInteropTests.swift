@@ -177,6 +177,7 @@ final class PodmanWorld: @unchecked Sendable {
 
     /// Best effort, whatever state the test stopped in; then the last resorts.
     func tearDown() {
+        calls.printIfTracing("Podman")
         _ = try? podman(["rm", "-a", "-f", "-t", "0"])
         _ = try? podman(["network", "rm", "-f", network])
         _ = try? podman(["rmi", "-a", "-f"])
