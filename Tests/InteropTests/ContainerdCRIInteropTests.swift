@@ -13,7 +13,9 @@ struct ContainerdCRIInteropTests {
     @Test func podSandboxGetsLoAndEth0PublishesPortsShapesBandwidthAndStopRemoveLeaveNothing() throws {
         try withPluginsRequired(Self.plugins, by: "containerd's CRI plugin") {
             try withTestHosts(2) { hosts in
-                let world = try ContainerdWorld(host: hosts[0], outside: hosts[1])
+                let scratch = try ScratchDirectory("containerd")
+                defer { scratch.remove() }
+                let world = try ContainerdWorld(host: hosts[0], outside: hosts[1], scratch: scratch)
                 defer { world.tearDown() }
                 try world.start()
                 try world.exercise()
@@ -43,10 +45,10 @@ final class ContainerdWorld: @unchecked Sendable {
     var socket: String { scratch.file("containerd.sock") }
     var leaseDirectory: String { scratch.file("ipam/\(networkName)") }
 
-    init(host: TestHost, outside: TestHost) throws {
+    init(host: TestHost, outside: TestHost, scratch: ScratchDirectory) throws {
         self.host = host
         self.outside = outside
-        scratch = try ScratchDirectory("containerd")
+        self.scratch = scratch
         calls = try PluginCallLog(
             wrapping: InteropPlugins.directory, plugins: ContainerdCRIInteropTests.plugins, in: scratch)
         for directory in ["net.d", "ipam", "cri-work", "logs"] { _ = try scratch.makeDirectory(directory) }

@@ -71,7 +71,9 @@ final class ScratchDirectory: @unchecked Sendable {
         return file(name)
     }
 
+    /// Idempotent.
     func remove() {
+        guard FileManager.default.fileExists(atPath: path) else { return }
         killProcesses(referring: path)
         unmountEverything(under: path)
         try? FileManager.default.removeItem(atPath: path)
