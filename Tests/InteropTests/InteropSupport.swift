@@ -179,7 +179,9 @@ struct PluginCall: CustomStringConvertible {
     init(_ text: String) {
         var section = ""
         var lines: [String: [String]] = [:]
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
+        // The shim ends the record with a newline of its own.
+        let body = text.hasSuffix("\n") ? String(text.dropLast()) : text
+        for line in body.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
             if line == "--- stdin" || line == "--- stdout" {
                 section = line
                 continue
