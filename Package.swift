@@ -115,5 +115,7 @@ let package = Package(
             name: "FirewallPluginTests",
             dependencies: ["PierTables", "Firewall", "NetlinkCore", "IPAddressing", "PierTestSupport"]),
         .testTarget(name: "BandwidthTests", dependencies: ["PierTestSupport"]),
+        // Real runtimes (Podman's CNI backend, containerd's CRI) over the plugin directory.
+        .testTarget(name: "InteropTests", dependencies: ["PierTestSupport"], exclude: ["cri", "README.md"]),
     ]
 )
