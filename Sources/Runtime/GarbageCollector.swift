@@ -33,12 +33,18 @@ extension ContainerManager {
 
         removeAbandonedFiles()
         let remaining = store.all()
+        // The cache is shared with other runtimes (another `--root`, cnitool): an attachment whose
+        // namespace still exists may be theirs and alive, so it is valid too.
+        let liveElsewhere = executor.cache.all().filter(isLive)
         func valid(for network: String) -> [NetworkConfig.Attachment] {
             remaining.flatMap { record in
                 record.attachments.filter { $0.network == network }.map {
                     NetworkConfig.Attachment(containerID: record.id, ifName: $0.ifName)
                 }
             }
+                + liveElsewhere.filter { $0.networkName == network }.map {
+                    NetworkConfig.Attachment(containerID: $0.request.containerID, ifName: $0.request.ifName)
+                }
         }
         var seen = Set<String>()
         for entry in configs.entries() {

@@ -1,0 +1,292 @@
+import Foundation
+import PierTestSupport
+import Testing
+
+/// What a newcomer hits in the first hour with `pier` (issue 21): each test reproduces one defect.
+@Suite(.enabled(if: isRoot, Comment(rawValue: needsRootReason)))
+struct DailyDriverDefectTests {
+    /// Leases in the harness's lease directory, by network.
+    func leases(_ pier: PierHarness) throws -> [String] {
+        try pier.leftovers().filter { $0.hasPrefix("lease") }
+    }
+
+    /// Two `--root`s and a cnitool attachment share one namespace, network, cache and lease directory:
+    /// `gc` under either root collects none of the others' live attachments, and `doctor` calls none
+    /// of their leases stale.
+    @Test func gcUnderOneRootSparesAnotherRootsAndCnitoolsAttachments() throws {
+        try withPier { pier in
+            let third = Int.random(in: 0...255)
+            try pier.addNetwork("t230", subnet: "10.230.\(third).0/24")
+            let rootB = pier.directory + "/rootB"
+            let other = pier.name("other")
+            let mine = pier.name("mine")
+            defer { _ = try? pier.pier(["--root", rootB, "rm", "-f", other]) }
+            try pier.mustPier(["--root", rootB, "run", "-d", "--name", other, "--net", "t230", "sleep", "300"])
+            try pier.mustPier(["run", "-d", "--name", mine, "--net", "t230", "sleep", "300"])
+            try withTestHosts(2) { hosts in
+                // cnitool's attachments: `pier plugin` (cnitool's cache and IDs), and the real cnitool on a
+                // network of a version Debian's libcni speaks, when one is built.
+                try pier.mustPier(["plugin", "add", "--net", "t230", "--netns", hosts[0].path])
+                defer { _ = try? pier.pier(["plugin", "del", "--net", "t230", "--netns", hosts[0].path]) }
+                var expectedLeases = 3
+                if let cnitoolPath {
+                    try pier.addNetwork("t237", subnet: "10.237.\(third).0/24", cniVersion: "1.0.0")
+                    let added = try runCommand(
+                        [
+                            "nsenter", "--net=\(pier.host.path)", "env", "NETCONFPATH=\(pier.configDirectory)",
+                            "CNI_PATH=\(pier.pluginDirectory)", "CNI_CACHE_DIR=\(pier.cacheDirectory)", cnitoolPath,
+                            "add", "t237", hosts[1].path,
+                        ])
+                    try #require(added.succeeded, "\(added.stderr)")
+                    expectedLeases += 1
+                }
+                defer { _ = try? pier.pier(["plugin", "del", "--net", "t237", "--netns", hosts[1].path]) }
+                let before = try leases(pier)
+                #expect(before.count == expectedLeases, "\(before)")
+
+                try pier.mustPier(["gc"])
+                try pier.mustPier(["--root", rootB, "gc"])
+
+                #expect(try leases(pier) == before)
+                let otherAddresses = try pier.mustPier(["--root", rootB, "exec", other, "ip", "-br", "-4", "addr"])
+                #expect(otherAddresses.stdout.contains("eth0"), "\(otherAddresses.stdout)")
+                let mineAddresses = try pier.mustPier(["exec", mine, "ip", "-br", "-4", "addr"])
+                #expect(mineAddresses.stdout.contains("eth0"), "\(mineAddresses.stdout)")
+                #expect(try hosts[0].linkNames().contains("eth0"))
+                if cnitoolPath != nil { #expect(try hosts[1].linkNames().contains("eth0")) }
+                try pier.mustPier(["check", mine])
+                try pier.mustPier(["--root", rootB, "check", other])
+
+                for root in [pier.root, rootB] {
+                    let doctor = try pier.pier([
+                        "--root", root, "doctor", "--json", "--skip-kernel-probes", "--lease-dir", pier.leaseDirectory,
+                        "--store-dir", pier.directory + "/store",
+                    ])
+                    #expect(!doctor.stdout.contains("stale.lease"), "\(doctor.stdout)")
+                    #expect(!doctor.stdout.contains("stale.veth"), "\(doctor.stdout)")
+                }
+                // The next container gets an address nobody holds.
+                let next = pier.name("next")
+                try pier.mustPier(["run", "-d", "--name", next, "--net", "t230", "sleep", "300"])
+                let taken = try pier.mustPier(["--root", rootB, "ps", "--json"]).stdout
+                let nextAddress = try #require(try pier.address(of: next))
+                #expect(!taken.contains("\"\(nextAddress)/"), "\(nextAddress) is also held in \(taken)")
+                #expect(try pier.address(of: mine) != nextAddress)
+            }
+        }
+    }
+
+    /// `--help`/`-h` before the command prints help and creates nothing; unknown options are errors;
+    /// options after the command belong to the command.
+    @Test func helpAndUnknownOptionsNeverRunAContainer() throws {
+        try withPier { pier in
+            for arguments in [
+                ["create", "--help"], ["run", "--help"], ["run", "-h"],
+                ["run", "-d", "--name", "x", "--help", "sleep"],
+                ["create", "--net", "none", "-h", "sleep", "1"], ["exec", "--help"],
+            ] {
+                let result = try pier.pier(arguments)
+                #expect(result.status == 0, "\(arguments): \(result.stderr)")
+                #expect(result.stdout.contains("USAGE: pier \(arguments[0])"), "\(arguments): \(result.stdout)")
+            }
+            for arguments in [["run", "--bogus", "sleep", "1"], ["create", "-Z", "sleep", "1"]] {
+                let result = try pier.pier(arguments)
+                #expect(result.status == 125, "\(arguments): \(result.status)")
+                #expect(result.stderr.hasPrefix("pier: "), "\(result.stderr)")
+                #expect(result.stderr.contains(arguments[1]), "\(result.stderr)")
+                #expect(result.stderr.contains("See 'pier \(arguments[0]) --help'."), "\(result.stderr)")
+            }
+            #expect(try pier.containers().isEmpty)
+            #expect(try pier.leftovers() == [])
+
+            // The command's own options are its own.
+            let echo = try pier.mustPier(["run", "--rm", "--net", "none", "echo", "--help", "-h", "--net"])
+            #expect(echo.stdout == "--help -h --net\n")
+            let explicit = try pier.mustPier(["run", "--rm", "--net", "none", "--", "echo", "-x"])
+            #expect(explicit.stdout == "-x\n")
+            let unknown = try pier.pier(["frobnicate"])
+            #expect(unknown.status == 125)
+            #expect(unknown.stderr.contains("'frobnicate' is not a pier command"), "\(unknown.stderr)")
+            let version = try pier.mustPier(["--version"])
+            #expect(version.stdout.hasPrefix("pier version "), "\(version.stdout)")
+            #expect(try pier.leftovers() == [])
+        }
+    }
+
+    /// Every subcommand answers `--help` with its usage (and `-h` the same).
+    @Test func everySubcommandHasHelp() throws {
+        let subcommands = [
+            ["create"], ["start"], ["run"], ["exec"], ["stop"], ["restart"], ["kill"], ["rm"], ["ps"], ["inspect"],
+            ["logs"], ["port"], ["check"], ["doctor"], ["trace"], ["gc"], ["network"], ["network", "ls"],
+            ["network", "inspect"], ["plugin"], ["plugin", "add"], ["plugin", "del"], ["plugin", "check"],
+            ["plugin", "gc"], ["plugin", "status"], ["plugin", "version"], ["agent"],
+        ]
+        let pier = builtProductsDirectory + "/pier"
+        let top = try runCommand([pier, "--help"])
+        #expect(top.status == 0)
+        for subcommand in subcommands {
+            for flag in ["--help", "-h"] {
+                let result = try runCommand([pier] + subcommand + [flag])
+                #expect(result.status == 0, "\(subcommand) \(flag): \(result.stderr)")
+                #expect(
+                    result.stdout.contains("USAGE: pier \(subcommand.joined(separator: " "))"),
+                    "\(subcommand) \(flag): \(result.stdout)")
+                #expect(result.stdout.contains("OVERVIEW: "), "\(subcommand): \(result.stdout)")
+            }
+            if subcommand.count == 1 {
+                #expect(top.stdout.contains("  \(subcommand[0]) "), "pier --help does not list \(subcommand[0])")
+            }
+        }
+    }
+
+    /// Two networks that both ask for the default route (the shipped config copied): the first network's
+    /// gateway gets it, CHECK agrees, and the result matches the kernel.
+    @Test func twoDefaultGatewayNetworksGiveTheFirstOnesGateway() throws {
+        try withPier { pier in
+            let third = Int.random(in: 0...255)
+            try pier.addNetwork("t231", subnet: "10.231.\(third).0/24", defaultGateway: true)
+            try pier.addNetwork("t232", subnet: "10.232.\(third).0/24", defaultGateway: true)
+            for (order, gateway) in [
+                (["t231", "t232"], "10.231.\(third).1"), (["t232", "t231"], "10.232.\(third).1"),
+            ] {
+                let name = pier.name("gw\(order[0])")
+                try pier.mustPier(["run", "-d", "--name", name, "--net", order[0], "--net", order[1], "sleep", "300"])
+                let routes = try pier.mustPier(["exec", name, "ip", "-j", "route", "show", "default"]).stdout
+                let decoded = try #require(
+                    try JSONSerialization.jsonObject(with: Data(routes.utf8)) as? [[String: Any]])
+                #expect(decoded.count == 1, "\(routes)")
+                #expect(decoded.first?["gateway"] as? String == gateway, "\(routes)")
+                #expect(decoded.first?["dev"] as? String == "eth0", "\(routes)")
+                let check = try pier.pier(["check", name])
+                #expect(check.status == 0, "\(check.stderr)")
+                try pier.mustPier(["rm", "-f", name])
+            }
+            #expect(try pier.leftovers() == [])
+        }
+    }
+
+    /// `--ip`/`--mac` on a network that cannot honour them are refused; where it can, they are applied,
+    /// and an address another container holds is refused.
+    @Test func fixedAddressAndMACAreHonouredOrRefused() throws {
+        try withPier { pier in
+            let third = Int.random(in: 0...255)
+            try pier.addNetwork("t233", subnet: "10.233.\(third).0/24")
+            for option in [["--ip", "10.233.\(third).50"], ["--mac", "c2:11:22:33:44:55"]] {
+                let result = try pier.pier(
+                    ["run", "-d", "--name", pier.name("nocap"), "--net", "t233"] + option + ["sleep", "300"])
+                #expect(result.status == 125, "\(option): \(result.stdout)")
+                #expect(result.stderr.contains("capability"), "\(result.stderr)")
+                #expect(try pier.leftovers() == [])
+            }
+
+            try pier.addNetwork("t234", subnet: "10.234.\(third).0/24", capabilities: ["ips", "mac"])
+            let fixed = pier.name("fixed")
+            try pier.mustPier([
+                "run", "-d", "--name", fixed, "--net", "t234", "--ip", "10.234.\(third).50", "--mac",
+                "c2:11:22:33:44:55",
+                "sleep", "300",
+            ])
+            let link = try pier.mustPier(["exec", fixed, "ip", "-j", "addr", "show", "eth0"]).stdout
+            #expect(link.contains("\"10.234.\(third).50\""), "\(link)")
+            #expect(link.contains("c2:11:22:33:44:55"), "\(link)")
+            let clash = try pier.pier([
+                "run", "-d", "--name", pier.name("clash"), "--net", "t234", "--ip", "10.234.\(third).50", "sleep",
+                "300",
+            ])
+            #expect(clash.status != 0, "\(clash.stdout)")
+            try pier.mustPier(["rm", "-f", fixed])
+            #expect(try pier.leftovers() == [])
+        }
+    }
+
+    /// A host server listening on the port: publishing it is refused ("address already in use") and the
+    /// server keeps its traffic.
+    @Test(.enabled(if: PierHarness.portmapBuilt, "portmap is not built"))
+    func publishingAPortAHostServerListensOnIsRefused() throws {
+        try withPier { pier in
+            let third = Int.random(in: 0...255)
+            try pier.addNetwork("t235", subnet: "10.235.\(third).0/24", portmap: true)
+            let port = Int.random(in: 30001...32000)
+            let server = Process()
+            server.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+            server.arguments = ["--net=\(pier.host.path)", "python3", "-m", "http.server", String(port)]
+            server.standardOutput = FileHandle.nullDevice
+            server.standardError = FileHandle.nullDevice
+            try server.run()
+            defer {
+                // SIGKILL: the test runner's children may inherit SIGTERM as ignored.
+                kill(server.processIdentifier, SIGKILL)
+                server.waitUntilExit()
+            }
+            #expect(eventually { httpGet(from: pier.host, "http://127.0.0.1:\(port)/")?.contains("Directory") == true })
+            let name = pier.name("hijack")
+            let result = try pier.pier([
+                "run", "-d", "--name", name, "--net", "t235", "-p", "\(port):80", "python3", "-m", "http.server", "80",
+            ])
+            #expect(result.status == 125)
+            #expect(result.stderr.contains("address already in use"), "\(result.stderr)")
+            #expect(try pier.leftovers() == [])
+            #expect(httpGet(from: pier.host, "http://127.0.0.1:\(port)/")?.contains("Directory") == true)
+        }
+    }
+
+    /// `rm` of a container whose namespace another joined: refused without -f; with -f, a warning names
+    /// the one that breaks, and `exec` into it says why it fails.
+    @Test func removingAContainerOthersJoinedIsRefusedOrWarned() throws {
+        try withPier { pier in
+            try pier.addNetwork("t236", subnet: "10.236.\(Int.random(in: 0...255)).0/24")
+            let web = pier.name("web")
+            let side = pier.name("side")
+            try pier.mustPier(["run", "-d", "--name", web, "--net", "t236", "sleep", "300"])
+            try pier.mustPier(["run", "-d", "--name", side, "--net", "container:\(web)", "sleep", "300"])
+            try pier.mustPier(["stop", "-t", "1", web])
+            let refused = try pier.pier(["rm", web])
+            #expect(refused.status == 125)
+            #expect(refused.stderr.contains(side), "\(refused.stderr)")
+            #expect(try pier.containers().count == 2)
+
+            let forced = try pier.mustPier(["rm", "-f", web])
+            #expect(forced.stderr.contains("warning") && forced.stderr.contains(side), "\(forced.stderr)")
+            let exec = try pier.pier(["exec", side, "true"])
+            #expect(exec.status == 125)
+            #expect(exec.stderr.contains("network namespace"), "\(exec.stderr)")
+            try pier.mustPier(["rm", "-f", side])
+
+            // Removed together, nobody is left broken: no warning.
+            let web2 = pier.name("web2")
+            let side2 = pier.name("side2")
+            try pier.mustPier(["run", "-d", "--name", web2, "--net", "t236", "sleep", "300"])
+            try pier.mustPier(["run", "-d", "--name", side2, "--net", "container:\(web2)", "sleep", "300"])
+            let together = try pier.mustPier(["rm", "-f", side2, web2])
+            #expect(!together.stderr.contains("warning"), "\(together.stderr)")
+            #expect(try pier.leftovers() == [])
+        }
+    }
+
+    /// `rm -f nosuch tmp1` removes tmp1 and reports nosuch, as Docker does.
+    @Test func removeGoesOnPastAMissingName() throws {
+        try withPier { pier in
+            let tmp = pier.name("tmp1")
+            try pier.mustPier(["create", "--name", tmp, "--net", "none", "sleep", "1"])
+            let result = try pier.pier(["rm", "-f", "nosuch-\(pier.tag)", tmp])
+            #expect(result.status != 0)
+            #expect(result.stderr.contains("no such container: nosuch-\(pier.tag)"), "\(result.stderr)")
+            #expect(result.stdout == "\(tmp)\n")
+            #expect(try pier.containers().isEmpty)
+            #expect(try pier.leftovers() == [])
+        }
+    }
+
+    /// `ps` lists containers in the order they were created, every time.
+    @Test func psListsInCreationOrder() throws {
+        try withPier { pier in
+            let names = ["d", "c", "b", "a", "e"].map { pier.name("order-\($0)") }
+            for name in names { try pier.mustPier(["create", "--name", name, "--net", "none", "sleep", "1"]) }
+            for _ in 0..<3 {
+                #expect(try pier.containers().map { $0["name"] as? String } == names)
+            }
+            try pier.mustPier(["rm"] + names)
+            #expect(try pier.leftovers() == [])
+        }
+    }
+}
