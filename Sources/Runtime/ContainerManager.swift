@@ -283,10 +283,11 @@ public final class ContainerManager {
         return warnings
     }
 
-    /// Whether a cached attachment provably belongs to a live container, whoever made it: its network
-    /// namespace still exists. Only attachments that fail this can be garbage.
+    /// Whether a cached attachment may belong to a live container, whoever made it: its network namespace
+    /// still exists, or the entry does not say which it was (libcni before 1.1 records no netns), so
+    /// nothing proves it dead. Only attachments that fail this are garbage.
     func isLive(_ entry: CachedAttachment) -> Bool {
-        !entry.request.netns.isEmpty && (try? NetworkNamespace.open(path: entry.request.netns)) != nil
+        entry.request.netns.isEmpty || (try? NetworkNamespace.open(path: entry.request.netns)) != nil
     }
 
     /// Containers living in `record`'s network namespace without owning it.

@@ -290,3 +290,100 @@ struct DailyDriverDefectTests {
         }
     }
 }
+
+/// The everyday commands a Docker user reaches for.
+@Suite(.enabled(if: isRoot, Comment(rawValue: needsRootReason)))
+struct EverydayCommandTests {
+    func container(_ pier: PierHarness, _ name: String) throws -> [String: Any]? {
+        try pier.containers().first { $0["name"] as? String == name }
+    }
+
+    @Test func detachedExitCodesLogsKillAndRestart() throws {
+        try withPier { pier in
+            let quits = pier.name("quits")
+            try pier.mustPier([
+                "run", "-d", "--name", quits, "--net", "none", "sh", "-c", "echo one; echo two; echo three; exit 3",
+            ])
+            #expect(eventually { (try? container(pier, quits))?["exitCode"] as? Int == 3 })
+            #expect(try container(pier, quits)?["status"] as? String == "exited")
+            #expect(try pier.mustPier(["ps"]).stdout.contains("exited (3)"))
+            #expect(try pier.mustPier(["logs", "--tail", "2", quits]).stdout == "two\nthree\n")
+            #expect(try pier.mustPier(["logs", "-n", "0", quits]).stdout == "")
+
+            let sleeper = pier.name("sleeper")
+            try pier.mustPier(["run", "-d", "--name", sleeper, "--net", "none", "sleep", "300"])
+            try pier.mustPier(["kill", "-s", "TERM", sleeper])
+            #expect(eventually { (try? container(pier, sleeper))?["exitCode"] as? Int == 143 })
+            try pier.mustPier(["restart", "-t", "1", sleeper])
+            #expect(try container(pier, sleeper)?["status"] as? String == "running")
+            try pier.mustPier(["kill", sleeper])
+            #expect(eventually { (try? container(pier, sleeper))?["exitCode"] as? Int == 137 })
+            #expect(try pier.pier(["kill", "-s", "NOSUCH", sleeper]).status == 125)
+
+            // `logs -f` follows until the container stops.
+            let talker = pier.name("talker")
+            try pier.mustPier([
+                "run", "-d", "--name", talker, "--net", "none", "sh", "-c", "echo first; sleep 1; echo second",
+            ])
+            #expect(try pier.mustPier(["logs", "-f", talker]).stdout == "first\nsecond\n")
+            try pier.mustPier(["rm", quits, sleeper, talker])
+            #expect(try pier.leftovers() == [])
+        }
+    }
+
+    @Test func environmentWorkdirAndStdin() throws {
+        try withPier { pier in
+            let envFile = pier.directory + "/env"
+            try "# comment\nFROM_FILE=file\nSHARED=file\n".write(toFile: envFile, atomically: true, encoding: .utf8)
+            let result = try pier.mustPier([
+                "run", "--rm", "--net", "none", "--env-file", envFile, "-e", "SHARED=flag", "-e", "PATH", "-w", "/tmp",
+                "sh", "-c", "echo $FROM_FILE $SHARED; pwd",
+            ])
+            #expect(result.stdout == "file flag\n/tmp\n")
+            // Without -i stdin is empty; with -i it is pier's.
+            #expect(try pier.mustPier(["run", "--rm", "--net", "none", "cat"]).stdout == "")
+            let interactive = try runCommand(
+                pier.command(["run", "--rm", "-i", "--net", "none", "cat"]), stdin: "typed\n")
+            #expect(interactive.stdout == "typed\n")
+            let tty = try pier.pier(["run", "--rm", "-t", "--net", "none", "true"])
+            #expect(tty.status == 125 && tty.stderr.contains("not a TTY"), "\(tty.stderr)")
+
+            let name = pier.name("envexec")
+            try pier.mustPier(["run", "-d", "--name", name, "--net", "none", "-e", "A=1", "sleep", "300"])
+            let exec = try pier.mustPier(["exec", "-e", "B=2", "-w", "/", name, "sh", "-c", "echo $A$B; pwd"])
+            #expect(exec.stdout == "12\n/\n")
+            try pier.mustPier(["rm", "-f", name])
+            #expect(try pier.leftovers() == [])
+        }
+    }
+
+    @Test(.enabled(if: PierHarness.portmapBuilt, "portmap is not built"))
+    func randomHostPortsRangesAndPort() throws {
+        try withPier { pier in
+            try pier.addNetwork("t238", subnet: "10.238.\(Int.random(in: 0...255)).0/24", portmap: true)
+            let name = pier.name("ports")
+            let base = Int.random(in: 33000...34000)
+            try pier.mustPier([
+                "run", "-d", "--name", name, "--net", "t238", "-p", "8080", "-p", "\(base)-\(base + 1):80-81",
+                "python3", "-m", "http.server", "8080",
+            ])
+            let ports = try pier.mustPier(["port", name]).stdout.split(separator: "\n").map(String.init)
+            #expect(ports.count == 3, "\(ports)")
+            #expect(ports.contains("80/tcp -> 0.0.0.0:\(base)"), "\(ports)")
+            #expect(ports.contains("81/tcp -> 0.0.0.0:\(base + 1)"), "\(ports)")
+            let random = try #require(ports.first { $0.hasPrefix("8080/tcp -> 0.0.0.0:") })
+            let hostPort = try #require(Int(random.split(separator: ":").last ?? ""))
+            #expect(try pier.mustPier(["port", name, "8080/tcp"]).stdout == "0.0.0.0:\(hostPort)\n")
+            let address = try #require(try pier.address(of: name))
+            let gateway = address.split(separator: ".").dropLast().joined(separator: ".") + ".1"
+            #expect(
+                eventually { httpGet(from: pier.host, "http://\(gateway):\(hostPort)/")?.contains("Directory") == true }
+            )
+            #expect(try pier.pier(["port", name, "9999"]).status == 125)
+            let mismatch = try pier.pier(["run", "--rm", "--net", "t238", "-p", "1000-1002:80-81", "true"])
+            #expect(mismatch.status == 125 && mismatch.stderr.contains("same size"), "\(mismatch.stderr)")
+            try pier.mustPier(["rm", "-f", name])
+            #expect(try pier.leftovers() == [])
+        }
+    }
+}
