@@ -263,6 +263,41 @@ struct DailyDriverDefectTests {
         }
     }
 
+    /// `trace` to a port nothing listens on is not healthy; a container whose interface was deleted is
+    /// traced (broken, exit 1) rather than refused as a usage error, and `doctor` and `network inspect`
+    /// name the missing interface.
+    @Test func diagnosticsSeeARefusedPortAndADeletedInterface() throws {
+        try withPier { pier in
+            try pier.addNetwork("t239", subnet: "10.239.\(Int.random(in: 0...255)).0/24")
+            let web = pier.name("web")
+            let client = pier.name("client")
+            try pier.mustPier(["run", "-d", "--name", web, "--net", "t239", "python3", "-m", "http.server", "8080"])
+            try pier.mustPier(["run", "-d", "--name", client, "--net", "t239", "sleep", "300"])
+            let address = try #require(try pier.address(of: web))
+            #expect(eventually { httpGet(from: pier.host, "http://\(address):8080/") != nil })
+            #expect(try pier.pier(["trace", client, "\(web):8080"]).status == 0)
+            let refused = try pier.pier(["trace", client, "\(web):8081", "--json"])
+            #expect(refused.status == 1, "\(refused.stdout)")
+            #expect(refused.stdout.contains("refused"), "\(refused.stdout)")
+
+            try pier.mustPier(["exec", web, "ip", "link", "del", "eth0"])
+            let cut = try pier.pier(["trace", client, web, "--json", "--no-probe"])
+            #expect(cut.status == 1, "\(cut.status) \(cut.stderr)")
+            let doctor = try pier.pier([
+                "doctor", "--json", "--skip-kernel-probes", "--store-dir", pier.directory + "/store",
+            ])
+            #expect(doctor.status == 1)
+            #expect(doctor.stdout.contains("missing.interface"), "\(doctor.stdout)")
+            let network = try pier.mustPier(["network", "inspect", "t239", "--json"]).stdout
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(network.utf8)) as? [String: Any])
+            let attachments = report["attachments"] as? [[String: Any]] ?? []
+            #expect(attachments.filter { $0["interfaceMissing"] as? Bool == true }.count == 1, "\(network)")
+            #expect(try pier.mustPier(["network", "inspect", "t239"]).stdout.contains("interface gone"))
+            try pier.mustPier(["rm", "-f", web, client])
+            #expect(try pier.leftovers() == [])
+        }
+    }
+
     /// `rm -f nosuch tmp1` removes tmp1 and reports nosuch, as Docker does.
     @Test func removeGoesOnPastAMissingName() throws {
         try withPier { pier in
