@@ -20,6 +20,13 @@ struct ContainerOptions: ParsableArguments {
             """)
     var ports: [String] = []
 
+    @Option(help: "A port the command serves, PORT[/PROTOCOL] or a range: what -P publishes.")
+    var expose: [String] = []
+
+    @Flag(
+        name: [.customShort("P"), .customLong("publish-all")], help: "Publish every --expose port on a free host port.")
+    var publishAll = false
+
     @Option(help: "Request a fixed address on the first network (its config must declare the `ips` capability).")
     var ip: [String] = []
 
@@ -55,10 +62,13 @@ struct ContainerOptions: ParsableArguments {
     var command: [String] = []
 
     func options() throws(RuntimeError) -> CreateOptions {
+        for port in expose where port.contains(":") {
+            throw RuntimeError.invalidArgument("invalid --expose \(port): PORT[/PROTOCOL], the container's side only")
+        }
         var options = CreateOptions(command: command)
         options.name = name
         options.networks = networks
-        options.ports = try PortSpec.expand(ports)
+        options.ports = try PortSpec.expand(ports + (publishAll ? expose : []))
         options.ips = ip
         options.mac = mac
         options.cniArgs = try AttachmentRequest.parseArgs(cniArgs ?? "")
