@@ -3,6 +3,7 @@ import FoundationEssentials
 import Glibc
 import NetNS
 import Netlink
+import PierState
 
 /// What `pier create` / `pier run` were asked for.
 public struct CreateOptions: Sendable {
@@ -220,6 +221,7 @@ public final class ContainerManager {
         if record.ownsNetns, let path = record.netnsPath {
             do {
                 try NetworkNamespace.delete(path: path)
+                releaseNetnsDirectory()
             } catch {
                 failures.append("removing the network namespace: \(error)")
             }
@@ -231,6 +233,31 @@ public final class ContainerManager {
         throw RuntimeError.failed(
             "removing \(record.name) left work undone (fix the cause, then `pier rm -f \(record.name)`):\n  "
                 + failures.joined(separator: "\n  "))
+    }
+
+    /// Creating a namespace bind-mounts the netns directory on itself (as `ip netns` does), which keeps a
+    /// directory of the user's choosing from being deleted (`rm -rf` fails on the mount point). Once the
+    /// last namespace in it is gone, that self bind mount is undone; `/run/netns` is left as `ip` leaves it.
+    func releaseNetnsDirectory() {
+        let directory = environment.netnsDirectory
+        guard directory != DefaultPaths.netnsDirectory, Files.list(directory).isEmpty,
+            Self.isSelfBindMount(directory)
+        else { return }
+        _ = umount2(directory, Int32(MNT_DETACH))
+    }
+
+    /// True when `/proc/self/mountinfo` shows `directory` mounted from a directory of the same path (a bind
+    /// of itself), not a file system of its own mounted there.
+    static func isSelfBindMount(_ directory: String) -> Bool {
+        guard let bytes = try? Files.read("/proc/self/mountinfo") else { return false }
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+            // Fields: id parent major:minor root mount-point …
+            let fields = line.split(separator: " ")
+            guard fields.count > 4, fields[4] == directory else { continue }
+            let root = String(fields[3])
+            if root != "/" && directory.hasSuffix(root) { return true }
+        }
+        return false
     }
 
     /// DEL uses the exact list that ADD used (cached), or the one on disk when nothing was cached.

@@ -57,6 +57,9 @@ struct QuickStartTests {
             )
             #expect(try pier.leftovers() == [])
             #expect(try FileManager.default.contentsOfDirectory(atPath: netnsDirectory) == [])
+            // With its last namespace gone, the netns directory is a plain directory again: it can be deleted.
+            let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+            #expect(!mounts.contains(" \(netnsDirectory) "), "\(netnsDirectory) is still mounted")
         }
     }
 }
