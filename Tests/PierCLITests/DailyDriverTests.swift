@@ -325,6 +325,24 @@ struct DailyDriverDefectTests {
         }
     }
 
+    /// `inspect` writes an IPv6 published endpoint as `[address]:port`.
+    @Test(.enabled(if: PierHarness.portmapBuilt, "portmap is not built"))
+    func inspectBracketsIPv6Endpoints() throws {
+        try withPier { pier in
+            let hex = String(Int.random(in: 0x1000...0xffff), radix: 16)
+            try pier.addNetwork("t241", subnet: "fd41:\(hex)::/64", portmap: true)
+            let name = pier.name("v6")
+            let port = Int.random(in: 34001...35000)
+            try pier.mustPier(["run", "-d", "--name", name, "--net", "t241", "-p", "[::1]:\(port):80", "sleep", "300"])
+            let text = try pier.mustPier(["inspect", name]).stdout
+            #expect(text.contains("[::1]:\(port)"), "\(text)")
+            #expect(text.contains("[fd41:\(hex)::"), "\(text)")
+            #expect(try pier.mustPier(["port", name]).stdout == "80/tcp -> [::1]:\(port)\n")
+            try pier.mustPier(["rm", "-f", name])
+            #expect(try pier.leftovers() == [])
+        }
+    }
+
     /// `rm -f nosuch tmp1` removes tmp1 and reports nosuch, as Docker does.
     @Test func removeGoesOnPastAMissingName() throws {
         try withPier { pier in
