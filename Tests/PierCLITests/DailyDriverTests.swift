@@ -165,6 +165,29 @@ struct DailyDriverDefectTests {
         }
     }
 
+    /// Without `pier` to choose (two ADDs by hand, as cnitool does), the second network's default route
+    /// exists already through eth0: its ADD fails instead of reporting a route it did not install, and
+    /// leaves no eth1 behind.
+    @Test func aSecondDefaultRouteByHandIsRefusedNotClaimed() throws {
+        try withPier { pier in
+            let third = Int.random(in: 0...255)
+            try pier.addNetwork("t242", subnet: "10.242.\(third).0/24", defaultGateway: true)
+            try pier.addNetwork("t243", subnet: "10.243.\(third).0/24", defaultGateway: true)
+            try withTestHosts(1) { hosts in
+                let netns = hosts[0].path
+                try pier.mustPier(["plugin", "add", "--net", "t242", "--netns", netns, "--ifname", "eth0"])
+                let second = try pier.pier(["plugin", "add", "--net", "t243", "--netns", netns, "--ifname", "eth1"])
+                #expect(second.status != 0, "\(second.stdout)")
+                #expect(second.stderr.contains("already exists through another interface"), "\(second.stderr)")
+                #expect(Set(try hosts[0].linkNames()) == ["lo", "eth0"])
+                try pier.mustPier(["plugin", "del", "--net", "t243", "--netns", netns, "--ifname", "eth1"])
+                try pier.mustPier(["plugin", "check", "--net", "t242", "--netns", netns, "--ifname", "eth0"])
+                try pier.mustPier(["plugin", "del", "--net", "t242", "--netns", netns, "--ifname", "eth0"])
+                #expect(try pier.leftovers() == [])
+            }
+        }
+    }
+
     /// `--ip`/`--mac` on a network that cannot honour them are refused; where it can, they are applied,
     /// and an address another container holds is refused.
     @Test func fixedAddressAndMACAreHonouredOrRefused() throws {
