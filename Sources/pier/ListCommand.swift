@@ -4,14 +4,23 @@ import Glibc
 import Runtime
 
 struct List: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "ps", abstract: "List containers.")
+    static let configuration = CommandConfiguration(
+        commandName: "ps", abstract: "List running containers (with -a: all of them, oldest first).")
     @OptionGroup var globals: GlobalOptions
+    @Flag(name: [.customShort("a"), .customLong("all")], help: "Also created, exited and half-made containers.")
+    var all = false
+    @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Only the IDs.")
+    var quiet = false
     @Flag(help: "Print JSON: one object per container.")
     var json = false
 
     func run() throws {
         let manager = globals.manager
-        let records = manager.list()
+        let records = manager.list().filter { all || $0.isRunning }
+        if quiet {
+            for record in records { printLine(String(record.id.prefix(12))) }
+            return
+        }
         if json {
             let objects = records.map { record in
                 var record = record

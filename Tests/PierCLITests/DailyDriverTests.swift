@@ -404,12 +404,15 @@ struct EverydayCommandTests {
     @Test func detachedExitCodesLogsKillAndRestart() throws {
         try withPier { pier in
             let quits = pier.name("quits")
-            try pier.mustPier([
+            let quitsID = try pier.mustPier([
                 "run", "-d", "--name", quits, "--net", "none", "sh", "-c", "echo one; echo two; echo three; exit 3",
-            ])
+            ]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             #expect(eventually { (try? container(pier, quits))?["exitCode"] as? Int == 3 })
             #expect(try container(pier, quits)?["status"] as? String == "exited")
-            #expect(try pier.mustPier(["ps"]).stdout.contains("exited (3)"))
+            #expect(try pier.mustPier(["ps", "-a"]).stdout.contains("exited (3)"))
+            // Without -a, as in Docker, only running containers.
+            #expect(!(try pier.mustPier(["ps"]).stdout.contains(quits)))
+            #expect(try pier.mustPier(["ps", "-aq"]).stdout == "\(String(quitsID.prefix(12)))\n")
             #expect(try pier.mustPier(["logs", "--tail", "2", quits]).stdout == "two\nthree\n")
             #expect(try pier.mustPier(["logs", "-n", "0", quits]).stdout == "")
 

@@ -106,9 +106,9 @@ final class PierHarness: @unchecked Sendable {
         ] + arguments
     }
 
-    /// `ps --json`, decoded.
+    /// `ps -a --json` (every container), decoded.
     func containers() throws -> [[String: Any]] {
-        let result = try mustPier(["ps", "--json"])
+        let result = try mustPier(["ps", "-a", "--json"])
         return (try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]]) ?? []
     }
 
