@@ -413,6 +413,7 @@ struct EverydayCommandTests {
             // Without -a, as in Docker, only running containers.
             #expect(!(try pier.mustPier(["ps"]).stdout.contains(quits)))
             #expect(try pier.mustPier(["ps", "-aq"]).stdout == "\(String(quitsID.prefix(12)))\n")
+            #expect(try pier.mustPier(["inspect", quits]).stdout.contains("exited (3)"))
             #expect(try pier.mustPier(["logs", "--tail", "2", quits]).stdout == "two\nthree\n")
             #expect(try pier.mustPier(["logs", "-n", "0", quits]).stdout == "")
 
