@@ -77,7 +77,23 @@ public struct InterfaceSetup {
             if let scope = route.scope, let kernelScope = RouteScope(rawValue: UInt8(clamping: scope)) {
                 kernelRoute.scope = kernelScope
             }
-            try ignoringExisting { try netlink.addRoute(kernelRoute) }
+            var exists = false
+            try ignoringExisting {
+                exists = true
+                try netlink.addRoute(kernelRoute)
+                exists = false
+            }
+            // A repeated ADD finds its own route; one through another interface (a second network's default
+            // route) is not ours, and the result must not claim it.
+            if exists,
+                !(try netlink.routes(family: route.dst.family, table: kernelRoute.table)).contains(where: {
+                    $0.destination == kernelRoute.destination && $0.outputIndex == link.index
+                })
+            {
+                throw CNIError(
+                    .internalError, "route \(route.dst) already exists through another interface",
+                    details: "only one network of a container may install it (isDefaultGateway, ipam routes)")
+            }
         }
     }
 

@@ -23,6 +23,7 @@ struct PortmapPlugin: CNIPlugin {
         let (v4, v6) = containerAddresses(result, ifName: request.ifName)
         let ports = try planned(mappings, v4: v4, v6: v6)
         guard !ports.isEmpty else { return result }
+        try HostListeners.refuseOccupied(ports)
 
         let owner = Attachment(request).ownerTag
         let publishing = PortPublishing(client: try NFTablesClient())
