@@ -1,4 +1,5 @@
 import Firewall
+import Foundation
 import Glibc
 import NetNS
 import Netlink
@@ -94,9 +95,34 @@ final class FakeKernel {
         (addresses[namespace] ?? []).map { "\(dotted($0.bytes))/\($0.length)" }
     }
 
-    /// The first request whose log line contains `match` fails with `errno` (once).
-    func fail(_ match: String, errno: Int32) {
-        failures.append((match, errno))
+    /// The next `times` requests whose log line contains `match` fail with `errno`.
+    func fail(_ match: String, errno: Int32, times: Int = 1) {
+        failures += Array(repeating: (match, errno), count: times)
+    }
+
+    func addAddress(_ text: String, to name: String, in namespace: String) {
+        guard let index = link(name, in: namespace)?.index else { return }
+        let parts = text.split(separator: "/")
+        let isV4 = parts[0].contains(".")
+        let bytes =
+            isV4 ? parts[0].split(separator: ".").compactMap { UInt8($0) } : ipv6Bytes(String(parts[0]))
+        addresses[namespace, default: []].append(
+            FakeAddress(index: index, family: isV4 ? 2 : 10, bytes: bytes, length: UInt8(parts[1]) ?? 0))
+    }
+
+    func setFlags(_ flags: UInt32, of name: String, in namespace: String) {
+        guard var link = link(name, in: namespace) else { return }
+        link.flags = flags
+        update(link, in: namespace)
+    }
+
+    private func ipv6Bytes(_ text: String) -> [UInt8] {
+        // Enough for the addresses tests use: "::1" and full groups around one "::".
+        let halves = text.components(separatedBy: "::")
+        let head = halves[0].split(separator: ":").compactMap { UInt16($0, radix: 16) }
+        let tail = halves.count > 1 ? halves[1].split(separator: ":").compactMap { UInt16($0, radix: 16) } : []
+        let groups = head + Array(repeating: 0, count: 8 - head.count - tail.count) + tail
+        return groups.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xff)] }
     }
 
     func clearLog() {
@@ -276,8 +302,12 @@ final class FakeKernel {
         let info = parse(attributes[18] ?? [], from: 0)
         let kind = info[1].map(string) ?? "?"
         var line = "\(short): create \(kind) \(name)"
+        if let parent = attributes[5] { line += " on \(linkName(i32(parent, 0), in: ns))" }
         let master = attributes[10].map { i32($0, 0) }
         if let master { line += " master \(linkName(master, in: ns))" }
+        // Born in another namespace (a macvlan straight into the container).
+        let target = attributes[28].map { self.name(ofDescriptor: i32($0, 0)) } ?? ns
+        if target != ns { line += " in \(shortNames[target] ?? target)" }
         var peer: (name: String, namespace: String)?
         if kind == "veth", let data = info[2], let peerInfo = parse(data, from: 0)[1] {
             let peerAttributes = parse(peerInfo, from: 16)
@@ -287,8 +317,8 @@ final class FakeKernel {
             line += " peer \(peerName) in \(shortNames[peerNamespace] ?? peerNamespace)"
         }
         if let code = record(line) { return ack(code) }
-        if link(name, in: ns) != nil { return ack(EEXIST) }
-        var created = addLink(name, kind: kind, in: ns, flags: 0)
+        if link(name, in: target) != nil { return ack(EEXIST) }
+        var created = addLink(name, kind: kind, in: target, flags: 0)
         created.master = master
         if let peer {
             var other = addLink(peer.name, kind: "veth", in: peer.namespace, flags: 0)
@@ -296,7 +326,7 @@ final class FakeKernel {
             created.peer = other.index
             update(other, in: peer.namespace)
         }
-        update(created, in: ns)
+        update(created, in: target)
         return ack(0)
     }
 
@@ -322,7 +352,18 @@ final class FakeKernel {
         }
         if attributes[18] != nil { changes.append("linkinfo") }
         if let code = record("\(short): set \(link.name) \(changes.joined(separator: " "))") { return ack(code) }
+        let wasUp = link.flags & 0x1 != 0
         if change & 0x1 != 0 { link.flags = (link.flags & ~0x1) | (flags & 0x1) }
+        // As the kernel does: a loopback coming up without IPv4 gets 127.0.0.1/8 (and ::1).
+        if change & 0x1 != 0, flags & 0x1 != 0, !wasUp, link.flags & 0x8 != 0,
+            !(addresses[ns] ?? []).contains(where: { $0.index == index && $0.family == 2 })
+        {
+            addresses[ns, default: []].append(FakeAddress(index: index, family: 2, bytes: [127, 0, 0, 1], length: 8))
+            if !(addresses[ns] ?? []).contains(where: { $0.index == index && $0.family == 10 }) {
+                addresses[ns, default: []].append(
+                    FakeAddress(index: index, family: 10, bytes: Array(repeating: 0, count: 15) + [1], length: 128))
+            }
+        }
         if let alias = attributes[20] { link.alias = string(alias) }
         if let name = attributes[3] { link.name = string(name) }
         if let mtu = attributes[4] { link.mtu = u32(mtu, 0) }
