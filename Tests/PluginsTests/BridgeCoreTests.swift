@@ -27,6 +27,8 @@ import Testing
     @Test(arguments: [
         (",\"mtu\":20", 7), (",\"vlan\":5000", 7), (",\"hairpinMode\":true,\"promiscMode\":true", 7),
         (",\"bridge\":\"a/b\"", 7), (",\"disableContainerInterface\":true", 7),
+        (",\"vlan\":-1", 7), (",\"vlanTrunk\":[{\"minID\":10,\"maxID\":5}]", 7),
+        (",\"bridge\":\"name-longer-than-15\"", 7),
     ])
     func invalidConfigsAreRefusedBeforeAnyKernelRequest(extra: String, code: Int) throws {
         let harness = try Harness()

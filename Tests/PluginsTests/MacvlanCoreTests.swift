@@ -26,7 +26,9 @@ import Testing
         harness.run(plugin(harness), command, Self.config(extra, dataDir: harness.dataDir))
     }
 
-    @Test(arguments: [#","mode":"sideways""#, #","mtu":-1"#])
+    @Test(arguments: [
+        #","mode":"sideways""#, #","mtu":-1"#, #","mac":"01:00:5e:00:00:01""#, #","bcqueuelen":-5"#,
+    ])
     func invalidConfigsAreRefusedBeforeAnyKernelRequest(extra: String) throws {
         let harness = try harness()
         #expect(run(harness, "ADD", extra).code == 7)
@@ -40,6 +42,13 @@ import Testing
         #expect(outcome.code == 7, "\(outcome.stdout)")
         #expect(harness.fake.log.isEmpty)
         #expect(harness.leases(Self.network).isEmpty)
+    }
+
+    @Test func anMTUAtTheMastersIsAccepted() throws {
+        let harness = try harness()
+        let outcome = run(harness, "ADD", #","mtu":1500"#)
+        #expect(outcome.exitCode == 0, "\(outcome.stdout)")
+        #expect(harness.fake.log.first?.hasPrefix("host: create macvlan") == true)
     }
 
     @Test func addCreatesTheChildInTheContainerThenRenamesAndAddressesIt() throws {

@@ -33,6 +33,7 @@ import Testing
         let harness = try Harness()
         let outcome = harness.run(plugin(harness), "ADD", config)
         #expect(outcome.code == 7, "\(config): \(outcome.stdout)")
+        if !config.contains("prevResult") { #expect(outcome.stdout.contains("must be called as chained plugin")) }
         #expect(harness.fake.requestCount == 0, "sent: \(harness.fake.log)")
     }
 
@@ -69,6 +70,17 @@ import Testing
             #expect(batch.contains("newchain inet pier \(chain)"), "\(batch)")
         }
         #expect(batch.contains { $0.hasPrefix("newrule inet pier published") })
+    }
+
+    @Test func theReferencesIptablesOnlyKeysAreAcceptedAndIgnored() throws {
+        let harness = try Harness()
+        let config =
+            Self.config(#"[{"hostPort":8080,"containerPort":80}]"#).dropLast()
+            + #","markMasqBit":13,"externalSetMarkChain":"KUBE-MARK-MASQ","conditionsV4":["-d","10.0.0.0/8"],"#
+            + #""backend":"iptables"}"#
+        let outcome = harness.run(plugin(harness), "ADD", String(config))
+        #expect(outcome.exitCode == 0, "\(outcome.stdout)")
+        #expect(harness.fake.batches.count == 1)
     }
 
     @Test func aRefusedBatchFailsTheAddAndIsTheOnlyRequestThatChangedAnything() throws {
