@@ -98,6 +98,10 @@ import Testing
         // The gateway is already there: its add is answered EEXIST and nothing else follows it.
         #expect(log.contains("host: add address 10.88.0.1/24 to pier0"))
         #expect(!log.contains("host: sysctl net/ipv4/ip_forward=1"))
+        // The layout is in place: no table, chain or rule again, only the network's elements
+        // (which this fake does not keep, so it is asked to add them once more).
+        let batch = try #require(harness.fake.batches.first)
+        #expect(batch.allSatisfy { $0.hasPrefix("newsetelem inet pier ") }, "\(batch)")
     }
 
     /// Each kernel step of ADD fails in turn: the ADD fails with it, the veth is gone again,

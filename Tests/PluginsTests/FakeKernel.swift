@@ -52,6 +52,12 @@ final class FakeKernel {
     /// processes keep changing the ruleset.
     var interruptNetfilterDumps = false
 
+    /// What committed batches made of `inet pier` and `bridge pier`: tables ("family table")
+    /// and the user data (comment) of each rule per "family table chain", answered to rule
+    /// dumps, so a second ADD sees the layout the first one made.
+    private var tables: Set<String> = []
+    private var ruleUserData: [String: [[UInt8]]] = [:]
+
     private var failures: [(match: String, errno: Int32)] = []
     private var nextIndex: Int32 = 10
     private var tokens: [(name: String, namespace: NetworkNamespace)] = []
@@ -445,6 +451,8 @@ final class FakeKernel {
         if first.type == 0x10 {  // NFNL_MSG_BATCH_BEGIN
             var lines: [String] = []
             var replies: [[UInt8]] = []
+            var madeTables: [String] = []
+            var madeRules: [(chain: String, userData: [UInt8])] = []
             for message in messages.dropFirst().dropLast() {
                 let name = Self.nfMessageNames[UInt8(message.type & 0xff)] ?? "type \(message.type & 0xff)"
                 let attributes = parse(message.payload, from: 4)
@@ -456,6 +464,11 @@ final class FakeKernel {
                     line += " (\(count(parse(attributes[3] ?? [], from: 0, all: true))) elements)"
                 }
                 lines.append(line)
+                let table = "\(message.payload.first ?? 0) \(attributes[1].map(string) ?? "")"
+                if message.type & 0xff == 0 { madeTables.append(table) }
+                if message.type & 0xff == 6, let chain = attributes[2] {
+                    madeRules.append((table + " " + string(chain), attributes[7] ?? []))
+                }
                 if message.flags & 0x4 != 0 { replies.append(reply(message.sequence, 0)) }
             }
             // Elements of named sets; a rule's anonymous set (`__set%d`) comes with its rule.
@@ -465,10 +478,25 @@ final class FakeKernel {
             let code = record("nft: batch of \(lines.count): " + summary.joined(separator: ", "))
             batches.append(lines)
             if let code { return [reply(messages.dropFirst().first?.sequence ?? first.sequence, code)] }
+            tables.formUnion(madeTables)
+            for rule in madeRules { ruleUserData[rule.chain, default: []].append(rule.userData) }
             return replies
         }
         let isDump = first.flags & 0x300 == 0x300
         switch first.type & 0xff {
+        case 7 where isDump && !interruptNetfilterDumps:  // NFT_MSG_GETRULE
+            let attributes = parse(first.payload, from: 4)
+            let table = "\(first.payload.first ?? 0) \(attributes[1].map(string) ?? "")"
+            guard tables.contains(table) else { return [reply(first.sequence, ENOENT)] }
+            let chain = attributes[2].map(string) ?? ""
+            let rules = (ruleUserData[table + " " + chain] ?? []).enumerated().map { handle, userData in
+                RecordingTransport.message(
+                    type: 0x0a00 | 6, flags: 0x2, sequence: first.sequence, portID: portID,
+                    payload: [first.payload.first ?? 0, 0, 0, 0] + attribute(1, attributes[1] ?? [])
+                        + attribute(2, Array(chain.utf8) + [0])
+                        + attribute(3, [0, 0, 0, 0, 0, 0, 0, UInt8(handle + 1)]) + attribute(7, userData))
+            }
+            return rules + [RecordingTransport.done(sequence: first.sequence, portID: portID)]
         case 16:  // NFT_MSG_GETGEN
             let generation = RecordingTransport.message(
                 type: 0x0a00 | 15, sequence: first.sequence, portID: portID,

@@ -72,6 +72,18 @@ import Testing
         #expect(batch.contains { $0.hasPrefix("newrule inet pier published") })
     }
 
+    /// Once the layout is in place, a later ADD's batch is its elements alone.
+    @Test func addOnAnEstablishedHostCommitsOnlyItsElements() throws {
+        let harness = try Harness()
+        let first = harness.run(plugin(harness), "ADD", Self.config(#"[{"hostPort":8080,"containerPort":80}]"#))
+        try #require(first.exitCode == 0, "\(first.stdout)")
+        harness.fake.clearLog()
+        let second = harness.run(
+            plugin(harness), "ADD", Self.config(#"[{"hostPort":8081,"containerPort":80}]"#), containerID: "ctr2")
+        try #require(second.exitCode == 0, "\(second.stdout)")
+        #expect(harness.fake.batches == [["newsetelem inet pier dnat_v4 (1 elements)"]], "\(harness.fake.batches)")
+    }
+
     @Test func theReferencesIptablesOnlyKeysAreAcceptedAndIgnored() throws {
         let harness = try Harness()
         let config =
