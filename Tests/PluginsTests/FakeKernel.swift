@@ -1,9 +1,10 @@
 import Firewall
 import Foundation
 import Glibc
-import NetNS
 import Netlink
 import PluginSupport
+
+@testable import NetNS
 
 /// A kernel for plugin cores, played in memory behind `PluginKernel`: rtnetlink sessions over
 /// `RecordingTransport`s whose responder answers from a small model of links and addresses per
@@ -116,6 +117,12 @@ final class FakeKernel {
             FakeAddress(index: index, family: isV4 ? 2 : 10, bytes: bytes, length: UInt8(parts[1]) ?? 0))
     }
 
+    func setSysctl(_ key: String, _ value: String, in namespace: String) {
+        sysctls[namespace, default: [:]][key] = value
+    }
+
+    func sysctl(_ key: String, in namespace: String) -> String? { sysctls[namespace]?[key] }
+
     func setFlags(_ flags: UInt32, of name: String, in namespace: String) {
         guard var link = link(name, in: namespace) else { return }
         link.flags = flags
@@ -170,7 +177,9 @@ final class FakeKernel {
                 try body(
                     SysctlAccess(
                         read: { [unowned self] key in
-                            guard let value = sysctls[name]?[key] else { throw FakeSysctlMissing(key: key) }
+                            guard let value = sysctls[name]?[key] else {
+                                throw Sysctl.Failure(key: key, operation: "open", errno: ENOENT)
+                            }
                             return value
                         },
                         write: { [unowned self] key, value in
@@ -181,8 +190,6 @@ final class FakeKernel {
                         }))
             })
     }
-
-    struct FakeSysctlMissing: Error { var key: String }
 
     private func token(for name: String) throws(NamespaceError) -> NetworkNamespace {
         if let existing = tokens.first(where: { $0.name == name }) { return existing.namespace }
