@@ -46,7 +46,7 @@ final class FakeKernel {
     private(set) var log: [String] = []
     /// nf_tables batches committed, each as one line per message (`newsetelem inet pier dnat_v4`).
     private(set) var batches: [[String]] = []
-    /// Requests of any kind sent to the fake (rtnetlink and nf_tables).
+    /// Requests of any kind sent to the fake (rtnetlink and nf_tables) and sysctl sessions.
     private(set) var requestCount = 0
 
     /// nf_tables dumps come back flagged inconsistent (NLM_F_DUMP_INTR), as while other
@@ -173,6 +173,7 @@ final class FakeKernel {
                 return try token(for: name)
             },
             sysctls: { [unowned self] namespace, body in
+                requestCount += 1
                 let name = namespace.map { self.name(of: $0) } ?? "host"
                 try body(
                     SysctlAccess(

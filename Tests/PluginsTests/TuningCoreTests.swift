@@ -36,6 +36,57 @@ import Testing
         { harness in (try? FileManager.default.contentsOfDirectory(atPath: harness.directory)) ?? [] }
     }
 
+    /// A config without `sysctl`/`mtu` of its own, with `keys` (a JSON fragment) added.
+    static func config(_ dataDir: String, keys: String, chained: Bool = true) -> String {
+        #"{"cniVersion":"1.0.0","name":"tn","type":"tuning","dataDir":""# + dataDir + "\""
+            + (keys.isEmpty ? "" : "," + keys)
+            + (chained ? #","prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}]}"# : "") + "}"
+    }
+
+    @Test(arguments: [
+        "net/../kernel/hostname", "net.ipv4/../../kernel.hostname", "/net/core/somaxconn", "kernel.hostname",
+        "net..core.somaxconn", "net//core/somaxconn", "net", "..", "./net/core/somaxconn", "net.core.IFNAME/..",
+    ])
+    func keysThatLeaveProcSysNetAreRefusedBeforeAnyKernelAccess(key: String) throws {
+        let harness = try harness()
+        let keys = #""mtu":1400,"sysctl":{"net.core.somaxconn":"555",""# + key + #"":"pwned"}"#
+        let outcome = harness.run(plugin(harness), "ADD", Self.config(harness.directory, keys: keys))
+        #expect(outcome.code == 7, "\(key): \(outcome.stdout)")
+        #expect(harness.fake.requestCount == 0)
+        #expect(savedFiles(harness) == ["ipam"])
+    }
+
+    @Test(arguments: [
+        ("", "MAC=zz", 4), ("", "MAC", 4), (#""mac":"c2:00:00:00:00:05""#, "MAC=01:00:5e:00:00:01", 4),
+        (#""mac":"not-a-mac""#, "", 7), (#""runtimeConfig":{"mac":5}"#, "", 7), (#""mtu":-1"#, "", 7),
+        (#""mtu":67"#, "", 7), (#""mtu":70000"#, "", 7), (#""mtu":"1400""#, "", 7), (#""txQLen":-1"#, "", 7),
+        (#""promisc":"yes""#, "", 7), (#""allmulti":1"#, "", 7), (#""sysctl":{"net.core.somaxconn":500}"#, "", 7),
+        (#""sysctl":"net.core.somaxconn=500""#, "", 7),
+        (#""sysctl":{"net.core.somaxconn":"500","net/core/somaxconn":"600"}"#, "", 7),
+        (#""dataDir":"relative/dir","mtu":1400"#, "", 7), (#""args":{"cni":{"mtu":10}}"#, "", 7),
+    ])
+    func badArgumentsAndConfigsAreRefusedWithTheirCodesBeforeAnyKernelAccess(
+        keys: String, args: String, code: Int
+    ) throws {
+        let harness = try harness()
+        var config = Self.config(harness.directory, keys: keys)
+        if keys.contains("dataDir") { config = config.replacingOccurrences(of: #""dataDir":"/"#, with: #""x":"/"#) }
+        let outcome = harness.run(plugin(harness), "ADD", config, args: args.isEmpty ? nil : args)
+        #expect(outcome.code == code, "\(keys) \(args): \(outcome.stdout)")
+        #expect(harness.fake.requestCount == 0)
+        #expect(savedFiles(harness) == ["ipam"])
+    }
+
+    @Test func withoutAPreviousResultAddAndCheckAreRefused() throws {
+        let harness = try harness()
+        let config = Self.config(harness.directory, keys: #""mtu":1400"#, chained: false)
+        for command in ["ADD", "CHECK"] {
+            let outcome = harness.run(plugin(harness), command, config)
+            #expect(outcome.code == 7, "\(command): \(outcome.stdout)")
+        }
+        #expect(harness.fake.requestCount == 0)
+    }
+
     @Test func addWritesTheSysctlInTheContainerThenChangesTheLink() throws {
         let harness = try harness()
         let outcome = run(harness, "ADD")
