@@ -170,6 +170,7 @@ final class FakeKernel {
             scratchNamespace: { [unowned self] () throws(NamespaceError) in
                 let name = "scratch\(tokens.count)"
                 links[name] = []
+                shortNames[name] = "scratch"
                 return try token(for: name)
             },
             sysctls: { [unowned self] namespace, body in
