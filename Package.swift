@@ -111,6 +111,9 @@ let package = Package(
         .testTarget(name: "PortmapTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "LoopbackTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "TuningTests", dependencies: ["PierTestSupport"]),
+        // Plugin cores over a fake kernel (PluginKernel): no root, no namespaces.
+        .testTarget(
+            name: "PluginsTests", dependencies: ["Plugins", "PluginSupport", "CNI", "Netlink", "Firewall", "NetNS"]),
         .testTarget(
             name: "FirewallPluginTests",
             dependencies: ["PierTables", "Firewall", "NetlinkCore", "IPAddressing", "PierTestSupport"]),

@@ -59,6 +59,16 @@ public struct VethSetup {
             VethPair(
                 name: hostName, peerName: attachment.ifName, peerNamespace: .namespace(containerNamespace),
                 mtu: options.mtu, peerMAC: mac, masterIndex: bridge.index))
+        // Until the pair is handed back (and the caller can push its undo), a failing step
+        // deletes it again: ADD leaves nothing behind.
+        var handedBack = false
+        defer {
+            if !handedBack {
+                do { try ignoringMissing { try host.deleteLink(named: hostName) } } catch {
+                    cniLog("after a failed ADD, could not delete \(hostName): \(error)")
+                }
+            }
+        }
         let hostLink = try host.link(named: hostName)
         try host.setAlias(index: hostLink.index, attachment.linkAlias)
         // A bridge port only carries frames. Without a link-local address it sends no DAD or MLD
@@ -78,8 +88,10 @@ public struct VethSetup {
         }
         try configurePort(hostLink)
         try host.setLinkUp(index: hostLink.index)
-        return Ports(
+        let ports = Ports(
             host: try host.link(index: hostLink.index), container: try container.link(named: attachment.ifName))
+        handedBack = true
+        return ports
     }
 
     /// Tells every port of the bridge that `addresses` are now at the container end's MAC: an

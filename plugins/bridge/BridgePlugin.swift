@@ -10,21 +10,24 @@ import PluginSupport
 /// The `bridge` plugin: a veth pair from a Linux bridge into the container, an address from
 /// the IPAM delegate, the gateway on the bridge, masquerade and isolation in `inet pier`.
 struct BridgePlugin: CNIPlugin {
+    /// Where every kernel access goes (`PluginKernel.system` in production).
+    var kernel: PluginKernel = .system
+
     var about: String { "Pier bridge plugin" }
 
     func add(_ request: CNIRequest) throws -> CNIResult {
         let config = try request.config.decode(BridgeConfig.self)
         try validate(config, request)
         let mac = try requestedMAC(request)
-        if config.usesVLANs { try VLANSupport.requireKernelSupport() }
+        if config.usesVLANs { try VLANSupport.requireKernelSupport(kernel) }
 
         let attachment = Attachment(request)
-        let containerNS = try NetworkNamespace.open(path: request.netns)
-        let host = try RouteNetlink()
-        let container = try RouteNetlink(namespace: containerNS)
+        let containerNS = try kernel.openNamespace(request.netns)
+        let host = try kernel.hostNetlink()
+        let container = try kernel.netlink(containerNS)
         try requireNoContainerInterface(named: request.ifName, in: container)
 
-        let bridge = try BridgeDevice.ensure(config.bridgeSpec, netlink: host)
+        let bridge = try BridgeDevice.ensure(config.bridgeSpec, netlink: host, kernel: kernel)
         // ADD leaves nothing behind when it fails (the runtime will DEL, but ADD promises to
         // clean up after itself): each step below pushes its undo.
         return try withRollback { rollback in
@@ -42,7 +45,7 @@ struct BridgePlugin: CNIPlugin {
                 result = try .fromIPAM(ipamResult, cniVersion: request.cniVersion, interfaceIndex: 2)
                 try config.l3.configure(
                     &result, interfaceIndex: 2, link: ports.container,
-                    setup: InterfaceSetup(namespace: containerNS, netlink: container), host: host
+                    setup: InterfaceSetup(namespace: containerNS, netlink: container, kernel: kernel), host: host
                 ) {
                     // With an access VLAN the gateway lives on `<bridge>.<vlan>`, a port in that VLAN.
                     guard config.vlan != 0 else { return bridge }
@@ -59,7 +62,7 @@ struct BridgePlugin: CNIPlugin {
             result.describeInterfaces(
                 request, hostSide: [try host.link(index: bridge.index), hostNow], container: containerNow)
 
-            let firewall = try NFTablesClient()
+            let firewall = try kernel.nftables()
             try NetworkRules(client: firewall, networkTag: attachment.networkTag).attach(
                 bridge: config.bridge, masqueradeSubnets: config.ipMasq ? result.ips.map(\.address.network) : [],
                 isolated: config.isolation)
@@ -81,11 +84,11 @@ struct BridgePlugin: CNIPlugin {
         var failures = CNIErrorList()
         // The host end is found from the attachment alone; deleting it removes the pair, so
         // this works when the netns is gone or CNI_NETNS is empty.
-        failures.attempt { try VethSetup.deleteHostEnd(of: attachment, netlink: try RouteNetlink()) }
+        failures.attempt { try VethSetup.deleteHostEnd(of: attachment, netlink: try kernel.hostNetlink()) }
         if !request.netns.isEmpty {
             do {
-                let namespace = try NetworkNamespace.open(path: request.netns)
-                let container = try RouteNetlink(namespace: namespace)
+                let namespace = try kernel.openNamespace(request.netns)
+                let container = try kernel.netlink(namespace)
                 try ignoringMissing { try container.deleteLink(named: request.ifName) }
             } catch is NamespaceError {
                 // Gone, or never more than a mount-point file (a runtime killed between
@@ -98,7 +101,7 @@ struct BridgePlugin: CNIPlugin {
         if request.config.ipam != nil { failures.attempt { try IPAMCall.delete(request) } }
         // Spoof-check elements are removed whatever the config says now: it may have changed
         // since ADD, and the elements are found by the attachment's tag alone.
-        failures.attempt { try SpoofCheck(client: try NFTablesClient()).release(owner: attachment.ownerTag) }
+        failures.attempt { try SpoofCheck(client: try kernel.nftables()).release(owner: attachment.ownerTag) }
         try failures.throwIfAny("bridge DEL incomplete")
     }
 
@@ -108,7 +111,7 @@ struct BridgePlugin: CNIPlugin {
             throw CNIError(.invalidNetworkConfig, "bridge CHECK needs prevResult")
         }
         if request.config.ipam != nil { try IPAMCall.check(request) }
-        let host = try RouteNetlink()
+        let host = try kernel.hostNetlink()
         guard let bridge = try host.linkIfPresent(named: config.bridge) else {
             throw CNIError(.internalError, "bridge \(config.bridge) is missing")
         }
@@ -122,8 +125,8 @@ struct BridgePlugin: CNIPlugin {
             throw CNIError(
                 .internalError, "bridge \(config.bridge) MAC \(bridge.mac?.description ?? "none") != \(reported)")
         }
-        let namespace = try NetworkNamespace.open(path: request.netns)
-        let container = try RouteNetlink(namespace: namespace)
+        let namespace = try kernel.openNamespace(request.netns)
+        let container = try kernel.netlink(namespace)
         guard let link = try container.linkIfPresent(named: request.ifName) else {
             throw CNIError(.internalError, "interface \(request.ifName) is missing in \(request.netns)")
         }
@@ -137,9 +140,9 @@ struct BridgePlugin: CNIPlugin {
         guard hostEnd.linkIndex == link.index else {
             throw CNIError(.internalError, "host veth \(hostEnd.name) is not the peer of \(request.ifName)")
         }
-        try InterfaceSetup(namespace: namespace, netlink: container)
+        try InterfaceSetup(namespace: namespace, netlink: container, kernel: kernel)
             .verify(link, against: expected, ifName: request.ifName, netns: request.netns)
-        let firewall = try NFTablesClient()
+        let firewall = try kernel.nftables()
         if config.ipMasq {
             let rules = NetworkRules(client: firewall, networkTag: Attachment(request).networkTag)
             for ip in expected.ips where try !rules.isMasqueraded(ip.address.network) {
@@ -157,7 +160,7 @@ struct BridgePlugin: CNIPlugin {
     func garbageCollect(_ request: CNIRequest) throws {
         let valid = Set(request.config.validAttachments ?? [])
         var failures = CNIErrorList()
-        let host = try RouteNetlink()
+        let host = try kernel.hostNetlink()
         for link in try host.links() {
             guard let alias = link.alias, let owner = Attachment.fromLinkAlias(alias),
                 owner.network == request.config.name, !valid.contains(owner)
@@ -165,7 +168,7 @@ struct BridgePlugin: CNIPlugin {
             failures.attempt { try ignoringMissing { try host.deleteLink(index: link.index) } }
         }
         failures.attempt {
-            let spoofCheck = SpoofCheck(client: try NFTablesClient())
+            let spoofCheck = SpoofCheck(client: try kernel.nftables())
             let validTags = Set(valid.map(\.ownerTag))
             let networkPrefix = Attachment.networkTag(request.config.name) + " "
             for owner in try spoofCheck.owners() where owner.hasPrefix(networkPrefix) && !validTags.contains(owner) {
@@ -180,7 +183,7 @@ struct BridgePlugin: CNIPlugin {
                 // The network's own VLAN gateway ports do not keep the bridge alive.
                 if ports.allSatisfy({ VLANGateway.isGatewayPort($0, of: bridge) }) {
                     try NetworkRules(
-                        client: try NFTablesClient(), networkTag: Attachment.networkTag(request.config.name)
+                        client: try kernel.nftables(), networkTag: Attachment.networkTag(request.config.name)
                     ).detach()
                     for port in ports { try ignoringMissing { try host.deleteLink(index: port.index) } }
                     try ignoringMissing { try host.deleteLink(index: bridge.index) }
