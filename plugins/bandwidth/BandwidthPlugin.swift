@@ -7,6 +7,9 @@ import PluginSupport
 /// root of the host end of its veth, and what the container sends by redirecting the host
 /// end's ingress to an IFB device whose root is a TBF.
 struct BandwidthPlugin: CNIPlugin {
+    /// Every kernel access goes through here, so tests can run the plugin against a fake.
+    var kernel: PluginKernel = .system
+
     var about: String { "Pier bandwidth plugin" }
 
     /// Chained plugins need prevResult, which CNI 0.3.0 introduced.
@@ -19,7 +22,7 @@ struct BandwidthPlugin: CNIPlugin {
         result.cniVersion = request.cniVersion
         let (ingress, egress) = try BandwidthLimits.of(request).resolved()
         let attachment = Attachment(request)
-        let host = try RouteNetlink()
+        let host = try kernel.hostNetlink()
         let ifb = try existingIFB(of: attachment, host: host)
         // Nothing to shape: touch nothing, unless an earlier ADD of this attachment shaped it.
         guard ingress != nil || egress != nil || ifb != nil else { return result }
@@ -59,7 +62,7 @@ struct BandwidthPlugin: CNIPlugin {
         // host veth's qdiscs die with the veth; they are removed here only while it is there.
         let attachment = Attachment(request)
         var failures: [String] = []
-        let host = try RouteNetlink()
+        let host = try kernel.hostNetlink()
         if !request.netns.isEmpty {
             do {
                 if let veth = try? hostVeth(request, host: host) {
@@ -91,7 +94,7 @@ struct BandwidthPlugin: CNIPlugin {
         }
         let (ingress, egress) = try BandwidthLimits.of(request).resolved()
         let attachment = Attachment(request)
-        let host = try RouteNetlink()
+        let host = try kernel.hostNetlink()
         let veth = try hostVeth(request, host: host)
         let mtu = veth.mtu ?? 1500
         let root = try host.qdisc(index: veth.index, parent: QdiscHandle.root)
@@ -123,7 +126,7 @@ struct BandwidthPlugin: CNIPlugin {
                 Self.alias(Attachment(network: request.config.name, containerID: $0.containerID, ifName: $0.ifName))
             })
         let networkPrefix = Self.aliasPrefix + request.config.name + ":"
-        let host = try RouteNetlink()
+        let host = try kernel.hostNetlink()
         var failures: [String] = []
         for link in try host.links() where link.kind == .ifb {
             guard let alias = link.alias, alias.hasPrefix(networkPrefix), !valid.contains(alias) else { continue }
@@ -183,7 +186,7 @@ struct BandwidthPlugin: CNIPlugin {
     /// alone could belong to an unrelated link of this namespace). Works after any interface
     /// plugin that makes a veth, whatever it names the host end.
     private func hostVeth(_ request: CNIRequest, host: RouteNetlink) throws -> Link {
-        let container = try RouteNetlink(namespace: try NetworkNamespace.open(path: request.netns))
+        let container = try kernel.netlink(try kernel.openNamespace(request.netns))
         guard let inside = try container.linkIfPresent(named: request.ifName) else {
             throw CNIError(.invalidNetworkConfig, "container interface \(request.ifName) not found in \(request.netns)")
         }
