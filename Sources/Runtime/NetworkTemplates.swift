@@ -140,8 +140,10 @@ public enum NetworkTemplates {
         if !spec.labels.isEmpty {
             metadata["labels"] = .object(JSONObject(spec.labels.map { ($0.0, JSONValue.string($0.1)) }))
         }
+        // libcni before 1.2 reads only `cniVersion` (and refuses 1.1.0 results); newer libcni and pier take
+        // the newest of `cniVersions` they support.
         return .object([
-            "cniVersion": .string("1.1.0"), "cniVersions": .array(["0.4.0", "1.0.0", "1.1.0"].map { .string($0) }),
+            "cniVersion": .string("1.0.0"), "cniVersions": .array(["0.4.0", "1.0.0", "1.1.0"].map { .string($0) }),
             "name": .string(spec.name),
             metadataKey: .object(metadata), "plugins": .array(plugins),
         ])
