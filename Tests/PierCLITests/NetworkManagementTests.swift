@@ -166,6 +166,56 @@ struct NetworkManagementTests {
         }
     }
 
+    /// With a name service on the CNI path, conflists chain it (internal ones without upstream
+    /// forwarding), and `run --alias` / `network connect --alias` reach it as Podman's `aliases`.
+    @Test func nameServiceIsChainedAndGetsAliases() throws {
+        try withPier { pier in
+            // A stand-in name service: logs its stdin, passes the previous result on.
+            let log = pier.directory + "/names.log"
+            let script = """
+                #!/usr/bin/env python3
+                import json, os, sys
+                request = json.load(sys.stdin)
+                with open("\(log)", "a") as f:
+                    f.write(os.environ["CNI_COMMAND"] + " " + json.dumps(request, sort_keys=True) + "\\n")
+                if os.environ["CNI_COMMAND"] == "ADD":
+                    print(json.dumps(request["prevResult"]))
+                """
+            let plugin = pier.pluginDirectory + "/names"
+            try script.write(toFile: plugin, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: plugin)
+            let third = Int.random(in: 0...255)
+            try #require(try Self.create(pier, "named", ["--subnet", "10.228.\(third).0/24"]).succeeded)
+            try #require(try Self.create(pier, "hidden", ["--internal", "--subnet", "10.229.\(third).0/24"]).succeeded)
+            let named = (try Self.conflist(pier, "named"))["plugins"] as? [[String: Any]] ?? []
+            #expect(named.map { $0["type"] as? String } == ["bridge", "portmap", "names"])
+            #expect((named.last?["capabilities"] as? [String: Any])?["aliases"] as? Bool == true)
+            #expect(named.last?["internal"] == nil)
+            let hidden = (try Self.conflist(pier, "hidden"))["plugins"] as? [[String: Any]] ?? []
+            #expect(hidden.map { $0["type"] as? String } == ["bridge", "names"])
+            #expect(hidden.last?["internal"] as? Bool == true)
+
+            let app = pier.name("app")
+            try pier.mustPier([
+                "run", "-d", "--name", app, "--net", "named", "--alias", "web", "--alias", "www", "sleep", "300",
+            ])
+            try pier.mustPier(["network", "connect", "--alias", "db", "hidden", app])
+            let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+            #expect(lines.count == 2, "\(lines)")
+            #expect(
+                lines.first?.contains(#""runtimeConfig": {"aliases": {"named": ["\#(app)", "web", "www"]}}"#) == true,
+                "\(lines)")
+            #expect(
+                lines.last?.contains(#""runtimeConfig": {"aliases": {"hidden": ["\#(app)", "db"]}}"#) == true,
+                "\(lines)")
+            try pier.mustPier(["rm", "-f", app])
+            #expect(
+                try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").filter { $0.hasPrefix("DEL") }
+                    .count == 2)
+            #expect(try pier.leftovers() == [])
+        }
+    }
+
     @Test(
         .enabled(
             if: cnitoolPath != nil,
