@@ -40,7 +40,7 @@ extension ContainerManager {
         }
         if spec.driver.picksSubnet {
             let avoid = taken.map(\.prefix) + SubnetPool.hostPrefixes()
-            if !spec.subnets.contains(where: { $0.subnet.family == .v4 }) && spec.subnets.isEmpty {
+            if spec.subnets.isEmpty {
                 guard let picked = SubnetPool.pickIPv4(avoiding: avoid) else {
                     throw RuntimeError.failed(
                         "all predefined address pools are in use (give --subnet); pools: 172.17-31.0.0/16, 192.168.0-240.0/20"

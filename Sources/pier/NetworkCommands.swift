@@ -46,8 +46,7 @@ struct NetworkCreate: ParsableCommand {
 
     func run() throws {
         let spec = try NetworkCreate.spec(self)
-        let path = try reporting { () throws(RuntimeError) in try globals.manager.createNetwork(spec) }
-        _ = path
+        _ = try reporting { () throws(RuntimeError) in try globals.manager.createNetwork(spec) }
         printLine(name)
     }
 

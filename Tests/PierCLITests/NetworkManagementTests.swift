@@ -35,6 +35,14 @@ struct NetworkManagementTests {
         return info.first?["local"] as? String
     }
 
+    @Test func everyNetworkSubcommandHasHelp() throws {
+        for subcommand in ["create", "ls", "inspect", "rm", "prune", "connect", "disconnect"] {
+            let result = try runCommand([builtProductsDirectory + "/pier", "network", subcommand, "--help"])
+            #expect(
+                result.status == 0 && result.stdout.contains("USAGE: pier network \(subcommand)"), "\(result.stdout)")
+        }
+    }
+
     @Test func createPicksFreeSubnetsRefusesOverlapsAndRemoves() throws {
         try withPier { pier in
             // An address the test host holds: the pool must skip the subnet it is in.
