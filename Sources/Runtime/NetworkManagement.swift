@@ -78,6 +78,15 @@ extension ContainerManager {
         store.all().filter { record in record.attachments.contains { $0.network == network } }
     }
 
+    /// Live cached attachments to `network` that no container of this root owns: another root's
+    /// containers, a cnitool ADD. Named `<container ID>/<interface>`.
+    func foreignAttachments(to network: String) -> [String] {
+        let own = Set(store.all().map(\.id))
+        return executor.cache.all().filter { entry in
+            entry.networkName == network && !own.contains(entry.request.containerID) && isLive(entry)
+        }.map { "\($0.request.containerID)/\($0.request.ifName)" }
+    }
+
     /// `network rm`: only networks pier created; refused while containers are attached unless `force`,
     /// which disconnects them first. Returns warnings (detachments that failed).
     @discardableResult
@@ -101,6 +110,13 @@ extension ContainerManager {
                 "network \(name) has active endpoints: " + attached.map(\.name).joined(separator: ", ")
                     + " (pier network disconnect, or network rm -f)")
         }
+        // Not pier's to DEL (another root's or another runtime's): removing the config under them is refused.
+        let foreign = foreignAttachments(to: name)
+        if !foreign.isEmpty {
+            throw RuntimeError.failed(
+                "network \(name) is in use by attachments this pier does not own (another --root or runtime): "
+                    + foreign.joined(separator: ", "))
+        }
         var warnings: [String] = []
         for record in attached {
             do { try disconnectLocked(network: name, container: record.id, force: true) } catch {
@@ -118,7 +134,7 @@ extension ContainerManager {
         var removed: [String] = []
         for entry in ConfigDirectory(path: configs.directory).networks() {
             guard let list = entry.list, NetworkTemplates.metadata(of: list) != nil,
-                containers(on: list.name).isEmpty
+                containers(on: list.name).isEmpty, foreignAttachments(to: list.name).isEmpty
             else { continue }
             _ = try removeNetworkLocked(list.name, force: false)
             removed.append(list.name)

@@ -243,10 +243,15 @@ struct NetworkManagementTests {
                 try #require(added.succeeded, "\(added.stderr)")
                 #expect(try hosts[0].linkNames().contains("eth0"))
                 #expect(added.stdout.contains("10.227."), "\(added.stdout)")
+                // What another runtime attached keeps the network from rm and prune.
+                let inUse = try pier.pier(["network", "rm", "plain"])
+                #expect(!inUse.succeeded && inUse.stderr.contains("does not own"), "\(inUse.stderr)")
+                #expect(try pier.mustPier(["network", "prune"]).stdout.isEmpty)
                 let deleted = try runCommand(environment + ["del", "plain", hosts[0].path])
                 #expect(deleted.succeeded, "\(deleted.stderr)")
                 #expect(try hosts[0].linkNames() == ["lo"])
                 #expect(try pier.leftovers() == [])
+                try pier.mustPier(["network", "rm", "plain"])
             }
         }
     }
