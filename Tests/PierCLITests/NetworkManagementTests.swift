@@ -129,6 +129,15 @@ struct NetworkManagementTests {
             let again = try pier.pier(["network", "connect", "back", app])
             #expect(!again.succeeded && again.stderr.contains("already attached"), "\(again.stderr)")
 
+            // A connect whose ADD fails (an address outside the subnet) leaves the container as it was.
+            try #require(try Self.create(pier, "side", ["--subnet", "10.223.\(third).0/24"]).succeeded)
+            let refused = try pier.pier(["network", "connect", "--ip", "10.99.0.5", "side", app])
+            #expect(!refused.succeeded && refused.stderr.contains("10.99.0.5"), "\(refused.stderr)")
+            #expect(!(try pier.mustPier(["exec", app, "ip", "-br", "link"]).stdout.contains("eth2")))
+            let unchanged = try pier.containers().first { $0["name"] as? String == app }
+            #expect((unchanged?["attachments"] as? [[String: Any]])?.count == 2)
+            #expect(!FileManager.default.fileExists(atPath: pier.cacheDirectory + "/results/side-\(id)-eth2"))
+
             try pier.mustPier(["network", "disconnect", "back", app])
             let links = try pier.mustPier(["exec", app, "ip", "-br", "link"]).stdout
             #expect(!links.contains("eth1") && links.contains("eth0"), "\(links)")
