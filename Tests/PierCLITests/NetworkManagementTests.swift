@@ -59,6 +59,13 @@ struct NetworkManagementTests {
             #expect(
                 third.count == 2 && third.first == "172.21.0.0/16" && third.last?.hasPrefix("fd") == true, "\(third)")
 
+            // The picked subnets work: a container on `third` gets an address from each.
+            let dual = pier.name("dual")
+            try pier.mustPier(["run", "-d", "--name", dual, "--net", "third", "sleep", "300"])
+            let addresses = try pier.mustPier(["exec", dual, "ip", "-br", "addr", "show", "eth0"]).stdout
+            #expect(addresses.contains("172.21.0.") && addresses.contains(" fd"), "\(addresses)")
+            try pier.mustPier(["rm", "-f", dual])
+
             let overlap = try Self.create(pier, "clash", ["--subnet", "172.17.5.0/24"])
             #expect(!overlap.succeeded && overlap.stderr.contains("network first"), "\(overlap.stderr)")
             let duplicate = try Self.create(pier, "first")
