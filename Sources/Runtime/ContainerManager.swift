@@ -14,6 +14,8 @@ public struct CreateOptions: Sendable {
     public var ports: [String]
     public var ips: [String]
     public var mac: String?
+    /// `--alias`: more names of the container on its first network, for the name service.
+    public var aliases: [String]
     public var cniArgs: [(String, String)]
     public var rootfs: String?
     public var autoRemove: Bool
@@ -25,6 +27,7 @@ public struct CreateOptions: Sendable {
         self.networks = []
         self.ports = []
         self.ips = []
+        self.aliases = []
         self.cniArgs = []
         self.autoRemove = false
         self.process = ProcessOptions()
@@ -94,7 +97,6 @@ public final class ContainerManager {
             throw RuntimeError.invalidArgument("-p, --ip and --mac need a CNI network (not host, none or container:)")
         }
         let capabilities = try CapabilityArgs.build(ports: options.ports, ips: options.ips, mac: options.mac)
-        let capabilityText = JSONValue.object(capabilities).encodedString
         if let rootfs = options.rootfs, !isDirectory(rootfs) {
             throw RuntimeError.invalidArgument("--rootfs \(rootfs) is not a directory")
         }
@@ -126,10 +128,14 @@ public final class ContainerManager {
             record.ownsNetns = true
         }
         for (index, list) in lists.enumerated() {
-            // Published ports and fixed addresses belong to the first network, as the primary interface.
+            // Published ports, fixed addresses and aliases belong to the first network, the primary interface.
+            var attachmentCapabilities = index == 0 ? capabilities : JSONObject()
+            ContainerManager.aliasCapability(
+                &attachmentCapabilities, list: list, container: name, aliases: index == 0 ? options.aliases : [])
             record.attachments.append(
                 NetworkAttachmentRecord(
-                    network: list.name, ifName: "eth\(index)", capabilityArgs: index == 0 ? capabilityText : "{}",
+                    network: list.name, ifName: "eth\(index)",
+                    capabilityArgs: JSONValue.object(attachmentCapabilities).encodedString,
                     cniArgs: options.cniArgs.map { [$0.0, $0.1] }))
         }
         try store.save(record)
@@ -326,6 +332,10 @@ public final class ContainerManager {
     /// `--ip`, `--mac` and `-p` travel as capability arguments, which a plugin only gets when its config
     /// declares the capability: refuse rather than start the container without what was asked for.
     static func requireCapabilities(_ options: CreateOptions, of list: NetworkConfigList) throws(RuntimeError) {
+        if !options.ports.isEmpty && NetworkTemplates.isInternal(list) {
+            throw RuntimeError.invalidArgument(
+                "network \"\(list.name)\" is internal: nothing leaves it, so no port can be published on it (-p)")
+        }
         let declared = list.plugins.reduce(into: Set<String>()) { $0.formUnion($1.capabilities) }
         let wanted: [(option: String, capability: String, given: Bool)] = [
             ("--ip", "ips", !options.ips.isEmpty), ("--mac", "mac", options.mac != nil),

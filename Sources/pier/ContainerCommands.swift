@@ -30,6 +30,11 @@ struct ContainerOptions: ParsableArguments {
     @Option(help: "Request a fixed address on the first network (its config must declare the `ips` capability).")
     var ip: [String] = []
 
+    @Option(
+        name: [.customLong("alias"), .customLong("network-alias")],
+        help: "Another name of the container on its first network, for the name service (repeatable).")
+    var aliases: [String] = []
+
     @Option(help: "Request a MAC address on the first network (its config must declare the `mac` capability).")
     var mac: String?
 
@@ -71,6 +76,7 @@ struct ContainerOptions: ParsableArguments {
         options.ports = try PortSpec.expand(ports + (publishAll ? expose : []))
         options.ips = ip
         options.mac = mac
+        options.aliases = aliases
         options.cniArgs = try AttachmentRequest.parseArgs(cniArgs ?? "")
         options.rootfs = rootfs
         options.autoRemove = autoRemove
