@@ -52,7 +52,8 @@ struct FirewallReloadTests {
                 objects.append(kind + " " + canonical(body))
             }
         }
-        return objects.sorted() + rules.keys.sorted().map { "rules \($0): " + rules[$0]!.joined(separator: " | ") }
+        return objects.sorted()
+            + rules.sorted { $0.key < $1.key }.map { "rules \($0.key): " + $0.value.joined(separator: " | ") }
     }
 
     private func canonical(_ value: Any) -> String {
