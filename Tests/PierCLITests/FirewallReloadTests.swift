@@ -101,6 +101,10 @@ struct FirewallReloadTests {
             try pier.host.mustRun(["nft", "flush", "ruleset"])
             #expect(try pierTables(pier.host).isEmpty)
             #expect(httpGet(from: pier.host, published, timeout: 1) == nil)
+            // doctor sees the wipe and names the command that repairs it.
+            let fixes = try doctorFindings(pier).filter { ($0["check"] as? String)?.hasPrefix("missing.") == true }
+                .compactMap { $0["fix"] as? String }
+            #expect(!fixes.isEmpty && fixes.allSatisfy { $0.contains("pier firewall-reload") }, "\(fixes)")
             try addForeignTable(pier.host)
             let foreign = try foreignTable(pier.host)
 
@@ -172,6 +176,33 @@ struct FirewallReloadTests {
         }
     }
 
+    private func doctorFindings(_ pier: PierHarness) throws -> [[String: Any]] {
+        let result = try pier.pier(["doctor", "--json"])
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        return report["findings"] as? [[String: Any]] ?? []
+    }
+
+    /// firewalld rejects forwarded traffic of interfaces in no zone, whatever its chain's
+    /// policy: doctor reports it with the zone command, not rules firewalld's reload would drop.
+    @Test func doctorReportsFirewalld() throws {
+        try withPier { pier in
+            try pier.addNetwork("t229", subnet: "10.229.\(Int.random(in: 0...255)).0/24")
+            let name = pier.name("c")
+            try pier.mustPier(["run", "-d", "--name", name, "--net", "t229", "sleep", "300"])
+            try pier.host.mustRun([
+                "nft",
+                "add table inet firewalld; add chain inet firewalld filter_FORWARD { type filter hook forward priority filter + 10; policy accept; }",
+            ])
+            let finding = try #require(
+                try doctorFindings(pier).first { $0["subject"] as? String == "inet firewalld filter_FORWARD" })
+            #expect(finding["severity"] as? String == "error")
+            #expect(
+                (finding["fix"] as? String)?.contains("firewall-cmd --permanent --zone=trusted --add-interface=pbr")
+                    == true)
+            try pier.mustPier(["rm", "-f", name])
+        }
+    }
+
     /// iptables-nft's `FORWARD` policy drop (what Docker sets) drops Pier's routed traffic
     /// whatever `inet pier` accepts: doctor names that chain.
     @Test func doctorReportsAForeignDropPolicyForwardChain() throws {
@@ -180,15 +211,12 @@ struct FirewallReloadTests {
                 "nft",
                 "add table ip filter; add chain ip filter FORWARD { type filter hook forward priority 0; policy drop; }",
             ])
-            let result = try pier.pier(["doctor", "--json"])
-            let report = try #require(
-                try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
-            let findings = report["findings"] as? [[String: Any]] ?? []
-            let firewall = findings.filter { $0["check"] as? String == "host.firewall" }
-            #expect(
-                firewall.contains {
-                    $0["subject"] as? String == "ip filter FORWARD" && $0["severity"] as? String == "error"
-                }, "\(firewall)")
+            let firewall = try doctorFindings(pier).filter { $0["check"] as? String == "host.firewall" }
+            let finding = try #require(
+                firewall.first { $0["subject"] as? String == "ip filter FORWARD" }, "\(firewall)")
+            #expect(finding["severity"] as? String == "error")
+            // Docker's own extension point, which iptables-nft keeps readable and Docker keeps.
+            #expect((finding["fix"] as? String)?.contains("iptables -I DOCKER-USER -i <bridge> -j ACCEPT") == true)
         }
     }
 }
