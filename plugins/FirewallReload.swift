@@ -112,8 +112,11 @@ extension BridgePlugin: NFTablesReapplying {
             isolated: config.isolation)
         let container = result.interfaces.first { $0.name == request.ifName && !($0.sandbox ?? "").isEmpty }
         if config.macspoofchk, let mac = container?.mac.flatMap(MACAddress.init) {
-            try SpoofCheck(client: firewall).protect(
-                port: attachment.hostVethName, mac: mac, owner: attachment.ownerTag)
+            let spoofCheck = SpoofCheck(client: firewall)
+            let port = attachment.hostVethName
+            if try !spoofCheck.isComplete(port: port, mac: mac, owner: attachment.ownerTag) {
+                try spoofCheck.protect(port: port, mac: mac, owner: attachment.ownerTag)
+            }
         }
     }
 }

@@ -98,3 +98,20 @@ public final class PierTablesWatch {
         return .unrelated
     }
 }
+
+extension SpoofCheck {
+    /// True when the rule and both of the port's elements are in place under `owner`, so a
+    /// reload over intact state sends nothing.
+    public func isComplete(port: String, mac: MACAddress, owner: String) throws(FirewallError) -> Bool {
+        do {
+            let comments = try client.rules(family: .bridge, table: PierTable.name, chain: Self.prerouting.name)
+                .compactMap(\.comment)
+            guard let wanted = Self.rule.comment, comments.contains(wanted),
+                try client.element([.interfaceName(port)], in: Self.ports.path)?.comment == owner
+            else { return false }
+        } catch  where error.isNotFound {
+            return false
+        }
+        return try isProtected(port: port, mac: mac, owner: owner)
+    }
+}

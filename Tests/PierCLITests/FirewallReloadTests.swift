@@ -94,9 +94,29 @@ struct FirewallReloadTests {
             #expect(intact.contains { $0.contains("spoofcheck_allowed") && $0.contains("elem") })
             #expect(intact.contains { $0.contains("fw_v4") && $0.contains(address) })
 
-            // A reload over intact state changes nothing.
+            // A reload over intact state changes nothing: `nft monitor` prints every change
+            // committed to the ruleset, so it must stay silent about Pier's tables.
+            let monitorLog = pier.directory + "/monitor.log"
+            _ = FileManager.default.createFile(atPath: monitorLog, contents: nil)
+            let monitor = Process()
+            monitor.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            monitor.arguments = ["nsenter", "--net=\(pier.host.path)", "nft", "monitor"]
+            monitor.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: monitorLog))
+            try monitor.run()
+            defer {
+                kill(monitor.processIdentifier, SIGKILL)
+                monitor.waitUntilExit()
+            }
+            usleep(300_000)
             try pier.mustPier(["firewall-reload"])
             #expect(try pierTables(pier.host) == intact)
+            // The monitor itself works: a foreign change shows up.
+            try pier.host.mustRun(["nft", "add table ip monitored; delete table ip monitored"])
+            #expect(
+                eventually { (try? String(contentsOfFile: monitorLog, encoding: .utf8))?.contains("monitored") == true }
+            )
+            let seen = (try? String(contentsOfFile: monitorLog, encoding: .utf8)) ?? ""
+            #expect(!seen.contains(" pier"), "a reload over intact state committed: \(seen)")
 
             try pier.host.mustRun(["nft", "flush", "ruleset"])
             #expect(try pierTables(pier.host).isEmpty)
