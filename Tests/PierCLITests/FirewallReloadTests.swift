@@ -118,6 +118,20 @@ struct FirewallReloadTests {
             let seen = (try? String(contentsOfFile: monitorLog, encoding: .utf8)) ?? ""
             #expect(!seen.contains(" pier"), "a reload over intact state committed: \(seen)")
 
+            // An attachment whose netns is gone (GC's work) is skipped: a copy of the live entry
+            // under another container ID, pointing at a namespace that does not exist.
+            let results = pier.cacheDirectory + "/results"
+            let live = try #require(try FileManager.default.contentsOfDirectory(atPath: results).first)
+            var entry = try #require(
+                try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: results + "/" + live)))
+                    as? [String: Any])
+            let goneID = "gone\(uniqueTag(6))"
+            entry["containerId"] = goneID
+            entry["netns"] = "/run/netns/pier-\(goneID)"
+            let gonePath = results + "/t227-\(goneID)-eth0"
+            try JSONSerialization.data(withJSONObject: entry).write(to: URL(fileURLWithPath: gonePath))
+            defer { try? FileManager.default.removeItem(atPath: gonePath) }
+
             try pier.host.mustRun(["nft", "flush", "ruleset"])
             #expect(try pierTables(pier.host).isEmpty)
             #expect(httpGet(from: pier.host, published, timeout: 1) == nil)
@@ -130,10 +144,12 @@ struct FirewallReloadTests {
 
             let reload = try pier.mustPier(["firewall-reload"])
             #expect(reload.stdout.contains("bridge, portmap, firewall"), "\(reload.stdout)")
+            #expect(reload.stdout.contains("\(goneID)/eth0: skipped: its network namespace"), "\(reload.stdout)")
             #expect(try pierTables(pier.host) == intact)
             #expect(eventually { httpGet(from: pier.host, published)?.contains("Directory") == true })
             #expect(try foreignTable(pier.host) == foreign)
 
+            try FileManager.default.removeItem(atPath: gonePath)
             try pier.mustPier(["rm", "-f", name])
             #expect(try pier.leftovers() == [])
         }
