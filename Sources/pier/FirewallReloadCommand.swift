@@ -44,6 +44,9 @@ struct FirewallReloadCommand: ParsableCommand {
         let quiet = Duration.milliseconds(max(0, debounce))
         var pendingSince: ContinuousClock.Instant?
         let clock = ContinuousClock()
+        // A failed reload (a concurrent ADD changed the ruleset under it) is tried again a few
+        // times, a second apart; the next removal starts over.
+        var retriesLeft = 0
         while true {
             let event: PierTablesWatch.Event
             do { event = try watcher.next() } catch { throw PierFailure(message: "watching nftables: \(error)") }
@@ -51,13 +54,17 @@ struct FirewallReloadCommand: ParsableCommand {
             case .pierObjectRemoved, .overrun:
                 // Debounced: a flush removes objects in bursts; one reload after the last.
                 pendingSince = clock.now
+                retriesLeft = 3
             case .unrelated, .quiet:
                 break
             }
             if let since = pendingSince, clock.now - since >= quiet {
                 pendingSince = nil
                 printError("pier firewall-reload: Pier's nftables objects were removed; reloading")
-                _ = reload()
+                if !reload(), retriesLeft > 0 {
+                    retriesLeft -= 1
+                    pendingSince = clock.now + .seconds(1) - quiet
+                }
             }
         }
     }
@@ -65,10 +72,10 @@ struct FirewallReloadCommand: ParsableCommand {
     /// One pass over the cache; false when some attachment could not be restored.
     private func reload() -> Bool {
         let environment = globals.environment
-        let entries = ResultCacheDirectory(cacheDirectory: environment.cacheDirectory).all()
         var succeeded = true
         let pass = {
-            for (_, entry) in entries {
+            // Read under the lock: an attachment a `pier rm` just removed is not put back.
+            for (_, entry) in ResultCacheDirectory(cacheDirectory: environment.cacheDirectory).all() {
                 let name = "\(entry.networkName)/\(entry.containerID)/\(entry.ifName)"
                 switch FirewallReload.reapply(entry, pluginPath: environment.pluginPath) {
                 case .reapplied(let plugins):
