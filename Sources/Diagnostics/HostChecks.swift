@@ -93,8 +93,9 @@ enum HostChecks {
         return conflicting.map { chain in
             if isFirewalld(chain) {
                 // Rules inserted into firewalld's table vanish at its next reload; a zone persists.
+                // A warning: whether a zone already accepts the bridges is in rules not read here.
                 return Finding(
-                    check: "host.firewall", severity: .error, subject: describe(chain),
+                    check: "host.firewall", severity: .warning, subject: describe(chain),
                     message:
                         "firewalld filters forwarded traffic: container traffic is rejected unless Pier's bridges are in a zone that accepts it",
                     fix: names.map { "firewall-cmd --permanent --zone=trusted --add-interface=\($0)" }
