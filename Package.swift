@@ -38,7 +38,7 @@ let package = Package(
         .target(
             name: "Firewall", dependencies: ["NetlinkCore", "CMnl", "CNftnl", "CPierShim", "NetNS", "IPAddressing"]),
         .target(name: "PluginSupport", dependencies: ["CNI", "NetNS", "Netlink", "Firewall", "IPAddressing"]),
-        .target(name: "PierTables", dependencies: ["Firewall", "IPAddressing"]),
+        .target(name: "PierTables", dependencies: ["Firewall", "IPAddressing", "NetlinkCore"]),
         // Every on-disk format and default path: configs, leases, the result cache, state layout.
         .target(name: "PierState", dependencies: ["CNI", "IPAddressing"]),
         .target(name: "ClusterStore", dependencies: ["JSON", "IPAddressing", "PierState"]),
@@ -75,7 +75,7 @@ let package = Package(
             name: "pier",
             dependencies: [
                 "CNI", "Runtime", "Diagnostics", "NetNS", "PluginSupport", "Netlink", "ClusterStore", "Overlay",
-                "PierState", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "PierState", "Plugins", "PierTables", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
         // Tests.

@@ -85,7 +85,7 @@ struct FirewallPlugin: CNIPlugin {
     /// host-side interface, as the reference takes the first interface) and the container's
     /// bridge port (the next host-side interface). A policy that needs a bridge or port the
     /// result does not name is code 7 unless `strict` is off (DEL looks up what it can).
-    private func planned(
+    func planned(
         _ request: CNIRequest, result: CNIResult, policy: FirewallAttachment.IngressPolicy, strict: Bool = true
     ) throws(CNIError) -> FirewallAttachment {
         let addresses = result.ips.filter { ip in

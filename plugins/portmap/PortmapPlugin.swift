@@ -43,7 +43,7 @@ struct PortmapPlugin: CNIPlugin {
 
     /// One atomic batch; a host port someone else holds refuses the whole ADD, naming the
     /// holder. Keys this very attachment holds (an ADD repeated without DEL) are replaced.
-    private func publish(
+    func publish(
         _ ports: [PublishedPort], owner: String, config: PortmapConfig, publishing: PortPublishing
     ) throws {
         let refusal: FirewallError
@@ -144,7 +144,7 @@ struct PortmapPlugin: CNIPlugin {
         }
     }
 
-    private func planned(_ mappings: [PortMapping], v4: IPAddress?, v6: IPAddress?) throws -> [PublishedPort] {
+    func planned(_ mappings: [PortMapping], v4: IPAddress?, v6: IPAddress?) throws -> [PublishedPort] {
         do {
             return try plan(mappings, v4: v4, v6: v6)
         } catch .invalid(let message) {
@@ -154,7 +154,7 @@ struct PortmapPlugin: CNIPlugin {
 
     /// The first IPv4 and IPv6 address of the container interface: entries pointing at an
     /// interface named `ifName` inside a sandbox, or at no interface at all (as the reference).
-    private func containerAddresses(_ result: CNIResult, ifName: String) -> (IPAddress?, IPAddress?) {
+    func containerAddresses(_ result: CNIResult, ifName: String) -> (IPAddress?, IPAddress?) {
         let candidates = result.ips.filter { ip in
             guard let index = ip.interface else { return true }
             guard result.interfaces.indices.contains(index) else { return false }
