@@ -224,9 +224,14 @@ extension ConntrackClient {
     /// is EINVAL to them, never a flush of everything), and then the entries are dumped and
     /// deleted one by one.
     public func forget(_ addresses: [IPAddress]) throws(FirewallError) {
+        try forget(addresses, byFilter: true)
+    }
+
+    /// `byFilter: false` skips straight to the dump-and-delete path older kernels take.
+    func forget(_ addresses: [IPAddress], byFilter: Bool) throws(FirewallError) {
         let unique = Array(Set(addresses)).sorted { $0.description < $1.description }
         guard !unique.isEmpty else { return }
-        if try deleteByFilter(unique) { return }
+        if byFilter, try deleteByFilter(unique) { return }
         for family in IPFamily.allCases where unique.contains(where: { $0.family == family }) {
             let wanted = unique.filter { $0.family == family }
             for entry in try entries(family: family) where wanted.contains(where: entry.names) {
