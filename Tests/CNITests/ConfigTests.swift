@@ -48,8 +48,10 @@ import Testing
     /// Go's decoder takes the last value of a repeated key, others the first: refused, named.
     @Test(arguments: [
         (#"{"name":"n","routes":null,"routes":[{"dst":{"a":1}}]}"#, "routes"),
-        (#"{"name":"n","ipam":{"type":"ipam","ranges":[[{"subnet":"10.0.0.0/24","subnet":"10.1.0.0/24"}]]}}"#,
-         "ipam.ranges[0][0].subnet"),
+        (
+            #"{"name":"n","ipam":{"type":"ipam","ranges":[[{"subnet":"10.0.0.0/24","subnet":"10.1.0.0/24"}]]}}"#,
+            "ipam.ranges[0][0].subnet"
+        ),
         (#"{"name":"n","runtimeConfig":{"mac":"a","mac":"b"}}"#, "runtimeConfig.mac"),
         (#"{"cniVersion":"1.0.0","name":"n","prevResult":{"cniVersion":"1.0.0","ips":[],"ips":[]}}"#, "prevResult.ips"),
         (#"{"name":"n","name":"m"}"#, "name"),
@@ -150,7 +152,8 @@ import Testing
 
     @Test func brokenPrevResultIsCode6AndSaysSo() {
         let error = expectCNIError(.decodingFailure) {
-            _ = try config(#"{"cniVersion":"1.0.0","name":"n","prevResult":{"cniVersion":"1.0.0","ips":[{"address":"nope"}]}}"#)
+            _ = try config(
+                #"{"cniVersion":"1.0.0","name":"n","prevResult":{"cniVersion":"1.0.0","ips":[{"address":"nope"}]}}"#)
         }
         #expect(error?.msg.contains("prevResult") == true)
         #expect(error?.msg.contains("ips[0].address") == true)
