@@ -40,16 +40,17 @@ def fill(host_netns, count):
                   "--sport", "4000", "--dport", "53", "-t", "3600")
 
 
-def leave_entries(host_netns, address, host_address):
-    """What a container's traffic leaves: masqueraded UDP and TCP out, a DNAT'd UDP flow in."""
-    conntrack(host_netns, "-I", "-s", address, "-d", "198.51.100.9", "-p", "udp", "--sport", "5000",
+def leave_entries(host_netns, address, host_address, port):
+    """What a container's traffic leaves: masqueraded UDP and TCP out, a DNAT'd UDP flow in.
+    `port` differs per sample: entries the reference leaves behind would clash with the next."""
+    conntrack(host_netns, "-I", "-s", address, "-d", "198.51.100.9", "-p", "udp", "--sport", str(port),
               "--dport", "53", "--reply-src", "198.51.100.9", "--reply-dst", host_address,
-              "--reply-port-src", "53", "--reply-port-dst", "5000", "-t", "600")
-    conntrack(host_netns, "-I", "-s", address, "-d", "198.51.100.9", "-p", "tcp", "--sport", "5001",
+              "--reply-port-src", "53", "--reply-port-dst", str(port), "-t", "600")
+    conntrack(host_netns, "-I", "-s", address, "-d", "198.51.100.9", "-p", "tcp", "--sport", str(port),
               "--dport", "443", "--state", "ESTABLISHED", "-t", "600")
-    conntrack(host_netns, "-I", "-s", "198.51.100.7", "-d", host_address, "-p", "udp", "--sport", "6000",
+    conntrack(host_netns, "-I", "-s", "198.51.100.7", "-d", host_address, "-p", "udp", "--sport", str(port),
               "--dport", "5353", "--reply-src", address, "--reply-dst", "198.51.100.7",
-              "--reply-port-src", "53", "--reply-port-dst", "6000", "-t", "600")
+              "--reply-port-src", "53", "--reply-port-dst", str(port), "-t", "600")
 
 
 def naming(host_netns, address):
@@ -65,11 +66,13 @@ class Runner:
         self.host_netns = host_netns
         self.host_address = host_address
         self.left_behind = []
+        self.samples = 0
 
     def add(self, container_id, netns, runtime_config=None):
         elapsed, result = self.chain.add(container_id, netns, runtime_config=runtime_config)
         address = result["ips"][0]["address"].split("/")[0]
-        leave_entries(self.host_netns, address, self.host_address)
+        self.samples += 1
+        leave_entries(self.host_netns, address, self.host_address, 20000 + self.samples)
         return elapsed, (result, address)
 
     def delete(self, container_id, netns, state, runtime_config=None):
@@ -96,7 +99,7 @@ def main():
         # An uplink address for each host, the DNAT'd flows' destination.
         for name in hosts.values():
             with benchlib.in_netns(name):
-                subprocess.run(["ip", "link", "add", "up0", "type", "dummy"], check=True)
+                subprocess.run(["ip", "link", "add", "up0", "type", "veth", "peer", "name", "up1"], check=True)
                 subprocess.run(["ip", "addr", "add", "192.0.2.1/24", "dev", "up0"], check=True)
                 subprocess.run(["ip", "link", "set", "up0", "up"], check=True)
         runners = {

@@ -199,42 +199,77 @@ public final class ConntrackClient {
     }
 }
 
-// MARK: - Forgetting addresses
+// MARK: - Deleting by filter
 
 extension ConntrackClient {
-    /// Which end of which tuple a kernel-side filter compares with an address.
-    enum TupleEnd: CaseIterable {
-        case originalSource, originalDestination, replySource, replyDestination
+    /// One kernel-side filter of a delete: the attributes of one tuple it compares (the
+    /// others match anything).
+    struct Filter: Equatable {
+        var family: IPFamily
+        var inReply = false
+        var source: IPAddress?
+        var destination: IPAddress?
+        var protocolNumber: UInt8?
+        var destinationPort: UInt16?
 
-        var isReply: Bool { self == .replySource || self == .replyDestination }
-        var isSource: Bool { self == .originalSource || self == .replySource }
+        /// Kernel-internal flags (nf_internals.h, not in the uapi header): which attributes
+        /// the filter compares.
+        var flags: UInt32 {
+            var flags: UInt32 = 0
+            if source != nil { flags |= 1 << 0 }
+            if destination != nil { flags |= 1 << 1 }
+            if protocolNumber != nil { flags |= 1 << 3 }
+            if destinationPort != nil { flags |= 1 << 5 }
+            return flags
+        }
+
+        func matches(_ entry: ConntrackEntry) -> Bool {
+            let (entrySource, entryDestination) =
+                inReply ? (entry.replySource, entry.replyDestination) : (entry.source, entry.destination)
+            return (source == nil || entrySource == source) && (destination == nil || entryDestination == destination)
+                && (protocolNumber == nil || entry.protocolNumber == protocolNumber)
+                && (destinationPort == nil || (!inReply && entry.destinationPort == destinationPort))
+        }
     }
-
-    /// Kernel-internal filter flags (nf_internals.h): bit 0 compares the source address,
-    /// bit 1 the destination. The uapi header does not export them.
-    static let filterSourceAddress: UInt32 = 1 << 0
-    static let filterDestinationAddress: UInt32 = 1 << 1
 
     /// Deletes every entry whose original or reply tuple has one of `addresses` as source or
     /// destination: what a container leaves behind (its own connections, masqueraded or not,
     /// and those DNAT'd to it), which a later holder of the address would otherwise inherit.
-    ///
-    /// Kernels since 6.12 delete by filter in one pass each (one request per address and
-    /// tuple end, all in one datagram); older kernels refuse such a request (a partial tuple
-    /// is EINVAL to them, never a flush of everything), and then the entries are dumped and
-    /// deleted one by one.
     public func forget(_ addresses: [IPAddress]) throws(FirewallError) {
-        try forget(addresses, byFilter: true)
+        try delete(matchingAny: Self.filters(naming: addresses), byFilter: true)
     }
 
-    /// `byFilter: false` skips straight to the dump-and-delete path older kernels take.
-    func forget(_ addresses: [IPAddress], byFilter: Bool) throws(FirewallError) {
-        let unique = Array(Set(addresses)).sorted { $0.description < $1.description }
-        guard !unique.isEmpty else { return }
-        if byFilter, try deleteByFilter(unique) { return }
-        for family in IPFamily.allCases where unique.contains(where: { $0.family == family }) {
-            let wanted = unique.filter { $0.family == family }
-            for entry in try entries(family: family) where wanted.contains(where: entry.names) {
+    /// Deletes the entries of `protocolNumber` to `destinationPort` (original direction), as
+    /// `deleteEntries` does, without reading the table on kernels that delete by filter.
+    public func forgetFlows(protocolNumber: UInt8, destinationPort: UInt16, family: IPFamily) throws(FirewallError) {
+        try delete(
+            matchingAny: [Filter(family: family, protocolNumber: protocolNumber, destinationPort: destinationPort)],
+            byFilter: true)
+    }
+
+    /// Four filters per address: source and destination of either tuple.
+    static func filters(naming addresses: [IPAddress]) -> [Filter] {
+        Array(Set(addresses)).sorted { $0.description < $1.description }.flatMap { address in
+            [false, true].flatMap { inReply in
+                [
+                    Filter(family: address.family, inReply: inReply, source: address),
+                    Filter(family: address.family, inReply: inReply, destination: address),
+                ]
+            }
+        }
+    }
+
+    /// Kernels since 6.12 delete by filter, each filter one pass over the table in the kernel
+    /// (all requests in one datagram, no entry copied out). Older kernels refuse such a request
+    /// (a partial tuple is EINVAL to them, never a flush of everything): then the entries are
+    /// dumped and deleted one by one. `byFilter: false` takes that path straight away.
+    func delete(matchingAny filters: [Filter], byFilter: Bool) throws(FirewallError) {
+        guard !filters.isEmpty else { return }
+        if byFilter, try deleteByFilter(filters) { return }
+        for family in IPFamily.allCases {
+            let wanted = filters.filter { $0.family == family }
+            guard !wanted.isEmpty else { continue }
+            for entry in try entries(family: family) where wanted.contains(where: { $0.matches(entry) }) {
                 try delete(entry)
             }
         }
@@ -253,20 +288,18 @@ extension ConntrackClient {
     }
 
     /// False when the kernel does not delete by filter (EINVAL, EOPNOTSUPP).
-    func deleteByFilter(_ addresses: [IPAddress]) throws(FirewallError) -> Bool {
+    func deleteByFilter(_ filters: [Filter]) throws(FirewallError) -> Bool {
         var datagram: [UInt8] = []
         var sequences: [UInt32] = []
-        for address in addresses {
-            for end in TupleEnd.allCases {
-                let sequence = session.takeSequence()
-                do throws(NetlinkError) {
-                    datagram += try Self.filteredDeleteRequest(address, end).bytes(
-                        sequence: sequence, extraFlags: NLM_F_ACK)
-                } catch {
-                    throw FirewallError(error, object: "\(address)")
-                }
-                sequences.append(sequence)
+        let object = "conntrack entries"
+        for filter in filters {
+            let sequence = session.takeSequence()
+            do throws(NetlinkError) {
+                datagram += try Self.filteredDeleteRequest(filter).bytes(sequence: sequence, extraFlags: NLM_F_ACK)
+            } catch {
+                throw FirewallError(error, object: object)
             }
+            sequences.append(sequence)
         }
         let failures: [(sequence: UInt32, error: NetlinkError)]
         do throws(NetlinkError) {
@@ -275,32 +308,43 @@ extension ConntrackClient {
                 of: Set(sequences), accepting: sequences[0]...sequences[sequences.count - 1],
                 operation: "delete conntrack entries by filter")
         } catch {
-            throw FirewallError(error, object: addresses.map(\.description).joined(separator: ", "))
+            throw FirewallError(error, object: object)
         }
         guard let first = failures.first else { return true }
         if [EINVAL, EOPNOTSUPP].contains(first.error.errno) { return false }
-        throw FirewallError(first.error, object: addresses.map(\.description).joined(separator: ", "))
+        throw FirewallError(first.error, object: object)
     }
 
-    /// IPCTNL_MSG_CT_DELETE with CTA_FILTER and no complete tuple: a flush of the entries of
-    /// the address's family whose `end` is `address`.
-    static func filteredDeleteRequest(_ address: IPAddress, _ end: TupleEnd) -> MessageBuilder {
+    /// IPCTNL_MSG_CT_DELETE with CTA_FILTER and a partial tuple: a flush of the entries of the
+    /// filter's family that match it.
+    static func filteredDeleteRequest(_ filter: Filter) -> MessageBuilder {
         let request = request(
-            messageDelete, family: address.family.addressFamily, operation: "delete conntrack entries")
-        let isV4 = address.family == .v4
-        let flags = end.isSource ? filterSourceAddress : filterDestinationAddress
-        request.nest(UInt16(end.isReply ? CTA_TUPLE_REPLY.rawValue : CTA_TUPLE_ORIG.rawValue)) {
-            request.nest(UInt16(CTA_TUPLE_IP.rawValue)) {
-                let type =
-                    end.isSource
-                    ? (isV4 ? CTA_IP_V4_SRC.rawValue : CTA_IP_V6_SRC.rawValue)
-                    : (isV4 ? CTA_IP_V4_DST.rawValue : CTA_IP_V6_DST.rawValue)
-                request.put(UInt16(type), address.bytes)
+            messageDelete, family: filter.family.addressFamily, operation: "delete conntrack entries")
+        let isV4 = filter.family == .v4
+        request.nest(UInt16(filter.inReply ? CTA_TUPLE_REPLY.rawValue : CTA_TUPLE_ORIG.rawValue)) {
+            if filter.source != nil || filter.destination != nil {
+                request.nest(UInt16(CTA_TUPLE_IP.rawValue)) {
+                    if let source = filter.source {
+                        request.put(UInt16(isV4 ? CTA_IP_V4_SRC.rawValue : CTA_IP_V6_SRC.rawValue), source.bytes)
+                    }
+                    if let destination = filter.destination {
+                        request.put(UInt16(isV4 ? CTA_IP_V4_DST.rawValue : CTA_IP_V6_DST.rawValue), destination.bytes)
+                    }
+                }
+            }
+            if let number = filter.protocolNumber {
+                request.nest(UInt16(CTA_TUPLE_PROTO.rawValue)) {
+                    request.put(UInt16(CTA_PROTO_NUM.rawValue), u8: number)
+                    if let port = filter.destinationPort {
+                        request.put(UInt16(CTA_PROTO_DST_PORT.rawValue), be16: port)
+                    }
+                }
             }
         }
         request.nest(UInt16(CTA_FILTER.rawValue)) {
             request.put(
-                UInt16(end.isReply ? CTA_FILTER_REPLY_FLAGS.rawValue : CTA_FILTER_ORIG_FLAGS.rawValue), u32: flags)
+                UInt16(filter.inReply ? CTA_FILTER_REPLY_FLAGS.rawValue : CTA_FILTER_ORIG_FLAGS.rawValue),
+                u32: filter.flags)
         }
         return request
     }

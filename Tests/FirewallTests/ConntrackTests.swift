@@ -129,8 +129,8 @@ struct ConntrackForgetTests {
             #expect(naming("fd98::5", before).count == 1)
 
             let conntrack = try ConntrackClient(namespace: NetworkNamespace.open(path: host.path))
-            try conntrack.forget(
-                [try #require(IPAddress("10.98.0.5")), try #require(IPAddress("fd98::5"))], byFilter: byFilter)
+            let addresses = [try #require(IPAddress("10.98.0.5")), try #require(IPAddress("fd98::5"))]
+            try conntrack.delete(matchingAny: ConntrackClient.filters(naming: addresses), byFilter: byFilter)
 
             let after = try lines(in: host)
             #expect(naming("10.98.0.5", after).isEmpty, "\(after)")
@@ -138,10 +138,30 @@ struct ConntrackForgetTests {
             #expect(after.count == 2, "the unrelated entries stay: \(after)")
             // Kernels since 6.12 delete by filter; the fallback must not be what passed here.
             if byFilter, Self.kernelDeletesByFilter {
-                #expect(try conntrack.deleteByFilter([try #require(IPAddress("10.98.0.5"))]))
+                #expect(try conntrack.deleteByFilter(ConntrackClient.filters(naming: addresses)))
             }
             // Nothing left to forget is no error.
-            try conntrack.forget([try #require(IPAddress("10.98.0.5"))], byFilter: byFilter)
+            try conntrack.delete(matchingAny: ConntrackClient.filters(naming: addresses), byFilter: byFilter)
+        }
+    }
+
+    /// Flows to one port of one protocol (portmap's stale UDP entries), without reading the table.
+    @Test(arguments: [true, false])
+    func deletesTheFlowsToOnePortOnly(byFilter: Bool) throws {
+        try withTestHosts(1) { hosts in
+            let host = hosts[0]
+            for (proto, port) in [("udp", "5353"), ("udp", "6000"), ("tcp", "5353")] {
+                var entry = ["conntrack", "-I", "-s", "10.98.0.7", "-d", "10.98.0.1", "-p", proto, "--sport", "1000"]
+                entry += ["--dport", port, "-t", "120"] + (proto == "tcp" ? ["--state", "ESTABLISHED"] : [])
+                try host.mustRun(entry)
+            }
+            let conntrack = try ConntrackClient(namespace: NetworkNamespace.open(path: host.path))
+            try conntrack.delete(
+                matchingAny: [.init(family: .v4, protocolNumber: 17, destinationPort: 5353)], byFilter: byFilter)
+            let after = try lines(in: host)
+            #expect(!after.contains { $0.hasPrefix("udp") && $0.contains("dport=5353") }, "\(after)")
+            #expect(after.contains { $0.hasPrefix("udp") && $0.contains("dport=6000") }, "\(after)")
+            #expect(after.contains { $0.hasPrefix("tcp") && $0.contains("dport=5353") }, "\(after)")
         }
     }
 }

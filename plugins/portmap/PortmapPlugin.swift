@@ -194,7 +194,7 @@ struct PortmapPlugin: CNIPlugin {
         do {
             let conntrack = try ConntrackClient()
             for key in udp.sorted(by: { $0.port < $1.port }) {
-                try conntrack.deleteEntries(
+                try conntrack.forgetFlows(
                     protocolNumber: IPProtocol.udp.rawValue, destinationPort: key.port, family: key.family)
             }
         } catch {
