@@ -6,7 +6,12 @@ Before each DEL (not timed) three entries naming the container are added, as its
 leave them (masqueraded UDP, TCP, and a DNAT'd UDP flow); after it, the entries still naming
 the container's address are counted.
 
-Usage: bench/conntrack.py [--levels 0,1000] [--samples 30]   (as root; writes bench/results/conntrack.md)
+With `--baseline DIR` (a CNI_PATH of another Pier build, e.g. the commit before this cleanup,
+made with `scripts/build-release`), that build's chain runs too, interleaved: the same chain
+without the cleanup, on the same machine at the same moments.
+
+Usage: bench/conntrack.py [--levels 0,1000] [--samples 30] [--baseline DIR]
+       (as root; writes bench/results/conntrack.md)
 """
 import argparse
 import os
@@ -87,6 +92,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--levels", default="0,1000")
     parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument("--baseline", help="CNI_PATH of another Pier build, measured beside this one")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 
@@ -94,8 +100,11 @@ def main():
     pier_path = benchlib.install_stripped(bin_dir, ["bridge", "ipam", "portmap"])
     data_dir = benchlib.temporary_directory("pier-bench-leases-")
     rows = []
-    with benchlib.Netns("pier-b-host") as host_pier, benchlib.Netns("pier-b-host") as host_ref:
+    with benchlib.Netns("pier-b-host") as host_pier, benchlib.Netns("pier-b-host") as host_ref, \
+            benchlib.Netns("pier-b-host") as host_base:
         hosts = {"pier": host_pier.name, "ref": host_ref.name}
+        if args.baseline:
+            hosts["base"] = host_base.name
         # An uplink address for each host, the DNAT'd flows' destination.
         for name in hosts.values():
             with benchlib.in_netns(name):
@@ -108,6 +117,10 @@ def main():
             "ref": Runner(benchlib.Chain(conflist("ref", "bench-ref", "refc0", "10.161.0.0/16", data_dir),
                                          benchlib.REFERENCE_DIR, host_ref.name), host_ref.name, "192.0.2.1"),
         }
+        if args.baseline:
+            runners["base"] = Runner(
+                benchlib.Chain(conflist("pier", "bench-base", "basec0", "10.162.0.0/16", data_dir),
+                               args.baseline, host_base.name), host_base.name, "192.0.2.1")
         mapping = {"portMappings": [{"hostPort": 5353, "containerPort": 53, "protocol": "udp"}]}
         filled = 0
         for level in levels:
@@ -118,10 +131,14 @@ def main():
                 runner.left_behind = []
             samples = benchlib.measure_level(runners, args.samples, runtime_config=lambda i: mapping)
             med = {k: statistics.median(samples[k]["del"]) * 1000 for k in samples}
-            rows.append([
-                level, f"{med['pier']:.2f}", f"{med['ref']:.2f}", f"{med['pier'] / med['ref']:.2f}×",
-                f"{sum(runners['pier'].left_behind)}", f"{sum(runners['ref'].left_behind)}",
-            ])
+            row = [level, f"{med['pier']:.2f}"]
+            if args.baseline:
+                row += [f"{med['base']:.2f}", f"{med['pier'] - med['base']:+.2f}"]
+            row += [f"{med['ref']:.2f}", f"{sum(runners['pier'].left_behind)}"]
+            if args.baseline:
+                row.append(f"{sum(runners['base'].left_behind)}")
+            row.append(f"{sum(runners['ref'].left_behind)}")
+            rows.append(row)
             print(rows[-1], flush=True)
     report = "# Conntrack cleanup on DEL: latency at 0 and 1,000 entries\n\n"
     report += (
@@ -132,9 +149,15 @@ def main():
         "container are added (masqueraded UDP and TCP out, a DNAT'd UDP flow in); \"left\" counts the entries "
         f"still naming its address after the DELs. Median of {args.samples} DELs per level, interleaved. "
         "Pier deletes by kernel filter (Linux 6.12+): one request per address and tuple end, all in one "
-        "datagram, each a walk of the conntrack hash in the kernel. Stripped release builds from "
-        "`scripts/build-release`.\n\n")
-    report += benchlib.table(["N", "pier DEL ms", "ref DEL ms", "ratio", "pier left", "ref left"], rows) + "\n"
+        "datagram, each a walk of the conntrack hash in the kernel, in both `portmap` and `bridge`. Stripped "
+        "release builds from `scripts/build-release`.\n\n")
+    if args.baseline:
+        report += ("\"base\" is the same chain built from the commit before the cleanup (`--baseline`), "
+                   "interleaved with the others; \"Δ\" is pier minus base.\n\n")
+        headers = ["N", "pier DEL ms", "base DEL ms", "Δ ms", "ref DEL ms", "pier left", "base left", "ref left"]
+    else:
+        headers = ["N", "pier DEL ms", "ref DEL ms", "pier left", "ref left"]
+    report += benchlib.table(headers, rows) + "\n"
     print(report)
     with open(os.path.join(benchlib.ROOT, "bench", "results", "conntrack.md"), "w") as f:
         f.write(report)
