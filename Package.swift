@@ -66,6 +66,7 @@ let package = Package(
             exclude: [
                 "bridge/README.md", "firewall/README.md", "host/README.md", "ipam/README.md", "loopback/README.md",
                 "macvlan/README.md", "portmap/README.md", "tuning/README.md", "vxlan-overlay/README.md",
+                "bandwidth/README.md",
             ]),
         .executableTarget(name: "pier-cni", dependencies: ["CNI", "Plugins"]),
 
@@ -110,8 +111,14 @@ let package = Package(
         .testTarget(name: "PortmapTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "LoopbackTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "TuningTests", dependencies: ["PierTestSupport"]),
+        // Plugin cores over a fake kernel (PluginKernel): no root, no namespaces.
+        .testTarget(
+            name: "PluginsTests", dependencies: ["Plugins", "PluginSupport", "CNI", "Netlink", "Firewall", "NetNS"]),
         .testTarget(
             name: "FirewallPluginTests",
             dependencies: ["PierTables", "Firewall", "NetlinkCore", "IPAddressing", "PierTestSupport"]),
+        .testTarget(name: "BandwidthTests", dependencies: ["PierTestSupport"]),
+        // Real runtimes (Podman's CNI backend, containerd's CRI) over the plugin directory.
+        .testTarget(name: "InteropTests", dependencies: ["PierTestSupport"], exclude: ["cri", "README.md"]),
     ]
 )

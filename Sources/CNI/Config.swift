@@ -122,6 +122,11 @@ public struct NetworkConfig: Sendable {
         try runtimeConfigReader.string(key)
     }
 
+    /// A capability value that is one object (`bandwidth`).
+    public func runtimeConfig<T: JSONReadable>(_ key: String, as type: T.Type) throws(CNIError) -> T? {
+        try runtimeConfigReader.read(key, as: T.self)
+    }
+
     /// A capability value that is a list of objects (`portMappings`).
     public func runtimeConfig<T: JSONReadable>(_ key: String, as type: [T].Type) throws(CNIError) -> [T]? {
         try runtimeConfigReader.readAll(key, as: T.self)

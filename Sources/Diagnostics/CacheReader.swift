@@ -131,3 +131,9 @@ public struct ResultCacheReader: Sendable {
             netns: entry.netns, path: path, configList: summary, addresses: addresses, portMappings: mappings)
     }
 }
+
+extension CachedResult {
+    /// Pier's bridge plugin leaves a host veth tagged with the attachment for as long as the
+    /// container's interface exists.
+    var usesHostVeth: Bool { configList?.plugins.first == "bridge" }
+}

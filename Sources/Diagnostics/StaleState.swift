@@ -16,8 +16,8 @@ struct StaleState {
 
     func run() -> [Finding] {
         let findings =
-            veths() + leases() + cacheEntries() + elements() + missingPorts() + tableRules() + publishingRules()
-            + bridges()
+            veths() + leases() + cacheEntries() + elements() + missingPorts() + missingInterfaces() + tableRules()
+            + publishingRules() + bridges()
         guard findings.isEmpty else { return findings }
         return [Finding(check: "stale", severity: .ok, message: "no stale veths, leases, cache entries or elements")]
     }
@@ -152,6 +152,21 @@ struct StaleState {
             }
         }
         return findings
+    }
+
+    /// Live bridge attachments whose host veth is gone: someone deleted the container's interface
+    /// (a veth pair dies as a whole), so the container is cut off while everything else looks fine.
+    func missingInterfaces() -> [Finding] {
+        let present = Set(host.attachedLinks.map(\.attachment))
+        return index.cached.filter { index.live.contains($0.attachment) && $0.usesHostVeth }
+            .filter { !present.contains($0.attachment) }
+            .map { entry in
+                Finding(
+                    check: "missing.interface", severity: .error, subject: "\(describe(entry.attachment))",
+                    message:
+                        "\(describe(entry.attachment)) has no host veth: its interface \(entry.attachment.ifName) was deleted, the container is cut off from network \(entry.attachment.network)",
+                    fix: "recreate the attachment: pier rm -f, then pier run again")
+            }
     }
 
     /// Pier's bridges (named in configs, cached configs or `same_bridge`) that have no ports,

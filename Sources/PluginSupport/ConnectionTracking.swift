@@ -13,10 +13,10 @@ import IPAddressing
 public enum ConnectionTracking {
     /// Deletes the entries naming `addresses`; a failure is recorded, so DEL reports it and the
     /// runtime retries. No conntrack in the kernel means nothing to forget.
-    public static func forget(_ addresses: [IPAddress], failures: inout CNIErrorList) {
+    public static func forget(_ addresses: [IPAddress], kernel: PluginKernel, failures: inout CNIErrorList) {
         guard !addresses.isEmpty else { return }
         do throws(FirewallError) {
-            try ConntrackClient().forget(addresses)
+            try kernel.conntrack().forget(addresses)
         } catch {
             if [ENOENT, EOPNOTSUPP, EPROTONOSUPPORT].contains(error.errno) { return }
             failures.record(error)
