@@ -1,5 +1,6 @@
 import CNI
 import Glibc
+import NetlinkCore
 import Testing
 
 @testable import Plugins
@@ -160,6 +161,37 @@ import Testing
         #expect(harness.leases(Self.network).isEmpty)
         // A second DEL finds nothing and still succeeds.
         #expect(harness.run(plugin(harness), "DEL", config).exitCode == 0)
+    }
+
+    /// Without prevResult, the address the in-process IPAM released is the one whose conntrack
+    /// entries go: four filtered deletes (either end of either tuple) in one datagram.
+    @Test func delForgetsTheConntrackEntriesOfTheReleasedAddress() throws {
+        let harness = try Harness()
+        try #require(add(harness).exitCode == 0)
+        let config = Self.config().replacingOccurrences(of: "DATADIR", with: harness.dataDir)
+        #expect(harness.run(plugin(harness), "DEL", config).exitCode == 0)
+        let sent = try #require(harness.fake.conntrackTransport.sent.first)
+        #expect(harness.fake.conntrackTransport.sent.count == 1)
+        #expect(RecordingTransport.sequences(of: sent).count == 4)
+        let address: [UInt8] = [10, 88, 0, 2]
+        #expect((0...(sent.count - 4)).filter { Array(sent[$0..<$0 + 4]) == address }.count == 4)
+    }
+
+    /// A conntrack failure fails DEL (the runtime retries), after everything else is done.
+    @Test func delReportsAConntrackFailureAfterTheRest() throws {
+        let harness = try Harness()
+        try #require(add(harness).exitCode == 0)
+        harness.fake.conntrackTransport.responder = { datagram in
+            RecordingTransport.sequences(of: datagram).map {
+                RecordingTransport.errorReply(sequence: $0, errno: EPERM, portID: 4242)
+            }
+        }
+        let config = Self.config().replacingOccurrences(of: "DATADIR", with: harness.dataDir)
+        let outcome = harness.run(plugin(harness), "DEL", config)
+        #expect(outcome.exitCode != 0, "\(outcome.stdout)")
+        #expect(outcome.stdout.contains("conntrack"), "\(outcome.stdout)")
+        #expect(harness.fake.link(Self.vethName) == nil)
+        #expect(harness.leases(Self.network).isEmpty)
     }
 
     @Test func delWithABusyKernelSaysTryAgainButFinishesTheRest() throws {
