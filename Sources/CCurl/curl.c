@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 // The functions used, resolved from libcurl.so.4. Their types come from curl's own
 // declarations, so a mismatch is a compile error rather than a crash.
@@ -126,4 +127,65 @@ int pier_curl_multi_finished(CURLM *multi, CURLcode *result) {
         }
     }
     return 0;
+}
+
+// libcrypto, declared by hand (OpenSSL's headers are not needed to build): only what reading
+// a certificate's validity period takes.
+static struct {
+    void *(*bio_new_file)(const char *path, const char *mode);
+    int (*bio_free)(void *bio);
+    void *(*pem_read_bio_x509)(void *bio, void **x509, void *callback, void *context);
+    void (*x509_free)(void *x509);
+    const void *(*x509_get0_not_before)(const void *x509);
+    const void *(*x509_get0_not_after)(const void *x509);
+    int (*x509_cmp_current_time)(const void *time);
+    int (*asn1_time_to_tm)(const void *time, struct tm *tm);
+} crypto;
+static pthread_once_t crypto_once = PTHREAD_ONCE_INIT;
+static int crypto_loaded;
+
+static void load_crypto(void) {
+    void *library = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL);
+    if (library == NULL) return;
+    *(void **)&crypto.bio_new_file = dlsym(library, "BIO_new_file");
+    *(void **)&crypto.bio_free = dlsym(library, "BIO_free");
+    *(void **)&crypto.pem_read_bio_x509 = dlsym(library, "PEM_read_bio_X509");
+    *(void **)&crypto.x509_free = dlsym(library, "X509_free");
+    *(void **)&crypto.x509_get0_not_before = dlsym(library, "X509_get0_notBefore");
+    *(void **)&crypto.x509_get0_not_after = dlsym(library, "X509_get0_notAfter");
+    *(void **)&crypto.x509_cmp_current_time = dlsym(library, "X509_cmp_current_time");
+    *(void **)&crypto.asn1_time_to_tm = dlsym(library, "ASN1_TIME_to_tm");
+    crypto_loaded = crypto.bio_new_file && crypto.bio_free && crypto.pem_read_bio_x509 && crypto.x509_free &&
+                    crypto.x509_get0_not_before && crypto.x509_get0_not_after && crypto.x509_cmp_current_time &&
+                    crypto.asn1_time_to_tm;
+}
+
+static void format_time(const void *time, char *when, size_t size) {
+    struct tm tm;
+    if (size == 0) return;
+    when[0] = '\0';
+    if (crypto.asn1_time_to_tm(time, &tm) == 1) strftime(when, size, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
+int pier_tls_certificate_validity(const char *path, char *when, size_t size) {
+    pthread_once(&crypto_once, load_crypto);
+    if (!crypto_loaded) return -1;
+    void *bio = crypto.bio_new_file(path, "r");
+    if (bio == NULL) return -1;
+    void *certificate = crypto.pem_read_bio_x509(bio, NULL, NULL, NULL);
+    crypto.bio_free(bio);
+    if (certificate == NULL) return -1;
+    int verdict = 0;
+    const void *not_after = crypto.x509_get0_not_after(certificate);
+    const void *not_before = crypto.x509_get0_not_before(certificate);
+    // X509_cmp_current_time: -1 when the time is at or before now, 1 when after, 0 on error.
+    if (not_after != NULL && crypto.x509_cmp_current_time(not_after) == -1) {
+        verdict = 1;
+        format_time(not_after, when, size);
+    } else if (not_before != NULL && crypto.x509_cmp_current_time(not_before) == 1) {
+        verdict = 2;
+        format_time(not_before, when, size);
+    }
+    crypto.x509_free(certificate);
+    return verdict;
 }

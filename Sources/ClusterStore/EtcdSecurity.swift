@@ -1,3 +1,4 @@
+internal import CCurl
 import PierState
 
 /// How Pier proves who it is to etcd and checks who etcd is: TLS files and etcd's own
@@ -44,7 +45,10 @@ public struct EtcdSecurity: Sendable, Hashable {
         }
         if let username, username.isEmpty { throw Self.invalid("username is empty") }
         if let trustedCAFile { try Self.checkPEM(trustedCAFile, key: "trustedCAFile", wants: "CERTIFICATE") }
-        if let certFile { try Self.checkPEM(certFile, key: "certFile", wants: "CERTIFICATE") }
+        if let certFile {
+            try Self.checkPEM(certFile, key: "certFile", wants: "CERTIFICATE")
+            try Self.checkValidity(certFile, key: "certFile")
+        }
         if let keyFile { try Self.checkPEM(keyFile, key: "keyFile", wants: "PRIVATE KEY") }
     }
 
@@ -65,6 +69,19 @@ public struct EtcdSecurity: Sendable, Hashable {
         }
         guard hasBlock else {
             throw invalid("\(key) \(path) is not PEM: it has no \"-----BEGIN ...\(label)-----\" block")
+        }
+    }
+
+    /// A client certificate outside its validity period is refused here: servers answer one
+    /// with a bare "bad certificate" alert that does not say why.
+    static func checkValidity(_ path: String, key: String) throws(ClusterStoreError) {
+        var when = [CChar](repeating: 0, count: 64)
+        let verdict = pier_tls_certificate_validity(path, &when, when.count)
+        let date = String(decoding: when.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        switch verdict {
+        case 1: throw invalid("\(key) \(path) has expired (valid until \(date))")
+        case 2: throw invalid("\(key) \(path) is not valid yet (valid from \(date))")
+        default: return
         }
     }
 

@@ -70,6 +70,9 @@ struct HTTPFailure: Error, CustomStringConvertible {
     let stage: Stage
     /// The socket error behind a failed connect or transfer, when there was one.
     var errno: Int32? = nil
+    /// The connection broke without saying why (reset, closed, nothing received): on TLS, a
+    /// refused certificate may be behind it (`HTTPSession.diagnose`).
+    var unexplained = false
 
     var description: String { message }
 
@@ -89,7 +92,7 @@ enum Curl {
     static func load() throws(ClusterStoreError) {
         var reason = [CChar](repeating: 0, count: 512)
         guard pier_curl_load(&reason, reason.count) != 0 else { return }
-        let text = reason.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        let text = String(decoding: reason.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         throw ClusterStoreError(
             .io, operation: "load libcurl",
             message: "the etcd store needs libcurl (Debian package libcurl4): \(text)")
@@ -180,7 +183,7 @@ final class CurlHandle {
         var requestBytes = 0
         pier_curl_getinfo_long(handle, CURLINFO_REQUEST_SIZE, &requestBytes)
         let trust = security.trustedCAFile.map { "trustedCAFile \($0)" } ?? "the system's trusted CAs"
-        let clientCertificate = security.certFile.map { "certFile \($0)" } ?? "no client certificate (certFile)"
+        let clientCertificate = security.certFile.map { "certFile \($0)" } ?? "(none)"
         var socketError = 0
         pier_curl_getinfo_long(handle, CURLINFO_OS_ERRNO, &socketError)
         switch code {
@@ -203,25 +206,33 @@ final class CurlHandle {
         case CURLE_SSL_CERTPROBLEM:
             let key = security.keyFile.map { " / keyFile \($0)" } ?? ""
             return HTTPFailure(message: "cannot use \(clientCertificate)\(key): \(detail)", stage: .tls)
-        case CURLE_SSL_CONNECT_ERROR, CURLE_SEND_ERROR, CURLE_RECV_ERROR, CURLE_SSL_CLIENTCERT,
+        case CURLE_SSL_CONNECT_ERROR, CURLE_SEND_ERROR, CURLE_RECV_ERROR, CURLE_HTTP2, CURLE_SSL_CLIENTCERT,
             CURLE_SSL_ISSUER_ERROR, CURLE_SSL_INVALIDCERTSTATUS, CURLE_SSL_CIPHER:
             // With TLS 1.3 the server's verdict on our certificate arrives as an alert after the
-            // client's side of the handshake, so a refused certificate surfaces on send or receive.
-            guard code != CURLE_SEND_ERROR && code != CURLE_RECV_ERROR || detail.contains("alert") else {
-                return HTTPFailure(message: detail, stage: requestBytes == 0 ? .connect : .exchange)
-            }
-            if detail.contains("certificate required") {
+            // client's side of the handshake, so a refused certificate surfaces on send or receive
+            // (or as a bare reset when the alert is lost: see `HTTPSession.diagnose`); over HTTP/2
+            // (negotiated by ALPN) the same failures come back as HTTP/2 errors.
+            let isAlert = detail.contains("alert")
+            let transport = code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR || code == CURLE_HTTP2
+            guard !transport || isAlert else {
                 return HTTPFailure(
-                    message: "\(endpoint.host) requires a client certificate, and \(clientCertificate) was sent: "
-                        + "set certFile and keyFile (\(detail))",
+                    message: detail, stage: requestBytes == 0 ? .connect : .exchange, unexplained: true)
+            }
+            let aboutCertificate = detail.contains("certificate") || detail.contains("unknown ca")
+            if isAlert && aboutCertificate && security.certFile == nil {
+                return HTTPFailure(
+                    message: "\(endpoint.host) requires a client certificate: set certFile and keyFile (\(detail))",
                     stage: .tls)
             }
-            if detail.contains("alert") && detail.contains("certificate") || detail.contains("unknown ca") {
+            if isAlert && aboutCertificate {
                 return HTTPFailure(
-                    message: "\(endpoint.host) refused the client certificate (\(clientCertificate)): \(detail)",
+                    message: "\(endpoint.host) refused the client certificate \(clientCertificate) "
+                        + "(is it signed by a CA the server trusts?): \(detail)",
                     stage: .tls)
             }
             return HTTPFailure(message: "TLS handshake with \(endpoint.host) failed: \(detail)", stage: .tls)
+        case CURLE_GOT_NOTHING, CURLE_HTTP2_STREAM:
+            return HTTPFailure(message: detail, stage: .exchange, unexplained: true)
         default:
             return HTTPFailure(message: detail, stage: requestBytes == 0 ? .connect : .exchange)
         }
@@ -256,8 +267,29 @@ final class HTTPSession {
         }
         curl.preparePost(endpoint, path: path, body: body, token: token)
         let code = pier_curl_easy_perform(curl.handle)
-        guard code == CURLE_OK else { throw curl.failure(code, endpoint: endpoint) }
+        guard code == CURLE_OK else { throw diagnose(curl.failure(code, endpoint: endpoint), endpoint) }
         return HTTPAnswer(status: curl.status, body: curl.sink.bytes)
+    }
+
+    /// Explains a TLS connection that broke without a reason. Under TLS 1.3 a server that
+    /// refuses our certificate (or our lack of one) sends its alert after our handshake is
+    /// done, and a reset can overtake it; TLS 1.2 settles certificates inside the handshake.
+    /// So a handshake alone, at TLS 1.2, tells a refused certificate from a broken connection.
+    func diagnose(_ failure: HTTPFailure, _ endpoint: HTTPEndpoint) -> HTTPFailure {
+        guard endpoint.isTLS, failure.unexplained,
+            let probe = try? CurlHandle(security: security, timeoutMilliseconds: timeoutMilliseconds, streaming: false)
+        else { return failure }
+        pier_curl_setopt_pointer(probe.handle, CURLOPT_URL, endpoint.description)
+        pier_curl_setopt_long(probe.handle, CURLOPT_CONNECT_ONLY, 1)
+        pier_curl_setopt_long(
+            probe.handle, CURLOPT_SSLVERSION, Int(CURL_SSLVERSION_TLSv1_2) | Int(CURL_SSLVERSION_MAX_TLSv1_2))
+        let code = pier_curl_easy_perform(probe.handle)
+        guard code != CURLE_OK else { return failure }
+        let verdict = probe.failure(code, endpoint: endpoint)
+        // Only a verdict about certificates explains the failure (a server that speaks TLS 1.3
+        // alone refuses the probe for its own reasons).
+        guard verdict.stage == .tls, verdict.message.contains("certificate") else { return failure }
+        return verdict
     }
 }
 
@@ -266,6 +298,7 @@ final class HTTPSession {
 /// later to the same open stream.
 final class HTTPStream {
     let endpoint: HTTPEndpoint
+    private let session: HTTPSession
     private let curl: CurlHandle
     private let multi: UnsafeMutableRawPointer
     /// curl's result once the transfer has ended (the server closed it, or it failed).
@@ -276,6 +309,7 @@ final class HTTPStream {
         throws(HTTPFailure)
     {
         self.endpoint = endpoint
+        self.session = session
         do {
             curl = try CurlHandle(
                 security: session.security, timeoutMilliseconds: session.timeoutMilliseconds, streaming: true)
@@ -318,7 +352,9 @@ final class HTTPStream {
     func open(deadline: Int) throws(HTTPFailure) {
         while status == 0 && result == nil && monotonicMilliseconds() < deadline { pump(until: deadline) }
         if status == 0 {
-            if let result, result != CURLE_OK { throw curl.failure(result, endpoint: endpoint) }
+            if let result, result != CURLE_OK {
+                throw session.diagnose(curl.failure(result, endpoint: endpoint), endpoint)
+            }
             throw HTTPFailure(message: "no answer within the timeout", stage: .exchange)
         }
     }

@@ -39,4 +39,9 @@ CURLMcode pier_curl_multi_poll(CURLM *multi, int timeout_ms);
 /// 1 when a transfer of `multi` has finished, with its result in `result`; 0 otherwise.
 int pier_curl_multi_finished(CURLM *multi, CURLcode *result);
 
+/// The validity period of the first certificate in a PEM file, read with OpenSSL's libcrypto
+/// (the one libcurl uses, loaded on demand): 0 when valid now, 1 when expired, 2 when not yet
+/// valid, -1 when it cannot tell. `when` receives the date that was crossed (UTC).
+int pier_tls_certificate_validity(const char *path, char *when, size_t size);
+
 #endif
