@@ -183,6 +183,11 @@ public final class EtcdClusterStore: ClusterStore {
                 if error.stage == .exchange && !idempotent { break }
                 continue
             }
+            // A member without a leader or quorum answers 5xx; another may have one.
+            if answer.status >= 500 && idempotent && offset + 1 < endpoints.count {
+                failures.append("\(endpoint): HTTP \(answer.status)")
+                continue
+            }
             preferredEndpoint = index
             return try decode(answer, endpoint: endpoint, operation: operation)
         }
