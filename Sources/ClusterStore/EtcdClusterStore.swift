@@ -166,6 +166,8 @@ public final class EtcdClusterStore: ClusterStore {
     func call<Response: EtcdResponseBody>(
         _ path: String, _ request: some EtcdRequestBody, operation: String, idempotent: Bool = false
     ) throws(ClusterStoreError) -> Response {
+        // A missing libcurl is this host's problem, not the members': say so once.
+        try Curl.load()
         let body = request.json.encodedBytes
         var failures: [String] = []
         var misconfigured = false

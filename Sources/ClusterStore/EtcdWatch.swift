@@ -52,6 +52,7 @@ struct EtcdWatch {
     let store: EtcdClusterStore
 
     func wait(after revision: UInt64, timeoutMilliseconds: Int) throws(ClusterStoreError) -> UInt64 {
+        try Curl.load()
         let deadline = monotonicMilliseconds() + max(timeoutMilliseconds, 1)
         var failures: [String] = []
         if let stream = store.watchStream, stream.startRevision == revision + 1 {
