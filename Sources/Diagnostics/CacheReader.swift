@@ -49,11 +49,15 @@ extension NetworkConfigList {
         public var storeSecurity = EtcdSecurity()
 
         /// Reports encode with sorted keys anyway; sorting here makes decoded reports compare equal.
+        /// Secrets (an etcd store's `password`) never reach a report: they are replaced here.
         static func sortingKeys(_ value: JSONValue) -> JSONValue {
             switch value {
             case .object(let object):
                 return .object(
-                    JSONObject(object.entries.sorted { $0.key < $1.key }.map { ($0.key, sortingKeys($0.value)) }))
+                    JSONObject(
+                        object.entries.sorted { $0.key < $1.key }.map {
+                            ($0.key, $0.key == "password" ? .string("<redacted>") : sortingKeys($0.value))
+                        }))
             case .array(let items): return .array(items.map(sortingKeys))
             default: return value
             }
