@@ -24,6 +24,9 @@ let package = Package(
         .systemLibrary(name: "CNftnl", pkgConfig: "libnftnl", providers: [.apt(["libnftnl-dev"])]),
         // Macros, variadics and uapi constants that Swift cannot import directly.
         .target(name: "CPierShim"),
+        // libcurl for the etcd store, loaded with dlopen on first use (only its header is needed
+        // to build): linked, its ~30 libraries would slow every plugin start (docs/design.md).
+        .target(name: "CCurl"),
 
         // Shared modules. Everything a plugin links stays free of Foundation (docs/design.md).
         .target(name: "IPAddressing"),
@@ -38,10 +41,10 @@ let package = Package(
         .target(
             name: "Firewall", dependencies: ["NetlinkCore", "CMnl", "CNftnl", "CPierShim", "NetNS", "IPAddressing"]),
         .target(name: "PluginSupport", dependencies: ["CNI", "NetNS", "Netlink", "Firewall", "IPAddressing"]),
-        .target(name: "PierTables", dependencies: ["Firewall", "IPAddressing"]),
+        .target(name: "PierTables", dependencies: ["Firewall", "IPAddressing", "NetlinkCore"]),
         // Every on-disk format and default path: configs, leases, the result cache, state layout.
         .target(name: "PierState", dependencies: ["CNI", "IPAddressing"]),
-        .target(name: "ClusterStore", dependencies: ["JSON", "IPAddressing", "PierState"]),
+        .target(name: "ClusterStore", dependencies: ["CCurl", "JSON", "IPAddressing", "PierState"]),
         // DNS for user-defined networks: messages, the records store, the resolver and the
         // `pier-dns` server that the `names` plugin starts on demand.
         .target(name: "NameService", dependencies: ["JSON", "IPAddressing", "PierState"]),
@@ -68,7 +71,8 @@ let package = Package(
             path: "plugins",
             exclude: [
                 "bridge/README.md", "firewall/README.md", "host/README.md", "ipam/README.md", "loopback/README.md",
-                "macvlan/README.md", "names/README.md", "portmap/README.md", "tuning/README.md", "vxlan-overlay/README.md",
+                "macvlan/README.md", "names/README.md", "portmap/README.md", "tuning/README.md",
+                "vxlan-overlay/README.md", "bandwidth/README.md",
             ]),
         .executableTarget(name: "pier-cni", dependencies: ["CNI", "Plugins"]),
 
@@ -77,7 +81,7 @@ let package = Package(
             name: "pier",
             dependencies: [
                 "CNI", "Runtime", "Diagnostics", "NetNS", "PluginSupport", "Netlink", "ClusterStore", "Overlay",
-                "PierState", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "PierState", "Plugins", "PierTables", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
         // Tests.
@@ -113,9 +117,15 @@ let package = Package(
         .testTarget(name: "PortmapTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "LoopbackTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "TuningTests", dependencies: ["PierTestSupport"]),
+        // Plugin cores over a fake kernel (PluginKernel): no root, no namespaces.
+        .testTarget(
+            name: "PluginsTests", dependencies: ["Plugins", "PluginSupport", "CNI", "Netlink", "Firewall", "NetNS"]),
         .testTarget(
             name: "FirewallPluginTests",
             dependencies: ["PierTables", "Firewall", "NetlinkCore", "IPAddressing", "PierTestSupport"]),
+        .testTarget(name: "BandwidthTests", dependencies: ["PierTestSupport"]),
+        // Real runtimes (Podman's CNI backend, containerd's CRI) over the plugin directory.
+        .testTarget(name: "InteropTests", dependencies: ["PierTestSupport"], exclude: ["cri", "README.md"]),
         .testTarget(
             name: "NameServiceTests", dependencies: ["NameService", "IPAddressing", "JSON", "PierState", "PierTestSupport"]),
     ]

@@ -44,10 +44,20 @@ public struct JSONReader: Sendable {
         failure(key, "expected \(expected), got \(value.kindName)")
     }
 
-    /// A present, non-null value; null counts as absent as it does for Go's decoder.
+    /// A present, non-null value; null counts as absent as it does for Go's decoder. Keys match
+    /// as Go's decoder matches struct fields, which every other CNI tool reads configs with: the
+    /// exact key first, else any key equal to it ignoring case (containerd sends `HostPort`,
+    /// `IngressRate` in runtimeConfig; the reference plugins accept them).
     public func value(_ key: String) -> JSONValue? {
-        guard let value = object[key], value != .null else { return nil }
+        guard let value = object[key] ?? Self.caseInsensitiveMatch(key, in: object), value != .null else {
+            return nil
+        }
         return value
+    }
+
+    private static func caseInsensitiveMatch(_ key: String, in object: JSONObject) -> JSONValue? {
+        let folded = key.lowercased()
+        return object.entries.first { $0.key.lowercased() == folded }?.value
     }
 
     public func string(_ key: String) throws(CNIError) -> String? {

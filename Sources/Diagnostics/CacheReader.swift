@@ -1,4 +1,5 @@
 import CNI
+import ClusterStore
 import Overlay
 import PierState
 import PluginSupport
@@ -44,13 +45,19 @@ extension NetworkConfigList {
         public var storeType: String?
         public var storePath: String?
         public var storeEndpoints: [String]
+        /// etcd's TLS files and user, under the `store` keys plugins read.
+        public var storeSecurity = EtcdSecurity()
 
         /// Reports encode with sorted keys anyway; sorting here makes decoded reports compare equal.
+        /// Secrets (an etcd store's `password`) never reach a report: they are replaced here.
         static func sortingKeys(_ value: JSONValue) -> JSONValue {
             switch value {
             case .object(let object):
                 return .object(
-                    JSONObject(object.entries.sorted { $0.key < $1.key }.map { ($0.key, sortingKeys($0.value)) }))
+                    JSONObject(
+                        object.entries.sorted { $0.key < $1.key }.map {
+                            ($0.key, $0.key == "password" ? .string("<redacted>") : sortingKeys($0.value))
+                        }))
             case .array(let items): return .array(items.map(sortingKeys))
             default: return value
             }
@@ -74,6 +81,10 @@ extension NetworkConfigList {
                     storeType = store["type"]?.stringValue ?? "file"
                     storePath = store["path"]?.stringValue
                     storeEndpoints = (store["endpoints"]?.arrayValue ?? []).compactMap(\.stringValue)
+                    storeSecurity = EtcdSecurity(
+                        trustedCAFile: store["trustedCAFile"]?.stringValue, certFile: store["certFile"]?.stringValue,
+                        keyFile: store["keyFile"]?.stringValue, username: store["username"]?.stringValue,
+                        password: store["password"]?.stringValue)
                 }
                 // Defaults and derived names come from the code the plugins themselves use.
                 if plugin.type == "bridge" {
@@ -130,4 +141,10 @@ public struct ResultCacheReader: Sendable {
             attachment: Attachment(network: entry.networkName, containerID: entry.containerID, ifName: entry.ifName),
             netns: entry.netns, path: path, configList: summary, addresses: addresses, portMappings: mappings)
     }
+}
+
+extension CachedResult {
+    /// Pier's bridge plugin leaves a host veth tagged with the attachment for as long as the
+    /// container's interface exists.
+    var usesHostVeth: Bool { configList?.plugins.first == "bridge" }
 }

@@ -65,21 +65,25 @@ enum HostChecks {
         return Finding(
             check: "host.br_netfilter", severity: .error, subject: "net.bridge.bridge-nf-call-iptables",
             message:
-                "bridged traffic passes the IP forward hooks, and \(dropChains.map(describe).joined(separator: ", ")) drops by policy: containers of one bridge cannot reach each other",
+                "bridged traffic passes the IP forward hooks, and \(dropChains.map(describe).joined(separator: ", ")) drops forwarded traffic: containers of one bridge cannot reach each other",
             fix: fix)
     }
 
     /// Forward base chains of other tables with policy drop (Docker's and iptables-nft's
     /// `ip filter FORWARD`): every table's chain must accept a packet for it to pass, so
     /// Pier's accepting `inet pier forward` chain does not help.
+    /// firewalld's forward chain is one too, whatever its policy: it ends in a reject for
+    /// traffic of interfaces in no zone that lets it through.
     static func conflictingChains(_ chains: [Chain]) -> [Chain] {
         chains.filter { chain in
-            guard let base = chain.base, base.hook == .forward, base.type == .filter, base.policy == .drop else {
-                return false
-            }
+            guard let base = chain.base, base.hook == .forward, base.type == .filter else { return false }
+            if isFirewalld(chain) { return true }
+            guard base.policy == .drop else { return false }
             return !(chain.family == .inet && chain.table == "pier")
         }
     }
+
+    static func isFirewalld(_ chain: Chain) -> Bool { chain.family == .inet && chain.table == "firewalld" }
 
     static func firewall(_ conflicting: [Chain], bridges: [String]) -> [Finding] {
         guard !conflicting.isEmpty else {
@@ -87,6 +91,16 @@ enum HostChecks {
         }
         let names = bridges.isEmpty ? ["<bridge>"] : bridges
         return conflicting.map { chain in
+            if isFirewalld(chain) {
+                // Rules inserted into firewalld's table vanish at its next reload; a zone persists.
+                // A warning: whether a zone already accepts the bridges is in rules not read here.
+                return Finding(
+                    check: "host.firewall", severity: .warning, subject: describe(chain),
+                    message:
+                        "firewalld filters forwarded traffic: container traffic is rejected unless Pier's bridges are in a zone that accepts it",
+                    fix: names.map { "firewall-cmd --permanent --zone=trusted --add-interface=\($0)" }
+                        .joined(separator: "; ") + "; firewall-cmd --reload")
+            }
             let prefix = "nft insert rule \(describe(chain))"
             // Bridge-family chains see the bridge as `ibrname`; IP-family ones see it as the
             // routed packet's input or output interface.
@@ -106,8 +120,25 @@ enum HostChecks {
                 check: "host.firewall", severity: .error, subject: describe(chain),
                 message:
                     "forward chain \(describe(chain)) has policy drop: \(traffic) is dropped unless its rules accept it",
-                fix: "accept Pier's bridges in that chain: " + rules.joined(separator: "; "))
+                fix: "accept Pier's bridges in that chain: " + rules.joined(separator: "; ")
+                    + iptablesHint(chain, names))
         }
+    }
+
+    /// iptables-nft's tables (Docker's, ufw's) are better extended with iptables itself: it keeps
+    /// them readable for their owner, and Docker keeps `DOCKER-USER` across its restarts.
+    static func iptablesHint(_ chain: Chain, _ bridges: [String]) -> String {
+        guard chain.table == "filter", chain.name == "FORWARD", chain.family == .ip || chain.family == .ip6 else {
+            return ""
+        }
+        let tool = chain.family == .ip ? "iptables" : "ip6tables"
+        let rules = bridges.flatMap { bridge in
+            [
+                "\(tool) -I DOCKER-USER -i \(bridge) -j ACCEPT",
+                "\(tool) -I DOCKER-USER -o \(bridge) -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+            ]
+        }
+        return ". With Docker (its DOCKER-USER chain), instead: " + rules.joined(separator: "; ")
     }
 
     static func describe(_ chain: Chain) -> String { "\(chain.family.name) \(chain.table) \(chain.name)" }
@@ -151,23 +182,33 @@ enum HostChecks {
             if let other = network.storePath, !paths.contains(other) { paths.append(other) }
         }
         var findings = paths.flatMap { store(at: $0) }
-        // One check per distinct endpoint list: a network's agents and plugins use exactly these.
-        var checked: Set<[String]> = []
+        // One check per distinct endpoint list and credentials: a network's agents and plugins
+        // use exactly these.
+        var checked: [([String], EtcdSecurity)] = []
         for network in networks where network.storeType == "etcd" {
             let endpoints = network.storeEndpoints
-            guard checked.insert(endpoints).inserted else { continue }
-            findings.append(etcdHealth(endpoints: endpoints, network: network.name))
+            guard !checked.contains(where: { $0 == (endpoints, network.storeSecurity) }) else { continue }
+            checked.append((endpoints, network.storeSecurity))
+            findings.append(etcdHealth(endpoints: endpoints, security: network.storeSecurity, network: network.name))
         }
         return findings
     }
 
-    /// Asks etcd itself (a range read through its HTTP API) whether it answers.
-    static func etcdHealth(endpoints: [String], network: String) -> Finding {
+    /// Asks etcd itself (a range read through its HTTP API, with the network's TLS files and
+    /// user) whether it answers.
+    static func etcdHealth(endpoints: [String], security: EtcdSecurity = EtcdSecurity(), network: String) -> Finding {
         let subject = endpoints.joined(separator: ",")
         do {
-            try EtcdClusterStore(endpoints: endpoints).checkHealth()
+            try EtcdClusterStore(endpoints: endpoints, security: security).checkHealth()
             return Finding(
                 check: "store.etcd", severity: .ok, subject: subject, message: "etcd answers (network \(network))")
+        } catch  where error.kind == .invalidArgument {
+            return Finding(
+                check: "store.etcd", severity: .error, subject: subject,
+                message: "etcd store of network \(network) is misconfigured: \(error)",
+                fix:
+                    "fix the store's endpoints, TLS files or credentials; ADDs on \(network) fail with code 7 meanwhile"
+            )
         } catch {
             return Finding(
                 check: "store.etcd", severity: .error, subject: subject,

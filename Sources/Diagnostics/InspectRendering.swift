@@ -56,10 +56,18 @@ extension InterfaceReport {
         if !publishedPorts.isEmpty {
             lines.append("  published ports")
             let rows = publishedPorts.map {
-                [$0.protocol, "\($0.hostAddress ?? "*"):\($0.hostPort)", "\($0.containerAddress):\($0.containerPort)"]
+                [
+                    $0.protocol, hostPort($0.hostAddress ?? "*", $0.hostPort),
+                    hostPort($0.containerAddress, $0.containerPort),
+                ]
             }
             lines += TextTable(["PROTO", "HOST", "CONTAINER"], rows: rows).lines(indent: "    ")
         }
         return lines
     }
+}
+
+/// `address:port`, an IPv6 address in brackets (`[fd00::2]:80`), as URLs and Docker write them.
+func hostPort(_ address: String, _ port: some BinaryInteger) -> String {
+    address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)"
 }

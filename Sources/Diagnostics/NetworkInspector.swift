@@ -95,12 +95,13 @@ public struct NetworkInspector {
         let veths = outside.attachedLinks.filter { $0.attachment.network == network }
         for entry in cached {
             seen.insert(entry.attachment)
-            reports.append(
-                NetworkAttachmentReport(
-                    containerId: entry.attachment.containerID, ifName: entry.attachment.ifName,
-                    netns: entry.netns.isEmpty ? nil : entry.netns,
-                    hostVeth: veths.first { $0.attachment == entry.attachment }?.link.name, addresses: entry.addresses,
-                    live: index.live.contains(entry.attachment)))
+            var report = NetworkAttachmentReport(
+                containerId: entry.attachment.containerID, ifName: entry.attachment.ifName,
+                netns: entry.netns.isEmpty ? nil : entry.netns,
+                hostVeth: veths.first { $0.attachment == entry.attachment }?.link.name, addresses: entry.addresses,
+                live: index.live.contains(entry.attachment))
+            report.interfaceMissing = report.live && report.hostVeth == nil && entry.usesHostVeth
+            reports.append(report)
         }
         for (link, attachment) in veths where !seen.contains(attachment) {
             reports.append(

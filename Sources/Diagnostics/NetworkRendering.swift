@@ -41,7 +41,8 @@ extension NetworkReport {
             rows: attachments.map {
                 [
                     shortID($0.containerId), $0.ifName, $0.hostVeth ?? "-",
-                    $0.addresses.joined(separator: ","), $0.live ? "live" : style.yellow("stale"),
+                    $0.addresses.joined(separator: ","),
+                    $0.interfaceMissing ? style.red("interface gone") : $0.live ? "live" : style.yellow("stale"),
                 ]
             }
         ).lines(indent: "  ")

@@ -66,6 +66,8 @@ public struct NetworkAttachmentReport: Sendable, Equatable, Codable {
     public var hostVeth: String?
     public var addresses: [String]
     public var live: Bool
+    /// A live bridge attachment whose host veth is gone: the container's interface was deleted.
+    public var interfaceMissing: Bool = false
 }
 
 public struct MasqueradeReport: Sendable, Equatable, Codable {

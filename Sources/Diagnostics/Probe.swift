@@ -12,7 +12,8 @@ public struct ProbeResult: Sendable, Equatable, Codable {
     public var target: String
     /// icmp: `reply`, `timeout`, `unreachable`; tcp: `connected`, `refused`, `timeout`, `unreachable`.
     public var result: String
-    /// The path works (for tcp a refusal counts: the destination host answered).
+    /// The target answered as asked: an echo reply, a TCP connection. A refused connection is not
+    /// reached: the path works, but the service asked about does not.
     public var reached: Bool
     public var milliseconds: Int?
     public var detail: String?
@@ -94,7 +95,7 @@ enum Probe {
             result.reached = true
         case ECONNREFUSED:
             result.result = "refused"
-            result.reached = true
+            result.reached = false
             result.detail = "the destination answered with a reset: nothing listens on port \(port)"
         default:
             result.result = "unreachable"

@@ -16,8 +16,8 @@ struct StaleState {
 
     func run() -> [Finding] {
         let findings =
-            veths() + leases() + cacheEntries() + elements() + missingPorts() + tableRules() + publishingRules()
-            + bridges()
+            veths() + leases() + cacheEntries() + elements() + missingPorts() + missingInterfaces() + tableRules()
+            + publishingRules() + bridges()
         guard findings.isEmpty else { return findings }
         return [Finding(check: "stale", severity: .ok, message: "no stale veths, leases, cache entries or elements")]
     }
@@ -101,7 +101,7 @@ struct StaleState {
                 check: "missing.pier_rule", severity: check.severity,
                 subject: "inet pier \(check.chain) \"\(check.comment)\"",
                 message: "\(check.what) is off for every network: the rule is missing from inet pier \(check.chain)",
-                fix: "run any bridge ADD (it restores Pier's rules), e.g. start a container on a bridge network")
+                fix: "pier firewall-reload (rebuilds Pier's tables from the cached attachments), or run any bridge ADD")
         }
     }
 
@@ -125,7 +125,7 @@ struct StaleState {
                 check: "missing.publish_rules", severity: .error, subject: missing.joined(separator: ", "),
                 message:
                     "\(ports.count) published port(s) cannot work: the rules that consult the DNAT maps are missing",
-                fix: "run any portmap ADD (it restores the rules), e.g. recreate a container that publishes a port")
+                fix: "pier firewall-reload (rebuilds Pier's tables from the cached attachments)")
         ]
     }
 
@@ -148,10 +148,26 @@ struct StaleState {
                         subject: "\(mapping.protocol) \(mapping.hostPort)",
                         message:
                             "\(describe(entry.attachment)) publishes \(mapping.protocol) port \(mapping.hostPort) → \(mapping.containerPort), but no DNAT element in inet pier carries it",
-                        fix: "recreate the attachment (pier rm -f, then pier run again) so portmap ADD adds it back"))
+                        fix: "pier firewall-reload (puts it back from the cached attachment), or recreate the container"
+                    ))
             }
         }
         return findings
+    }
+
+    /// Live bridge attachments whose host veth is gone: someone deleted the container's interface
+    /// (a veth pair dies as a whole), so the container is cut off while everything else looks fine.
+    func missingInterfaces() -> [Finding] {
+        let present = Set(host.attachedLinks.map(\.attachment))
+        return index.cached.filter { index.live.contains($0.attachment) && $0.usesHostVeth }
+            .filter { !present.contains($0.attachment) }
+            .map { entry in
+                Finding(
+                    check: "missing.interface", severity: .error, subject: "\(describe(entry.attachment))",
+                    message:
+                        "\(describe(entry.attachment)) has no host veth: its interface \(entry.attachment.ifName) was deleted, the container is cut off from network \(entry.attachment.network)",
+                    fix: "recreate the attachment: pier rm -f, then pier run again")
+            }
     }
 
     /// Pier's bridges (named in configs, cached configs or `same_bridge`) that have no ports,

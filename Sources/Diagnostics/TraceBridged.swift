@@ -29,7 +29,10 @@ extension TraceWalk {
             add(
                 "bridge.fdb", "host", .info,
                 "\(destination) is on no local port of \(bridge.name) that this host knows of: frames are flooded")
-            if let (path, _) = destinationNamespace(of: destination) { destinationInterface(destination, in: path) }
+            // The destination's own namespace, when known, says whether the address is there at all.
+            if let path = destinationNamespace(of: destination)?.0 ?? toNetns {
+                destinationInterface(destination, in: path)
+            }
             return
         }
         overlay(destination, tunnels: tunnels)

@@ -52,7 +52,12 @@ public struct TraceTargets {
         if let address = IPAddress(reference) { return (address, namespace(holding: address)) }
         let path = resolveContainer?(reference) ?? NamespaceLocator.path(for: reference, netnsDirectory: netnsDirectory)
         let snapshot = try snapshot(of: try openNamespace(path), includeFDB: false)
-        let candidates = snapshot.addresses.map(\.prefix.address).filter { !$0.isLoopback && !$0.isLinkLocal }
+        var candidates = snapshot.addresses.map(\.prefix.address).filter { !$0.isLoopback && !$0.isLinkLocal }
+        if candidates.isEmpty {
+            // Its interface is gone: trace to the address the ADD gave it, so the walk shows where it breaks.
+            candidates = ResultCacheReader(cacheDirectory: paths.cacheDirectory).all().filter { $0.netns == path }
+                .flatMap(\.addresses).compactMap { IPPrefix($0)?.address }
+        }
         guard let address = candidates.first(where: { $0.family == .v4 }) ?? candidates.first else {
             throw DiagnosticsError("\(reference) (\(path)) has no address to trace to")
         }

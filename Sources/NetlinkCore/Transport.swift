@@ -82,6 +82,17 @@ public final class NetlinkSocket: NetlinkTransport {
 
     deinit { mnl_socket_close(socket) }
 
+    /// Joins multicast `group` of this socket's protocol, so `receive` also returns the kernel's
+    /// notifications (e.g. NFNLGRP_NFTABLES: every committed nf_tables change).
+    public func subscribe(group: UInt32) throws(NetlinkError) {
+        var group = group
+        let fd = mnl_socket_get_fd(socket)
+        guard setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, socklen_t(MemoryLayout<UInt32>.size)) == 0
+        else {
+            throw NetlinkError(.socket, operation: "join netlink multicast group \(group)", errno: Glibc.errno)
+        }
+    }
+
     private static func inNamespace<T>(
         _ namespace: NetworkNamespace?, operation: String, _ body: () -> T
     ) throws(NetlinkError) -> T {

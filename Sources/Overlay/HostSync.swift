@@ -72,7 +72,32 @@ public struct HostSync {
             device.kind == .vxlan, let localVTEP = device.vxlan?.local
         else { return nil }
         let desired = state.remoteEntries(localHost: localHost, localVTEP: localVTEP)
-        return try Reconciler(netlink: netlink, vxlanIndex: device.index).apply(desired)
+        var report = try Reconciler(netlink: netlink, vxlanIndex: device.index).apply(desired)
+        if let bridgeIndex = device.masterIndex {
+            announce(report.neighborsAdded, desired: desired, bridgeIndex: bridgeIndex, report: &report)
+        }
+        return report
+    }
+
+    /// Tells this host's containers where each newly installed remote address now is. An
+    /// address may have been freed and handed out again on another host a moment ago: local
+    /// containers that talked to its previous owner hold a REACHABLE neighbour entry with the
+    /// old MAC, and the new owner's own gratuitous ARP or NA never crosses the VXLAN device.
+    /// So the host speaks for the remote endpoint: a gratuitous ARP reply / unsolicited NA sent
+    /// out of the bridge reaches every local port (the VXLAN port drops it), and a neighbour
+    /// with an entry for the address takes the new MAC; one without ignores it. Best effort:
+    /// a failure is reported, and the kernel's neighbour state machine still recovers by itself.
+    private func announce(
+        _ addresses: [IPAddress], desired: DesiredEntries, bridgeIndex: Int32, report: inout ReconcileReport
+    ) {
+        let announcements = desired.announcements(of: addresses)
+        guard !announcements.isEmpty else { return }
+        do {
+            try LinkLayerSender().announce(announcements, index: bridgeIndex)
+            report.announced = announcements.map(\.address)
+        } catch {
+            report.announceFailure = error.description
+        }
     }
 
     /// List and reconcile under the host lock.

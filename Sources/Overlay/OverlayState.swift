@@ -1,5 +1,6 @@
 import ClusterStore
 import IPAddressing
+import Netlink
 
 /// An overlay network's records as read from the store at one revision.
 public struct OverlayState: Sendable {
@@ -56,4 +57,11 @@ public struct DesiredEntries: Sendable, Equatable {
     public var neighbors: [IPAddress: MACAddress] = [:]
 
     public init() {}
+
+    /// "Address at MAC" for each of `addresses` these entries hold, in that order.
+    public func announcements(of addresses: [IPAddress]) -> [NeighbourAnnouncement] {
+        addresses.compactMap { address in
+            neighbors[address].map { NeighbourAnnouncement(address: address, mac: $0) }
+        }
+    }
 }

@@ -7,6 +7,10 @@ public struct ReconcileReport: Sendable, Equatable, CustomStringConvertible {
     public var fdbRemoved: [MACAddress] = []
     public var neighborsAdded: [IPAddress] = []
     public var neighborsRemoved: [IPAddress] = []
+    /// Addresses announced to this host's containers at their new MAC (`HostSync`).
+    public var announced: [IPAddress] = []
+    /// Why the announcement failed, if it did.
+    public var announceFailure: String?
 
     public init() {}
 
@@ -15,7 +19,11 @@ public struct ReconcileReport: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
-        "fdb +\(fdbAdded.count) -\(fdbRemoved.count), neighbours +\(neighborsAdded.count) -\(neighborsRemoved.count)"
+        var text =
+            "fdb +\(fdbAdded.count) -\(fdbRemoved.count), neighbours +\(neighborsAdded.count) -\(neighborsRemoved.count)"
+        if !announced.isEmpty { text += ", announced \(announced.count)" }
+        if let announceFailure { text += ", announcing failed: \(announceFailure)" }
+        return text
     }
 }
 

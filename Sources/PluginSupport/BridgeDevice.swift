@@ -22,8 +22,8 @@ public struct BridgeSpec: Sendable {
 /// reused), and its gateway addresses.
 public enum BridgeDevice {
     /// Finds or creates the bridge and brings it up. A concurrent ADD may create it first:
-    /// EEXIST just means "use it".
-    public static func ensure(_ spec: BridgeSpec, netlink: RouteNetlink) throws -> Link {
+    /// EEXIST just means "use it". `kernel` writes the host's sysctls.
+    public static func ensure(_ spec: BridgeSpec, netlink: RouteNetlink, kernel: PluginKernel) throws -> Link {
         var link: Link
         if let existing = try netlink.linkIfPresent(named: spec.name) {
             link = existing
@@ -41,7 +41,7 @@ public enum BridgeDevice {
         // The bridge is a router's interface, not a host taking router advertisements. Read
         // from the link message: a /proc/sys lookup slows down with every network namespace.
         if link.ipv6Setting(.acceptRA).map({ $0 != 0 }) ?? true {
-            try? Sysctl.ensure("net/ipv6/conf/\(spec.name)/accept_ra", "0")
+            try? kernel.sysctls(nil) { try $0.ensure("net/ipv6/conf/\(spec.name)/accept_ra", "0") }
         }
         if !link.isUp { try netlink.setLinkUp(index: link.index) }
         return try netlink.link(index: link.index)

@@ -39,6 +39,6 @@ public struct BridgedL3 {
         try setup.apply(result, interfaceIndex: interfaceIndex, link: link, enableDAD: enableDAD)
         guard isGateway else { return }
         try BridgeDevice.assignGateways(result.ips, to: try gatewayLink(), forceAddress: forceAddress, netlink: host)
-        try enableForwarding(for: families, netlink: host)
+        try enableForwarding(for: families, netlink: host, kernel: setup.kernel)
     }
 }

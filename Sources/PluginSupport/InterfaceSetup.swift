@@ -8,10 +8,13 @@ import Netlink
 public struct InterfaceSetup {
     public let namespace: NetworkNamespace
     public let netlink: RouteNetlink
+    /// Where the namespace's sysctls are read and written.
+    public let kernel: PluginKernel
 
-    public init(namespace: NetworkNamespace, netlink: RouteNetlink) {
+    public init(namespace: NetworkNamespace, netlink: RouteNetlink, kernel: PluginKernel) {
         self.namespace = namespace
         self.netlink = netlink
+        self.kernel = kernel
     }
 
     /// Settings a container interface needs before its addresses appear: announce them with a
@@ -47,13 +50,13 @@ public struct InterfaceSetup {
         // A container netns may start with IPv6 disabled; addresses would be refused.
         let loopbackDisabled = try netlink.link(named: "lo").ipv6Setting(.disableIPv6).map { $0 != 0 } ?? true
         let linkDisabled = link.ipv6Setting(.disableIPv6).map { $0 != 0 } ?? true
-        try namespace.perform { () throws(Sysctl.Failure) in
-            if loopbackDisabled { try Sysctl.ensure("net/ipv6/conf/lo/disable_ipv6", "0") }
-            if linkDisabled { try Sysctl.ensure("net/ipv6/conf/\(ifName)/disable_ipv6", "0") }
-            try Sysctl.write("net/ipv6/conf/\(ifName)/keep_addr_on_down", "1")
-            try Sysctl.write("net/ipv6/conf/\(ifName)/ndisc_notify", "1")
-            try Sysctl.write("net/ipv6/conf/\(ifName)/accept_dad", enableDAD ? "1" : "0")
-            if enableDAD { try Sysctl.write("net/ipv6/conf/\(ifName)/enhanced_dad", "1") }
+        try kernel.sysctls(namespace) { sysctl in
+            if loopbackDisabled { try sysctl.ensure("net/ipv6/conf/lo/disable_ipv6", "0") }
+            if linkDisabled { try sysctl.ensure("net/ipv6/conf/\(ifName)/disable_ipv6", "0") }
+            try sysctl.write("net/ipv6/conf/\(ifName)/keep_addr_on_down", "1")
+            try sysctl.write("net/ipv6/conf/\(ifName)/ndisc_notify", "1")
+            try sysctl.write("net/ipv6/conf/\(ifName)/accept_dad", enableDAD ? "1" : "0")
+            if enableDAD { try sysctl.write("net/ipv6/conf/\(ifName)/enhanced_dad", "1") }
         }
     }
 
@@ -77,7 +80,23 @@ public struct InterfaceSetup {
             if let scope = route.scope, let kernelScope = RouteScope(rawValue: UInt8(clamping: scope)) {
                 kernelRoute.scope = kernelScope
             }
-            try ignoringExisting { try netlink.addRoute(kernelRoute) }
+            var exists = false
+            try ignoringExisting {
+                exists = true
+                try netlink.addRoute(kernelRoute)
+                exists = false
+            }
+            // A repeated ADD finds its own route; one through another interface (a second network's default
+            // route) is not ours, and the result must not claim it.
+            if exists,
+                !(try netlink.routes(family: route.dst.family, table: kernelRoute.table)).contains(where: {
+                    $0.destination == kernelRoute.destination && $0.outputIndex == link.index
+                })
+            {
+                throw CNIError(
+                    .internalError, "route \(route.dst) already exists through another interface",
+                    details: "only one network of a container may install it (isDefaultGateway, ipam routes)")
+            }
         }
     }
 
@@ -105,10 +124,12 @@ public struct InterfaceSetup {
 
 /// Host-wide forwarding, written only when it is not already on (as the reference does); asked
 /// over netlink first, since a /proc/sys lookup slows down with every network namespace.
-public func enableForwarding(for families: Set<IPFamily>, netlink: RouteNetlink) throws {
-    if families.contains(.v4), try netlink.forwarding(.v4) != true { try Sysctl.ensure("net/ipv4/ip_forward", "1") }
+public func enableForwarding(for families: Set<IPFamily>, netlink: RouteNetlink, kernel: PluginKernel) throws {
+    if families.contains(.v4), try netlink.forwarding(.v4) != true {
+        try kernel.sysctls(nil) { try $0.ensure("net/ipv4/ip_forward", "1") }
+    }
     if families.contains(.v6), try netlink.forwarding(.v6) != true {
-        try Sysctl.ensure("net/ipv6/conf/all/forwarding", "1")
+        try kernel.sysctls(nil) { try $0.ensure("net/ipv6/conf/all/forwarding", "1") }
     }
 }
 

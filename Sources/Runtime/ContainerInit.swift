@@ -24,6 +24,13 @@ public struct InitSpec: Sendable, Equatable {
     /// Written with "pid starttime" before exec, so the process can be found even when the `pier` that
     /// started it died before recording its pid.
     public var pidFile: String?
+    /// `K=V` entries set before exec.
+    public var environment: [String] = []
+    /// Working directory, inside the container's root.
+    public var workdir: String?
+    /// Detached containers: `__init` stays as the command's parent and writes its exit code here (there
+    /// is no daemon to wait for it).
+    public var exitFile: String?
     public var command: [String]
 
     public init(command: [String]) {
@@ -47,6 +54,9 @@ public struct InitSpec: Sendable, Equatable {
         for bind in binds { arguments += ["--bind", bind.source, bind.target] }
         if let reportDescriptor { arguments += ["--report-fd", String(reportDescriptor)] }
         if let pidFile { arguments += ["--pid-file", pidFile] }
+        for entry in environment { arguments += ["--env", entry] }
+        if let workdir { arguments += ["--workdir", workdir] }
+        if let exitFile { arguments += ["--exit-file", exitFile] }
         return arguments + ["--"] + command
     }
 
@@ -71,6 +81,9 @@ public struct InitSpec: Sendable, Equatable {
                 binds.append((source, try value()))
             case "--report-fd": reportDescriptor = Int32(try value())
             case "--pid-file": pidFile = try value()
+            case "--env": environment.append(try value())
+            case "--workdir": workdir = try value()
+            case "--exit-file": exitFile = try value()
             case "--":
                 command = Array(arguments[(index + 1)...])
                 index = arguments.count
@@ -87,6 +100,11 @@ public enum ContainerInit {
     /// Sets up the namespaces and execs; returns only on failure, with the message already reported.
     public static func run(_ spec: InitSpec) -> Never {
         if let fd = spec.reportDescriptor { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        // Opened before entering the container, where the state directory may not be visible.
+        var exitDescriptor: Int32 = -1
+        if let exitFile = spec.exitFile {
+            exitDescriptor = open(exitFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        }
         do {
             if let pidFile = spec.pidFile {
                 let pid = getpid()
@@ -94,15 +112,49 @@ public enum ContainerInit {
                 try Files.writeAtomically(Array("\(pid) \(start)\n".utf8), to: pidFile, mode: 0o600)
             }
             try enter(spec)
+            for entry in spec.environment {
+                guard let equals = entry.firstIndex(of: "=") else { continue }
+                setenv(String(entry[..<equals]), String(entry[entry.index(after: equals)...]), 1)
+            }
+            if let workdir = spec.workdir, chdir(workdir) != 0 {
+                throw RuntimeError.system("working directory \(workdir)", errno: errno)
+            }
         } catch {
             fail(spec, "\(error)", code: 126)
         }
+        if exitDescriptor >= 0 { monitor(spec, exitDescriptor: exitDescriptor) }
         let arguments = spec.command.map { strdup($0) } + [nil]
         execvp(spec.command[0], arguments)
         let code = errno
         fail(
             spec, "exec \(spec.command[0]): \(String(cString: strerror(code)))",
             code: code == ENOENT ? 127 : 126)
+    }
+
+    /// Forks: the child goes on to exec the command; this process waits for it and records its exit
+    /// code. Both share the process group `stop` and `kill` signal, so the monitor ignores every catchable
+    /// signal (the command gets them, with default dispositions restored); SIGKILL ends both, and a
+    /// monitor gone without writing a code therefore means 137.
+    private static func monitor(_ spec: InitSpec, exitDescriptor: Int32) {
+        let child = fork()
+        if child < 0 { fail(spec, "fork: \(String(cString: strerror(errno)))", code: 126) }
+        if child == 0 {
+            close(exitDescriptor)
+            return
+        }
+        for number in 1..<Int32(32) where number != SIGKILL && number != SIGSTOP && number != SIGCHLD {
+            signal(number, SIG_IGN)
+        }
+        // The report pipe's other end sees EOF once the child's exec closes its copy.
+        if let fd = spec.reportDescriptor { close(fd) }
+        var status: Int32 = 0
+        while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+        let signalNumber = status & 0x7f
+        let code = signalNumber == 0 ? (status >> 8) & 0xff : 128 + signalNumber
+        let text = "\(code)\n"
+        _ = text.withCString { write(exitDescriptor, $0, strlen($0)) }
+        close(exitDescriptor)
+        exit(code)
     }
 
     private static func fail(_ spec: InitSpec, _ message: String, code: Int32) -> Never {

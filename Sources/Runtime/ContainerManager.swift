@@ -1,7 +1,9 @@
 import CNI
+import FoundationEssentials
 import Glibc
 import NetNS
 import Netlink
+import PierState
 
 /// What `pier create` / `pier run` were asked for.
 public struct CreateOptions: Sendable {
@@ -12,17 +14,23 @@ public struct CreateOptions: Sendable {
     public var ports: [String]
     public var ips: [String]
     public var mac: String?
+    /// `--alias`: more names of the container on its first network, for the name service.
+    public var aliases: [String]
     public var cniArgs: [(String, String)]
     public var rootfs: String?
     public var autoRemove: Bool
+    /// Environment, working directory and terminal handling of the command.
+    public var process: ProcessOptions
 
     public init(command: [String]) {
         self.command = command
         self.networks = []
         self.ports = []
         self.ips = []
+        self.aliases = []
         self.cniArgs = []
         self.autoRemove = false
+        self.process = ProcessOptions()
     }
 }
 
@@ -83,11 +91,12 @@ public final class ContainerManager {
                 }
                 lists.append(list)
             }
+            if let first = lists.first { try ContainerManager.requireCapabilities(options, of: first) }
+            lists = ContainerManager.oneDefaultGateway(lists)
         } else if !options.ports.isEmpty || !options.ips.isEmpty || options.mac != nil {
             throw RuntimeError.invalidArgument("-p, --ip and --mac need a CNI network (not host, none or container:)")
         }
         let capabilities = try CapabilityArgs.build(ports: options.ports, ips: options.ips, mac: options.mac)
-        let capabilityText = JSONValue.object(capabilities).encodedString
         if let rootfs = options.rootfs, !isDirectory(rootfs) {
             throw RuntimeError.invalidArgument("--rootfs \(rootfs) is not a directory")
         }
@@ -101,6 +110,8 @@ public final class ContainerManager {
         guard !existing.contains(where: { $0.name == name }) else { throw RuntimeError.nameInUse(name) }
 
         var record = ContainerRecord(id: id, name: name, command: options.command, networkMode: mode)
+        // Milliseconds, so `ps` lists containers made within one second in the order they were made.
+        record.created = Date.now.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
         record.rootfs = options.rootfs
         record.autoRemove = options.autoRemove
         record.ownerPID = getpid()
@@ -117,15 +128,20 @@ public final class ContainerManager {
             record.ownsNetns = true
         }
         for (index, list) in lists.enumerated() {
-            // Published ports and fixed addresses belong to the first network, as the primary interface.
+            // Published ports, fixed addresses and aliases belong to the first network, the primary interface.
+            var attachmentCapabilities = index == 0 ? capabilities : JSONObject()
+            ContainerManager.aliasCapability(
+                &attachmentCapabilities, list: list, container: name, aliases: index == 0 ? options.aliases : [])
             record.attachments.append(
                 NetworkAttachmentRecord(
-                    network: list.name, ifName: "eth\(index)", capabilityArgs: index == 0 ? capabilityText : "{}",
+                    network: list.name, ifName: "eth\(index)",
+                    capabilityArgs: JSONValue.object(attachmentCapabilities).encodedString,
                     cniArgs: options.cniArgs.map { [$0.0, $0.1] }))
         }
         try store.save(record)
 
         do {
+            try store.saveProcess(options.process, of: record.id)
             try setUpNetworking(&record, lists: lists)
         } catch {
             _ = try? tearDown(record, force: true)
@@ -211,6 +227,7 @@ public final class ContainerManager {
         if record.ownsNetns, let path = record.netnsPath {
             do {
                 try NetworkNamespace.delete(path: path)
+                releaseNetnsDirectory()
             } catch {
                 failures.append("removing the network namespace: \(error)")
             }
@@ -222,6 +239,31 @@ public final class ContainerManager {
         throw RuntimeError.failed(
             "removing \(record.name) left work undone (fix the cause, then `pier rm -f \(record.name)`):\n  "
                 + failures.joined(separator: "\n  "))
+    }
+
+    /// Creating a namespace bind-mounts the netns directory on itself (as `ip netns` does), which keeps a
+    /// directory of the user's choosing from being deleted (`rm -rf` fails on the mount point). Once the
+    /// last namespace in it is gone, that self bind mount is undone; `/run/netns` is left as `ip` leaves it.
+    func releaseNetnsDirectory() {
+        let directory = environment.netnsDirectory
+        guard directory != DefaultPaths.netnsDirectory, Files.list(directory).isEmpty,
+            Self.isSelfBindMount(directory)
+        else { return }
+        _ = umount2(directory, Int32(MNT_DETACH))
+    }
+
+    /// True when `/proc/self/mountinfo` shows `directory` mounted from a directory of the same path (a bind
+    /// of itself), not a file system of its own mounted there.
+    static func isSelfBindMount(_ directory: String) -> Bool {
+        guard let bytes = try? Files.read("/proc/self/mountinfo") else { return false }
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+            // Fields: id parent major:minor root mount-point …
+            let fields = line.split(separator: " ")
+            guard fields.count > 4, fields[4] == directory else { continue }
+            let root = String(fields[3])
+            if root != "/" && directory.hasSuffix(root) { return true }
+        }
+        return false
     }
 
     /// DEL uses the exact list that ADD used (cached), or the one on disk when nothing was cached.
@@ -240,10 +282,14 @@ public final class ContainerManager {
         try store.find(reference)
     }
 
-    /// `rm`: refuses a running container unless forced (then it is killed first). Returns warnings: what
-    /// a forced removal could not undo.
+    /// `rm`: refuses a running container unless forced (then it is killed first), and one whose network
+    /// namespace other containers joined (`--net container:NAME`, unless they are removed in the same
+    /// command): forced, it warns about them. Returns warnings: what a forced removal could not undo, and
+    /// who lost their network.
     @discardableResult
-    public func remove(_ reference: String, force: Bool) throws(RuntimeError) -> [String] {
+    public func remove(_ reference: String, force: Bool, alsoRemoving: [String] = []) throws(RuntimeError)
+        -> [String]
+    {
         try requireRoot()
         let lock = try store.lock()
         defer { lock.release() }
@@ -251,7 +297,97 @@ public final class ContainerManager {
         // Holding the lock means no other pier is half-way through this record: a `creating` or
         // `removing` status here was left by a pier that died, and is safe to finish.
         if record.isRunning && !force { throw RuntimeError.stillRunning(record.name) }
-        return try tearDown(record, force: force)
+        let dependents = namespaceSharers(of: record).filter { other in
+            !alsoRemoving.contains { $0 == other.name || $0 == other.id || ($0.count >= 3 && other.id.hasPrefix($0)) }
+        }
+        let names = dependents.map(\.name).joined(separator: ", ")
+        if !dependents.isEmpty && !force {
+            throw RuntimeError.failed(
+                "container \(record.name) is in use: \(names) joined its network namespace (--net container:\(record.name)); "
+                    + "remove \(dependents.count == 1 ? "it" : "them") first, or use rm -f (\(names) then loses its network)"
+            )
+        }
+        var warnings = try tearDown(record, force: force)
+        if !dependents.isEmpty {
+            warnings.append(
+                "\(names) joined the network namespace of \(record.name) and lost \(dependents.count == 1 ? "its" : "their") "
+                    + "network: exec into \(dependents.count == 1 ? "it" : "them") fails; remove with rm -f \(names)")
+        }
+        return warnings
+    }
+
+    /// Whether a cached attachment may belong to a live container, whoever made it: its network namespace
+    /// still exists, or the entry does not say which it was (libcni before 1.1 records no netns), so
+    /// nothing proves it dead. Only attachments that fail this are garbage.
+    func isLive(_ entry: CachedAttachment) -> Bool {
+        entry.request.netns.isEmpty || (try? NetworkNamespace.open(path: entry.request.netns)) != nil
+    }
+
+    /// Containers living in `record`'s network namespace without owning it.
+    func namespaceSharers(of record: ContainerRecord) -> [ContainerRecord] {
+        guard record.ownsNetns, let path = record.netnsPath else { return [] }
+        return store.all().filter { $0.id != record.id && !$0.ownsNetns && $0.netnsPath == path }
+    }
+
+    /// `--ip`, `--mac` and `-p` travel as capability arguments, which a plugin only gets when its config
+    /// declares the capability: refuse rather than start the container without what was asked for.
+    static func requireCapabilities(_ options: CreateOptions, of list: NetworkConfigList) throws(RuntimeError) {
+        if !options.ports.isEmpty && NetworkTemplates.isInternal(list) {
+            throw RuntimeError.invalidArgument(
+                "network \"\(list.name)\" is internal: nothing leaves it, so no port can be published on it (-p)")
+        }
+        let declared = list.plugins.reduce(into: Set<String>()) { $0.formUnion($1.capabilities) }
+        let wanted: [(option: String, capability: String, given: Bool)] = [
+            ("--ip", "ips", !options.ips.isEmpty), ("--mac", "mac", options.mac != nil),
+            ("-p", "portMappings", !options.ports.isEmpty),
+        ]
+        for (option, capability, given) in wanted where given && !declared.contains(capability) {
+            throw RuntimeError.invalidArgument(
+                "\(option) needs the \"\(capability)\" capability, which no plugin of network \"\(list.name)\" declares "
+                    + "(add \"capabilities\": {\"\(capability)\": true} to the plugin that should honour it)")
+        }
+    }
+
+    /// Several networks that each want the default route (`isDefaultGateway`) would install it twice; the
+    /// second fails with EEXIST. As in Docker, the first network that offers a default gateway gets it: the
+    /// later lists are run with `isDefaultGateway` off (and cached that way, so CHECK and DEL agree).
+    static func oneDefaultGateway(_ lists: [NetworkConfigList]) -> [NetworkConfigList] {
+        var taken = false
+        return lists.map { list in
+            let wants = list.plugins.contains { $0.raw["isDefaultGateway"]?.boolValue == true }
+            guard wants else { return list }
+            guard taken else {
+                taken = true
+                return list
+            }
+            guard case .object(var object)? = try? JSONValue(parsing: list.bytes),
+                case .array(let plugins)? = object["plugins"]
+            else { return list }
+            object["plugins"] = .array(
+                plugins.map { plugin in
+                    guard case .object(var fields) = plugin, fields["isDefaultGateway"] != nil else { return plugin }
+                    fields["isDefaultGateway"] = .bool(false)
+                    return .object(fields)
+                })
+            return (try? NetworkConfigList(bytes: JSONValue.object(object).encodedBytes)) ?? list
+        }
+    }
+
+    /// The first attachment's published ports, as `pier port` lists them.
+    public func publishedPorts(_ reference: String) throws(RuntimeError) -> [PublishedPortMapping] {
+        let record = try store.find(reference)
+        guard let attachment = record.attachments.first,
+            let value = try? JSONValue(parsing: attachment.capabilityArgs),
+            case .array(let mappings)? = value["portMappings"]
+        else { return [] }
+        return mappings.compactMap { mapping in
+            guard let host = mapping["hostPort"]?.intValue, let container = mapping["containerPort"]?.intValue else {
+                return nil
+            }
+            return PublishedPortMapping(
+                hostIP: mapping["hostIP"]?.stringValue, hostPort: host, containerPort: container,
+                protocol: mapping["protocol"]?.stringValue ?? "tcp")
+        }
     }
 
     /// CHECK every attachment of a container against its cached result.
@@ -260,8 +396,20 @@ public final class ContainerManager {
         let record = try store.find(reference)
         for attachment in record.attachments {
             let request = record.request(for: attachment)
-            let list = try configs.load(network: attachment.network)
+            // The list ADD used (cached), which may differ from the file: see `oneDefaultGateway`.
+            guard let list = configForDelete(network: attachment.network, request: request) else {
+                _ = try configs.load(network: attachment.network)
+                continue
+            }
             try executor.check(list, request)
         }
     }
+}
+
+/// One `-p` mapping of a container.
+public struct PublishedPortMapping: Sendable, Equatable {
+    public var hostIP: String?
+    public var hostPort: Int
+    public var containerPort: Int
+    public var `protocol`: String
 }

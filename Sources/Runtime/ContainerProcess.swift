@@ -1,5 +1,6 @@
 import CNI
 import Glibc
+import NetNS
 
 /// Starting, signalling and entering container processes.
 enum ContainerProcess {
@@ -62,9 +63,18 @@ extension ContainerManager {
             if record.isRunning { throw RuntimeError.failed("container \(record.name) is already running") }
             throw RuntimeError.failed("container \(record.name) is \(record.displayStatus): remove it with rm -f")
         }
+        let process = store.loadProcess(of: record.id)
+        if !detach && process.tty && isatty(STDIN_FILENO) == 0 {
+            lock.release()
+            throw RuntimeError.invalidArgument("the input device is not a TTY")
+        }
         var spec = InitSpec(command: record.command)
         spec.netns = record.netnsPath
         spec.hostname = record.name
+        spec.environment = process.environment
+        spec.workdir = process.workdir
+        Files.remove(store.exitPath(of: record.id))
+        if detach { spec.exitFile = store.exitPath(of: record.id) }
         spec.reportDescriptor = 3
         spec.pidFile = store.pidPath(of: record.id)
         if let rootfs = record.rootfs {
@@ -75,7 +85,8 @@ extension ContainerManager {
         let pid: pid_t
         do {
             pid = try ProcessSpawner.spawn(
-                [environment.executable, "__init"] + spec.arguments, output: detach ? .log(logPath) : .inherit,
+                [environment.executable, "__init"] + spec.arguments,
+                output: detach ? .log(logPath) : process.interactive || process.tty ? .inherit : .inheritOutput,
                 newSession: detach, reportFailure: true)
         } catch {
             lock.release()
@@ -128,13 +139,49 @@ extension ContainerManager {
         _ = ContainerProcess.waitForExit(record, seconds: 5)
     }
 
+    /// The exit code of a container whose process has ended: recorded by a foreground `pier`, or by the
+    /// detached container's monitor (gone without a word only when SIGKILLed: 137, as Docker reports).
+    public func exitCode(of record: ContainerRecord) -> Int32? {
+        guard record.status == .started, !record.isRunning else { return nil }
+        if let code = record.exitCode { return code }
+        guard record.detached else { return nil }
+        guard let bytes = try? Files.read(store.exitPath(of: record.id)) else { return 128 + SIGKILL }
+        return Int32(String(decoding: bytes, as: UTF8.self).trimmingSuffixNewlines()) ?? 128 + SIGKILL
+    }
+
+    /// What `ps` and `inspect` show: `exited (3)` where the code is known.
+    public func statusText(of record: ContainerRecord) -> String {
+        guard let code = exitCode(of: record) else { return record.displayStatus }
+        return "exited (\(code))"
+    }
+
+    /// `kill`: one signal to a running container's process (group).
+    public func sendSignal(_ reference: String, signal: Int32) throws(RuntimeError) {
+        try requireRoot()
+        let record = try store.find(reference)
+        guard record.isRunning else { throw RuntimeError.notRunning(record.name) }
+        ContainerProcess.kill(record, signal: signal)
+    }
+
     /// Runs a command inside a running container's namespaces, in the foreground; returns its exit code.
-    public func exec(_ reference: String, command: [String]) throws(RuntimeError) -> Int32 {
+    public func exec(
+        _ reference: String, command: [String], process: ProcessOptions = ProcessOptions(interactive: true)
+    ) throws(RuntimeError) -> Int32 {
         try requireRoot()
         guard !command.isEmpty else { throw RuntimeError.invalidArgument("no command given") }
         let record = try store.find(reference)
         guard record.isRunning, let pid = record.pid else { throw RuntimeError.notRunning(record.name) }
+        if let path = record.netnsPath, (try? NetworkNamespace.open(path: path)) == nil {
+            throw RuntimeError.failed(
+                "container \(record.name) lost its network namespace \(path) (the container it joined was removed): "
+                    + "remove it with rm -f \(record.name)")
+        }
+        if process.tty && isatty(STDIN_FILENO) == 0 {
+            throw RuntimeError.invalidArgument("the input device is not a TTY")
+        }
         var spec = InitSpec(command: command)
+        spec.environment = store.loadProcess(of: record.id).environment + process.environment
+        spec.workdir = process.workdir
         spec.netns = record.netnsPath
         spec.joinUTS = "/proc/\(pid)/ns/uts"
         if record.rootfs != nil {
@@ -143,7 +190,8 @@ extension ContainerManager {
         }
         spec.reportDescriptor = 3
         let child = try ProcessSpawner.spawn(
-            [environment.executable, "__init"] + spec.arguments, output: .inherit, newSession: false,
+            [environment.executable, "__init"] + spec.arguments,
+            output: process.interactive || process.tty ? .inherit : .inheritOutput, newSession: false,
             reportFailure: true)
         signal(SIGINT, SIG_IGN)
         return ProcessSpawner.wait(child)

@@ -33,10 +33,16 @@ extension ContainerManager {
 
         removeAbandonedFiles()
         let remaining = store.all()
+        // The cache is shared with other runtimes (another `--root`, cnitool): an attachment whose
+        // namespace still exists may be theirs and alive, so it is valid too.
+        let liveElsewhere = executor.cache.all().filter(isLive)
         func valid(for network: String) -> [Attachment] {
             remaining.flatMap { record in record.attachments.map(record.identity(of:)) }.filter {
                 $0.network == network
             }
+                + liveElsewhere.filter { $0.networkName == network }.map {
+                    Attachment(network: network, containerID: $0.request.containerID, ifName: $0.request.ifName)
+                }
         }
         var seen = Set<String>()
         for entry in configs.entries() {

@@ -4,8 +4,10 @@ import Glibc
 /// spawning our own binary lets the child do its namespace work single-threaded before exec.
 enum ProcessSpawner {
     enum Output {
-        /// Share the caller's stdin/stdout/stderr (foreground `run`, `exec`).
+        /// Share the caller's stdin/stdout/stderr (foreground `run -i`, `exec -i`).
         case inherit
+        /// Share stdout and stderr; stdin from /dev/null (foreground without -i, as in Docker).
+        case inheritOutput
         /// stdin from /dev/null, stdout and stderr appended to a log file (detached).
         case log(String)
         /// Everything to /dev/null (helpers).
@@ -26,6 +28,8 @@ enum ProcessSpawner {
         defer { posix_spawn_file_actions_destroy(&actions) }
         switch output {
         case .inherit: break
+        case .inheritOutput:
+            posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0)
         case .log(let path):
             posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0)
             posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, path, O_WRONLY | O_CREAT | O_APPEND, 0o640)

@@ -22,8 +22,9 @@ public enum RuntimeError: Error, CustomStringConvertible, Sendable {
     public var description: String {
         switch self {
         case .plugin(let network, let plugin, let command, let error):
-            var text =
-                "network \"\(network)\": plugin \(plugin) \(command) failed (CNI error \(error.code)): \(error.msg)"
+            // 999 ("internal") tells a user nothing; the others say what kind of failure it was.
+            let code = error.code == .internalError ? "" : " (CNI error \(error.code))"
+            var text = "network \"\(network)\": plugin \(plugin) \(command) failed\(code): \(error.msg)"
             if !error.details.isEmpty { text += " (\(error.details))" }
             if let hint = RuntimeError.hint(for: error) { text += "\n  hint: \(hint)" }
             return text
@@ -50,10 +51,11 @@ public enum RuntimeError: Error, CustomStringConvertible, Sendable {
     /// Port clashes come back from portmap as free text; point the user at the real cause.
     static func hint(for error: CNIError) -> String? {
         let text = (error.msg + " " + error.details).lowercased()
-        if text.contains("already allocated") || text.contains("address already in use")
-            || text.contains("port") && text.contains("in use")
-        {
-            return "the host port is already published by another container (or used on the host): pick another -p"
+        if text.contains("address already in use") {
+            return "a process on the host listens on that port: stop it, or pick another -p"
+        }
+        if text.contains("already allocated") || text.contains("port") && text.contains("in use") {
+            return "another container already publishes that host port: pick another -p"
         }
         return nil
     }

@@ -45,9 +45,11 @@ public struct StateStore: Sendable {
         return try? JSONDecoder().decode(ContainerRecord.self, from: Data(bytes))
     }
 
-    /// Every record, oldest first.
+    /// Every record, oldest first; records created in the same second by name, so the order is stable.
     public func all() -> [ContainerRecord] {
-        Files.list(containersDirectory).compactMap { load(id: $0) }.sorted { $0.created < $1.created }
+        Files.list(containersDirectory).compactMap { load(id: $0) }.sorted {
+            ($0.created, $0.name, $0.id) < ($1.created, $1.name, $1.id)
+        }
     }
 
     /// A container by exact name, full ID or unambiguous ID prefix (as Docker resolves them).

@@ -23,7 +23,9 @@ struct DiagnosticsOptions: ParsableArguments {
             stateRoot: environment.root, leaseDirectory: leaseDir, storeDirectory: storeDir)
     }
 
-    var containers: RuntimeContainers { RuntimeContainers(store: StateStore(root: globals.environment.root)) }
+    var containers: RuntimeContainers {
+        RuntimeContainers(store: StateStore(root: globals.environment.root), manager: globals.manager)
+    }
 
     var netnsDirectory: String { globals.environment.netnsDirectory }
 
@@ -39,22 +41,29 @@ struct DiagnosticsOptions: ParsableArguments {
 struct RuntimeContainers: ContainerSource {
     let store: StateStore
 
-    func containers() -> [ContainerInfo] { store.all().map(ContainerInfo.init) }
+    let manager: ContainerManager
 
-    func find(_ reference: String) -> ContainerInfo? { (try? store.find(reference)).map(ContainerInfo.init) }
+    func containers() -> [ContainerInfo] { store.all().map(info) }
+
+    func find(_ reference: String) -> ContainerInfo? { (try? store.find(reference)).map(info) }
+
+    private func info(_ record: ContainerRecord) -> ContainerInfo {
+        ContainerInfo(record, status: manager.statusText(of: record))
+    }
 }
 
 extension ContainerInfo {
-    init(_ record: ContainerRecord) {
+    init(_ record: ContainerRecord, status: String) {
         self.init(
             id: record.id, name: record.name, netnsPath: record.netnsPath,
             attachments: record.attachments.map {
                 Attachment(network: $0.network, containerID: record.id, ifName: $0.ifName)
-            }, status: record.displayStatus)
+            }, status: status)
     }
 }
 
-func failure(_ message: String) -> ValidationError { ValidationError(message) }
+/// A failure to report as `pier: <message>` (no pointer to --help: the usage was right).
+func failure(_ message: String) -> PierFailure { PierFailure(message: message) }
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -66,7 +75,9 @@ struct Inspect: ParsableCommand {
     var container: String?
 
     func validate() throws {
-        guard (netns == nil) != (container == nil) else { throw failure("give either CONTAINER or --netns PATH") }
+        guard (netns == nil) != (container == nil) else {
+            throw ValidationError("give either CONTAINER or --netns PATH")
+        }
     }
 
     func run() throws {

@@ -1,23 +1,39 @@
 import ArgumentParser
 import CNI
+import Glibc
 import Runtime
 
 struct List: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "ps", abstract: "List containers.")
+    static let configuration = CommandConfiguration(
+        commandName: "ps", abstract: "List running containers (with -a: all of them, oldest first).")
     @OptionGroup var globals: GlobalOptions
+    @Flag(name: [.customShort("a"), .customLong("all")], help: "Also created, exited and half-made containers.")
+    var all = false
+    @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Only the IDs.")
+    var quiet = false
     @Flag(help: "Print JSON: one object per container.")
     var json = false
 
     func run() throws {
-        let records = globals.manager.list()
+        let manager = globals.manager
+        let records = manager.list().filter { all || $0.isRunning }
+        if quiet {
+            for record in records { printLine(String(record.id.prefix(12))) }
+            return
+        }
         if json {
-            printLine(JSONValue.array(records.map(\.json)).encodedString)
+            let objects = records.map { record in
+                var record = record
+                record.exitCode = manager.exitCode(of: record)
+                return record.json
+            }
+            printLine(JSONValue.array(objects).encodedString)
             return
         }
         var rows = [["CONTAINER ID", "NAME", "STATUS", "NETWORKS", "ADDRESSES", "COMMAND"]]
         for record in records {
             rows.append([
-                String(record.id.prefix(12)), record.name, record.displayStatus, record.networkDescription,
+                String(record.id.prefix(12)), record.name, manager.statusText(of: record), record.networkDescription,
                 record.attachments.flatMap(\.addresses).joined(separator: ","), record.command.joined(separator: " "),
             ])
         }
@@ -39,11 +55,37 @@ func table(_ rows: [[String]]) -> [String] {
 struct Logs: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print a detached container's output.")
     @OptionGroup var globals: GlobalOptions
-    @Argument var container: String
+    @Flag(
+        name: [.customShort("f"), .customLong("follow")], help: "Keep printing new output until the container stops.")
+    var follow = false
+    @Option(name: [.customShort("n"), .customLong("tail")], help: "Only the last N lines (or \"all\").")
+    var tail = "all"
+    @Argument(help: "Container name or ID.") var container: String
+
+    func validate() throws {
+        guard tail == "all" || (Int(tail) ?? -1) >= 0 else { throw ValidationError("--tail wants a number or all") }
+    }
 
     func run() throws {
         let manager = globals.manager
-        let text = try reporting { () throws(RuntimeError) in try manager.logs(container) }
-        print(text, terminator: "")
+        var text = try reporting { () throws(RuntimeError) in try manager.logs(container) }
+        if let count = Int(tail) {
+            var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            if lines.last == "" { lines.removeLast() }
+            text = lines.suffix(count).map { $0 + "\n" }.joined()
+        }
+        writeOut(Array(text.utf8))
+        guard follow else { return }
+        var offset = try reporting { () throws(RuntimeError) in try manager.logs(container) }.utf8.count
+        while true {
+            let running = (try? manager.find(container))?.isRunning ?? false
+            let bytes = Array(((try? manager.logs(container)) ?? "").utf8)
+            if bytes.count > offset {
+                writeOut(Array(bytes[offset...]))
+                offset = bytes.count
+            }
+            if !running { return }
+            usleep(200_000)
+        }
     }
 }

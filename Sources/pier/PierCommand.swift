@@ -4,17 +4,22 @@ import Runtime
 
 @main
 struct Pier: ParsableCommand {
+    static let version = "0.1.0"
+
     static let configuration = CommandConfiguration(
         commandName: "pier",
         abstract: "Container networking runtime: containers over network namespaces, wired by CNI plugins.",
         discussion: """
             Global options (--root, --cache-dir, --config-dir, --netns-dir, --cni-path) may come before or after \
-            the subcommand.
+            the subcommand. Options of run, create and exec end at the container command (as in Docker); `--` \
+            ends them explicitly.
             """,
+        version: "pier version \(version)",
         subcommands: [
-            Create.self, Start.self, Run.self, Exec.self, Stop.self, Remove.self, List.self, Inspect.self, Logs.self,
-            Check.self, DoctorCommand.self, TraceCommand.self,
+            Create.self, Start.self, Run.self, Exec.self, Stop.self, Restart.self, Kill.self, Remove.self,
+            List.self, Inspect.self, Logs.self, Port.self, Check.self, DoctorCommand.self, TraceCommand.self,
             GarbageCollect.self, Network.self, PluginCommand.self, AgentCommand.self, Reap.self,
+            FirewallReloadCommand.self,
         ])
 
     /// `pier __init` runs before the argument parser and before anything else can start a thread: it
@@ -31,8 +36,39 @@ struct Pier: ParsableCommand {
         }
         let (globals, rest) = GlobalOptions.extractLeading(arguments)
         GlobalOptions.leading = globals
-        Self.main(rest)
+        if let first = rest.first, !first.hasPrefix("-"),
+            !configuration.subcommands.contains(where: { $0._commandName == first }), first != "help"
+        {
+            fail("'\(first)' is not a pier command.\nSee 'pier --help'.")
+        }
+        let normalized = CommandLineRules.endOptionsAtCommand(rest)
+        do {
+            var command = try parseAsRoot(normalized)
+            try command.run()
+        } catch let code as ExitCode {
+            Glibc.exit(code.rawValue)
+        } catch let failure as PierFailure {
+            fail(failure.message)
+        } catch {
+            // Help and --version are "errors" that exit 0: the parser prints them.
+            if exitCode(for: error) == .success { exit(withError: error) }
+            let subcommand = rest.first { !$0.hasPrefix("-") }.map { " " + $0 } ?? ""
+            fail("\(message(for: error))\nSee 'pier\(subcommand) --help'.")
+        }
+        Glibc.exit(0)
     }
+}
+
+/// One style for every error, as Docker has: `pier: <message>` on stderr and exit status 125.
+func fail(_ message: String) -> Never {
+    printError("pier: \(message)")
+    Glibc.exit(125)
+}
+
+/// A command failed for a reason the user can act on (not a usage mistake: no pointer to --help).
+struct PierFailure: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
 }
 
 /// Reports a runtime error the way users expect from a CLI: one line on stderr, non-zero exit.
@@ -50,6 +86,11 @@ func reporting<T>(_ body: () throws(RuntimeError) -> T) throws -> T {
 /// Unbuffered, so output interleaves correctly with plugins' and containers' output on the same streams.
 func printLine(_ text: String) {
     writeAll(STDOUT_FILENO, text + "\n")
+}
+
+/// Raw bytes to stdout (container output need not be UTF-8 or end in a newline).
+func writeOut(_ bytes: [UInt8]) {
+    writeAll(STDOUT_FILENO, String(decoding: bytes, as: UTF8.self))
 }
 
 func printError(_ text: String) {

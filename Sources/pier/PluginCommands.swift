@@ -86,8 +86,11 @@ struct PluginVerb<V: Verb>: ParsableCommand {
         } catch {
             if case .plugin(_, _, _, let cniError) = error {
                 printLine(cniError.json(cniVersion: list.cniVersion).encodedString)
+                let code = cniError.code == .internalError ? " (CNI error \(cniError.code))" : ""
+                printError("pier: \(error)\(code)")
+            } else {
+                printError("pier: \(error)")
             }
-            printError("pier: \(error)")
             throw ExitCode(1)
         }
     }

@@ -22,7 +22,8 @@ struct TraceCommand: ParsableCommand {
     func validate() throws {
         let expected = fromNetns == nil ? 2 : 1
         guard endpoints.count == expected else {
-            throw failure(fromNetns == nil ? "give FROM and TO[:PORT]" : "give TO[:PORT] (FROM is --from-netns)")
+            throw ValidationError(
+                fromNetns == nil ? "give FROM and TO[:PORT]" : "give TO[:PORT] (FROM is --from-netns)")
         }
     }
 

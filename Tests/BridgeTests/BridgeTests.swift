@@ -201,23 +201,4 @@ struct BridgeTests {
             #expect(try delete(network, nil, id: c2.name, on: host).status == 0)
         }
     }
-
-    @Test func contradictoryOrInvalidConfigIsRefusedBeforeAnythingChanges() throws {
-        try withTestHosts(2) { hosts in
-            let (host, c1) = (hosts[0], hosts[1])
-            for extra: [String: Any] in [
-                ["hairpinMode": true, "promiscMode": true], ["vlan": 5000], ["vlan": -1],
-                ["vlanTrunk": [["minID": 10, "maxID": 5]]], ["mtu": 20], ["bridge": "name-longer-than-15"],
-            ] {
-                let network = Self.network(subnet4: "10.79.0.0/24", subnet6: "fd79::/64", extra)
-                defer { network.cleanUp() }
-                let output = try bridgePlugin.run(
-                    "ADD", config: network.config(), containerID: c1.name, netns: c1.path, ifname: "eth0", in: host)
-                #expect(output.errorCode == 7, "\(extra): \(output.stdout)")
-                #expect(try host.linkNames() == ["lo"])
-                #expect(try c1.linkNames() == ["lo"])
-                #expect(network.leases().isEmpty)
-            }
-        }
-    }
 }

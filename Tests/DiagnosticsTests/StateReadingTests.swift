@@ -82,6 +82,20 @@ struct StateReadingTests {
         #expect(try summary(#"{"type":"vxlan-overlay","vni":42,"ipMasq":true}"#).isolation == true)
     }
 
+    /// A store password in a config never reaches a report (doctor and network inspect print
+    /// the config as written otherwise).
+    @Test func storePasswordsAreRedacted() throws {
+        let list = try NetworkConfigList(
+            bytes: Array(
+                #"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"vxlan-overlay","vni":7,"store":{"type":"etcd","endpoints":["https://e:2379"],"username":"u","password":"s3cret"}}]}"#
+                    .utf8))
+        let raw = try #require(NetworkConfigList.Summary(list).raw)
+        let text = String(decoding: raw.encodedBytes, as: UTF8.self)
+        #expect(!text.contains("s3cret"))
+        #expect(text.contains("<redacted>"))
+        #expect(text.contains("\"username\":\"u\""))
+    }
+
     /// An entry the runtime writes is what diagnostics read back.
     @Test func cacheEntriesReadBack() throws {
         let dir = Scratch()

@@ -211,29 +211,6 @@ struct MacvlanTests {
         }
     }
 
-    @Test func invalidConfigAndTooLargeMTUAreRefusedBeforeAnythingChanges() throws {
-        try withTestHosts(3) { hosts in
-            let (host, peer, c1) = (hosts[0], hosts[1], hosts[2])
-            try Self.segment(host, peer: peer, subnet: "10.201.7.0/24")
-            for extra: [String: Any] in [
-                ["mtu": 9000], ["mtu": -1], ["mode": "sideways"], ["master": "nosuchif"], ["mac": "01:00:5e:00:00:01"],
-                ["bcqueuelen": -5],
-            ] {
-                let network = Self.network(subnet: "10.201.7.0/24", extra)
-                defer { network.cleanUp() }
-                let output = try run("ADD", network, c1, on: host)
-                #expect(output.errorCode == 7, "\(extra): \(output.stdout) \(output.stderr)")
-                #expect(try c1.linkNames() == ["lo"])
-                #expect(try host.linkNames().sorted() == ["lo", "mst0"])
-                #expect(network.leases().isEmpty)
-            }
-            // An MTU at the master's is fine.
-            let network = Self.network(subnet: "10.201.7.0/24", ["mtu": 1500])
-            defer { network.cleanUp() }
-            #expect(try add(network, c1, on: host)["interfaces"] != nil)
-        }
-    }
-
     @Test(arguments: ["0.2.0", "0.3.1", "0.4.0", "1.0.0"])
     func resultsInOlderSpecVersions(version: String) throws {
         let network = Self.network(subnet: "10.201.14.0/24")

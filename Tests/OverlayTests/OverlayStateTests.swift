@@ -1,6 +1,7 @@
 import ClusterStore
 import Foundation
 import IPAddressing
+import Netlink
 import Testing
 
 @testable import Overlay
@@ -95,5 +96,21 @@ import Testing
             fromH0.neighbors == [try #require(IPAddress("10.0.0.11")): try #require(MACAddress("02:00:00:00:00:0b"))])
         // Without a host name the VTEP alone tells local endpoints apart.
         #expect(state.remoteEntries(localHost: nil, localVTEP: vtep0) == fromH0)
+    }
+
+    /// What a host announces after a reconcile: the newly installed addresses at the MAC the
+    /// records give them, and nothing for an address no record holds.
+    @Test func announcementsNameTheRecordedMAC() throws {
+        var desired = DesiredEntries()
+        let reused = try #require(IPAddress("10.0.0.5"))
+        let reused6 = try #require(IPAddress("fd00::5"))
+        let newMAC = try #require(MACAddress("52:54:00:ab:cd:ef"))
+        desired.neighbors = [reused: newMAC, reused6: newMAC]
+        let unknown = try #require(IPAddress("10.0.0.6"))
+        #expect(
+            desired.announcements(of: [reused6, unknown, reused]) == [
+                NeighbourAnnouncement(address: reused6, mac: newMAC),
+                NeighbourAnnouncement(address: reused, mac: newMAC),
+            ])
     }
 }

@@ -63,15 +63,19 @@ final class PierHarness: @unchecked Sendable {
     /// Writes a bridge network `name` on `subnet` (a /24 in 10.221–10.229), optionally with portmap.
     @discardableResult
     func addNetwork(
-        _ name: String, subnet: String, portmap: Bool = false, file: String? = nil, cniVersion: String? = nil
+        _ name: String, subnet: String, portmap: Bool = false, file: String? = nil, cniVersion: String? = nil,
+        defaultGateway: Bool = false, capabilities: [String] = []
     ) throws -> String {
         let ipam = PierHarness.ipamPlugin
-        var plugins: [[String: Any]] = [
-            [
-                "type": "bridge", "bridge": "pbr\(uniqueTag(6))", "isGateway": true, "ipMasq": true,
-                "ipam": ["type": ipam.type, "dataDir": leaseDirectory, "ranges": [[["subnet": subnet]]]],
-            ]
+        var bridge: [String: Any] = [
+            "type": "bridge", "bridge": "pbr\(uniqueTag(6))", "isGateway": true, "ipMasq": true,
+            "ipam": ["type": ipam.type, "dataDir": leaseDirectory, "ranges": [[["subnet": subnet]]]],
         ]
+        if defaultGateway { bridge["isDefaultGateway"] = true }
+        if !capabilities.isEmpty {
+            bridge["capabilities"] = Dictionary(uniqueKeysWithValues: capabilities.map { ($0, true) })
+        }
+        var plugins: [[String: Any]] = [bridge]
         if portmap { plugins.append(["type": "portmap", "capabilities": ["portMappings": true]]) }
         let list: [String: Any] = ["cniVersion": cniVersion ?? ipam.cniVersion, "name": name, "plugins": plugins]
         let data = try JSONSerialization.data(withJSONObject: list, options: [.sortedKeys])
@@ -102,9 +106,9 @@ final class PierHarness: @unchecked Sendable {
         ] + arguments
     }
 
-    /// `ps --json`, decoded.
+    /// `ps -a --json` (every container), decoded.
     func containers() throws -> [[String: Any]] {
-        let result = try mustPier(["ps", "--json"])
+        let result = try mustPier(["ps", "-a", "--json"])
         return (try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]]) ?? []
     }
 

@@ -279,51 +279,6 @@ struct PortmapTests {
         }
     }
 
-    @Test func noMappingsPassesThroughAndTouchesNothingAndNoPrevResultIsRefused() throws {
-        try withTestHosts(3) { hosts in
-            let world = try PortmapWorld(hosts: hosts, octet: 216)
-            defer { world.cleanUp() }
-            defer { try? world.detachAll() }
-            let c1 = world.containers[0]
-            let previous = try world.attach(c1)
-            let before = try world.host.mustRun(["nft", "list", "ruleset"]).stdout
-            for mappings: [[String: Any]]? in [nil, []] {
-                let output = try world.portmapRunner.run(
-                    "ADD", config: world.portmapConfig(previous: previous, mappings: mappings), containerID: c1.name,
-                    netns: c1.path, ifname: "eth0", in: world.host)
-                #expect(output.status == 0, "\(output.stdout)")
-                #expect(output.object["ips"] as? NSArray == previous["ips"] as? NSArray)
-                #expect(output.object["interfaces"] as? NSArray == previous["interfaces"] as? NSArray)
-            }
-            #expect(try world.host.mustRun(["nft", "list", "ruleset"]).stdout == before)
-            let output = try world.portmapRunner.run(
-                "ADD", config: world.portmapConfig(previous: nil, mappings: [PortmapWorld.mapping(80, 80)]),
-                containerID: c1.name, netns: c1.path, ifname: "eth0", in: world.host)
-            #expect(output.errorCode == 7)
-            #expect((output.object["msg"] as? String ?? "").contains("must be called as chained plugin"))
-            // Invalid mappings are configuration errors, refused before anything changes.
-            for bad in [
-                PortmapWorld.mapping(0, 80), PortmapWorld.mapping(80, 70_000), PortmapWorld.mapping(80, 80, "icmp"),
-                PortmapWorld.mapping(80, 80, hostIP: "not-an-ip"),
-            ] {
-                let refused = try world.publish(c1, [bad])
-                #expect(refused.errorCode == 7, "\(bad): \(refused.stdout)")
-            }
-            #expect(try world.host.mustRun(["nft", "list", "ruleset"]).stdout == before)
-            // iptables-only reference keys are accepted and ignored.
-            let extra: [String: Any] = [
-                "markMasqBit": 13, "externalSetMarkChain": "KUBE-MARK-MASQ", "conditionsV4": ["-d", "10.0.0.0/8"],
-                "backend": "iptables",
-            ]
-            let accepted = try world.portmapRunner.run(
-                "ADD",
-                config: world.portmapConfig(
-                    previous: previous, mappings: [PortmapWorld.mapping(8080, 80)], extra: extra),
-                containerID: c1.name, netns: c1.path, ifname: "eth0", in: world.host)
-            #expect(accepted.status == 0, "\(accepted.stdout)")
-        }
-    }
-
     @Test func gcRemovesStaleAttachmentsAndStatusAnswers() throws {
         try withTestHosts(4) { hosts in
             // masqAll: every connection to a published port arrives from the host's bridge address.

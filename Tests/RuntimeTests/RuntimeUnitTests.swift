@@ -86,6 +86,9 @@ struct NetworkModeTests {
         spec.binds = [("/a/resolv.conf", "etc/resolv.conf")]
         spec.reportDescriptor = 3
         spec.pidFile = "/run/pier/c/pid"
+        spec.environment = ["A=1", "B=x=y"]
+        spec.workdir = "/srv"
+        spec.exitFile = "/run/pier/c/exit"
         #expect(try InitSpec(arguments: spec.arguments) == spec)
         #expect(throws: RuntimeError.self) { try InitSpec(arguments: ["--netns", "/x", "--"]) }
     }
@@ -155,5 +158,53 @@ struct StateStoreTests {
         #expect(ProcessState.isAlive(pid: own, startTime: start))
         #expect(!ProcessState.isAlive(pid: own, startTime: start + 1))
         #expect(ProcessState.stat(Int32.max) == nil)
+    }
+}
+
+struct NetworkChoiceTests {
+    static func list(_ name: String, defaultGateway: Bool?, capabilities: String = "{}") throws -> NetworkConfigList {
+        let flag = defaultGateway.map { ",\"isDefaultGateway\":\($0)" } ?? ""
+        let text =
+            #"{"cniVersion":"1.1.0","name":""# + name
+            + #"","plugins":[{"type":"bridge","capabilities":"# + capabilities + flag + "}]}"
+        return try NetworkConfigList(bytes: Array(text.utf8))
+    }
+
+    static func wantsDefault(_ list: NetworkConfigList) -> Bool? {
+        list.plugins[0].raw["isDefaultGateway"]?.boolValue
+    }
+
+    /// Only the first network that asks for the default route keeps `isDefaultGateway`.
+    @Test func onlyTheFirstDefaultGatewayNetworkKeepsIt() throws {
+        let lists = try [
+            Self.list("a", defaultGateway: nil), Self.list("b", defaultGateway: true),
+            Self.list("c", defaultGateway: true), Self.list("d", defaultGateway: false),
+        ]
+        let chosen = ContainerManager.oneDefaultGateway(lists)
+        #expect(chosen.map(\.name) == ["a", "b", "c", "d"])
+        #expect(chosen.map(Self.wantsDefault) == [nil, true, false, false])
+        // The rewritten list is what gets cached: it parses as the same network.
+        #expect(chosen[2].plugins.map(\.type) == ["bridge"])
+        #expect(ContainerManager.oneDefaultGateway([lists[1]]).map(Self.wantsDefault) == [true])
+    }
+
+    /// `--ip`, `--mac` and `-p` need the capability in the first network's config.
+    @Test func capabilityOptionsNeedTheCapability() throws {
+        let bare = try Self.list("bare", defaultGateway: nil)
+        let capable = try Self.list("capable", defaultGateway: nil, capabilities: #"{"ips":true,"mac":true}"#)
+        var options = CreateOptions(command: ["true"])
+        try ContainerManager.requireCapabilities(options, of: bare)
+        options.ips = ["10.0.0.5"]
+        #expect(throws: RuntimeError.self) { try ContainerManager.requireCapabilities(options, of: bare) }
+        try ContainerManager.requireCapabilities(options, of: capable)
+        options.mac = "c2:11:22:33:44:55"
+        try ContainerManager.requireCapabilities(options, of: capable)
+        options.ports = ["8080:80"]
+        do {
+            try ContainerManager.requireCapabilities(options, of: capable)
+            Issue.record("-p without portMappings was accepted")
+        } catch {
+            #expect("\(error)".contains("\"portMappings\" capability"), "\(error)")
+        }
     }
 }

@@ -7,9 +7,9 @@ import PluginSupport
 enum VLANSupport {
     /// Fails with code 7 before anything changes when the kernel cannot filter VLANs on a
     /// bridge (no CONFIG_BRIDGE_VLAN_FILTERING): the probe runs in a private, throwaway netns.
-    static func requireKernelSupport() throws {
-        let scratch = try NetworkNamespace.createAnonymous()
-        let netlink = try RouteNetlink(namespace: scratch)
+    static func requireKernelSupport(_ kernel: PluginKernel) throws {
+        let scratch = try kernel.scratchNamespace()
+        let netlink = try kernel.netlink(scratch)
         try netlink.createBridge(name: "vlanprobe")
         let probe = try netlink.link(named: "vlanprobe")
         do {

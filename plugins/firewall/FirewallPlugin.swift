@@ -8,6 +8,9 @@ import PluginSupport
 /// chain and applies the ingress policy, through elements of fixed sets in `inet pier` (and
 /// `bridge pier` for `isolated`), tagged with the attachment.
 struct FirewallPlugin: CNIPlugin {
+    /// Where every kernel access goes (`PluginKernel.system` in production).
+    var kernel: PluginKernel = .system
+
     var about: String { "Pier firewall plugin" }
 
     func add(_ request: CNIRequest) throws -> CNIResult {
@@ -17,7 +20,7 @@ struct FirewallPlugin: CNIPlugin {
         }
         result.cniVersion = request.cniVersion
         let attachment = try planned(request, result: result, policy: policy)
-        try ContainerFirewall(client: try NFTablesClient()).attach(attachment)
+        try ContainerFirewall(client: try kernel.nftables()).attach(attachment)
         return result
     }
 
@@ -27,7 +30,7 @@ struct FirewallPlugin: CNIPlugin {
         let owner = Attachment(request).ownerTag
         let keys = request.prevResult.flatMap { try? planned(request, result: $0, policy: .isolated, strict: false) }
         do {
-            try ContainerFirewall(client: try NFTablesClient()).detach(owner: owner, keys: keys)
+            try ContainerFirewall(client: try kernel.nftables()).detach(owner: owner, keys: keys)
         } catch {
             throw CNIError(.internalError, "firewall DEL incomplete: \(error)")
         }
@@ -39,7 +42,7 @@ struct FirewallPlugin: CNIPlugin {
             throw CNIError(.invalidNetworkConfig, "must be called as chained plugin (no prevResult)")
         }
         let attachment = try planned(request, result: result, policy: policy)
-        let missing = try ContainerFirewall(client: try NFTablesClient()).missing(attachment)
+        let missing = try ContainerFirewall(client: try kernel.nftables()).missing(attachment)
         guard missing.isEmpty else {
             throw CNIError(.internalError, "firewall state missing: \(missing.joined(separator: ", "))")
         }
@@ -53,7 +56,7 @@ struct FirewallPlugin: CNIPlugin {
         let networkPrefix = Attachment.networkTag(request.config.name) + " "
         var failures: [String] = []
         do {
-            let firewall = ContainerFirewall(client: try NFTablesClient())
+            let firewall = ContainerFirewall(client: try kernel.nftables())
             for owner in try firewall.owners().sorted() where owner.hasPrefix(networkPrefix) && !valid.contains(owner) {
                 do {
                     try firewall.detach(owner: owner)
@@ -71,7 +74,7 @@ struct FirewallPlugin: CNIPlugin {
 
     func status(_ request: CNIRequest) throws {
         do {
-            _ = try NFTablesClient().generation()
+            _ = try kernel.nftables().generation()
         } catch {
             throw CNIError(.pluginNotAvailable, "nftables is not usable: \(error)")
         }
@@ -82,7 +85,7 @@ struct FirewallPlugin: CNIPlugin {
     /// host-side interface, as the reference takes the first interface) and the container's
     /// bridge port (the next host-side interface). A policy that needs a bridge or port the
     /// result does not name is code 7 unless `strict` is off (DEL looks up what it can).
-    private func planned(
+    func planned(
         _ request: CNIRequest, result: CNIResult, policy: FirewallAttachment.IngressPolicy, strict: Bool = true
     ) throws(CNIError) -> FirewallAttachment {
         let addresses = result.ips.filter { ip in

@@ -8,12 +8,14 @@ import PluginSupport
 /// holds it under a name that could collide, and udev or NetworkManager never see a
 /// half-renamed device on the host.
 struct DeviceMove {
+    let kernel: PluginKernel
     let host: RouteNetlink
     let hostNamespace: NetworkNamespace
 
-    init() throws {
-        host = try RouteNetlink()
-        hostNamespace = try NetworkNamespace.current()
+    init(_ kernel: PluginKernel) throws {
+        self.kernel = kernel
+        host = try kernel.hostNetlink()
+        hostNamespace = try kernel.currentNamespace()
     }
 
     /// Moves `device` into the container as `ifName`, with its origin in its alias. It arrives
@@ -24,8 +26,8 @@ struct DeviceMove {
         if !origin.alias.isEmpty && DeviceOrigin(alias: origin.encoded)?.alias != origin.alias {
             cniLog("\(device.name)'s alias is too long to keep beside its origin; it will not be restored")
         }
-        let scratch = try NetworkNamespace.createAnonymous()
-        let staging = try RouteNetlink(namespace: scratch)
+        let scratch = try kernel.scratchNamespace()
+        let staging = try kernel.netlink(scratch)
         try host.moveLink(index: device.index, to: .namespace(scratch))
         do {
             let staged = try staging.link(named: device.name)
@@ -54,8 +56,8 @@ struct DeviceMove {
                 "cannot return \(link.name) to the host as \(origin.name): the host has another interface of that"
                     + " name (index \(clash.index)); it stays in the container until that name is free")
         }
-        let scratch = try NetworkNamespace.createAnonymous()
-        let staging = try RouteNetlink(namespace: scratch)
+        let scratch = try kernel.scratchNamespace()
+        let staging = try kernel.netlink(scratch)
         try holder.moveLink(index: link.index, to: .namespace(scratch))
         do {
             try finishReturn(from: staging, origin: origin)

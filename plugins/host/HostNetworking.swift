@@ -2,6 +2,7 @@ import CNI
 import IPAddressing
 import NetNS
 import Netlink
+import PluginSupport
 
 /// Host networking mode (Docker's `--net=host`): the container runs in the host's own network
 /// namespace, so there is nothing to create. ADD only proves that it is so and describes the
@@ -9,9 +10,9 @@ import Netlink
 enum HostNetworking {
     /// Code 7 unless `path` is the plugin's own network namespace: in any other netns this
     /// config would silently give the container no network at all.
-    static func requireHostNamespace(_ path: String) throws {
-        let target = try NetworkNamespace.open(path: path)
-        let own = try NetworkNamespace.current()
+    static func requireHostNamespace(_ path: String, kernel: PluginKernel) throws {
+        let target = try kernel.openNamespace(path)
+        let own = try kernel.currentNamespace()
         guard target.isSame(as: own) else {
             throw CNIError(
                 .invalidNetworkConfig,
@@ -23,8 +24,8 @@ enum HostNetworking {
 
     /// The host's interfaces (no sandbox: they are host-side), its global addresses and its
     /// main-table unicast routes, IPv4 and IPv6.
-    static func describeHost(cniVersion: String) throws -> CNIResult {
-        let netlink = try RouteNetlink()
+    static func describeHost(cniVersion: String, kernel: PluginKernel) throws -> CNIResult {
+        let netlink = try kernel.hostNetlink()
         let links = try netlink.links().sorted { $0.index < $1.index }
         var result = CNIResult(cniVersion: cniVersion)
         var positions: [Int32: Int] = [:]

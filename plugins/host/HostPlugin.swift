@@ -13,6 +13,9 @@ struct HostPlugin: CNIPlugin {
     /// Invoked as `host-device`: only device mode, as the reference plugin of that name has.
     var deviceOnly = false
 
+    /// Where every kernel access goes (`PluginKernel.system` in production).
+    var kernel: PluginKernel = .system
+
     var about: String {
         deviceOnly ? "Pier host-device plugin" : "Pier host plugin (host networking mode, host devices)"
     }
@@ -40,8 +43,8 @@ struct HostPlugin: CNIPlugin {
                     .invalidNetworkConfig,
                     "\"ipam\" has no meaning in host networking mode: the container uses the host's own addresses")
             }
-            try HostNetworking.requireHostNamespace(request.netns)
-            var result = try HostNetworking.describeHost(cniVersion: request.cniVersion)
+            try HostNetworking.requireHostNamespace(request.netns, kernel: kernel)
+            var result = try HostNetworking.describeHost(cniVersion: request.cniVersion, kernel: kernel)
             if let dns = request.config.dns, !dns.isEmpty { result.dns = dns }
             return result
         case .device(let selectors):
@@ -50,11 +53,11 @@ struct HostPlugin: CNIPlugin {
     }
 
     private func addDevice(_ selectors: [DeviceSelector], _ request: CNIRequest) throws -> CNIResult {
-        let containerNS = try NetworkNamespace.open(path: request.netns)
+        let containerNS = try kernel.openNamespace(request.netns)
         try rejectOwnNamespace(containerNS)
-        let container = try RouteNetlink(namespace: containerNS)
+        let container = try kernel.netlink(containerNS)
         try requireNoContainerInterface(named: request.ifName, in: container)
-        let move = try DeviceMove()
+        let move = try DeviceMove(kernel)
         let device = try DeviceSelection.resolve(selectors, netlink: move.host)
         // ADD leaves nothing behind when it fails: the device goes home, the lease is released.
         return try withRollback { rollback in
@@ -70,7 +73,7 @@ struct HostPlugin: CNIPlugin {
                 let ipamResult = try IPAMCall.add(request)
                 rollback.push("release the addresses") { try IPAMCall.delete(request) }
                 result = try CNIResult.fromIPAM(ipamResult, cniVersion: request.cniVersion, interfaceIndex: 0)
-                let setup = InterfaceSetup(namespace: containerNS, netlink: container)
+                let setup = InterfaceSetup(namespace: containerNS, netlink: container, kernel: kernel)
                 try setup.prepare(ifName: request.ifName, families: Set(result.ips.map(\.family)), enableDAD: false)
                 try setup.apply(result, interfaceIndex: 0, link: link, enableDAD: false)
             } else {
@@ -89,22 +92,27 @@ struct HostPlugin: CNIPlugin {
         failures.attempt { namespace = try openUnlessGone(request.netns) }
         if let namespace { try rejectOwnNamespace(namespace) }
         // IPAM always, even with no netns: the reference host-device leaks the lease there.
-        if request.config.ipam != nil { failures.attempt { try IPAMCall.delete(request) } }
+        var released: [IPAddress] = []
+        if request.config.ipam != nil { failures.attempt { released = try IPAMCall.delete(request) } }
+        ConnectionTracking.forget(
+            ConnectionTracking.containerAddresses(in: request.prevResult, ifName: request.ifName) + released,
+            kernel: kernel, failures: &failures)
         if namespace == nil {
             // Whatever the kernel gave back when the netns died gets its identity back (the
             // problems are logged only: DEL must not fail for a device that is already home).
             do {
-                for problem in try DeviceMove().restoreStrays() { cniLog("host DEL: \(problem)") }
+                for problem in try DeviceMove(kernel).restoreStrays() { cniLog("host DEL: \(problem)") }
             } catch {
                 cniLog("host DEL: \(error)")
             }
         }
         if let namespace {
             do {
-                let container = try RouteNetlink(namespace: namespace)
+                let container = try kernel.netlink(namespace)
                 if let link = try container.linkIfPresent(named: request.ifName) {
                     if let origin = DeviceOrigin(alias: link.alias) {
-                        try DeviceMove().moveOut(link, origin: origin, from: container, holderNamespace: namespace)
+                        try DeviceMove(kernel).moveOut(
+                            link, origin: origin, from: container, holderNamespace: namespace)
                     } else {
                         cniLog("\(request.ifName) in \(request.netns) was not moved there by Pier; left alone")
                     }
@@ -121,7 +129,7 @@ struct HostPlugin: CNIPlugin {
     func check(_ request: CNIRequest) throws {
         switch try mode(request) {
         case .hostNetworking:
-            try HostNetworking.requireHostNamespace(request.netns)
+            try HostNetworking.requireHostNamespace(request.netns, kernel: kernel)
         case .device:
             try checkDevice(request)
         }
@@ -132,9 +140,9 @@ struct HostPlugin: CNIPlugin {
             throw CNIError(.invalidNetworkConfig, "host CHECK needs prevResult")
         }
         if request.config.ipam != nil { try IPAMCall.check(request) }
-        let namespace = try NetworkNamespace.open(path: request.netns)
+        let namespace = try kernel.openNamespace(request.netns)
         try rejectOwnNamespace(namespace)
-        let container = try RouteNetlink(namespace: namespace)
+        let container = try kernel.netlink(namespace)
         guard let link = try container.linkIfPresent(named: request.ifName) else {
             throw CNIError(.internalError, "interface \(request.ifName) is missing in \(request.netns)")
         }
@@ -142,7 +150,7 @@ struct HostPlugin: CNIPlugin {
             throw CNIError(
                 .internalError, "\(request.ifName) in \(request.netns) is not a host device Pier moved there")
         }
-        try InterfaceSetup(namespace: namespace, netlink: container)
+        try InterfaceSetup(namespace: namespace, netlink: container, kernel: kernel)
             .verify(link, against: expected, ifName: request.ifName, netns: request.netns)
     }
 
@@ -151,9 +159,11 @@ struct HostPlugin: CNIPlugin {
     func garbageCollect(_ request: CNIRequest) throws {
         var failures = CNIErrorList()
         if case .device = try mode(request) {
-            for problem in try DeviceMove().restoreStrays() { failures.record(CNIError(.internalError, problem)) }
+            for problem in try DeviceMove(kernel).restoreStrays() { failures.record(CNIError(.internalError, problem)) }
         }
-        if request.config.ipam != nil { failures.attempt { try IPAMCall.garbageCollect(request) } }
+        var released: [IPAddress] = []
+        if request.config.ipam != nil { failures.attempt { released = try IPAMCall.garbageCollect(request) } }
+        ConnectionTracking.forget(released, kernel: kernel, failures: &failures)
         try failures.throwIfAny("host GC incomplete")
     }
 
@@ -165,7 +175,7 @@ struct HostPlugin: CNIPlugin {
 
     /// Skel's code 8, which the runner skips for this plugin because host mode needs the case.
     private func rejectOwnNamespace(_ namespace: NetworkNamespace) throws {
-        if namespace.isSame(as: try NetworkNamespace.current()) {
+        if namespace.isSame(as: try kernel.currentNamespace()) {
             throw CNIError(
                 .invalidNetNS,
                 "CNI_NETNS is the plugin's own network namespace: a host device cannot be moved into it"
@@ -175,6 +185,6 @@ struct HostPlugin: CNIPlugin {
 
     private func openUnlessGone(_ path: String) throws -> NetworkNamespace? {
         guard !path.isEmpty else { return nil }
-        do { return try NetworkNamespace.open(path: path) } catch  where error.isNotFound { return nil }
+        do { return try kernel.openNamespace(path) } catch  where error.isNotFound { return nil }
     }
 }

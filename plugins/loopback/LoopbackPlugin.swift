@@ -13,13 +13,16 @@ import PluginSupport
 /// IPv6 is off there). Like the reference, it works on `lo` whatever `CNI_IFNAME` says
 /// (containerd passes "lo", others "eth0" or anything).
 struct LoopbackPlugin: CNIPlugin {
+    /// Where every kernel access goes (`PluginKernel.system` in production).
+    var kernel: PluginKernel = .system
+
     var about: String { "Pier loopback plugin" }
 
     static let interfaceName = "lo"
 
     func add(_ request: CNIRequest) throws -> CNIResult {
-        let namespace = try NetworkNamespace.open(path: request.netns)
-        let netlink = try RouteNetlink(namespace: namespace)
+        let namespace = try kernel.openNamespace(request.netns)
+        let netlink = try kernel.netlink(namespace)
         let loopback = try self.loopback(netlink)
         try netlink.setLinkUp(index: loopback.index)
         var addresses = try netlink.addresses(index: loopback.index)
@@ -57,20 +60,20 @@ struct LoopbackPlugin: CNIPlugin {
         guard !request.netns.isEmpty else { return }
         let namespace: NetworkNamespace
         do {
-            namespace = try NetworkNamespace.open(path: request.netns)
+            namespace = try kernel.openNamespace(request.netns)
         } catch {
             guard !error.isNotFound && error.errno != EINVAL else { return }
             throw error
         }
-        let netlink = try RouteNetlink(namespace: namespace)
+        let netlink = try kernel.netlink(namespace)
         try ignoringMissing {
             try netlink.setLinkDown(index: try self.loopback(netlink).index)
         }
     }
 
     func check(_ request: CNIRequest) throws {
-        let namespace = try NetworkNamespace.open(path: request.netns)
-        let loopback = try self.loopback(try RouteNetlink(namespace: namespace))
+        let namespace = try kernel.openNamespace(request.netns)
+        let loopback = try self.loopback(try kernel.netlink(namespace))
         guard loopback.link.isUp else { throw CNIError(.internalError, "loopback interface is down") }
     }
 

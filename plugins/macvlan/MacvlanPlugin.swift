@@ -9,6 +9,9 @@ import PluginSupport
 /// container's interface, on the master's L2 segment with its own MAC; addresses come from the
 /// IPAM delegate, or none at all (L2 only).
 struct MacvlanPlugin: CNIPlugin {
+    /// Where every kernel access goes (`PluginKernel.system` in production).
+    var kernel: PluginKernel = .system
+
     var about: String { "Pier macvlan plugin" }
 
     func add(_ request: CNIRequest) throws -> CNIResult {
@@ -16,10 +19,10 @@ struct MacvlanPlugin: CNIPlugin {
         var settings = try config.validate()
         if let runtimeMAC = try requestedMAC(request) { settings.mac = runtimeMAC }
 
-        let containerNS = try NetworkNamespace.open(path: request.netns)
-        let container = try RouteNetlink(namespace: containerNS)
+        let containerNS = try kernel.openNamespace(request.netns)
+        let container = try kernel.netlink(containerNS)
         try requireNoContainerInterface(named: request.ifName, in: container)
-        let masterNetlink = config.linkInContainer ? container : try RouteNetlink()
+        let masterNetlink = config.linkInContainer ? container : try kernel.hostNetlink()
         let master = try MacvlanLink.findMaster(
             named: config.master, netlink: masterNetlink,
             where: config.linkInContainer ? "in the container" : "on the host")
@@ -35,7 +38,7 @@ struct MacvlanPlugin: CNIPlugin {
                 on: master, settings: settings, creator: masterNetlink, container: container,
                 containerNamespace: config.linkInContainer ? nil : containerNS, ifName: request.ifName)
             rollback.push("delete \(request.ifName)") { try container.deleteLink(index: link.index) }
-            let setup = InterfaceSetup(namespace: containerNS, netlink: container)
+            let setup = InterfaceSetup(namespace: containerNS, netlink: container, kernel: kernel)
             var result = CNIResult(cniVersion: request.cniVersion)
             if request.config.ipam != nil {
                 let ipamResult = try IPAMCall.add(request)
@@ -59,8 +62,8 @@ struct MacvlanPlugin: CNIPlugin {
     private func announceAddresses(_ setup: InterfaceSetup, ifName: String, families: Set<IPFamily>) throws {
         try setup.prepare(ifName: ifName, families: families, enableDAD: false)
         if !families.contains(.v6) {
-            _ = try? setup.namespace.perform { () throws(Sysctl.Failure) in
-                try Sysctl.write("net/ipv6/conf/\(ifName)/ndisc_notify", "1")
+            _ = try? setup.kernel.sysctls(setup.namespace) { sysctl in
+                try sysctl.write("net/ipv6/conf/\(ifName)/ndisc_notify", "1")
             }
         }
     }
@@ -68,11 +71,15 @@ struct MacvlanPlugin: CNIPlugin {
     func delete(_ request: CNIRequest) throws {
         var failures = CNIErrorList()
         // IPAM first, as the reference does: the lease must go even if the netns is unusable.
-        if request.config.ipam != nil { failures.attempt { try IPAMCall.delete(request) } }
+        var released: [IPAddress] = []
+        if request.config.ipam != nil { failures.attempt { released = try IPAMCall.delete(request) } }
+        ConnectionTracking.forget(
+            ConnectionTracking.containerAddresses(in: request.prevResult, ifName: request.ifName) + released,
+            kernel: kernel, failures: &failures)
         if !request.netns.isEmpty {
             do {
-                let namespace = try NetworkNamespace.open(path: request.netns)
-                let container = try RouteNetlink(namespace: namespace)
+                let namespace = try kernel.openNamespace(request.netns)
+                let container = try kernel.netlink(namespace)
                 // Only our kind of link: a same-named interface of another kind is not ours.
                 if let link = try container.linkIfPresent(named: request.ifName), link.kind == .macvlan {
                     try ignoringMissing { try container.deleteLink(index: link.index) }
@@ -94,9 +101,9 @@ struct MacvlanPlugin: CNIPlugin {
         }
         if request.config.ipam != nil { try IPAMCall.check(request) }
 
-        let namespace = try NetworkNamespace.open(path: request.netns)
-        let container = try RouteNetlink(namespace: namespace)
-        let masterNetlink = config.linkInContainer ? container : try RouteNetlink()
+        let namespace = try kernel.openNamespace(request.netns)
+        let container = try kernel.netlink(namespace)
+        let masterNetlink = config.linkInContainer ? container : try kernel.hostNetlink()
         let master = try MacvlanLink.findMaster(
             named: config.master, netlink: masterNetlink,
             where: config.linkInContainer ? "in the container" : "on the host")
@@ -116,7 +123,7 @@ struct MacvlanPlugin: CNIPlugin {
         guard link.linkIndex == master.index else {
             throw CNIError(.internalError, "\(request.ifName) is not a child of master \(master.name)")
         }
-        try InterfaceSetup(namespace: namespace, netlink: container)
+        try InterfaceSetup(namespace: namespace, netlink: container, kernel: kernel)
             .verify(link, against: expected, ifName: request.ifName, netns: request.netns)
     }
 
@@ -124,7 +131,9 @@ struct MacvlanPlugin: CNIPlugin {
     /// the IPAM delegate has leases to collect.
     func garbageCollect(_ request: CNIRequest) throws {
         var failures = CNIErrorList()
-        if request.config.ipam != nil { failures.attempt { try IPAMCall.garbageCollect(request) } }
+        var released: [IPAddress] = []
+        if request.config.ipam != nil { failures.attempt { released = try IPAMCall.garbageCollect(request) } }
+        ConnectionTracking.forget(released, kernel: kernel, failures: &failures)
         try failures.throwIfAny("macvlan GC incomplete")
     }
 
@@ -134,7 +143,8 @@ struct MacvlanPlugin: CNIPlugin {
         // With linkInContainer the master is in a container netns that STATUS is not given.
         if !config.linkInContainer {
             do {
-                _ = try MacvlanLink.findMaster(named: config.master, netlink: try RouteNetlink(), where: "on the host")
+                _ = try MacvlanLink.findMaster(
+                    named: config.master, netlink: try kernel.hostNetlink(), where: "on the host")
             } catch let error as CNIError where error.code == .invalidNetworkConfig {
                 throw CNIError(.pluginNotAvailable, error.msg)
             }

@@ -9,6 +9,9 @@ import PluginSupport
 /// The `portmap` plugin (chained only): publishes host ports to the container's addresses as
 /// elements of the DNAT maps in `inet pier`, tagged with the attachment.
 struct PortmapPlugin: CNIPlugin {
+    /// Where every kernel access goes (`PluginKernel.system` in production).
+    var kernel: PluginKernel = .system
+
     var about: String { "Pier portmap plugin" }
 
     func add(_ request: CNIRequest) throws -> CNIResult {
@@ -17,15 +20,16 @@ struct PortmapPlugin: CNIPlugin {
         }
         result.cniVersion = request.cniVersion
         let mappings = try request.config.runtimeConfig("portMappings", as: [PortMapping].self) ?? []
+        let config = try request.config.decode(PortmapConfig.self)
         // Nothing to publish: touch nothing (the reference's lesson from xtables-lock storms).
         guard !mappings.isEmpty else { return result }
-        let config = try request.config.decode(PortmapConfig.self)
         let (v4, v6) = containerAddresses(result, ifName: request.ifName)
         let ports = try planned(mappings, v4: v4, v6: v6)
         guard !ports.isEmpty else { return result }
+        try HostListeners.refuseOccupied(ports)
 
         let owner = Attachment(request).ownerTag
-        let publishing = PortPublishing(client: try NFTablesClient())
+        let publishing = PortPublishing(client: try kernel.nftables())
         try withRollback { rollback in
             try publish(ports, owner: owner, config: config, publishing: publishing)
             rollback.push("unpublish the ports of \(owner)") { _ = try publishing.unpublish(owner: owner) }
@@ -39,7 +43,7 @@ struct PortmapPlugin: CNIPlugin {
 
     /// One atomic batch; a host port someone else holds refuses the whole ADD, naming the
     /// holder. Keys this very attachment holds (an ADD repeated without DEL) are replaced.
-    private func publish(
+    func publish(
         _ ports: [PublishedPort], owner: String, config: PortmapConfig, publishing: PortPublishing
     ) throws {
         let refusal: FirewallError
@@ -64,7 +68,7 @@ struct PortmapPlugin: CNIPlugin {
         var removed: [PublishedPort] = []
         var failures = CNIErrorList()
         failures.attempt {
-            let publishing = PortPublishing(client: try NFTablesClient())
+            let publishing = PortPublishing(client: try kernel.nftables())
             if let keys = mappingKeys(request) {
                 // libcni passes the ADD's runtimeConfig again: look up exactly those keys.
                 removed = try publishing.unpublish(keys, owner: owner)
@@ -74,6 +78,9 @@ struct PortmapPlugin: CNIPlugin {
                 removed = try publishing.unpublish(owner: owner)
             }
         }
+        ConnectionTracking.forget(
+            ConnectionTracking.containerAddresses(in: request.prevResult, ifName: request.ifName)
+                + removed.map(\.container), kernel: kernel, failures: &failures)
         try failures.throwIfAny("portmap DEL incomplete")
         flushStaleUDPEntries(removed)
     }
@@ -97,7 +104,7 @@ struct PortmapPlugin: CNIPlugin {
         let (v4, v6) = containerAddresses(expected, ifName: request.ifName)
         let ports = try planned(mappings, v4: v4, v6: v6)
         guard !ports.isEmpty else { return }
-        let publishing = PortPublishing(client: try NFTablesClient())
+        let publishing = PortPublishing(client: try kernel.nftables())
         let present = Set(try publishing.published(by: Attachment(request).ownerTag))
         let missing = ports.filter { !present.contains($0) }
         guard missing.isEmpty else {
@@ -116,11 +123,13 @@ struct PortmapPlugin: CNIPlugin {
         let networkPrefix = Attachment.networkTag(request.config.name) + " "
         var failures = CNIErrorList()
         do {
-            let publishing = PortPublishing(client: try NFTablesClient())
+            let publishing = PortPublishing(client: try kernel.nftables())
             for owner in try publishing.owners().sorted() where owner.hasPrefix(networkPrefix) && !valid.contains(owner)
             {
                 do {
-                    flushStaleUDPEntries(try publishing.unpublish(owner: owner))
+                    let removed = try publishing.unpublish(owner: owner)
+                    ConnectionTracking.forget(removed.map(\.container), kernel: kernel, failures: &failures)
+                    flushStaleUDPEntries(removed)
                 } catch {
                     let cause = CNIError(converting: error)
                     failures.record(CNIError(cause.code, "\(owner): \(cause.msg)", details: cause.details))
@@ -134,13 +143,13 @@ struct PortmapPlugin: CNIPlugin {
 
     func status(_ request: CNIRequest) throws {
         do {
-            _ = try NFTablesClient().generation()
+            _ = try kernel.nftables().generation()
         } catch {
             throw CNIError(.pluginNotAvailable, "nftables is not usable: \(error)")
         }
     }
 
-    private func planned(_ mappings: [PortMapping], v4: IPAddress?, v6: IPAddress?) throws -> [PublishedPort] {
+    func planned(_ mappings: [PortMapping], v4: IPAddress?, v6: IPAddress?) throws -> [PublishedPort] {
         do {
             return try plan(mappings, v4: v4, v6: v6)
         } catch .invalid(let message) {
@@ -150,7 +159,7 @@ struct PortmapPlugin: CNIPlugin {
 
     /// The first IPv4 and IPv6 address of the container interface: entries pointing at an
     /// interface named `ifName` inside a sandbox, or at no interface at all (as the reference).
-    private func containerAddresses(_ result: CNIResult, ifName: String) -> (IPAddress?, IPAddress?) {
+    func containerAddresses(_ result: CNIResult, ifName: String) -> (IPAddress?, IPAddress?) {
         let candidates = result.ips.filter { ip in
             guard let index = ip.interface else { return true }
             guard result.interfaces.indices.contains(index) else { return false }
@@ -167,7 +176,7 @@ struct PortmapPlugin: CNIPlugin {
     /// interface that routes to the container with a loopback source, which the kernel drops
     /// unless `route_localnet` is on for that interface (only that one; IPv6 has no equivalent).
     private func allowLocalhostAccess(to container: IPAddress) throws {
-        let netlink = try RouteNetlink()
+        let netlink = try kernel.hostNetlink()
         let routes = try netlink.routes(family: .v4).filter {
             $0.destination.contains(container) && $0.outputIndex != nil
         }
@@ -187,9 +196,9 @@ struct PortmapPlugin: CNIPlugin {
         let udp = Set(ports.filter { $0.ipProtocol == .udp }.map { PortKey(family: $0.family, port: $0.hostPort) })
         guard !udp.isEmpty else { return }
         do {
-            let conntrack = try ConntrackClient()
+            let conntrack = try kernel.conntrack()
             for key in udp.sorted(by: { $0.port < $1.port }) {
-                try conntrack.deleteEntries(
+                try conntrack.forgetFlows(
                     protocolNumber: IPProtocol.udp.rawValue, destinationPort: key.port, family: key.family)
             }
         } catch {

@@ -20,27 +20,29 @@ struct TuningStep {
 struct ContainerTuning {
     let namespace: NetworkNamespace
     let netlink: RouteNetlink
+    let kernel: PluginKernel
     let network: String
     let containerID: String
     let ifName: String
 
-    init(_ request: CNIRequest) throws {
-        try self.init(request, namespace: NetworkNamespace.open(path: request.netns))
+    init(_ request: CNIRequest, kernel: PluginKernel) throws {
+        try self.init(request, namespace: kernel.openNamespace(request.netns), kernel: kernel)
     }
 
-    private init(_ request: CNIRequest, namespace: NetworkNamespace) throws {
+    private init(_ request: CNIRequest, namespace: NetworkNamespace, kernel: PluginKernel) throws {
         self.namespace = namespace
-        self.netlink = try RouteNetlink(namespace: namespace)
+        self.netlink = try kernel.netlink(namespace)
+        self.kernel = kernel
         self.network = request.config.name
         self.containerID = request.containerID
         self.ifName = request.ifName
     }
 
     /// Nil when there is no namespace to go back to: none given, gone, or no longer a namespace.
-    static func ifPresent(_ request: CNIRequest) throws -> ContainerTuning? {
+    static func ifPresent(_ request: CNIRequest, kernel: PluginKernel) throws -> ContainerTuning? {
         guard !request.netns.isEmpty else { return nil }
         do {
-            return try ContainerTuning(request, namespace: NetworkNamespace.open(path: request.netns))
+            return try ContainerTuning(request, namespace: kernel.openNamespace(request.netns), kernel: kernel)
         } catch let error as NamespaceError where error.isNotFound || error.errno == EINVAL {
             return nil
         }
@@ -187,7 +189,7 @@ struct ContainerTuning {
     /// An interface's sysctl that is gone went with the interface: nothing to restore.
     private func restoreSysctl(_ path: String, _ value: String) throws {
         do {
-            try namespace.perform { () throws(Sysctl.Failure) in try Sysctl.write(path, value) }
+            try kernel.sysctls(namespace) { try $0.write(path, value) }
         } catch let error as Sysctl.Failure where error.errno == ENOENT {}
     }
 
@@ -233,7 +235,7 @@ struct ContainerTuning {
 
     private func readSysctl(_ key: SysctlKey) throws -> String {
         do {
-            return try namespace.perform { () throws(Sysctl.Failure) in try Sysctl.read(key.path) }
+            return try kernel.withSysctls(in: namespace) { try $0.read(key.path) }
         } catch let error as Sysctl.Failure where [ENOENT, EISDIR, ENOTDIR].contains(error.errno) {
             throw CNIError(
                 .invalidNetworkConfig,
@@ -242,6 +244,6 @@ struct ContainerTuning {
     }
 
     private func writeSysctl(_ key: SysctlKey, _ value: String) throws {
-        try namespace.perform { () throws(Sysctl.Failure) in try Sysctl.write(key.path, value) }
+        try kernel.sysctls(namespace) { try $0.write(key.path, value) }
     }
 }

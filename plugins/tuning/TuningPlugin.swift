@@ -1,11 +1,15 @@
 import CNI
 import IPAddressing
+import PluginSupport
 
 /// The `tuning` plugin (chained only): sets network sysctls of the container's namespace and
 /// the MAC, MTU, promiscuous and all-multicast modes and transmit queue length of `CNI_IFNAME`,
 /// and puts back on DEL whatever it changed. Sysctls are written through /proc/sys on a thread
 /// inside the namespace; link settings go over netlink.
 struct TuningPlugin: CNIPlugin {
+    /// Where every kernel access goes (`PluginKernel.system` in production).
+    var kernel: PluginKernel = .system
+
     var about: String { "Pier tuning plugin" }
 
     func add(_ request: CNIRequest) throws -> CNIResult {
@@ -17,7 +21,7 @@ struct TuningPlugin: CNIPlugin {
         guard !settings.isEmpty else { return result }
         if !settings.sysctls.isEmpty { try SysctlAllowlist.load()?.check(settings.sysctls.map(\.key)) }
 
-        let container = try ContainerTuning(request)
+        let container = try ContainerTuning(request, kernel: kernel)
         let plan = try container.plan(settings)
         let store = SavedSettingsStore(directory: settings.dataDirectory)
         let earlier = try store.load(containerID: request.containerID, ifName: request.ifName)
@@ -46,7 +50,7 @@ struct TuningPlugin: CNIPlugin {
             (try? TuningSettings.dataDirectory(request.config.raw)) ?? TuningSettings.defaultDataDirectory
         let store = SavedSettingsStore(directory: directory)
         if let saved = try store.load(containerID: request.containerID, ifName: request.ifName),
-            let container = try ContainerTuning.ifPresent(request)
+            let container = try ContainerTuning.ifPresent(request, kernel: kernel)
         {
             for failure in container.restore(saved) { cniLog("tuning: could not restore \(failure)") }
         }
@@ -59,7 +63,7 @@ struct TuningPlugin: CNIPlugin {
             throw CNIError(.invalidNetworkConfig, "must be called as chained plugin")
         }
         guard !settings.isEmpty else { return }
-        try ContainerTuning(request).verify(settings)
+        try ContainerTuning(request, kernel: kernel).verify(settings)
     }
 
     /// Forgets saved settings of this network's attachments that are no longer valid. Their

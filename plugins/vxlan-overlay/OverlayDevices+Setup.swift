@@ -12,11 +12,12 @@ struct NetworkDevices {
     var vxlan: Link
 
     static func ensure(
-        network: String, config: OverlayConfig, underlay: Underlay, mtu: UInt32, netlink: RouteNetlink
+        network: String, config: OverlayConfig, underlay: Underlay, mtu: UInt32, netlink: RouteNetlink,
+        kernel: PluginKernel
     ) throws -> NetworkDevices {
         let vni = config.vniValue
         let bridge = try BridgeDevice.ensure(
-            BridgeSpec(name: OverlayDevices.bridgeName(vni: vni), mtu: mtu), netlink: netlink)
+            BridgeSpec(name: OverlayDevices.bridgeName(vni: vni), mtu: mtu), netlink: netlink, kernel: kernel)
         let name = OverlayDevices.vxlanName(vni: vni)
         if try netlink.linkIfPresent(named: name) == nil {
             try ignoringExisting {

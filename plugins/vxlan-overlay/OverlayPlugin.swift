@@ -14,6 +14,9 @@ import PluginSupport
 /// `ipam` in cluster mode, and an endpoint record in the cluster store; per remote endpoint a
 /// static FDB entry and a permanent neighbour entry on the VXLAN device.
 struct OverlayPlugin: CNIPlugin {
+    /// Where every kernel access goes (`PluginKernel.system` in production).
+    var kernel: PluginKernel = .system
+
     var about: String { "Pier vxlan-overlay plugin" }
 
     func add(_ request: CNIRequest) throws -> CNIResult {
@@ -26,19 +29,21 @@ struct OverlayPlugin: CNIPlugin {
         // The store first: an unreachable store or a VNI clash fails before anything changes.
         _ = try context.storeCall { try context.registry.claimNetwork(context.networkRecord) }
 
-        let host = try RouteNetlink()
+        let host = try kernel.hostNetlink()
         let underlay = try Underlay.resolve(config.underlay, netlink: host)
         let mtu = underlay.overlayMTU(configured: config.mtu)
-        let containerNS = try NetworkNamespace.open(path: request.netns)
-        let container = try RouteNetlink(namespace: containerNS)
+        let containerNS = try kernel.openNamespace(request.netns)
+        let container = try kernel.netlink(containerNS)
         try requireNoContainerInterface(named: request.ifName, in: container)
         let devices = try NetworkDevices.ensure(
-            network: request.config.name, config: config, underlay: underlay, mtu: mtu, netlink: host)
+            network: request.config.name, config: config, underlay: underlay, mtu: mtu, netlink: host, kernel: kernel)
 
         // A failure undoes what was made; the endpoint is published last, so other hosts
         // never learn of an attachment that did not come up.
         return try withRollback { rollback in
-            let ports = try VethSetup(host: host, container: container, containerNamespace: containerNS)
+            let veth = VethSetup(host: host, container: container, containerNamespace: containerNS)
+            let ports =
+                try veth
                 .create(
                     attachment: attachment, bridge: devices.bridge,
                     options: VethSetup.Options(mtu: mtu, hairpin: config.hairpinMode), mac: mac)
@@ -52,14 +57,15 @@ struct OverlayPlugin: CNIPlugin {
             // containers, and the VXLAN device only ever answers ARP for remote containers.
             try config.l3.configure(
                 &result, interfaceIndex: 2, link: ports.container,
-                setup: InterfaceSetup(namespace: containerNS, netlink: container), host: host
+                setup: InterfaceSetup(namespace: containerNS, netlink: container, kernel: kernel), host: host
             ) { devices.bridge }
+            veth.announce(ports, addresses: result.ips.map(\.address.address))
             let bridgeNow = try host.link(index: devices.bridge.index)
             let containerNow = try container.link(index: ports.container.index)
             result.describeInterfaces(
                 request, hostSide: [bridgeNow, try host.link(index: ports.host.index)], container: containerNow)
             if config.ipMasq {
-                try NetworkRules(client: try NFTablesClient(), networkTag: attachment.networkTag).attach(
+                try NetworkRules(client: try kernel.nftables(), networkTag: attachment.networkTag).attach(
                     bridge: bridgeNow.name, masqueradeSubnets: result.ips.map(\.address.network),
                     isolated: PluginDefaults.overlayIsolation(ipMasq: config.ipMasq))
             }
@@ -89,11 +95,11 @@ struct OverlayPlugin: CNIPlugin {
                 try context.registry.withdraw(containerID: request.containerID, ifname: request.ifName)
             }
         }
-        failures.attempt { try VethSetup.deleteHostEnd(of: attachment, netlink: try RouteNetlink()) }
+        failures.attempt { try VethSetup.deleteHostEnd(of: attachment, netlink: try kernel.hostNetlink()) }
         if !request.netns.isEmpty {
             do {
-                let namespace = try NetworkNamespace.open(path: request.netns)
-                let container = try RouteNetlink(namespace: namespace)
+                let namespace = try kernel.openNamespace(request.netns)
+                let container = try kernel.netlink(namespace)
                 try ignoringMissing { try container.deleteLink(named: request.ifName) }
             } catch let error as NamespaceError where error.isNotFound {
                 // The namespace went first: its links went with it.
@@ -101,7 +107,11 @@ struct OverlayPlugin: CNIPlugin {
                 failures.record(error)
             }
         }
-        failures.attempt { try IPAMCall.delete(request.withClusterIPAM(config)) }
+        var released: [IPAddress] = []
+        failures.attempt { released = try IPAMCall.delete(request.withClusterIPAM(config)) }
+        ConnectionTracking.forget(
+            ConnectionTracking.containerAddresses(in: request.prevResult, ifName: request.ifName) + released,
+            kernel: kernel, failures: &failures)
         try failures.throwIfAny("vxlan-overlay DEL incomplete")
     }
 
@@ -110,7 +120,7 @@ struct OverlayPlugin: CNIPlugin {
         try config.validate(request)
         try IPAMCall.check(request.withClusterIPAM(config))
         let context = try OverlayContext(request, config)
-        let host = try RouteNetlink()
+        let host = try kernel.hostNetlink()
         let vxlanName = OverlayDevices.vxlanName(vni: config.vniValue)
         guard let vxlan = try host.linkIfPresent(named: vxlanName) else {
             throw CNIError(.internalError, "VXLAN device \(vxlanName) is missing")
@@ -122,8 +132,8 @@ struct OverlayPlugin: CNIPlugin {
         else {
             throw CNIError(.internalError, "bridge \(bridgeName) is missing or \(vxlanName) is not its port")
         }
-        let namespace = try NetworkNamespace.open(path: request.netns)
-        let container = try RouteNetlink(namespace: namespace)
+        let namespace = try kernel.openNamespace(request.netns)
+        let container = try kernel.netlink(namespace)
         guard let link = try container.linkIfPresent(named: request.ifName), link.kind == .veth else {
             throw CNIError(.internalError, "interface \(request.ifName) is missing in \(request.netns)")
         }
@@ -167,7 +177,7 @@ struct OverlayPlugin: CNIPlugin {
             }
         }
         failures.attempt {
-            let host = try RouteNetlink()
+            let host = try kernel.hostNetlink()
             for link in try host.links() {
                 guard let alias = link.alias, let owner = Attachment.fromLinkAlias(alias), owner.network == network,
                     !valid.contains(owner)
@@ -176,7 +186,9 @@ struct OverlayPlugin: CNIPlugin {
             }
             if valid.isEmpty { try removeDevices(config, network: network, netlink: host) }
         }
-        failures.attempt { try IPAMCall.garbageCollect(request.withClusterIPAM(config)) }
+        var released: [IPAddress] = []
+        failures.attempt { released = try IPAMCall.garbageCollect(request.withClusterIPAM(config)) }
+        ConnectionTracking.forget(released, kernel: kernel, failures: &failures)
         try failures.throwIfAny("vxlan-overlay GC incomplete")
     }
 
@@ -190,7 +202,7 @@ struct OverlayPlugin: CNIPlugin {
             try ignoringMissing { try netlink.deleteLink(index: port.index) }
         }
         if config.ipMasq {
-            try NetworkRules(client: try NFTablesClient(), networkTag: Attachment.networkTag(network)).detach()
+            try NetworkRules(client: try kernel.nftables(), networkTag: Attachment.networkTag(network)).detach()
         }
         try ignoringMissing { try netlink.deleteLink(index: bridge.index) }
     }

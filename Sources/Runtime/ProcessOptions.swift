@@ -1,0 +1,42 @@
+import FoundationEssentials
+
+/// How the container command runs, besides its argv: kept beside the record
+/// (`<root>/containers/<id>/process.json`) so that `start` and `restart` repeat it.
+public struct ProcessOptions: Codable, Sendable, Equatable {
+    /// `K=V` entries added to the command's environment.
+    public var environment: [String]
+    public var workdir: String?
+    /// Foreground only: stdin stays attached (otherwise /dev/null, as in Docker without -i).
+    public var interactive: Bool
+    /// Foreground only: the command runs on pier's terminal, which stdin must be.
+    public var tty: Bool
+
+    public init(environment: [String] = [], workdir: String? = nil, interactive: Bool = false, tty: Bool = false) {
+        self.environment = environment
+        self.workdir = workdir
+        self.interactive = interactive
+        self.tty = tty
+    }
+}
+
+extension StateStore {
+    func processPath(of id: String) -> String { directory(of: id) + "/process.json" }
+
+    /// A detached container's exit code, written by its monitor.
+    func exitPath(of id: String) -> String { directory(of: id) + "/exit" }
+
+    func saveProcess(_ options: ProcessOptions, of id: String) throws(RuntimeError) {
+        let data: Data
+        do { data = try JSONEncoder().encode(options) } catch {
+            throw RuntimeError.failed("encoding the process options: \(error)")
+        }
+        try Files.writeAtomically([UInt8](data), to: processPath(of: id), mode: 0o600)
+    }
+
+    func loadProcess(of id: String) -> ProcessOptions {
+        guard let bytes = try? Files.read(processPath(of: id)),
+            let options = try? JSONDecoder().decode(ProcessOptions.self, from: Data(bytes))
+        else { return ProcessOptions() }
+        return options
+    }
+}
