@@ -24,6 +24,9 @@ let package = Package(
         .systemLibrary(name: "CNftnl", pkgConfig: "libnftnl", providers: [.apt(["libnftnl-dev"])]),
         // Macros, variadics and uapi constants that Swift cannot import directly.
         .target(name: "CPierShim"),
+        // libcurl for the etcd store, loaded with dlopen on first use (only its header is needed
+        // to build): linked, its ~30 libraries would slow every plugin start (docs/design.md).
+        .target(name: "CCurl"),
 
         // Shared modules. Everything a plugin links stays free of Foundation (docs/design.md).
         .target(name: "IPAddressing"),
@@ -41,7 +44,7 @@ let package = Package(
         .target(name: "PierTables", dependencies: ["Firewall", "IPAddressing", "NetlinkCore"]),
         // Every on-disk format and default path: configs, leases, the result cache, state layout.
         .target(name: "PierState", dependencies: ["CNI", "IPAddressing"]),
-        .target(name: "ClusterStore", dependencies: ["JSON", "IPAddressing", "PierState"]),
+        .target(name: "ClusterStore", dependencies: ["CCurl", "JSON", "IPAddressing", "PierState"]),
         .target(name: "IPAM", dependencies: ["CNI", "JSON", "IPAddressing", "ClusterStore", "PierState"]),
         .target(
             name: "Diagnostics",

@@ -5,6 +5,8 @@ import PierState
 ///
 ///     "store": {"type": "file", "path": "/var/lib/pier/store", "host": "node-a"}
 ///     "store": {"type": "etcd", "endpoints": ["http://10.0.0.1:2379"], "prefix": "/pier"}
+///     "store": {"type": "etcd", "endpoints": ["https://10.0.0.1:2379"], "trustedCAFile": "/etc/pier/ca.pem",
+///               "certFile": "/etc/pier/client.pem", "keyFile": "/etc/pier/client-key.pem"}
 ///
 /// Shared by `ipam` and `vxlan-overlay`, so both find the same store from the same keys (IPAM reads
 /// them from a config).
@@ -12,7 +14,7 @@ public struct ClusterStoreConfig: Sendable, Hashable {
     public enum Kind: String, Sendable, Hashable {
         /// The embedded directory store (one machine, namespaces acting as hosts).
         case file
-        /// An etcd v3 cluster, spoken to over its HTTP/JSON gateway.
+        /// An etcd v3 cluster, spoken to over its HTTP/JSON gateway (plain or TLS).
         case etcd
     }
 
@@ -22,7 +24,7 @@ public struct ClusterStoreConfig: Sendable, Hashable {
     public var type: Kind
     /// The file store's directory.
     public var path: String?
-    /// etcd client URLs (`http://host:port`), tried in order.
+    /// etcd client URLs (`http://host:port` or `https://host:port`), tried in order.
     public var endpoints: [String]?
     /// etcd: every key is stored as `<prefix>/<key>`, so several clusters can share one etcd.
     public var prefix: String?
@@ -31,11 +33,15 @@ public struct ClusterStoreConfig: Sendable, Hashable {
     /// This host's name in records it writes; defaults to the kernel host name (which each
     /// network namespace acting as a host may set on its own UTS namespace).
     public var host: String?
+    /// etcd: TLS files and user/password (`trustedCAFile`, `certFile`, `keyFile`, `username`,
+    /// `password`).
+    public var security: EtcdSecurity
 
     public init(
         type: Kind, path: String? = nil, endpoints: [String]? = nil, prefix: String? = nil,
-        timeoutMilliseconds: Int? = nil, host: String? = nil
+        timeoutMilliseconds: Int? = nil, host: String? = nil, security: EtcdSecurity = EtcdSecurity()
     ) {
+        self.security = security
         self.type = type
         self.path = path
         self.endpoints = endpoints
@@ -80,7 +86,7 @@ public struct ClusterStoreConfig: Sendable, Hashable {
         case .etcd:
             return try EtcdClusterStore(
                 endpoints: endpoints ?? Self.defaultEndpoints, prefix: prefix ?? "",
-                timeoutMilliseconds: timeoutMilliseconds ?? 3000)
+                timeoutMilliseconds: timeoutMilliseconds ?? 3000, security: security)
         }
     }
 

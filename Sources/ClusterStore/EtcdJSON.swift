@@ -304,3 +304,19 @@ enum Base64 {
         return decodeBytes(text).map { String(decoding: $0, as: UTF8.self) }
     }
 }
+
+struct EtcdAuthenticateRequest: EtcdRequestBody {
+    var name: String
+    var password: String
+
+    var json: JSONValue { .object(["name": .string(name), "password": .string(password)]) }
+}
+
+struct EtcdAuthenticateResponse: EtcdResponseBody {
+    var token: String?
+
+    init?(json: JSONValue) {
+        guard json.objectValue != nil else { return nil }
+        token = json["token"]?.stringValue
+    }
+}

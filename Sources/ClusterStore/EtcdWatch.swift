@@ -1,22 +1,15 @@
 import JSON
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
-/// An open `/v3/watch` stream over the store's whole key space. The stream is chunked JSON,
-/// one message per line: first `created`, then batches of `events`. A wait that times out
-/// keeps it open, so an idle watcher holds one connection instead of reconnecting per wait.
+/// An open `/v3/watch` stream over the store's whole key space. The stream is JSON, one
+/// message per line: first `created`, then batches of `events`. A wait that times out keeps
+/// it open, so an idle watcher holds one connection instead of reconnecting per wait.
 final class EtcdWatchStream {
-    let connection: HTTPConnection
-    let head: HTTPResponseHead
+    let stream: HTTPStream
     /// The revision the stream started at: it serves waits "after startRevision - 1" only.
     let startRevision: UInt64
-    private var pending: [UInt8] = []
 
-    init(connection: HTTPConnection, head: HTTPResponseHead, startRevision: UInt64) {
-        self.connection = connection
-        self.head = head
+    init(stream: HTTPStream, startRevision: UInt64) {
+        self.stream = stream
         self.startRevision = startRevision
     }
 
@@ -29,13 +22,11 @@ final class EtcdWatchStream {
 
     func next(deadline: Int) throws(HTTPFailure) -> Outcome {
         while true {
-            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = Array(pending[..<newline])
-                pending.removeFirst(newline + 1)
+            for line in stream.lines() {
                 guard let document = try? JSONValue(parsing: line), let message = EtcdWatchMessage(json: document)
                 else { continue }
                 if let error = message.error {
-                    throw HTTPFailure(message: "watch failed: \(error.text)", errno: nil, beforeSending: false)
+                    throw HTTPFailure(message: "watch failed: \(error.text)", stage: .exchange)
                 }
                 guard let result = message.result else { continue }
                 let compacted = (result.compact_revision.flatMap { UInt64($0) } ?? 0) > 0
@@ -44,55 +35,54 @@ final class EtcdWatchStream {
                     return .changed(max(revision, startRevision))
                 }
             }
-            let chunk: [UInt8]?
-            do {
-                chunk =
-                    head.isChunked
-                    ? try HTTPClient.nextChunk(connection: connection, deadline: deadline)
-                    : Array(try connection.readLine(deadline: deadline).utf8) + [UInt8(ascii: "\n")]
-            } catch {
-                // The deadline ending a quiet wait is the normal way out.
-                if error.errno == ETIMEDOUT && error.message == "timed out" { return .quiet }
-                throw error
-            }
-            guard let chunk else {
-                throw HTTPFailure(message: "watch stream ended", errno: nil, beforeSending: false)
-            }
-            pending += chunk
+            // A member restart or failure ends the stream: the caller reconnects from
+            // `startRevision`, so etcd replays whatever happened meanwhile.
+            if stream.result != nil { throw stream.endFailure() }
+            // The deadline ending a quiet wait is the normal way out.
+            if monotonicMilliseconds() >= deadline { return .quiet }
+            stream.pump(until: deadline)
         }
     }
 }
 
 /// `waitForChange` on etcd: resumes the open stream when it started right after `revision`,
-/// else opens one from `revision + 1` (etcd replays every event since, so none is missed).
+/// else opens one from `revision + 1` (etcd replays every event since, so none is missed),
+/// on the first member that accepts it.
 struct EtcdWatch {
     let store: EtcdClusterStore
 
     func wait(after revision: UInt64, timeoutMilliseconds: Int) throws(ClusterStoreError) -> UInt64 {
+        try Curl.load()
         let deadline = monotonicMilliseconds() + max(timeoutMilliseconds, 1)
         var failures: [String] = []
         if let stream = store.watchStream, stream.startRevision == revision + 1 {
             do throws(HTTPFailure) {
                 return try outcome(stream.next(deadline: deadline), after: revision)
             } catch {
-                // A broken stream is replaced below.
-                store.watchStream = nil
+                // A broken stream (a member restarted) is replaced below.
+                failures.append("\(stream.stream.endpoint): \(error.message)")
             }
         }
         store.watchStream = nil
-        for endpoint in store.endpoints {
+        var misconfigured = false
+        for offset in 0..<store.endpoints.count {
+            let index = (store.preferredEndpoint + offset) % store.endpoints.count
+            let endpoint = store.endpoints[index]
             do throws(HTTPFailure) {
                 let stream = try open(endpoint, from: revision + 1)
+                store.preferredEndpoint = index
                 store.watchStream = stream
                 return try outcome(stream.next(deadline: deadline), after: revision)
             } catch {
                 store.watchStream = nil
+                if error.isConfigurationProblem { misconfigured = true }
                 failures.append("\(endpoint): \(error.message)")
             }
         }
         throw ClusterStoreError(
-            .unavailable, operation: "watch after \(revision)",
-            message: "etcd unreachable (\(failures.joined(separator: "; ")))")
+            misconfigured ? .invalidArgument : .unavailable, operation: "watch after \(revision)",
+            message: (misconfigured ? "etcd refused the TLS setup or credentials (" : "etcd unreachable (")
+                + failures.joined(separator: "; ") + ")")
     }
 
     private func outcome(_ outcome: EtcdWatchStream.Outcome, after revision: UInt64) -> UInt64 {
@@ -104,20 +94,39 @@ struct EtcdWatch {
         }
     }
 
+    /// Starts a watch on `endpoint` and waits for its answer's head (within the store's
+    /// timeout), fetching a fresh auth token once if the member refuses the current one.
     private func open(_ endpoint: HTTPEndpoint, from start: UInt64) throws(HTTPFailure) -> EtcdWatchStream {
         let keyStart = Array(store.physical("").utf8)
         let request = EtcdWatchRequest(
             create_request: EtcdWatchCreate(
                 key: Base64.encode(keyStart), range_end: Base64.encode(EtcdClusterStore.rangeEnd(keyStart)),
                 start_revision: String(start)))
-        let connection = try HTTPConnection(to: endpoint, timeoutMilliseconds: store.timeoutMilliseconds)
-        let head = try HTTPClient.request(
-            method: "POST", path: "/v3/watch", body: request.json.encodedBytes, endpoint: endpoint,
-            connection: connection,
-            deadline: monotonicMilliseconds() + store.timeoutMilliseconds)
-        guard head.status == 200 else {
-            throw HTTPFailure(message: "watch answered HTTP \(head.status)", errno: nil, beforeSending: false)
+        let body = request.json.encodedBytes
+        var refreshed = false
+        while true {
+            if store.security.username != nil && store.token == nil {
+                if let refusal = try store.authenticate(endpoint) {
+                    throw HTTPFailure(
+                        message: "authentication as \(store.security.username ?? "") refused: HTTP \(refusal.status) "
+                            + String(decoding: refusal.body, as: UTF8.self),
+                        stage: .refused)
+                }
+            }
+            let deadline = monotonicMilliseconds() + store.timeoutMilliseconds
+            let stream = try HTTPStream(
+                endpoint, path: "/v3/watch", body: body, token: store.token, session: store.session)
+            try stream.open(deadline: deadline)
+            if stream.status == 200 { return EtcdWatchStream(stream: stream, startRevision: start) }
+            // An error answer is short: read it whole for the message.
+            while stream.result == nil && monotonicMilliseconds() < deadline { stream.pump(until: deadline) }
+            let answer = HTTPAnswer(status: stream.status, body: Array(stream.text.utf8))
+            if store.security.username != nil && !refreshed && EtcdClusterStore.isStaleToken(answer) {
+                store.token = nil
+                refreshed = true
+                continue
+            }
+            throw HTTPFailure(message: "watch answered HTTP \(answer.status): \(stream.text)", stage: .exchange)
         }
-        return EtcdWatchStream(connection: connection, head: head, startRevision: start)
     }
 }

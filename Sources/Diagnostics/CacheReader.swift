@@ -1,4 +1,5 @@
 import CNI
+import ClusterStore
 import Overlay
 import PierState
 import PluginSupport
@@ -44,6 +45,8 @@ extension NetworkConfigList {
         public var storeType: String?
         public var storePath: String?
         public var storeEndpoints: [String]
+        /// etcd's TLS files and user, under the `store` keys plugins read.
+        public var storeSecurity = EtcdSecurity()
 
         /// Reports encode with sorted keys anyway; sorting here makes decoded reports compare equal.
         /// Secrets (an etcd store's `password`) never reach a report: they are replaced here.
@@ -78,6 +81,10 @@ extension NetworkConfigList {
                     storeType = store["type"]?.stringValue ?? "file"
                     storePath = store["path"]?.stringValue
                     storeEndpoints = (store["endpoints"]?.arrayValue ?? []).compactMap(\.stringValue)
+                    storeSecurity = EtcdSecurity(
+                        trustedCAFile: store["trustedCAFile"]?.stringValue, certFile: store["certFile"]?.stringValue,
+                        keyFile: store["keyFile"]?.stringValue, username: store["username"]?.stringValue,
+                        password: store["password"]?.stringValue)
                 }
                 // Defaults and derived names come from the code the plugins themselves use.
                 if plugin.type == "bridge" {

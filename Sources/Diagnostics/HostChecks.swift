@@ -182,23 +182,33 @@ enum HostChecks {
             if let other = network.storePath, !paths.contains(other) { paths.append(other) }
         }
         var findings = paths.flatMap { store(at: $0) }
-        // One check per distinct endpoint list: a network's agents and plugins use exactly these.
-        var checked: Set<[String]> = []
+        // One check per distinct endpoint list and credentials: a network's agents and plugins
+        // use exactly these.
+        var checked: [([String], EtcdSecurity)] = []
         for network in networks where network.storeType == "etcd" {
             let endpoints = network.storeEndpoints
-            guard checked.insert(endpoints).inserted else { continue }
-            findings.append(etcdHealth(endpoints: endpoints, network: network.name))
+            guard !checked.contains(where: { $0 == (endpoints, network.storeSecurity) }) else { continue }
+            checked.append((endpoints, network.storeSecurity))
+            findings.append(etcdHealth(endpoints: endpoints, security: network.storeSecurity, network: network.name))
         }
         return findings
     }
 
-    /// Asks etcd itself (a range read through its HTTP API) whether it answers.
-    static func etcdHealth(endpoints: [String], network: String) -> Finding {
+    /// Asks etcd itself (a range read through its HTTP API, with the network's TLS files and
+    /// user) whether it answers.
+    static func etcdHealth(endpoints: [String], security: EtcdSecurity = EtcdSecurity(), network: String) -> Finding {
         let subject = endpoints.joined(separator: ",")
         do {
-            try EtcdClusterStore(endpoints: endpoints).checkHealth()
+            try EtcdClusterStore(endpoints: endpoints, security: security).checkHealth()
             return Finding(
                 check: "store.etcd", severity: .ok, subject: subject, message: "etcd answers (network \(network))")
+        } catch  where error.kind == .invalidArgument {
+            return Finding(
+                check: "store.etcd", severity: .error, subject: subject,
+                message: "etcd store of network \(network) is misconfigured: \(error)",
+                fix:
+                    "fix the store's endpoints, TLS files or credentials; ADDs on \(network) fail with code 7 meanwhile"
+            )
         } catch {
             return Finding(
                 check: "store.etcd", severity: .error, subject: subject,

@@ -200,6 +200,10 @@ extension ClusterStoreConfig {
         self.init(
             type: type, path: try reader.string("path"), endpoints: try reader.strings("endpoints"),
             prefix: try reader.string("prefix"), timeoutMilliseconds: try reader.int("timeoutMilliseconds"),
-            host: try reader.string("host"))
+            host: try reader.string("host"),
+            security: EtcdSecurity(
+                trustedCAFile: try reader.string("trustedCAFile"), certFile: try reader.string("certFile"),
+                keyFile: try reader.string("keyFile"), username: try reader.string("username"),
+                password: try reader.string("password")))
     }
 }

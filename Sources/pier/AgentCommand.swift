@@ -2,6 +2,7 @@ import ArgumentParser
 import ClusterStore
 import Glibc
 import Overlay
+import PierState
 
 /// `pier agent --network NAME`: keeps this host's overlay FDB and neighbour entries in line
 /// with the cluster store until SIGTERM.
@@ -18,8 +19,23 @@ struct AgentCommand: ParsableCommand {
     @Option(help: "File store directory.")
     var storePath: String = ClusterStoreConfig.defaultPath
 
-    @Option(help: "etcd endpoints, comma-separated (http://host:port).")
+    @Option(help: "etcd endpoints, comma-separated (http://host:port or https://host:port).")
     var storeEndpoints: String = ClusterStoreConfig.defaultEndpoints.joined(separator: ",")
+
+    @Option(help: "etcd over TLS: PEM CA certificates the members' certificates must chain to.")
+    var storeTrustedCaFile: String?
+
+    @Option(help: "etcd over TLS: PEM client certificate (with --store-key-file).")
+    var storeCertFile: String?
+
+    @Option(help: "etcd over TLS: PEM private key of --store-cert-file.")
+    var storeKeyFile: String?
+
+    @Option(help: "etcd user, for clusters with authentication enabled (with --store-password-file).")
+    var storeUsername: String?
+
+    @Option(help: "File holding the etcd user's password (its first line), kept off the command line.")
+    var storePasswordFile: String?
 
     @Option(help: "etcd key prefix.")
     var storePrefix: String = ""
@@ -37,9 +53,20 @@ struct AgentCommand: ParsableCommand {
         guard let kind = ClusterStoreConfig.Kind(rawValue: storeType) else {
             throw ValidationError("--store-type must be file or etcd")
         }
+        var password: String?
+        if let storePasswordFile {
+            guard let bytes = try? FileSystem.read(storePasswordFile) else {
+                throw ValidationError("--store-password-file \(storePasswordFile) is not readable")
+            }
+            password = String(
+                decoding: bytes.prefix { $0 != UInt8(ascii: "\n") && $0 != UInt8(ascii: "\r") }, as: UTF8.self)
+        }
         let config = ClusterStoreConfig(
             type: kind, path: storePath,
-            endpoints: storeEndpoints.split(separator: ",").map(String.init), prefix: storePrefix, host: host)
+            endpoints: storeEndpoints.split(separator: ",").map(String.init), prefix: storePrefix, host: host,
+            security: EtcdSecurity(
+                trustedCAFile: storeTrustedCaFile, certFile: storeCertFile, keyFile: storeKeyFile,
+                username: storeUsername, password: password))
         var agent = OverlayAgent(network: network, store: try config.open(), localHost: host) { line in
             let bytes = Array("pier agent: \(line)\n".utf8)
             _ = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }

@@ -102,12 +102,15 @@ import Testing
     }
 
     @Test func endpointsAndConfigAreValidated() throws {
-        #expect(throws: ClusterStoreError.self) { try EtcdClusterStore(endpoints: ["https://127.0.0.1:2379"]) }
+        #expect(throws: ClusterStoreError.self) { try EtcdClusterStore(endpoints: ["ftp://127.0.0.1:2379"]) }
+        #expect(throws: ClusterStoreError.self) { try EtcdClusterStore(endpoints: ["https://a/b:2379"]) }
         #expect(throws: ClusterStoreError.self) { try EtcdClusterStore(endpoints: ["127.0.0.1:2379"]) }
         #expect(throws: ClusterStoreError.self) { try EtcdClusterStore(endpoints: []) }
         let v6 = try HTTPEndpoint(url: "http://[::1]:2379")
         #expect(v6.host == "::1" && v6.port == 2379)
         #expect(try HTTPEndpoint(url: "http://etcd.local").port == 2379)
+        let tls = try HTTPEndpoint(url: "https://etcd.local:2379/")
+        #expect(tls.isTLS && tls.description == "https://etcd.local:2379")
         #expect(EtcdClusterStore.rangeEnd(Array("/a/".utf8)) == Array("/a0".utf8))
         #expect(EtcdClusterStore.rangeEnd([0x61, 0xff]) == [0x62])
 

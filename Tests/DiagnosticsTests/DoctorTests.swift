@@ -255,6 +255,33 @@ struct DoctorTests {
         }
     }
 
+    @Test func aTLSEtcdIsCheckedWithTheNetworksCertificates() throws {
+        let pki = try TestPKI()
+        let etcd = try EtcdServer(tls: .from(pki))
+        defer { etcd.stop() }
+        try withTestHosts(1) { hosts in
+            let scenario = try Scenario(host: hosts[0], subnet: "10.241.11.0/24")
+            defer { scenario.cleanUp() }
+            func conflist(_ name: String, vni: Int, ca: String) -> String {
+                #"{"cniVersion":"1.1.0","name":"\#(name)","plugins":[{"type":"vxlan-overlay","vni":\#(vni),"store":{"#
+                    + #""type":"etcd","endpoints":["\#(etcd.clientURL)"],"trustedCAFile":"\#(ca)","#
+                    + #""certFile":"\#(pki.clientCertFile)","keyFile":"\#(pki.clientKeyFile)"}}]}"#
+            }
+            let directory = scenario.paths.configDirectory
+            try Data(conflist("good", vni: 10, ca: pki.caFile).utf8).write(
+                to: URL(fileURLWithPath: directory + "/30-good.conflist"))
+            try Data(conflist("wrongca", vni: 11, ca: pki.otherCAFile).utf8).write(
+                to: URL(fileURLWithPath: directory + "/31-wrongca.conflist"))
+            let findings = try scenario.doctor().findings("store.etcd")
+            #expect(findings.count == 2)
+            #expect(findings.first?.severity == .ok, "\(findings.first?.message ?? "")")
+            let wrong = try #require(findings.last)
+            #expect(wrong.severity == .error)
+            #expect(wrong.message.contains("wrongca") && wrong.message.contains("misconfigured"), "\(wrong.message)")
+            #expect(wrong.message.contains("trustedCAFile \(pki.otherCAFile)"), "\(wrong.message)")
+        }
+    }
+
     @Test func unusableFileStoreIsAnError() throws {
         try withTestHosts(1) { hosts in
             let scenario = try Scenario(host: hosts[0], subnet: "10.241.7.0/24")

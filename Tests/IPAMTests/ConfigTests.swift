@@ -1,4 +1,5 @@
 import CNI
+import ClusterStore
 import IPAddressing
 import Testing
 
@@ -292,6 +293,26 @@ import Testing
                     .init(
                         type: .etcd, endpoints: ["http://10.0.0.1:2379", "http://10.0.0.2:2379"], prefix: "/pier",
                         timeoutMilliseconds: 500, host: "node-a")))
+    }
+
+    @Test func clusterStoreTLSKeysAreRead() throws {
+        let cfg = try config(
+            #""subnet":"10.1.0.0/24","store":{"type":"etcd","endpoints":["https://10.0.0.1:2379"],"#
+                + #""trustedCAFile":"/etc/pier/ca.pem","certFile":"/etc/pier/c.pem","keyFile":"/etc/pier/k.pem","#
+                + #""username":"pier","password":"pw"}"#)
+        #expect(
+            cfg.mode
+                == .cluster(
+                    .init(
+                        type: .etcd, endpoints: ["https://10.0.0.1:2379"],
+                        security: EtcdSecurity(
+                            trustedCAFile: "/etc/pier/ca.pem", certFile: "/etc/pier/c.pem", keyFile: "/etc/pier/k.pem",
+                            username: "pier", password: "pw"))))
+        for key in ["trustedCAFile", "certFile", "keyFile", "username", "password"] {
+            let error = configError(#""subnet":"10.1.0.0/24","store":{"type":"etcd","\#(key)":5}"#)
+            #expect(error?.cniCode == 7)
+            #expect(error?.description.contains(#"key "ipam.store.\#(key)": expected string"#) == true, "\(key)")
+        }
     }
 
     @Test func nonObjectDocumentIsADecodeError() {

@@ -187,7 +187,7 @@ import Testing
         let bad = try Self.run(
             "ADD",
             Self.conf(
-                dir, #""ranges":[[{"subnet":"10.52.0.0/29"}]],"store":{"type":"etcd","endpoints":["https://x"]}"#),
+                dir, #""ranges":[[{"subnet":"10.52.0.0/29"}]],"store":{"type":"etcd","endpoints":["ftp://x"]}"#),
             id: "c2")
         #expect(bad.errorCode == 7)
         // An etcd nobody listens on is transient: "try again later".

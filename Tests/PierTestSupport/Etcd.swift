@@ -4,24 +4,33 @@ import Foundation
 /// and either the test runner's namespace (listening on 127.0.0.1) or a test host (listening
 /// on one of that host's addresses, so other test hosts reach it over their underlay).
 /// `stop()` kills it with SIGKILL (a child of the test runner may ignore SIGTERM); `start()`
-/// brings it back on the same port and data, as an etcd restart would.
+/// brings it back on the same port and data, as an etcd restart would. With `tls` it serves
+/// https only, and may require client certificates.
 public final class EtcdServer: @unchecked Sendable {
     public let address: String
     public let port: Int
     public let peerPort: Int
     public let dataDirectory: String
     public let host: TestHost?
+    public let tls: EtcdServerTLS?
+    /// More etcd flags, e.g. `--auth-token-ttl`.
+    public let extraArguments: [String]
     private var process: Process?
     private let logPath: String
 
-    public var clientURL: String { "http://\(address):\(port)" }
+    public var clientURL: String { "\(tls == nil ? "http" : "https")://\(address):\(port)" }
 
-    public init(in host: TestHost? = nil, address: String = "127.0.0.1") throws {
+    public init(
+        in host: TestHost? = nil, address: String = "127.0.0.1", tls: EtcdServerTLS? = nil,
+        extraArguments: [String] = []
+    ) throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/etcd") else {
             throw EtcdMissing()
         }
         self.host = host
         self.address = address
+        self.tls = tls
+        self.extraArguments = extraArguments
         if host == nil {
             port = try freeLoopbackPort()
             peerPort = try freeLoopbackPort()
@@ -45,6 +54,11 @@ public final class EtcdServer: @unchecked Sendable {
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", "pier-test=\(peer)", "--logger", "zap", "--log-level", "error",
         ]
+        argv += extraArguments
+        if let tls {
+            argv += ["--cert-file", tls.certFile, "--key-file", tls.keyFile]
+            if let clientCA = tls.clientCAFile { argv += ["--client-cert-auth", "--trusted-ca-file", clientCA] }
+        }
         if let host { argv = ["ip", "netns", "exec", host.name] + argv }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -66,19 +80,60 @@ public final class EtcdServer: @unchecked Sendable {
         throw EtcdFailedToStart(log: String(text.suffix(2000)))
     }
 
-    /// True when a range request answers 200.
+    /// True when a range request gets an answer from a member with a leader: 200, or a refusal
+    /// when authentication is on (over TLS: without checking the server's certificate, which
+    /// some tests make bad on purpose).
     public func isServing() -> Bool {
+        guard let status = (try? post("/v3/kv/range", #"{"key":"AA=="}"#, timeout: 1))?.status else { return false }
+        return status < 500
+    }
+
+    /// POSTs a JSON body to the gateway, as an independent client (Python's urllib), and returns
+    /// the status and body; for test setup such as enabling authentication.
+    public func post(_ path: String, _ body: String, token: String? = nil, timeout: Int = 5) throws -> (
+        status: Int, body: String
+    ) {
         let script = """
-            import sys, urllib.request
-            req = urllib.request.Request(sys.argv[1] + "/v3/kv/range", data=b'{"key":"AA=="}', method="POST")
+            import sys, ssl, urllib.request, urllib.error
+            url, body, token, cert, key = sys.argv[1:6]
+            context = ssl._create_unverified_context()
+            if cert:
+                context.load_cert_chain(cert, key)
+            headers = {"Content-Type": "application/json"}
+            if token:
+                headers["Authorization"] = token
+            req = urllib.request.Request(url, data=body.encode(), method="POST", headers=headers)
             try:
-                urllib.request.urlopen(req, timeout=1).read()
-            except Exception:
-                sys.exit(1)
+                answer = urllib.request.urlopen(req, timeout=\(timeout), context=context)
+                print(answer.status); print(answer.read().decode())
+            except urllib.error.HTTPError as error:
+                print(error.code); print(error.read().decode())
             """
-        let argv = ["python3", "-c", script, clientURL]
-        let result = try? (host.map { try $0.run(argv, timeout: 5) } ?? runCommand(argv, timeout: 5))
-        return result?.succeeded ?? false
+        let argv = [
+            "python3", "-c", script, clientURL + path, body, token ?? "", tls?.probeCertFile ?? "",
+            tls?.probeKeyFile ?? "",
+        ]
+        let result =
+            try host.map { try $0.run(argv, timeout: Double(timeout + 4)) }
+            ?? runCommand(argv, timeout: Double(timeout + 4))
+        let lines = result.stdout.split(separator: "\n", maxSplits: 1)
+        guard result.succeeded, let first = lines.first, let status = Int(first) else {
+            throw EtcdRequestFailed(path: path, output: result.stderr)
+        }
+        return (status, lines.count > 1 ? String(lines[1]) : "")
+    }
+
+    /// Turns on etcd authentication with `root` as its only user (etcd requires the root user
+    /// before auth can be enabled).
+    public func enableAuthentication(rootPassword: String) throws {
+        for (path, body) in [
+            ("/v3/auth/user/add", #"{"name":"root","password":"\#(rootPassword)"}"#),
+            ("/v3/auth/user/grant", #"{"user":"root","role":"root"}"#),
+            ("/v3/auth/enable", "{}"),
+        ] {
+            let answer = try post(path, body)
+            guard answer.status == 200 else { throw EtcdRequestFailed(path: path, output: answer.body) }
+        }
     }
 
     public func stop() {
@@ -95,6 +150,46 @@ public final class EtcdServer: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: dataDirectory)
         try? FileManager.default.removeItem(atPath: logPath)
     }
+}
+
+/// How a test etcd serves TLS.
+public struct EtcdServerTLS: Sendable {
+    public var certFile: String
+    public var keyFile: String
+    /// When set, clients must present a certificate this CA signed (`--client-cert-auth`).
+    public var clientCAFile: String?
+    /// What the readiness probe and `post` present when client certificates are required.
+    public var probeCertFile: String?
+    public var probeKeyFile: String?
+
+    public init(
+        certFile: String, keyFile: String, clientCAFile: String? = nil, probeCertFile: String? = nil,
+        probeKeyFile: String? = nil
+    ) {
+        self.certFile = certFile
+        self.keyFile = keyFile
+        self.clientCAFile = clientCAFile
+        self.probeCertFile = probeCertFile
+        self.probeKeyFile = probeKeyFile
+    }
+
+    /// The PKI's server certificate (or `certFile`/`keyFile`), requiring client certificates
+    /// signed by the PKI's CA unless `clientCertificates` is false.
+    public static func from(
+        _ pki: TestPKI, certFile: String? = nil, keyFile: String? = nil, clientCertificates: Bool = true
+    ) -> EtcdServerTLS {
+        EtcdServerTLS(
+            certFile: certFile ?? pki.serverCertFile, keyFile: keyFile ?? pki.serverKeyFile,
+            clientCAFile: clientCertificates ? pki.caFile : nil,
+            probeCertFile: clientCertificates ? pki.clientCertFile : nil,
+            probeKeyFile: clientCertificates ? pki.clientKeyFile : nil)
+    }
+}
+
+public struct EtcdRequestFailed: Error, CustomStringConvertible {
+    public let path: String
+    public let output: String
+    public var description: String { "etcd request \(path) failed: \(output)" }
 }
 
 public struct EtcdMissing: Error, CustomStringConvertible {
