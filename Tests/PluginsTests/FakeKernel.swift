@@ -138,9 +138,6 @@ final class FakeKernel {
         return groups.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xff)] }
     }
 
-    /// Every ctnetlink client shares this fake, so tests see what DEL asked of conntrack.
-    let conntrackTransport = RecordingTransport()
-
     func clearLog() {
         log = []
         batches = []
@@ -162,7 +159,7 @@ final class FakeKernel {
                 }
                 return NFTablesClient(transport: transport)
             },
-            conntrack: { [unowned self] () throws(FirewallError) in ConntrackClient(transport: conntrackTransport) },
+            conntrack: { () throws(FirewallError) in ConntrackClient(transport: RecordingTransport()) },
             openNamespace: { [unowned self] path throws(NamespaceError) in
                 guard links[path] != nil else {
                     throw NamespaceError("open network namespace", path: path, errno: ENOENT)

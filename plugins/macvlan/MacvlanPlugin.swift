@@ -71,11 +71,7 @@ struct MacvlanPlugin: CNIPlugin {
     func delete(_ request: CNIRequest) throws {
         var failures = CNIErrorList()
         // IPAM first, as the reference does: the lease must go even if the netns is unusable.
-        var released: [IPAddress] = []
-        if request.config.ipam != nil { failures.attempt { released = try IPAMCall.delete(request) } }
-        ConnectionTracking.forget(
-            ConnectionTracking.containerAddresses(in: request.prevResult, ifName: request.ifName) + released,
-            kernel: kernel, failures: &failures)
+        if request.config.ipam != nil { failures.attempt { try IPAMCall.delete(request) } }
         if !request.netns.isEmpty {
             do {
                 let namespace = try kernel.openNamespace(request.netns)
@@ -131,9 +127,7 @@ struct MacvlanPlugin: CNIPlugin {
     /// the IPAM delegate has leases to collect.
     func garbageCollect(_ request: CNIRequest) throws {
         var failures = CNIErrorList()
-        var released: [IPAddress] = []
-        if request.config.ipam != nil { failures.attempt { released = try IPAMCall.garbageCollect(request) } }
-        ConnectionTracking.forget(released, kernel: kernel, failures: &failures)
+        if request.config.ipam != nil { failures.attempt { try IPAMCall.garbageCollect(request) } }
         try failures.throwIfAny("macvlan GC incomplete")
     }
 

@@ -6,7 +6,9 @@ import PierTables
 /// A published port takes every packet for its host port, so a server already listening there on the
 /// host would silently lose its traffic. Like Docker, refuse: try to bind each host address and port
 /// the way a listener would; a socket holding it (listening TCP, bound UDP) makes bind fail with
-/// EADDRINUSE. SO_REUSEADDR keeps TIME_WAIT leftovers from counting as listeners.
+/// EADDRINUSE. SO_REUSEADDR keeps TIME_WAIT leftovers from counting as listeners, and lets two
+/// plugins racing for one port probe it at once (two bound, non-listening sockets that both ask
+/// for reuse do not conflict), so the race is settled by the DNAT map, not by the probes.
 enum HostListeners {
     static func refuseOccupied(_ ports: [PublishedPort]) throws {
         for port in ports where port.ipProtocol == .tcp || port.ipProtocol == .udp {
@@ -29,7 +31,7 @@ enum HostListeners {
         defer { close(descriptor) }
         var on: Int32 = 1
         let size = socklen_t(MemoryLayout<Int32>.size)
-        if port.ipProtocol == .tcp { _ = setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &on, size) }
+        _ = setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &on, size)
         let result: Int32
         if port.family == .v4 {
             var address = sockaddr_in()

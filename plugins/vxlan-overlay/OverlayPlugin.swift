@@ -107,11 +107,7 @@ struct OverlayPlugin: CNIPlugin {
                 failures.record(error)
             }
         }
-        var released: [IPAddress] = []
-        failures.attempt { released = try IPAMCall.delete(request.withClusterIPAM(config)) }
-        ConnectionTracking.forget(
-            ConnectionTracking.containerAddresses(in: request.prevResult, ifName: request.ifName) + released,
-            kernel: kernel, failures: &failures)
+        failures.attempt { try IPAMCall.delete(request.withClusterIPAM(config)) }
         try failures.throwIfAny("vxlan-overlay DEL incomplete")
     }
 
@@ -186,9 +182,7 @@ struct OverlayPlugin: CNIPlugin {
             }
             if valid.isEmpty { try removeDevices(config, network: network, netlink: host) }
         }
-        var released: [IPAddress] = []
-        failures.attempt { released = try IPAMCall.garbageCollect(request.withClusterIPAM(config)) }
-        ConnectionTracking.forget(released, kernel: kernel, failures: &failures)
+        failures.attempt { try IPAMCall.garbageCollect(request.withClusterIPAM(config)) }
         try failures.throwIfAny("vxlan-overlay GC incomplete")
     }
 
