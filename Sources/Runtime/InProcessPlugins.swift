@@ -15,15 +15,17 @@ import Synchronization
 /// plugin code is built from. A foreign plugin of the same name, or a `pier-cni` from other
 /// sources, is exec'd. The answer is asked once per file (device, inode, size, mtime, ctime) and
 /// kept in `<cache directory>/pier-plugin-builds`, so a replaced file is asked again.
-struct InProcessPlugins: Sendable {
+final class InProcessPlugins: Sendable {
     /// Where answers are kept; nil keeps them in memory only (one process).
     let answersPath: String?
     /// Whether the process may fork although it runs other threads. Only tests set it: a child of
     /// a multi-threaded process may find a lock held forever by a thread that did not come along.
-    var allowThreads = false
+    let allowThreads: Bool
+    private let memory = Mutex<[FileKey: String]>([:])
 
-    init(cacheDirectory: String?) {
+    init(cacheDirectory: String?, allowThreads: Bool = false) {
         answersPath = cacheDirectory.map { $0 + "/pier-plugin-builds" }
+        self.allowThreads = allowThreads
     }
 
     /// The plugin's execution when it is Pier's own and this process can fork safely; nil means
@@ -40,13 +42,13 @@ struct InProcessPlugins: Sendable {
     /// Whether `path` is a `pier-cni` built from the same plugin sources as this process.
     func isOwn(_ path: String) -> Bool {
         guard let key = FileKey(path) else { return false }
-        if let known = Self.memory.withLock({ $0[key] }) { return known == PluginBuild.sourceDigest }
+        if let known = memory.withLock({ $0[key] }) { return known == PluginBuild.sourceDigest }
         if let answersPath, let known = Answers.read(answersPath)[key] {
-            Self.memory.withLock { $0[key] = known }
+            memory.withLock { $0[key] = known }
             return known == PluginBuild.sourceDigest
         }
         let digest = Self.askDigest(path)
-        Self.memory.withLock { $0[key] = digest }
+        memory.withLock { $0[key] = digest }
         if let answersPath {
             var answers = Answers.read(answersPath)
             if answers.count >= Answers.kept { answers = [:] }
@@ -55,8 +57,6 @@ struct InProcessPlugins: Sendable {
         }
         return digest == PluginBuild.sourceDigest
     }
-
-    private static let memory = Mutex<[FileKey: String]>([:])
 
     /// Execs the file as `pier-cni --source-digest` with no CNI variables, so a foreign plugin only
     /// prints its banner (to /dev/null) and its empty or odd stdout matches no digest.
@@ -126,7 +126,7 @@ struct InProcessPlugins: Sendable {
         var offset = 0
         while offset < bytes.count {
             let written = bytes.withUnsafeBytes {
-                Glibc.write(descriptor, $0.baseAddress! + offset, bytes.count - offset)
+                Glibc.write(descriptor, $0.baseAddress.map { $0 + offset }, bytes.count - offset)
             }
             if written < 0 && errno == EINTR { continue }
             if written <= 0 { return }
