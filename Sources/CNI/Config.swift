@@ -6,7 +6,9 @@ public struct NetworkConfig: Sendable {
     public var name: String
     /// The plugin binary name; may be empty in a hand-written stdin.
     public var type: String
-    /// Nil when there is no `ipam` key, or it is `{}` or lacks a type: all mean "no IPAM".
+    /// Nil when there is no `ipam` key or it is `{}`: both mean "no IPAM". Any other `ipam`
+    /// object must name its delegate (`type`), or the config is refused (code 7): keys there
+    /// mean the author wanted addresses.
     public var ipam: IPAMConfig?
     /// The config's `dns` block (result shape).
     public var dns: CNIResult.DNS?
@@ -26,10 +28,15 @@ public struct NetworkConfig: Sendable {
     public var bytes: [UInt8]
 
     /// Parses stdin: invalid JSON is code 6, an invalid network name or a wrongly typed well-known key
-    /// is code 7. `capabilities` is ignored: libcni leaves it in although the spec says it must not.
+    /// is code 7. `capabilities` (libcni leaves it in although the spec says it must not) is only
+    /// checked for its shape, an object of booleans.
     public init(bytes: [UInt8]) throws(CNIError) {
         let value: JSONValue
         do { value = try JSONValue(parsing: bytes) } catch {
+            // A repeated key parses, but means one network to Pier and another to Go's tools.
+            if let key = error.duplicateKey {
+                throw CNIError(.invalidNetworkConfig, "invalid network config: duplicate key \"\(key)\"")
+            }
             throw CNIError(.decodingFailure, "error unmarshalling network config: \(error)")
         }
         guard let object = value.objectValue else {
@@ -44,8 +51,13 @@ public struct NetworkConfig: Sendable {
         try CNIValidation.validateNetworkName(name)
         self.type = try reader.string("type") ?? ""
 
-        if let ipamReader = try reader.reader("ipam"), let ipamType = try ipamReader.string("type"), !ipamType.isEmpty {
+        if let ipamReader = try reader.reader("ipam"), !ipamReader.object.isEmpty {
+            let ipamType = try ipamReader.string("type") ?? ""
+            guard !ipamType.isEmpty else { throw ipamReader.failure("type", "missing") }
             self.ipam = IPAMConfig(type: ipamType, raw: ipamReader.object)
+        }
+        for (key, value) in try reader.reader("capabilities")?.object ?? JSONObject() where value.boolValue == nil {
+            throw reader.mismatch("capabilities.\(key)", expected: "boolean", got: value)
         }
         if let dnsReader = try reader.reader("dns") { self.dns = try CNIResult.DNS(dnsReader) }
 
@@ -57,6 +69,10 @@ public struct NetworkConfig: Sendable {
         self.args = reader.value("args")
 
         if let previous = reader.value("prevResult") {
+            // A result always says its version; one without is not a result of any plugin.
+            if previous.objectValue != nil, try reader.reader("prevResult")?.string("cniVersion") == nil {
+                throw reader.failure("prevResult.cniVersion", "missing")
+            }
             do {
                 self.prevResult = try CNIResult(json: previous, defaultVersion: cniVersion)
             } catch {

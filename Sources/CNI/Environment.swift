@@ -37,8 +37,9 @@ public struct CNIEnvironment: Sendable, Equatable {
     /// Empty when absent (allowed for DEL, where the namespace may already be gone).
     public var netns: String
     public var ifName: String
-    /// `CNI_ARGS` as given; parsed on demand by `args()` so that a plugin that never reads it is not
-    /// failed by a malformed value, as with the reference plugins.
+    /// `CNI_ARGS` as given; its syntax is checked for every verb that names an attachment (one
+    /// malformed value fails every plugin alike, whether it reads the keys or not), and the
+    /// pairs are parsed by `args()`.
     public var argsText: String
     /// `CNI_PATH` split on `:`, empty entries dropped.
     public var path: [String]
@@ -78,6 +79,7 @@ public struct CNIEnvironment: Sendable, Equatable {
         guard [.add, .delete, .check].contains(command) else { return }
         try CNIValidation.validateContainerID(containerID)
         try CNIValidation.validateInterfaceName(ifName)
+        _ = try args()
     }
 }
 
@@ -95,6 +97,12 @@ public struct CNIArgs: Sendable, Equatable {
                 throw CNIError(
                     .invalidEnvironmentVariables, "ARGS: invalid pair \"\(item)\"",
                     details: "CNI_ARGS entries must be KEY=VALUE separated by ';' and values cannot contain '='")
+            }
+            // Unknown keys are tolerated, a missing one is not: `=v` names nothing.
+            guard !parts[0].isEmpty else {
+                throw CNIError(
+                    .invalidEnvironmentVariables, "ARGS: invalid pair \"\(item)\": empty key",
+                    details: "CNI_ARGS entries must be KEY=VALUE with a non-empty KEY")
             }
             pairs.append((String(parts[0]), String(parts[1])))
         }

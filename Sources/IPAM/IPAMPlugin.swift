@@ -1,4 +1,5 @@
 import CNI
+import IPAddressing
 
 #if canImport(Glibc)
     import Glibc
@@ -17,7 +18,14 @@ public struct IPAMPlugin: CNIPlugin {
     }
 
     public func delete(_ request: CNIRequest) throws {
-        try AddressManager(config: settings(request)).release(attachment(request))
+        try release(request)
+    }
+
+    /// DEL that reports the addresses it gave up, so an interface plugin running this
+    /// in-process can forget their conntrack state even without a prevResult.
+    @discardableResult
+    public func release(_ request: CNIRequest) throws -> [IPAddress] {
+        try AddressManager(config: settings(request)).release(attachment(request)).map(\.address)
     }
 
     public func check(_ request: CNIRequest) throws {
@@ -25,15 +33,22 @@ public struct IPAMPlugin: CNIPlugin {
     }
 
     public func garbageCollect(_ request: CNIRequest) throws {
+        try collectGarbage(request)
+    }
+
+    /// GC that reports the addresses it released.
+    @discardableResult
+    public func collectGarbage(_ request: CNIRequest) throws -> [IPAddress] {
         // Without either attachment key there is no statement of what is valid; releasing
         // everything on a malformed request would be far worse than doing nothing.
         guard let valid = request.config.validAttachments else {
             cniLog("ipam: GC without cni.dev/valid-attachments; nothing released")
-            return
+            return []
         }
         let released = try AddressManager(config: settings(request)).collectGarbage(
             keeping: valid.map(LeaseOwner.init))
         for lease in released { cniLog("ipam: GC released \(lease)") }
+        return released.map(\.address)
     }
 
     public func status(_ request: CNIRequest) throws {
@@ -66,9 +81,13 @@ public enum IPAMCall {
         return try request.delegateAdd()
     }
 
-    public static func delete(_ request: CNIRequest) throws {
-        if runsInProcess(request) { return try IPAMPlugin().delete(request) }
+    /// Returns the addresses released when they are known (Pier's own IPAM, in-process);
+    /// an exec'd delegate does not say.
+    @discardableResult
+    public static func delete(_ request: CNIRequest) throws -> [IPAddress] {
+        if runsInProcess(request) { return try IPAMPlugin().release(request) }
         try request.delegateDelete()
+        return []
     }
 
     public static func check(_ request: CNIRequest) throws {
@@ -76,9 +95,12 @@ public enum IPAMCall {
         try request.delegateCheck()
     }
 
-    public static func garbageCollect(_ request: CNIRequest) throws {
-        if runsInProcess(request) { return try IPAMPlugin().garbageCollect(request) }
+    /// Like `delete`, returns the addresses released when they are known.
+    @discardableResult
+    public static func garbageCollect(_ request: CNIRequest) throws -> [IPAddress] {
+        if runsInProcess(request) { return try IPAMPlugin().collectGarbage(request) }
         try request.delegateGarbageCollect()
+        return []
     }
 
     public static func status(_ request: CNIRequest) throws {

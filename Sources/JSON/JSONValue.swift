@@ -63,8 +63,8 @@ public enum JSONValue: Sendable, Equatable {
     }
 }
 
-/// A JSON object whose keys keep their insertion order. A repeated key keeps its first position and
-/// its last value, which matches what Go's decoder ends up with.
+/// A JSON object whose keys keep their insertion order. Setting a key that is there replaces its
+/// value in place; parsed text never holds a key twice (the parser refuses it).
 public struct JSONObject: Sendable, Equatable, Sequence, ExpressibleByDictionaryLiteral {
     public private(set) var entries: [(key: String, value: JSONValue)] = []
 
@@ -96,6 +96,11 @@ public struct JSONObject: Sendable, Equatable, Sequence, ExpressibleByDictionary
         }
     }
 
+    /// Appends a key the caller knows is not there yet (the parser, which checked).
+    mutating func appendNew(_ key: String, _ value: JSONValue) {
+        entries.append((key, value))
+    }
+
     public func makeIterator() -> IndexingIterator<[(key: String, value: JSONValue)]> {
         entries.makeIterator()
     }
@@ -109,7 +114,9 @@ public struct JSONObject: Sendable, Equatable, Sequence, ExpressibleByDictionary
 // MARK: - Text form
 
 extension JSONValue {
-    /// Parses one JSON document; anything but whitespace after it is an error.
+    /// Parses one JSON document; anything but whitespace after it is an error, and so is an
+    /// object that repeats a key: decoders disagree on which value wins (Go's the last, others
+    /// the first), so such a document would mean different things to different readers.
     public init(parsing bytes: some Collection<UInt8>) throws(JSONSyntaxError) {
         var parser = JSONParser(bytes: Array(bytes))
         self = try parser.parseDocument()
@@ -179,6 +186,8 @@ extension JSONValue {
 public struct JSONSyntaxError: Error, Sendable, Equatable, CustomStringConvertible {
     public let offset: Int
     public let reason: String
+    /// The path (`ipam.routes`, `a[2].b`) of a key an object repeats, when that was the failure.
+    public var duplicateKey: String? = nil
     public var description: String { "\(reason) at offset \(offset)" }
 }
 
@@ -186,10 +195,28 @@ private struct JSONParser {
     let bytes: [UInt8]
     var position = 0
     var depth = 0
+    /// Where the parser is, for naming a repeated key by its full path.
+    var path: [PathComponent] = []
     /// Deep enough for any real configuration, shallow enough that hostile input cannot exhaust the stack.
     static let maximumDepth = 512
 
     init(bytes: [UInt8]) { self.bytes = bytes }
+
+    enum PathComponent {
+        case key(String)
+        case index(Int)
+    }
+
+    func pathText(appending key: String) -> String {
+        var text = ""
+        for component in path + [.key(key)] {
+            switch component {
+            case .key(let name): text += text.isEmpty ? name : "." + name
+            case .index(let index): text += "[\(index)]"
+            }
+        }
+        return text
+    }
 
     mutating func parseDocument() throws(JSONSyntaxError) -> JSONValue {
         skipWhitespace()
@@ -251,9 +278,15 @@ private struct JSONParser {
             let key = try parseString()
             skipWhitespace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw failure("expected ':'") }
+            if object.entries.contains(where: { $0.key == key }) {
+                let keyPath = pathText(appending: key)
+                throw JSONSyntaxError(offset: position, reason: "duplicate key \"\(keyPath)\"", duplicateKey: keyPath)
+            }
             position += 1
             skipWhitespace()
-            object[key] = try parseValue()
+            path.append(.key(key))
+            object.appendNew(key, try parseValue())
+            path.removeLast()
             skipWhitespace()
             guard position < bytes.count else { throw failure("unexpected end of input") }
             if bytes[position] == UInt8(ascii: ",") {
@@ -278,7 +311,9 @@ private struct JSONParser {
         }
         while true {
             skipWhitespace()
+            path.append(.index(elements.count))
             elements.append(try parseValue())
+            path.removeLast()
             skipWhitespace()
             guard position < bytes.count else { throw failure("unexpected end of input") }
             if bytes[position] == UInt8(ascii: ",") {

@@ -33,10 +33,38 @@ import Testing
         #expect(try config(#"{"name":"n"}"#).cniVersion == "0.1.0")
     }
 
-    @Test func emptyOrTypelessIPAMMeansNone() throws {
+    @Test func emptyIPAMMeansNone() throws {
         #expect(try config(#"{"name":"n","ipam":{}}"#).ipam == nil)
-        #expect(try config(#"{"name":"n","ipam":{"subnet":"10.0.0.0/8"}}"#).ipam == nil)
         #expect(try config(#"{"name":"n","ipam":null}"#).ipam == nil)
+    }
+
+    /// Keys under `ipam` mean the author wanted addresses: without a delegate that is a mistake.
+    @Test(arguments: [#"{"subnet":"10.0.0.0/8"}"#, #"{"type":"","subnet":"10.0.0.0/8"}"#, #"{"type":null,"a":1}"#])
+    func typelessIPAMIsCode7(_ ipam: String) {
+        let error = expectCNIError(.invalidNetworkConfig) { _ = try config(#"{"name":"n","ipam":\#(ipam)}"#) }
+        #expect(error?.msg == #"invalid network config: key "ipam.type": missing"#)
+    }
+
+    /// Go's decoder takes the last value of a repeated key, others the first: refused, named.
+    @Test(arguments: [
+        (#"{"name":"n","routes":null,"routes":[{"dst":{"a":1}}]}"#, "routes"),
+        (
+            #"{"name":"n","ipam":{"type":"ipam","ranges":[[{"subnet":"10.0.0.0/24","subnet":"10.1.0.0/24"}]]}}"#,
+            "ipam.ranges[0][0].subnet"
+        ),
+        (#"{"name":"n","runtimeConfig":{"mac":"a","mac":"b"}}"#, "runtimeConfig.mac"),
+        (#"{"cniVersion":"1.0.0","name":"n","prevResult":{"cniVersion":"1.0.0","ips":[],"ips":[]}}"#, "prevResult.ips"),
+        (#"{"name":"n","name":"m"}"#, "name"),
+    ])
+    func duplicateKeysAreCode7AndNamed(json: String, key: String) {
+        let error = expectCNIError(.invalidNetworkConfig) { _ = try config(json) }
+        #expect(error?.msg == "invalid network config: duplicate key \"\(key)\"")
+    }
+
+    @Test(arguments: [#""capabilities":5"#, #""capabilities":{"portMappings":"yes"}"#, #""capabilities":[]"#])
+    func wronglyTypedCapabilitiesAreCode7(_ capabilities: String) {
+        let error = expectCNIError(.invalidNetworkConfig) { _ = try config(#"{"name":"n",\#(capabilities)}"#) }
+        #expect(error?.msg.contains(#"key "capabilities"#) == true, "\(String(describing: error))")
     }
 
     @Test func runtimeConfigDropsNullEntries() throws {
@@ -109,21 +137,23 @@ import Testing
         #expect(previous.routes[0].gw == (try address("10.1.0.1")))
     }
 
-    @Test func prevResultOfVersion100WithoutItsOwnVersionTakesTheConfigVersion() throws {
-        let config = try config(
-            #"""
-            {"cniVersion":"1.0.0","name":"n","prevResult":{
-             "interfaces":[{"name":"eth0","sandbox":"/run/netns/c"}],
-             "ips":[{"interface":0,"address":"10.1.0.5/16"}],"dns":{}}}
-            """#)
-        let previous = try #require(config.prevResult)
-        #expect(previous.cniVersion == "1.0.0")
-        #expect(previous.ips == [.init(address: try prefix("10.1.0.5/16"), interface: 0)])
+    /// Every result says its version; a prevResult without one came from no plugin.
+    @Test func prevResultWithoutItsOwnVersionIsCode7() throws {
+        let error = expectCNIError(.invalidNetworkConfig) {
+            _ = try config(
+                #"""
+                {"cniVersion":"1.0.0","name":"n","prevResult":{
+                 "interfaces":[{"name":"eth0","sandbox":"/run/netns/c"}],
+                 "ips":[{"interface":0,"address":"10.1.0.5/16"}],"dns":{}}}
+                """#)
+        }
+        #expect(error?.msg == #"invalid network config: key "prevResult.cniVersion": missing"#)
     }
 
     @Test func brokenPrevResultIsCode6AndSaysSo() {
         let error = expectCNIError(.decodingFailure) {
-            _ = try config(#"{"cniVersion":"1.0.0","name":"n","prevResult":{"ips":[{"address":"nope"}]}}"#)
+            _ = try config(
+                #"{"cniVersion":"1.0.0","name":"n","prevResult":{"cniVersion":"1.0.0","ips":[{"address":"nope"}]}}"#)
         }
         #expect(error?.msg.contains("prevResult") == true)
         #expect(error?.msg.contains("ips[0].address") == true)

@@ -131,7 +131,14 @@ import Testing
         #expect(try CNIArgs(parsing: "A=;B=2")["A"] == "")
     }
 
-    @Test(arguments: ["A", "A=1=2", "A=1;", "A=1;;B=2", "=1=", "IP=10.0.0.1;MAC"])
+    /// An empty key names nothing, even where unknown keys are tolerated.
+    @Test(arguments: ["=", "=;=;=", "IgnoreUnknown=1;=v", "=v", "A=1;=2"])
+    func rejectsEmptyKeys(_ input: String) {
+        let error = expectCNIError(.invalidEnvironmentVariables) { _ = try CNIArgs(parsing: input) }
+        #expect(error?.msg.hasSuffix("empty key") == true)
+    }
+
+    @Test(arguments: ["A", "A=1=2", "A=1;", "A=1;;B=2", ";;", "=1=", "IP=10.0.0.1;MAC"])
     func rejectsPairsWithoutExactlyOneEquals(_ input: String) {
         let error = expectCNIError(.invalidEnvironmentVariables) { _ = try CNIArgs(parsing: input) }
         #expect(error?.msg.hasPrefix("ARGS: invalid pair") == true)

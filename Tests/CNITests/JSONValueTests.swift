@@ -38,9 +38,16 @@ import Testing
         #expect(throws: JSONSyntaxError.self) { try JSONValue(parsing: deep) }
     }
 
-    @Test func duplicateKeyKeepsFirstPositionAndLastValue() throws {
-        let value = try JSONValue(parsing: #"{"a":1,"b":2,"a":3}"#)
-        #expect(value.encodedString == #"{"a":3,"b":2}"#)
+    @Test func duplicateKeyIsRefusedWithItsPath() throws {
+        #expect(throws: JSONSyntaxError.self) { try JSONValue(parsing: #"{"a":1,"b":2,"a":3}"#) }
+        do {
+            _ = try JSONValue(parsing: #"{"a":[{"x":1},{"b":{"c":1,"c":2}}]}"#)
+            Issue.record("a repeated key parsed")
+        } catch {
+            #expect(error.duplicateKey == "a[1].b.c")
+        }
+        // The same key in sibling objects is no repeat.
+        #expect(try JSONValue(parsing: #"[{"a":1},{"a":2}]"#).arrayValue?.count == 2)
     }
 
     @Test func objectSubscriptReplacesInPlaceAndRemoves() {

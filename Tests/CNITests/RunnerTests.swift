@@ -184,6 +184,16 @@ struct MinimalPlugin: CNIPlugin {
         #expect(try error(of: both).code == .decodingFailure)
     }
 
+    /// Malformed CNI_ARGS fail every verb that names an attachment, whether the plugin reads
+    /// the keys or not (the fake reads none); the plugin is not called.
+    @Test(arguments: ["ADD", "DEL", "CHECK"], ["=", "=;=;=", ";;", "IgnoreUnknown=1;=v"])
+    func malformedArgsAreCode4ForEveryPlugin(command: String, args: String) throws {
+        let plugin = FakePlugin()
+        let outcome = run(plugin, command, changes: ["CNI_ARGS": args])
+        #expect(try error(of: outcome).code == .invalidEnvironmentVariables)
+        #expect(plugin.calls.isEmpty)
+    }
+
     @Test func versionMismatchIsCode1WithDetails() throws {
         let plugin = FakePlugin()
         plugin.supportedVersions = ["0.4.0", "1.0.0"]

@@ -35,8 +35,10 @@ final class TemporaryDirectory {
 func netconf(
     name: String = "testnet", version: String = "1.0.0", ipam: String, extra: String = ""
 ) -> [UInt8] {
-    Array(
-        #"{"cniVersion":"\#(version)","name":"\#(name)","type":"bridge","ipam":{"type":"ipam",\#(ipam)}\#(extra)}"#.utf8
+    // An `ipam` that names its own type replaces the default: a repeated key is refused.
+    let type = ipam.hasPrefix(#""type":"#) ? "" : #""type":"ipam","#
+    return Array(
+        #"{"cniVersion":"\#(version)","name":"\#(name)","type":"bridge","ipam":{\#(type)\#(ipam)}\#(extra)}"#.utf8
     )
 }
 

@@ -143,6 +143,13 @@ import Testing
         ("ADD", "c1", "eth0", #""ranges":[[{"subnet":"10.47.0.0/24"}]]"#, "IP=10.99.0.1", 999),
         ("ADD", "c1", "eth0", #""ranges":[[{"subnet":"10.47.0.0/24"}]]"#, "IP", 4),
         ("ADD", "c1", "eth0", #""ranges":[[{"subnet":42}]]"#, "", 7),
+        // An empty CNI_ARGS key names nothing, even with IgnoreUnknown.
+        ("ADD", "c1", "eth0", #""ranges":[[{"subnet":"10.47.0.0/24"}]]"#, "=", 4),
+        ("ADD", "c1", "eth0", #""ranges":[[{"subnet":"10.47.0.0/24"}]]"#, "IgnoreUnknown=1;=v", 4),
+        ("DEL", "c1", "eth0", #""ranges":[[{"subnet":"10.47.0.0/24"}]]"#, "=;=;=", 4),
+        // A repeated key means different things to different decoders.
+        ("ADD", "c1", "eth0", #""ranges":[[{"subnet":"10.47.0.0/24","subnet":"10.48.0.0/24"}]]"#, "", 7),
+        ("ADD", "c1", "eth0", #""ranges":null,"ranges":[[{"subnet":"10.47.0.0/24"}]]"#, "", 7),
     ])
     func badInputTouchesNothing(
         verb: String, id: String, ifname: String, ipam: String, args: String, code: Int

@@ -138,6 +138,9 @@ final class FakeKernel {
         return groups.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xff)] }
     }
 
+    /// Every ctnetlink client shares this fake, so tests see what DEL asked of conntrack.
+    let conntrackTransport = RecordingTransport()
+
     func clearLog() {
         log = []
         batches = []
@@ -159,7 +162,7 @@ final class FakeKernel {
                 }
                 return NFTablesClient(transport: transport)
             },
-            conntrack: { () throws(FirewallError) in ConntrackClient(transport: RecordingTransport()) },
+            conntrack: { [unowned self] () throws(FirewallError) in ConntrackClient(transport: conntrackTransport) },
             openNamespace: { [unowned self] path throws(NamespaceError) in
                 guard links[path] != nil else {
                     throw NamespaceError("open network namespace", path: path, errno: ENOENT)

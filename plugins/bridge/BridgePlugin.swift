@@ -27,10 +27,17 @@ struct BridgePlugin: CNIPlugin {
         let container = try kernel.netlink(containerNS)
         try requireNoContainerInterface(named: request.ifName, in: container)
 
+        let bridgeExisted = try host.linkIfPresent(named: config.bridge) != nil
         let bridge = try BridgeDevice.ensure(config.bridgeSpec, netlink: host, kernel: kernel)
         // ADD leaves nothing behind when it fails (the runtime will DEL, but ADD promises to
         // clean up after itself): each step below pushes its undo.
         return try withRollback { rollback in
+            // Runs last: the network-level state this ADD may have made, unless another
+            // attachment uses it by now.
+            rollback.push("remove the unused network state of \(config.bridge)") {
+                try releaseNetworkIfUnused(
+                    bridge: config.bridge, networkTag: attachment.networkTag, deleteBridge: !bridgeExisted, host: host)
+            }
             let veth = VethSetup(host: host, container: container, containerNamespace: containerNS)
             let ports = try veth.create(attachment: attachment, bridge: bridge, options: config.vethOptions, mac: mac) {
                 port in
@@ -98,7 +105,11 @@ struct BridgePlugin: CNIPlugin {
                 failures.record(error)
             }
         }
-        if request.config.ipam != nil { failures.attempt { try IPAMCall.delete(request) } }
+        var released: [IPAddress] = []
+        if request.config.ipam != nil { failures.attempt { released = try IPAMCall.delete(request) } }
+        ConnectionTracking.forget(
+            ConnectionTracking.containerAddresses(in: request.prevResult, ifName: request.ifName) + released,
+            kernel: kernel, failures: &failures)
         // Spoof-check elements are removed whatever the config says now: it may have changed
         // since ADD, and the elements are found by the attachment's tag alone.
         failures.attempt { try SpoofCheck(client: try kernel.nftables()).release(owner: attachment.ownerTag) }
@@ -178,19 +189,15 @@ struct BridgePlugin: CNIPlugin {
         // The bridge goes only when nothing uses it any more: no ports, no valid attachments.
         failures.attempt {
             let config = try request.config.decode(BridgeConfig.self)
-            if valid.isEmpty, let bridge = try host.linkIfPresent(named: config.bridge), bridge.kind == .bridge {
-                let ports = try host.links().filter { $0.masterIndex == bridge.index }
-                // The network's own VLAN gateway ports do not keep the bridge alive.
-                if ports.allSatisfy({ VLANGateway.isGatewayPort($0, of: bridge) }) {
-                    try NetworkRules(
-                        client: try kernel.nftables(), networkTag: Attachment.networkTag(request.config.name)
-                    ).detach()
-                    for port in ports { try ignoringMissing { try host.deleteLink(index: port.index) } }
-                    try ignoringMissing { try host.deleteLink(index: bridge.index) }
-                }
+            if valid.isEmpty {
+                try releaseNetworkIfUnused(
+                    bridge: config.bridge, networkTag: Attachment.networkTag(request.config.name), deleteBridge: true,
+                    host: host)
             }
         }
-        if request.config.ipam != nil { failures.attempt { try IPAMCall.garbageCollect(request) } }
+        var released: [IPAddress] = []
+        if request.config.ipam != nil { failures.attempt { released = try IPAMCall.garbageCollect(request) } }
+        ConnectionTracking.forget(released, kernel: kernel, failures: &failures)
         try failures.throwIfAny("bridge GC incomplete")
     }
 
@@ -198,6 +205,21 @@ struct BridgePlugin: CNIPlugin {
         let config = try request.config.decode(BridgeConfig.self)
         try validate(config, request)
         if request.config.ipam != nil { try IPAMCall.status(request) }
+    }
+
+    /// Removes the network's `inet pier` elements, and the bridge itself when `deleteBridge`,
+    /// once no attachment uses the bridge: only the network's own VLAN gateway ports (which do
+    /// not keep it alive) are left on it.
+    private func releaseNetworkIfUnused(
+        bridge name: String, networkTag: String, deleteBridge: Bool, host: RouteNetlink
+    ) throws {
+        guard let bridge = try host.linkIfPresent(named: name), bridge.kind == .bridge else { return }
+        let ports = try host.links().filter { $0.masterIndex == bridge.index }
+        guard ports.allSatisfy({ VLANGateway.isGatewayPort($0, of: bridge) }) else { return }
+        try NetworkRules(client: try kernel.nftables(), networkTag: networkTag).detach()
+        guard deleteBridge else { return }
+        for port in ports { try ignoringMissing { try host.deleteLink(index: port.index) } }
+        try ignoringMissing { try host.deleteLink(index: bridge.index) }
     }
 
     private func validate(_ config: BridgeConfig, _ request: CNIRequest) throws {

@@ -92,7 +92,11 @@ struct HostPlugin: CNIPlugin {
         failures.attempt { namespace = try openUnlessGone(request.netns) }
         if let namespace { try rejectOwnNamespace(namespace) }
         // IPAM always, even with no netns: the reference host-device leaks the lease there.
-        if request.config.ipam != nil { failures.attempt { try IPAMCall.delete(request) } }
+        var released: [IPAddress] = []
+        if request.config.ipam != nil { failures.attempt { released = try IPAMCall.delete(request) } }
+        ConnectionTracking.forget(
+            ConnectionTracking.containerAddresses(in: request.prevResult, ifName: request.ifName) + released,
+            kernel: kernel, failures: &failures)
         if namespace == nil {
             // Whatever the kernel gave back when the netns died gets its identity back (the
             // problems are logged only: DEL must not fail for a device that is already home).
@@ -157,7 +161,9 @@ struct HostPlugin: CNIPlugin {
         if case .device = try mode(request) {
             for problem in try DeviceMove(kernel).restoreStrays() { failures.record(CNIError(.internalError, problem)) }
         }
-        if request.config.ipam != nil { failures.attempt { try IPAMCall.garbageCollect(request) } }
+        var released: [IPAddress] = []
+        if request.config.ipam != nil { failures.attempt { released = try IPAMCall.garbageCollect(request) } }
+        ConnectionTracking.forget(released, kernel: kernel, failures: &failures)
         try failures.throwIfAny("host GC incomplete")
     }
 

@@ -71,7 +71,11 @@ struct MacvlanPlugin: CNIPlugin {
     func delete(_ request: CNIRequest) throws {
         var failures = CNIErrorList()
         // IPAM first, as the reference does: the lease must go even if the netns is unusable.
-        if request.config.ipam != nil { failures.attempt { try IPAMCall.delete(request) } }
+        var released: [IPAddress] = []
+        if request.config.ipam != nil { failures.attempt { released = try IPAMCall.delete(request) } }
+        ConnectionTracking.forget(
+            ConnectionTracking.containerAddresses(in: request.prevResult, ifName: request.ifName) + released,
+            kernel: kernel, failures: &failures)
         if !request.netns.isEmpty {
             do {
                 let namespace = try kernel.openNamespace(request.netns)
@@ -127,7 +131,9 @@ struct MacvlanPlugin: CNIPlugin {
     /// the IPAM delegate has leases to collect.
     func garbageCollect(_ request: CNIRequest) throws {
         var failures = CNIErrorList()
-        if request.config.ipam != nil { failures.attempt { try IPAMCall.garbageCollect(request) } }
+        var released: [IPAddress] = []
+        if request.config.ipam != nil { failures.attempt { released = try IPAMCall.garbageCollect(request) } }
+        ConnectionTracking.forget(released, kernel: kernel, failures: &failures)
         try failures.throwIfAny("macvlan GC incomplete")
     }
 

@@ -4,7 +4,7 @@ import PierTables
 
 /// The portmap plugin's own keys. The reference's iptables-only keys (`markMasqBit`,
 /// `externalSetMarkChain`, `conditionsV4`, `conditionsV6`, `backend`) are accepted and
-/// ignored: Pier always uses its nftables maps.
+/// ignored: Pier always uses its nftables maps (`markMasqBit` only with a valid value, 0–31).
 struct PortmapConfig: JSONReadable {
     /// Masquerade hairpin and localhost traffic to published ports.
     var snat: Bool = true
@@ -17,6 +17,10 @@ struct PortmapConfig: JSONReadable {
     init(_ reader: JSONReader) throws(CNIError) {
         snat = try reader.bool("snat") ?? true
         masqAll = try reader.bool("masqAll") ?? false
+        // Unused here, but a value the reference refuses must not pass silently.
+        if let bit = try reader.int("markMasqBit"), !(0...31).contains(bit) {
+            throw reader.failure("markMasqBit", "must be between 0 and 31, got \(bit)")
+        }
     }
 }
 

@@ -20,9 +20,9 @@ struct PortmapPlugin: CNIPlugin {
         }
         result.cniVersion = request.cniVersion
         let mappings = try request.config.runtimeConfig("portMappings", as: [PortMapping].self) ?? []
+        let config = try request.config.decode(PortmapConfig.self)
         // Nothing to publish: touch nothing (the reference's lesson from xtables-lock storms).
         guard !mappings.isEmpty else { return result }
-        let config = try request.config.decode(PortmapConfig.self)
         let (v4, v6) = containerAddresses(result, ifName: request.ifName)
         let ports = try planned(mappings, v4: v4, v6: v6)
         guard !ports.isEmpty else { return result }
@@ -78,6 +78,9 @@ struct PortmapPlugin: CNIPlugin {
                 removed = try publishing.unpublish(owner: owner)
             }
         }
+        ConnectionTracking.forget(
+            ConnectionTracking.containerAddresses(in: request.prevResult, ifName: request.ifName)
+                + removed.map(\.container), kernel: kernel, failures: &failures)
         try failures.throwIfAny("portmap DEL incomplete")
         flushStaleUDPEntries(removed)
     }
@@ -124,7 +127,9 @@ struct PortmapPlugin: CNIPlugin {
             for owner in try publishing.owners().sorted() where owner.hasPrefix(networkPrefix) && !valid.contains(owner)
             {
                 do {
-                    flushStaleUDPEntries(try publishing.unpublish(owner: owner))
+                    let removed = try publishing.unpublish(owner: owner)
+                    ConnectionTracking.forget(removed.map(\.container), kernel: kernel, failures: &failures)
+                    flushStaleUDPEntries(removed)
                 } catch {
                     let cause = CNIError(converting: error)
                     failures.record(CNIError(cause.code, "\(owner): \(cause.msg)", details: cause.details))
@@ -193,7 +198,7 @@ struct PortmapPlugin: CNIPlugin {
         do {
             let conntrack = try kernel.conntrack()
             for key in udp.sorted(by: { $0.port < $1.port }) {
-                try conntrack.deleteEntries(
+                try conntrack.forgetFlows(
                     protocolNumber: IPProtocol.udp.rawValue, destinationPort: key.port, family: key.family)
             }
         } catch {

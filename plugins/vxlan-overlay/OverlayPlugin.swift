@@ -107,7 +107,11 @@ struct OverlayPlugin: CNIPlugin {
                 failures.record(error)
             }
         }
-        failures.attempt { try IPAMCall.delete(request.withClusterIPAM(config)) }
+        var released: [IPAddress] = []
+        failures.attempt { released = try IPAMCall.delete(request.withClusterIPAM(config)) }
+        ConnectionTracking.forget(
+            ConnectionTracking.containerAddresses(in: request.prevResult, ifName: request.ifName) + released,
+            kernel: kernel, failures: &failures)
         try failures.throwIfAny("vxlan-overlay DEL incomplete")
     }
 
@@ -182,7 +186,9 @@ struct OverlayPlugin: CNIPlugin {
             }
             if valid.isEmpty { try removeDevices(config, network: network, netlink: host) }
         }
-        failures.attempt { try IPAMCall.garbageCollect(request.withClusterIPAM(config)) }
+        var released: [IPAddress] = []
+        failures.attempt { released = try IPAMCall.garbageCollect(request.withClusterIPAM(config)) }
+        ConnectionTracking.forget(released, kernel: kernel, failures: &failures)
         try failures.throwIfAny("vxlan-overlay GC incomplete")
     }
 
