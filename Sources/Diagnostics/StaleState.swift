@@ -101,7 +101,7 @@ struct StaleState {
                 check: "missing.pier_rule", severity: check.severity,
                 subject: "inet pier \(check.chain) \"\(check.comment)\"",
                 message: "\(check.what) is off for every network: the rule is missing from inet pier \(check.chain)",
-                fix: "pier firewall-reload (rebuilds Pier's tables from the cached attachments), or run any bridge ADD")
+                fix: "pier firewall reload (rebuilds Pier's tables from the cached attachments), or run any bridge ADD")
         }
     }
 
@@ -125,7 +125,7 @@ struct StaleState {
                 check: "missing.publish_rules", severity: .error, subject: missing.joined(separator: ", "),
                 message:
                     "\(ports.count) published port(s) cannot work: the rules that consult the DNAT maps are missing",
-                fix: "pier firewall-reload (rebuilds Pier's tables from the cached attachments)")
+                fix: "pier firewall reload (rebuilds Pier's tables from the cached attachments)")
         ]
     }
 
@@ -148,7 +148,7 @@ struct StaleState {
                         subject: "\(mapping.protocol) \(mapping.hostPort)",
                         message:
                             "\(describe(entry.attachment)) publishes \(mapping.protocol) port \(mapping.hostPort) → \(mapping.containerPort), but no DNAT element in inet pier carries it",
-                        fix: "pier firewall-reload (puts it back from the cached attachment), or recreate the container"
+                        fix: "pier firewall reload (puts it back from the cached attachment), or recreate the container"
                     ))
             }
         }
