@@ -100,3 +100,39 @@ private final class Failures: @unchecked Sendable {
     func add(_ item: String) { lock.withLock { items.append(item) } }
     var list: [String] { lock.withLock { items } }
 }
+
+/// Which rules read back count as Pier's accept rule, and which final rules drop everything:
+/// decisions on `RuleRecord`s alone, no kernel needed.
+struct ForeignRuleRecognitionTests {
+    private func record(
+        _ names: [String], verdict: Verdict? = nil, markBits: UInt32? = nil, comment: String? = nil
+    ) -> RuleRecord {
+        RuleRecord(
+            family: .ip, table: "filter", chain: "FORWARD", handle: 1, comment: comment, expressionNames: names,
+            verdict: verdict, markBits: markBits)
+    }
+
+    @Test func piersRuleIsKnownByCommentOrByExactlyItsMatch() {
+        let mark = PierTable.trafficMark
+        let full = ["meta", "bitwise", "cmp", "counter", "immediate"]
+        #expect(ForeignForwardAccept.isPierAccept(record(full, verdict: .accept, markBits: mark)))
+        // After iptables-restore: the comment is an xt match.
+        let restored = ["meta", "bitwise", "cmp", "match", "counter", "immediate"]
+        #expect(ForeignForwardAccept.isPierAccept(record(restored, verdict: .accept, markBits: mark)))
+        #expect(ForeignForwardAccept.isPierAccept(record([], comment: ForeignForwardAccept.comment)))
+        // Another bit, another verdict, or more conditions: not Pier's rule.
+        #expect(!ForeignForwardAccept.isPierAccept(record(full, verdict: .accept, markBits: 0x4000)))
+        #expect(!ForeignForwardAccept.isPierAccept(record(full, verdict: .drop, markBits: mark)))
+        let narrower = ["meta", "cmp", "meta", "bitwise", "cmp", "immediate"]
+        #expect(!ForeignForwardAccept.isPierAccept(record(narrower, verdict: .accept, markBits: mark)))
+    }
+
+    @Test func onlyAnUnconditionalDropOrRejectEndsAChainByDropping() {
+        #expect(record(["counter", "immediate"], verdict: .drop).dropsEverything)
+        #expect(record(["reject"]).dropsEverything)
+        #expect(record(["log", "counter", "reject"]).dropsEverything)
+        #expect(!record(["meta", "cmp", "immediate"], verdict: .drop).dropsEverything)
+        #expect(!record(["immediate"], verdict: .jump("DOCKER-USER")).dropsEverything)
+        #expect(!record(["counter"]).dropsEverything)
+    }
+}

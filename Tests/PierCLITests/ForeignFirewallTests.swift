@@ -169,6 +169,11 @@ struct ForeignFirewallTests {
             try body(world)
             try pier.mustPier(["rm", "-f", world.web, world.client])
             #expect(try pier.leftovers() == [])
+            // Uninstalling takes every trace of Pier out of nftables, other tables included.
+            let removed = try pier.mustPier(["firewall", "remove"]).stdout
+            #expect(removed.contains("deleted table inet pier"), "\(removed)")
+            let ruleset = try pier.host.mustRun(["nft", "list", "ruleset"]).stdout
+            #expect(!ruleset.contains("pier") && !ruleset.contains("0x01000000"), "\(ruleset)")
         }
     }
 
@@ -266,7 +271,6 @@ struct ForeignFirewallTests {
             try world.pier.mustPier(["firewall", "reload"])
             #expect(try world.rules("inet", "filter", "forward").count == 2)
             #expect(try world.rules("inet", "filter", "late").count == 3)
-            try host.mustRun(["nft", "delete", "table", "inet", "filter"])
         }
     }
 
