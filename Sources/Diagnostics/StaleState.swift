@@ -93,6 +93,13 @@ struct StaleState {
             (["masq_v4"], "postrouting", "pier:masquerade-v4", "IPv4 masquerade", .error),
             (["masq_v6"], "postrouting", "pier:masquerade-v6", "IPv6 masquerade", .error),
             (["isolated_bridges"], "forward", "pier:isolation", "isolation between networks", .warning),
+            // Unmarked traffic passes no other table's dropping forward chain (Pier's accept
+            // there matches the mark): an error only while such a chain exists.
+            (
+                ["same_bridge"], "forward_mark", "pier:mark-from-bridge",
+                "marking of container traffic for Pier's accept rule in other tables",
+                firewall.foreignForward.contains { $0.drops != nil } ? .error : .warning
+            ),
         ]
         return checks.compactMap { check in
             let used = check.sets.contains { name in firewall.elements.contains { $0.set == "inet pier \(name)" } }
