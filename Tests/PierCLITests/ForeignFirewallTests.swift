@@ -35,6 +35,8 @@ struct ForeignFirewallTests {
             try connect(host, "uplink", to: outside, "wan")
             try host.mustRun(["ip", "addr", "add", "198.51.100.1/24", "dev", "uplink"])
             try outside.mustRun(["ip", "addr", "add", "198.51.100.2/24", "dev", "wan"])
+            try host.mustRun(["ip", "-6", "addr", "add", "2001:db8:64::1/64", "dev", "uplink", "nodad"])
+            try outside.mustRun(["ip", "-6", "addr", "add", "2001:db8:64::2/64", "dev", "wan", "nodad"])
             try connect(host, "sidelink", to: side, "lan")
             try host.mustRun(["ip", "addr", "add", "192.0.2.1/24", "dev", "sidelink"])
             try side.mustRun(["ip", "addr", "add", "192.0.2.2/24", "dev", "lan"])
@@ -48,7 +50,24 @@ struct ForeignFirewallTests {
 
             let third = Int.random(in: 0...255)
             subnet = "10.226.\(third).0/24"
-            try pier.addNetwork(network, subnet: subnet, portmap: true, defaultGateway: true)
+            // Dual-stack, so ip6tables' FORWARD chain matters too.
+            let ipam = PierHarness.ipamPlugin
+            let list: [String: Any] = [
+                "cniVersion": ipam.cniVersion, "name": network,
+                "plugins": [
+                    [
+                        "type": "bridge", "bridge": "pbr\(uniqueTag(6))", "isGateway": true, "isDefaultGateway": true,
+                        "ipMasq": true,
+                        "ipam": [
+                            "type": ipam.type, "dataDir": pier.leaseDirectory,
+                            "ranges": [[["subnet": subnet]], [["subnet": "fd26:\(third)::/64"]]],
+                        ],
+                    ],
+                    ["type": "portmap", "capabilities": ["portMappings": true]],
+                ],
+            ]
+            try JSONSerialization.data(withJSONObject: list, options: [.sortedKeys])
+                .write(to: URL(fileURLWithPath: pier.configDirectory + "/50-\(network).conflist"))
             // The outside can route to the containers directly (not through a published port).
             try outside.mustRun(["ip", "route", "add", subnet, "via", "198.51.100.1"])
             web = pier.name("web")
@@ -76,6 +95,14 @@ struct ForeignFirewallTests {
             return result?.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "198.51.100.1"
         }
 
+        /// The same over IPv6 (masqueraded to the uplink's IPv6 address).
+        var outboundV6: Bool {
+            let result = try? pier.pier([
+                "exec", client, "curl", "-s", "--http0.9", "-m", "2", "http://[2001:db8:64::2]:7001/",
+            ])
+            return result?.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "2001:db8:64::1"
+        }
+
         /// One container reaches the other on their bridge.
         var containerToContainer: Bool {
             let result = try? pier.pier(["exec", client, "curl", "-s", "-m", "2", "http://\(webAddress):8080/"])
@@ -88,7 +115,7 @@ struct ForeignFirewallTests {
         }
 
         /// Pier's traffic, all of it.
-        var piersTrafficFlows: Bool { outbound && containerToContainer && published }
+        var piersTrafficFlows: Bool { outbound && outboundV6 && containerToContainer && published }
 
         /// Traffic the host forwards that is not Pier's: outside to side.
         var sideReachable: Bool { askPeerAddress(from: outside, to: "192.0.2.2", port: 7002, timeout: 1) != nil }
@@ -164,6 +191,7 @@ struct ForeignFirewallTests {
             try #require(eventually(30) { world.containerToContainer })
             #expect(world.published)
             #expect(world.outbound)
+            #expect(world.outboundV6)
             #expect(world.sideReachable)
             #expect(world.containerReachableUnpublished)
             try body(world)
@@ -231,6 +259,7 @@ struct ForeignFirewallTests {
             #expect(try world.pierAccepts("ip", "filter", "FORWARD").isEmpty)
             #expect(try world.pierAccepts("ip6", "filter", "FORWARD").isEmpty)
             #expect(!world.outbound)
+            #expect(!world.outboundV6)
             let missing = try world.doctorFinding("ip filter FORWARD")
             #expect(missing?["severity"] as? String == "error", "\(String(describing: missing))")
             #expect((missing?["fix"] as? String)?.contains("pier firewall reload") == true)
