@@ -31,8 +31,10 @@ import IPAddressing
 /// only connections *into* the container. "Another container network" is a bridge listed in
 /// `same_bridge` (Pier's `bridge` adds every network's; this plugin adds the bridge of every
 /// network with a policy, so reference bridges count too). An accept ends only this chain: a
-/// drop in another table's forward chain (an iptables `FORWARD` policy drop) still applies,
-/// as nftables evaluates every base chain on the hook.
+/// drop in another table's forward chain (an iptables `FORWARD` policy drop) would still apply,
+/// as nftables evaluates every base chain on the hook, so what these rules accept is also
+/// marked in `forward_mark` (`markRules`), and `ForeignForwardAccept` lets marked traffic
+/// through such chains.
 public struct ContainerFirewall {
     public static let addressesV4 = NFTSet(
         family: .inet, table: PierTable.name, name: "fw_v4", keyType: [.ipv4Address])
