@@ -110,10 +110,14 @@ enum HostChecks {
                 if isFirewalld(chain) {
                     // Rules inserted into firewalld's table vanish at its next reload; a zone persists.
                     // A warning: whether a zone already accepts the bridges is in rules not read here.
+                    let accepted = firewall.foreignForward.contains { $0.chain == chain && $0.hasPierAccept }
                     return Finding(
                         check: "host.firewall", severity: .warning, subject: describe(chain),
                         message:
-                            "firewalld filters forwarded traffic: container traffic is rejected unless Pier's bridges are in a zone that accepts it",
+                            "firewalld filters forwarded traffic: container traffic is rejected unless Pier's bridges are in a zone that accepts it"
+                            + (accepted
+                                ? " (Pier's accept rule sits before its final reject, but a zone's rules may reject first)"
+                                : ""),
                         fix: names.map { "firewall-cmd --permanent --zone=trusted --add-interface=\($0)" }
                             .joined(separator: "; ") + "; firewall-cmd --reload")
                 }

@@ -237,6 +237,21 @@ struct FirewallReloadTests {
             #expect(
                 (finding["fix"] as? String)?.contains("firewall-cmd --permanent --zone=trusted --add-interface=pbr")
                     == true)
+            // firewalld's chain ends in a reject: Pier's rule goes right before it, and doctor
+            // says so while still recommending the zone.
+            try pier.host.mustRun([
+                "nft",
+                "add rule inet firewalld filter_FORWARD ct state established,related accept; "
+                    + "add rule inet firewalld filter_FORWARD reject with icmpx admin-prohibited",
+            ])
+            try pier.mustPier(["firewall", "reload"])
+            let rules = try pier.host.nftJSON(["list", "chain", "inet", "firewalld", "filter_FORWARD"])
+                .compactMap { $0["rule"] as? [String: Any] }
+            #expect(rules.count == 3 && (rules[1]["comment"] as? String)?.hasPrefix("pier: accept") == true, "\(rules)")
+            let again = try #require(
+                try doctorFindings(pier).first { $0["subject"] as? String == "inet firewalld filter_FORWARD" })
+            #expect(again["severity"] as? String == "warning")
+            #expect((again["message"] as? String)?.contains("sits before its final reject") == true)
             try pier.mustPier(["rm", "-f", name])
         }
     }
