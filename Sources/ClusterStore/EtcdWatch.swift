@@ -29,10 +29,14 @@ final class EtcdWatchStream {
                     throw HTTPFailure(message: "watch failed: \(error.text)", stage: .exchange)
                 }
                 guard let result = message.result else { continue }
-                let compacted = (result.compact_revision.flatMap { UInt64($0) } ?? 0) > 0
-                if !(result.events ?? []).isEmpty || compacted || result.canceled == true {
+                let compactRevision = result.compact_revision.flatMap { UInt64($0) } ?? 0
+                if !(result.events ?? []).isEmpty || compactRevision > 0 || result.canceled == true {
+                    // A watch cancelled by compaction carries no current revision in its header,
+                    // only the compaction's: report at least that one, so the caller's resync
+                    // (a re-list) and its next wait start past the compacted history instead
+                    // of stepping through it one cancelled watch at a time.
                     let revision = result.header?.revisionNumber ?? 0
-                    return .changed(max(revision, startRevision))
+                    return .changed(max(revision, compactRevision, startRevision))
                 }
             }
             // A member restart or failure ends the stream: the caller reconnects from

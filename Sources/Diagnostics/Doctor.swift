@@ -25,7 +25,7 @@ public struct Doctor {
         var findings = probeKernel ? KernelProbe.run() : []
         let snapshot = try snapshot(of: host, includeFDB: false)
         let firewall = firewallSnapshot(of: host)
-        let conflicting = HostChecks.conflictingChains(firewall.baseChains)
+        let conflicting = HostChecks.conflictingChains(firewall)
         let configs = ConfigDirectoryReader(directory: paths.configDirectory).entries().map(\.summary)
         let cached = ResultCacheReader(cacheDirectory: paths.cacheDirectory).all()
         let networks = configs + cached.compactMap(\.configList)
@@ -34,7 +34,7 @@ public struct Doctor {
         let ipv6 = networks.contains { $0.subnets.contains { $0.contains(":") } }
         findings += HostChecks.forwarding(in: host, ipv6: ipv6, inUse: !bridges.isEmpty)
         findings.append(HostChecks.bridgeNetfilter(in: host, dropChains: conflicting))
-        findings += HostChecks.firewall(conflicting, bridges: bridges)
+        findings += HostChecks.firewall(firewall, bridges: bridges)
         let index = AttachmentIndex(cached: cached, containers: containers?.containers() ?? [], host: snapshot)
         var leaseDirectories = [paths.leaseDirectory]
         for directory in networks.compactMap(\.dataDirectory) where !leaseDirectories.contains(directory) {

@@ -22,6 +22,8 @@ public struct FirewallSnapshot: Sendable {
     public var records: [String: [ElementRecord]]
     /// Rule comments of each `inet pier` chain (Pier identifies its fixed rules by comment).
     public var ruleComments: [String: Set<String>] = [:]
+    /// Other IP tables' forward chains that drop by default, with or without Pier's accept rule.
+    public var foreignForward: [ForeignForwardChain] = []
 
     public static let tables: [Table] = [PierTable.table, SpoofCheck.table]
 
@@ -39,6 +41,7 @@ public struct FirewallSnapshot: Sendable {
                 snapshot.ruleComments[chain.name] = Set(rules.compactMap(\.comment))
             }
         }
+        snapshot.foreignForward = (try? ForeignForwardAccept(client: client).survey()) ?? []
         for table in tables {
             let sets: [NFTSet]
             do { sets = try client.sets(family: table.family, table: table.name) } catch  where error.isNotFound {

@@ -3,6 +3,7 @@ import ClusterStore
 import Firewall
 import NetNS
 import PierState
+import PierTables
 
 /// Host settings that decide whether container traffic can leave its bridge.
 enum HostChecks {
@@ -69,60 +70,108 @@ enum HostChecks {
             fix: fix)
     }
 
-    /// Forward base chains of other tables with policy drop (Docker's and iptables-nft's
-    /// `ip filter FORWARD`): every table's chain must accept a packet for it to pass, so
-    /// Pier's accepting `inet pier forward` chain does not help.
-    /// firewalld's forward chain is one too, whatever its policy: it ends in a reject for
-    /// traffic of interfaces in no zone that lets it through.
-    static func conflictingChains(_ chains: [Chain]) -> [Chain] {
-        chains.filter { chain in
+    /// Forward chains that drop Pier's traffic: other IP tables' dropping forward chains where
+    /// Pier's accept rule is missing or cannot work (the chain runs before Pier marks its
+    /// traffic), bridge-family forward chains with policy drop (they run before the IP hook,
+    /// so Pier's mark cannot help there), and firewalld's forward chain whatever its policy: its
+    /// zones may reject container traffic before Pier's rule ahead of its final reject is reached.
+    static func conflictingChains(_ firewall: FirewallSnapshot) -> [Chain] {
+        let bridgeChains = firewall.baseChains.filter { chain in
             guard let base = chain.base, base.hook == .forward, base.type == .filter else { return false }
-            if isFirewalld(chain) { return true }
-            guard base.policy == .drop else { return false }
-            return !(chain.family == .inet && chain.table == "pier")
+            return isFirewalld(chain) || (chain.family == .bridge && base.policy == .drop && chain.table != "pier")
         }
+        let unaccepted = firewall.foreignForward.filter { $0.drops != nil && !isFirewalld($0.chain) }
+            .filter { !$0.hasPierAccept || $0.runsBeforeMarking }.map(\.chain)
+        return bridgeChains + unaccepted
     }
 
     static func isFirewalld(_ chain: Chain) -> Bool { chain.family == .inet && chain.table == "firewalld" }
 
-    static func firewall(_ conflicting: [Chain], bridges: [String]) -> [Finding] {
-        guard !conflicting.isEmpty else {
+    /// One finding per forward chain of another table that drops by default: fine when Pier's
+    /// accept rule is in it, an error naming the fix when it is not.
+    static func firewall(_ firewall: FirewallSnapshot, bridges: [String]) -> [Finding] {
+        let conflicting = conflictingChains(firewall)
+        let accepted = firewall.foreignForward.filter {
+            $0.drops != nil && $0.hasPierAccept && !$0.runsBeforeMarking && !isFirewalld($0.chain)
+        }
+        guard !conflicting.isEmpty || !accepted.isEmpty else {
             return [Finding(check: "host.firewall", severity: .ok, message: "no forward chain drops by policy")]
         }
         let names = bridges.isEmpty ? ["<bridge>"] : bridges
-        return conflicting.map { chain in
-            if isFirewalld(chain) {
-                // Rules inserted into firewalld's table vanish at its next reload; a zone persists.
-                // A warning: whether a zone already accepts the bridges is in rules not read here.
-                return Finding(
-                    check: "host.firewall", severity: .warning, subject: describe(chain),
-                    message:
-                        "firewalld filters forwarded traffic: container traffic is rejected unless Pier's bridges are in a zone that accepts it",
-                    fix: names.map { "firewall-cmd --permanent --zone=trusted --add-interface=\($0)" }
-                        .joined(separator: "; ") + "; firewall-cmd --reload")
-            }
-            let prefix = "nft insert rule \(describe(chain))"
-            // Bridge-family chains see the bridge as `ibrname`; IP-family ones see it as the
-            // routed packet's input or output interface.
-            let rules = names.flatMap { bridge in
-                chain.family == .bridge
-                    ? ["\(prefix) ibrname \"\(bridge)\" accept"]
-                    : [
-                        "\(prefix) iifname \"\(bridge)\" accept",
-                        "\(prefix) oifname \"\(bridge)\" ct state established,related accept",
-                    ]
-            }
-            let traffic =
-                chain.family == .bridge
-                ? "traffic between containers of one bridge"
-                : "routed container traffic (to other networks, the outside, published ports)"
-            return Finding(
-                check: "host.firewall", severity: .error, subject: describe(chain),
+        let findings = accepted.map { foreign in
+            Finding(
+                check: "host.firewall", severity: .ok, subject: foreign.name,
                 message:
-                    "forward chain \(describe(chain)) has policy drop: \(traffic) is dropped unless its rules accept it",
-                fix: "accept Pier's bridges in that chain: " + rules.joined(separator: "; ")
-                    + iptablesHint(chain, names))
+                    "forward chain \(foreign.name) \(dropDescription(foreign)); Pier's accept rule for its own (marked) traffic is in place"
+            )
         }
+        return findings
+            + conflicting.map { chain in
+                if isFirewalld(chain) {
+                    // Rules inserted into firewalld's table vanish at its next reload; a zone persists.
+                    // A warning: whether a zone already accepts the bridges is in rules not read here.
+                    let accepted = firewall.foreignForward.contains { $0.chain == chain && $0.hasPierAccept }
+                    return Finding(
+                        check: "host.firewall", severity: .warning, subject: describe(chain),
+                        message:
+                            "firewalld filters forwarded traffic: container traffic is rejected unless Pier's bridges are in a zone that accepts it"
+                            + (accepted
+                                ? " (Pier's accept rule sits before its final reject, but a zone's rules may reject first)"
+                                : ""),
+                        fix: names.map { "firewall-cmd --permanent --zone=trusted --add-interface=\($0)" }
+                            .joined(separator: "; ") + "; firewall-cmd --reload")
+                }
+                let traffic =
+                    chain.family == .bridge
+                    ? "traffic between containers of one bridge"
+                    : "routed container traffic (to other networks, the outside, published ports)"
+                if let foreign = firewall.foreignForward.first(where: { $0.chain == chain }) {
+                    if foreign.runsBeforeMarking {
+                        return Finding(
+                            check: "host.firewall", severity: .error, subject: describe(chain),
+                            message:
+                                "forward chain \(describe(chain)) \(dropDescription(foreign)) and runs at priority \(chain.base?.priority ?? 0), before Pier marks its traffic (inet pier forward_mark, priority \(PierTable.markPriority)): \(traffic) is dropped unless its rules accept it",
+                            fix: "accept Pier's bridges in that chain: " + manualRules(chain, names)
+                                + iptablesHint(chain, names))
+                    }
+                    // Without a network of Pier's there is no traffic to drop yet; the first
+                    // network's ADD puts the rule in.
+                    return Finding(
+                        check: "host.firewall", severity: bridges.isEmpty ? .warning : .error, subject: describe(chain),
+                        message:
+                            "forward chain \(describe(chain)) \(dropDescription(foreign)) and Pier's accept rule for its own (marked) traffic is missing: \(traffic) is dropped",
+                        fix:
+                            "pier firewall reload (puts Pier's accept rule back; `pier firewall reload --watch` keeps it there)"
+                    )
+                }
+                return Finding(
+                    check: "host.firewall", severity: .error, subject: describe(chain),
+                    message:
+                        "forward chain \(describe(chain)) has policy drop: \(traffic) is dropped unless its rules accept it",
+                    fix: "accept Pier's bridges in that chain: " + manualRules(chain, names))
+            }
+    }
+
+    static func dropDescription(_ foreign: ForeignForwardChain) -> String {
+        switch foreign.drops {
+        case .policyDrop: "has policy drop"
+        case .finalRule: "ends in a rule that drops everything"
+        case nil: "no longer drops by default"
+        }
+    }
+
+    /// `nft insert` lines that accept Pier's bridges in `chain`. Bridge-family chains see the
+    /// bridge as `ibrname`; IP-family ones see it as the routed packet's input or output interface.
+    static func manualRules(_ chain: Chain, _ names: [String]) -> String {
+        let prefix = "nft insert rule \(describe(chain))"
+        return names.flatMap { bridge in
+            chain.family == .bridge
+                ? ["\(prefix) ibrname \"\(bridge)\" accept"]
+                : [
+                    "\(prefix) iifname \"\(bridge)\" accept",
+                    "\(prefix) oifname \"\(bridge)\" ct state established,related accept",
+                ]
+        }.joined(separator: "; ")
     }
 
     /// iptables-nft's tables (Docker's, ufw's) are better extended with iptables itself: it keeps

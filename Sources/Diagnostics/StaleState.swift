@@ -93,6 +93,13 @@ struct StaleState {
             (["masq_v4"], "postrouting", "pier:masquerade-v4", "IPv4 masquerade", .error),
             (["masq_v6"], "postrouting", "pier:masquerade-v6", "IPv6 masquerade", .error),
             (["isolated_bridges"], "forward", "pier:isolation", "isolation between networks", .warning),
+            // Unmarked traffic passes no other table's dropping forward chain (Pier's accept
+            // there matches the mark): an error only while such a chain exists.
+            (
+                ["same_bridge"], "forward_mark", "pier:mark-from-bridge",
+                "marking of container traffic for Pier's accept rule in other tables",
+                firewall.foreignForward.contains { $0.drops != nil } ? .error : .warning
+            ),
         ]
         return checks.compactMap { check in
             let used = check.sets.contains { name in firewall.elements.contains { $0.set == "inet pier \(name)" } }
@@ -101,7 +108,7 @@ struct StaleState {
                 check: "missing.pier_rule", severity: check.severity,
                 subject: "inet pier \(check.chain) \"\(check.comment)\"",
                 message: "\(check.what) is off for every network: the rule is missing from inet pier \(check.chain)",
-                fix: "pier firewall-reload (rebuilds Pier's tables from the cached attachments), or run any bridge ADD")
+                fix: "pier firewall reload (rebuilds Pier's tables from the cached attachments), or run any bridge ADD")
         }
     }
 
@@ -125,7 +132,7 @@ struct StaleState {
                 check: "missing.publish_rules", severity: .error, subject: missing.joined(separator: ", "),
                 message:
                     "\(ports.count) published port(s) cannot work: the rules that consult the DNAT maps are missing",
-                fix: "pier firewall-reload (rebuilds Pier's tables from the cached attachments)")
+                fix: "pier firewall reload (rebuilds Pier's tables from the cached attachments)")
         ]
     }
 
@@ -148,7 +155,7 @@ struct StaleState {
                         subject: "\(mapping.protocol) \(mapping.hostPort)",
                         message:
                             "\(describe(entry.attachment)) publishes \(mapping.protocol) port \(mapping.hostPort) → \(mapping.containerPort), but no DNAT element in inet pier carries it",
-                        fix: "pier firewall-reload (puts it back from the cached attachment), or recreate the container"
+                        fix: "pier firewall reload (puts it back from the cached attachment), or recreate the container"
                     ))
             }
         }

@@ -84,11 +84,11 @@ extension TraceWalk {
         add("host.route", "host", .ok, "\(target) " + (route.gateway.map { "via \($0) " } ?? "") + "dev \(out.name)")
         isolation(from: bridge, to: out)
         if failed { return }
-        let conflicting = HostChecks.conflictingChains(firewall.baseChains)
+        let conflicting = HostChecks.conflictingChains(firewall)
         if out.index != bridge.index, let chain = conflicting.first {
             add(
                 "host.firewall", "host", .warn,
-                "forward chain \(HostChecks.describe(chain)) drops by policy unless its rules accept this traffic",
+                "forward chain \(HostChecks.describe(chain)) drops this traffic by default unless its rules accept it",
                 fix: "nft insert rule \(HostChecks.describe(chain)) iifname \"\(bridge.name)\" accept")
         }
         masquerade(target: target, out: out)

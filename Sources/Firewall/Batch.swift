@@ -32,6 +32,7 @@ public struct Batch: Sendable {
         case deleteElements(SetPath, [SetElement])
         case deleteElementRecords(SetPath, [ElementRecord])
         case addRule(Rule)
+        case insertRule(Rule, before: UInt64?)
         case deleteRule(family: TableFamily, table: String, chain: String, handle: UInt64)
     }
 
@@ -50,6 +51,10 @@ public struct Batch: Sendable {
     public mutating func add(_ set: NFTSet) { operations.append(.addSet(set)) }
     /// Appends a rule. Use `NFTablesClient.ensureRules` to add a rule only once.
     public mutating func add(_ rule: Rule) { operations.append(.addRule(rule)) }
+    /// Inserts a rule before the rule with handle `before`, or at the start of its chain.
+    public mutating func insert(_ rule: Rule, before handle: UInt64? = nil) {
+        operations.append(.insertRule(rule, before: handle))
+    }
 
     /// Adds elements. `exclusive` makes an existing key an error (EEXIST) instead of a no-op,
     /// which is how a second container asking for the same host port is refused.

@@ -124,7 +124,9 @@ struct BatchEncoder {
                 path, setID: nil, kernelElements, type: NFT_MSG_DELSETELEM, flags: NetlinkHeader.ack,
                 operation: "delete set elements")
         case .addRule(let rule):
-            return ruleMessages(rule)
+            return ruleMessages(rule, append: true)
+        case .insertRule(let rule, let handle):
+            return ruleMessages(rule, append: false, position: handle)
         case .deleteRule(let family, let table, let chain, let handle):
             return [
                 message(
@@ -212,7 +214,9 @@ struct BatchEncoder {
 
     /// A rule, preceded by the anonymous sets its lookups use (created in the same batch and
     /// referenced by set id, as nft does).
-    private mutating func ruleMessages(_ rule: Rule) -> [EncodedMessage] {
+    /// Without `append` (NLM_F_APPEND) the kernel inserts the rule before the rule whose handle
+    /// is `position`, or at the start of the chain without one.
+    private mutating func ruleMessages(_ rule: Rule, append: Bool, position: UInt64? = nil) -> [EncodedMessage] {
         var messages: [EncodedMessage] = []
         var anonymousIDs: [Int: UInt32] = [:]
         for (index, expression) in rule.expressions.enumerated() {
@@ -241,12 +245,14 @@ struct BatchEncoder {
         }
         messages.append(
             message(
-                NFT_MSG_NEWRULE, family: rule.family, flags: Self.createFlags | NetlinkHeader.append,
-                operation: "add rule", object: "\(rule.family.name) \(rule.table) \(rule.chain)"
+                NFT_MSG_NEWRULE, family: rule.family, flags: Self.createFlags | (append ? NetlinkHeader.append : 0),
+                operation: append ? "add rule" : "insert rule",
+                object: "\(rule.family.name) \(rule.table) \(rule.chain)"
             ) { header in
                 let object = NFTObject(nftnl_rule_alloc(), free: nftnl_rule_free)
                 nftnl_rule_set_str(object.pointer, UInt16(NFTNL_RULE_TABLE.rawValue), rule.table)
                 nftnl_rule_set_str(object.pointer, UInt16(NFTNL_RULE_CHAIN.rawValue), rule.chain)
+                if let position { nftnl_rule_set_u64(object.pointer, UInt16(NFTNL_RULE_POSITION.rawValue), position) }
                 for (index, expression) in rule.expressions.enumerated() {
                     // The rule takes ownership of each expression.
                     if let built = ExpressionEncoder.build(expression, anonymousSetID: anonymousIDs[index]) {

@@ -10,6 +10,11 @@ enum ExpressionEncoder {
                 u32(e, NFTNL_EXPR_META_KEY, key.rawValue)
                 u32(e, NFTNL_EXPR_META_DREG, register.rawValue)
             }
+        case .metaSet(let key, let register):
+            return make("meta") { e in
+                u32(e, NFTNL_EXPR_META_KEY, key.rawValue)
+                u32(e, NFTNL_EXPR_META_SREG, register.rawValue)
+            }
         case .payload(let base, let offset, let length, let register):
             return make("payload") { e in
                 u32(e, NFTNL_EXPR_PAYLOAD_DREG, register.rawValue)

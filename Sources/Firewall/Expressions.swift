@@ -91,6 +91,8 @@ public enum SetReference: Sendable, Hashable {
 /// One nf_tables expression, as `nft --debug=netlink` lists them.
 public enum Expression: Sendable, Hashable {
     case meta(MetaKey, into: Register)
+    /// `meta mark set ...`: writes a register into a meta key.
+    case metaSet(MetaKey, from: Register)
     case payload(PayloadBase, offset: UInt32, length: UInt32, into: Register)
     case cmp(CmpOperator, Register, [UInt8])
     /// Set membership (`destination` nil) or a map lookup writing the value to `destination`.

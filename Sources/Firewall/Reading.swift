@@ -3,7 +3,7 @@ import CNftnl
 import NetlinkCore
 
 /// A rule as read back: where it is, its handle and comment, and its expression names (in
-/// order) for diagnostics. Full expression decoding is not needed by any Pier caller.
+/// order) for diagnostics. Only what Pier's callers need is decoded: the verdict and a mark match.
 public struct RuleRecord: Sendable, Hashable {
     public var family: TableFamily
     public var table: String
@@ -11,6 +11,32 @@ public struct RuleRecord: Sendable, Hashable {
     public var handle: UInt64
     public var comment: String?
     public var expressionNames: [String]
+    /// The verdict of the rule's `immediate` to the verdict register, if it has one.
+    public var verdict: Verdict?
+    /// `M` when the rule matches `meta mark & M == M` (iptables' `-m mark --mark M/M`).
+    public var markBits: UInt32?
+
+    public init(
+        family: TableFamily, table: String, chain: String, handle: UInt64, comment: String? = nil,
+        expressionNames: [String], verdict: Verdict? = nil, markBits: UInt32? = nil
+    ) {
+        self.family = family
+        self.table = table
+        self.chain = chain
+        self.handle = handle
+        self.comment = comment
+        self.expressionNames = expressionNames
+        self.verdict = verdict
+        self.markBits = markBits
+    }
+
+    /// Drops or rejects every packet that reaches it: a drop or reject verdict with nothing
+    /// before it but counters and logging (firewalld's final `reject`, ufw's final `DROP`).
+    public var dropsEverything: Bool {
+        let terminal = expressionNames.last == "reject" || verdict == .drop
+        let quiet: Set<String> = ["counter", "log", "immediate", "reject"]
+        return terminal && expressionNames.allSatisfy(quiet.contains)
+    }
 }
 
 extension NFTablesClient {
@@ -31,14 +57,24 @@ extension NFTablesClient {
 
     /// Chains of a table (base chains come back with their hook, priority and policy).
     public func chains(family: TableFamily, table: String) throws(FirewallError) -> [Chain] {
+        try chains(family: family, object: "\(family.name) \(table)").filter { $0.table == table }
+    }
+
+    /// Every chain of every table, in one dump.
+    public func allChains() throws(FirewallError) -> [Chain] {
+        try chains(family: nil, object: "all tables")
+    }
+
+    private func chains(family: TableFamily?, object: String) throws(FirewallError) -> [Chain] {
         let replies = try request(
-            NFT_MSG_GETCHAIN, family: family.rawValue, dump: true, operation: "list chains",
-            object: "\(family.name) \(table)")
+            NFT_MSG_GETCHAIN, family: family?.rawValue ?? 0, dump: true, operation: "list chains", object: object)
         return replies.compactMap { reply in
             let object = NFTObject(nftnl_chain_alloc(), free: nftnl_chain_free)
-            guard parse(reply, with: { nftnl_chain_nlmsg_parse($0, object.pointer) }) else { return nil }
+            guard parse(reply, with: { nftnl_chain_nlmsg_parse($0, object.pointer) }),
+                let family = TableFamily(rawValue: replyFamily(reply))
+            else { return nil }
             let p = object.pointer
-            guard string(nftnl_chain_get_str(p, a(NFTNL_CHAIN_TABLE))) == table else { return nil }
+            let table = string(nftnl_chain_get_str(p, a(NFTNL_CHAIN_TABLE)))
             var chain = Chain(family: family, table: table, name: string(nftnl_chain_get_str(p, a(NFTNL_CHAIN_NAME))))
             chain.handle = nftnl_chain_get_u64(p, a(NFTNL_CHAIN_HANDLE))
             if nftnl_chain_is_set(p, a(NFTNL_CHAIN_HOOKNUM)),
@@ -77,9 +113,11 @@ extension NFTablesClient {
             if let userData = nftnl_rule_get_data(p, a(NFTNL_RULE_USERDATA), &length) {
                 comment = UserData.comment(in: Array(UnsafeRawBufferPointer(start: userData, count: Int(length))))
             }
+            let expressions = expressionSummary(of: p)
             return RuleRecord(
                 family: family, table: table, chain: chain, handle: nftnl_rule_get_u64(p, a(NFTNL_RULE_HANDLE)),
-                comment: comment, expressionNames: expressionNames(of: p))
+                comment: comment, expressionNames: expressions.names, verdict: expressions.verdict,
+                markBits: expressions.markBits)
         }
     }
 
@@ -158,17 +196,26 @@ extension NFTablesClient {
         return records
     }
 
-    private func expressionNames(of rule: OpaquePointer) -> [String] {
-        let box = NameCollector()
+    private func expressionSummary(of rule: OpaquePointer) -> ExpressionSummary {
+        let box = ExpressionSummary()
         withExtendedLifetime(box) {
-            _ = nftnl_expr_foreach(rule, collectExpressionName, Unmanaged.passUnretained(box).toOpaque())
+            _ = nftnl_expr_foreach(rule, collectExpression, Unmanaged.passUnretained(box).toOpaque())
         }
-        return box.names
+        return box
     }
 }
 
 private final class ElementCollector { var records: [ElementRecord] = [] }
-private final class NameCollector { var names: [String] = [] }
+
+/// What a rule's expressions add up to, for `RuleRecord`.
+private final class ExpressionSummary {
+    var names: [String] = []
+    var verdict: Verdict?
+    var markBits: UInt32?
+    /// Progress through `meta load mark`, `bitwise & M ^ 0`, `cmp eq M`.
+    var markStep = 0
+    var markMask: UInt32 = 0
+}
 
 private func collectElement(_ element: OpaquePointer?, _ context: UnsafeMutableRawPointer?) -> Int32 {
     guard let element, let context else { return 0 }
@@ -194,10 +241,42 @@ private func collectElement(_ element: OpaquePointer?, _ context: UnsafeMutableR
     return 0
 }
 
-private func collectExpressionName(_ expression: OpaquePointer?, _ context: UnsafeMutableRawPointer?) -> Int32 {
+private func collectExpression(_ expression: OpaquePointer?, _ context: UnsafeMutableRawPointer?) -> Int32 {
     guard let expression, let context else { return 0 }
-    let box = Unmanaged<NameCollector>.fromOpaque(context).takeUnretainedValue()
-    box.names.append(string(nftnl_expr_get_str(expression, a(NFTNL_EXPR_NAME))))
+    let box = Unmanaged<ExpressionSummary>.fromOpaque(context).takeUnretainedValue()
+    let name = string(nftnl_expr_get_str(expression, a(NFTNL_EXPR_NAME)))
+    box.names.append(name)
+    func u32(_ attribute: Int) -> UInt32? {
+        nftnl_expr_is_set(expression, a(attribute)) ? nftnl_expr_get_u32(expression, a(attribute)) : nil
+    }
+    func word(_ attribute: Int) -> UInt32? {
+        var length: UInt32 = 0
+        guard nftnl_expr_is_set(expression, a(attribute)), let data = nftnl_expr_get(expression, a(attribute), &length),
+            length == 4
+        else { return nil }
+        return data.loadUnaligned(as: UInt32.self)
+    }
+    let step = box.markStep
+    box.markStep = 0
+    switch name {
+    case "immediate" where u32(NFTNL_EXPR_IMM_DREG) == Register.verdict.rawValue:
+        if let code = u32(NFTNL_EXPR_IMM_VERDICT) {
+            box.verdict = Verdict(
+                code: Int32(bitPattern: code),
+                chain: nftnl_expr_get_str(expression, a(NFTNL_EXPR_IMM_CHAIN)).map { String(cString: $0) })
+        }
+    case "meta" where u32(NFTNL_EXPR_META_KEY) == MetaKey.mark.rawValue && u32(NFTNL_EXPR_META_DREG) != nil:
+        box.markStep = 1
+    case "bitwise" where step == 1 && word(NFTNL_EXPR_BITWISE_XOR) == 0:
+        if let mask = word(NFTNL_EXPR_BITWISE_MASK) {
+            box.markMask = mask
+            box.markStep = 2
+        }
+    case "cmp" where step == 2 && u32(NFTNL_EXPR_CMP_OP) == CmpOperator.eq.rawValue:
+        if word(NFTNL_EXPR_CMP_DATA) == box.markMask { box.markBits = box.markMask }
+    default:
+        break
+    }
     return 0
 }
 

@@ -201,6 +201,30 @@ extension Rule {
         return rule
     }
 
+    /// `meta mark & mask == mask`: every bit of `mask` is set in the packet mark. The
+    /// expressions iptables-nft itself writes for `-m mark --mark mask/mask`, so `iptables -L`
+    /// shows such a rule in its own tables as a mark match.
+    public func markHasBits(_ mask: UInt32) -> Rule {
+        var rule = self
+        let bytes = withUnsafeBytes(of: mask) { Array($0) }
+        rule.expressions.append(.meta(.mark, into: .r1))
+        rule.expressions.append(.bitwise(source: .r1, destination: .r1, mask: bytes, xor: [0, 0, 0, 0]))
+        rule.expressions.append(.cmp(.eq, .r1, bytes))
+        return rule
+    }
+
+    /// `meta mark set meta mark or bits`: sets `bits` and keeps every other bit of the mark.
+    public func setMarkBits(_ bits: UInt32) -> Rule {
+        var rule = self
+        rule.expressions.append(.meta(.mark, into: .r1))
+        rule.expressions.append(
+            .bitwise(
+                source: .r1, destination: .r1, mask: withUnsafeBytes(of: ~bits) { Array($0) },
+                xor: withUnsafeBytes(of: bits) { Array($0) }))
+        rule.expressions.append(.metaSet(.mark, from: .r1))
+        return rule
+    }
+
     public func masquerade() -> Rule { appending(.masquerade()) }
     public func counter() -> Rule { appending(.counter) }
     public func verdict(_ verdict: Verdict) -> Rule { appending(.immediate(verdict)) }

@@ -31,8 +31,10 @@ import IPAddressing
 /// only connections *into* the container. "Another container network" is a bridge listed in
 /// `same_bridge` (Pier's `bridge` adds every network's; this plugin adds the bridge of every
 /// network with a policy, so reference bridges count too). An accept ends only this chain: a
-/// drop in another table's forward chain (an iptables `FORWARD` policy drop) still applies,
-/// as nftables evaluates every base chain on the hook.
+/// drop in another table's forward chain (an iptables `FORWARD` policy drop) would still apply,
+/// as nftables evaluates every base chain on the hook, so what these rules accept is also
+/// marked in `forward_mark` (`markRules`), and `ForeignForwardAccept` lets marked traffic
+/// through such chains.
 public struct ContainerFirewall {
     public static let addressesV4 = NFTSet(
         family: .inet, table: PierTable.name, name: "fw_v4", keyType: [.ipv4Address])
@@ -96,6 +98,24 @@ public struct ContainerFirewall {
                 .match([.iifname, .oifname], inSet: sameBridge, negated: true).verdict(.drop),
             rule("pier:firewall-egress-v4").match([.ipSource], inSet: addressesV4.name).verdict(.accept),
             rule("pier:firewall-egress-v6").match([.ip6Source], inSet: addressesV6.name).verdict(.accept),
+        ] + markRules
+    }
+
+    /// The traffic this plugin accepts, marked in `forward_mark` as Pier's own, so that Pier's
+    /// accept rule in another table's dropping forward chain lets it through too (the bridge
+    /// may be another plugin's, so `bridge`'s marks by bridge need not cover it).
+    static var markRules: [Rule] {
+        func rule(_ comment: String) -> Rule {
+            Rule(family: .inet, table: PierTable.name, chain: PierTable.forwardMark.name, comment: comment)
+        }
+        let mark = PierTable.trafficMark
+        return [
+            rule("pier:mark-firewall-egress-v4").match([.ipSource], inSet: addressesV4.name).setMarkBits(mark),
+            rule("pier:mark-firewall-egress-v6").match([.ip6Source], inSet: addressesV6.name).setMarkBits(mark),
+            rule("pier:mark-firewall-established-v4").ctState([.established, .related])
+                .match([.ipDestination], inSet: addressesV4.name).setMarkBits(mark),
+            rule("pier:mark-firewall-established-v6").ctState([.established, .related])
+                .match([.ip6Destination], inSet: addressesV6.name).setMarkBits(mark),
         ]
     }
 
@@ -123,7 +143,10 @@ public struct ContainerFirewall {
     /// for one of these keys (a stale owner whose address IPAM gave out again) are taken over.
     public func attach(_ attachment: FirewallAttachment) throws(FirewallError) {
         let wanted = attachment.elements
-        if try isAttached(attachment) { return }
+        if try isAttached(attachment) {
+            try ForeignForwardAccept(client: client).ensure()
+            return
+        }
         try client.withGenerationCheck { _ throws(FirewallError) in
             var batch = Batch()
             for (set, elements) in wanted {
@@ -150,6 +173,7 @@ public struct ContainerFirewall {
             rules += Self.bridgeRules
         }
         try client.apply(layout, ensuring: rules, changes: changes)
+        try ForeignForwardAccept(client: client).ensure()
     }
 
     /// True when every rule and element `attach` would add is in place with this owner (CHECK,

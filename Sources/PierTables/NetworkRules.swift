@@ -20,8 +20,13 @@ public struct NetworkRules {
     /// Ensures the table layout and this network's elements. Idempotent; safe to race.
     /// Reads first: once a network is set up, ADDs commit nothing (a commit costs its
     /// process an RCU grace period when its netfilter socket closes).
+    /// Also puts Pier's accept rule into other tables' forward chains that drop by default
+    /// (`ForeignForwardAccept`), so the network's traffic passes them.
     public func attach(bridge: String, masqueradeSubnets: [IPPrefix], isolated: Bool) throws(FirewallError) {
-        if try isAttached(bridge: bridge, masqueradeSubnets: masqueradeSubnets, isolated: isolated) { return }
+        if try isAttached(bridge: bridge, masqueradeSubnets: masqueradeSubnets, isolated: isolated) {
+            try ForeignForwardAccept(client: client).ensure()
+            return
+        }
         var batch = Batch()
         for subnet in masqueradeSubnets {
             batch.addElements(
@@ -36,15 +41,16 @@ public struct NetworkRules {
                 [SetElement(key: [.interfaceName(bridge)], comment: networkTag)], to: PierTable.isolatedBridges.path)
         }
         try client.apply(PierTable.layout, ensuring: PierTable.rules, changes: batch)
+        try ForeignForwardAccept(client: client).ensure()
     }
 
     /// True when the layout's rules and every element `attach` would add are in place.
     func isAttached(bridge: String, masqueradeSubnets: [IPPrefix], isolated: Bool) throws(FirewallError) -> Bool {
         do {
-            for chain in [PierTable.postrouting, PierTable.forward] {
+            for chain in Set(PierTable.rules.map(\.chain)) {
                 let present = Set(
-                    try client.rules(family: .inet, table: PierTable.name, chain: chain.name).compactMap(\.comment))
-                let wanted = PierTable.rules.filter { $0.chain == chain.name }.compactMap(\.comment)
+                    try client.rules(family: .inet, table: PierTable.name, chain: chain).compactMap(\.comment))
+                let wanted = PierTable.rules.filter { $0.chain == chain }.compactMap(\.comment)
                 guard wanted.allSatisfy(present.contains) else { return false }
             }
             let pair: [SetValue] = [.interfaceName(bridge), .interfaceName(bridge)]

@@ -17,7 +17,15 @@ import IPAddressing
 ///       chain postrouting { type nat hook postrouting priority srcnat;
 ///         ip saddr @masq_v4 ip daddr != @masq_v4 masquerade
 ///         ip6 saddr @masq_v6 ip6 daddr != @masq_v6 masquerade }
+///       chain forward_mark { type filter hook forward priority raw;   # before any filter chain
+///         iifname . iifname @same_bridge meta mark set meta mark | 0x01000000
+///         oifname . oifname @same_bridge ct state established,related meta mark set meta mark | 0x01000000
+///         oifname . oifname @same_bridge ct status dnat meta mark set meta mark | 0x01000000 }
 ///     }
+///
+/// `forward_mark` tags Pier's own forwarded traffic (from a Pier bridge; replies and published
+/// ports towards one) so that the one rule Pier puts into other tables' dropping forward chains
+/// (`ForeignForwardAccept`) can accept exactly that traffic and nothing else.
 public enum PierTable {
     public static let name = "pier"
     public static let table = Table(family: .inet, name: name)
@@ -34,6 +42,16 @@ public enum PierTable {
     public static let forward = Chain(
         family: .inet, table: name, name: "forward",
         base: BaseChainSpec(type: .filter, hook: .forward, priority: ChainPriority.filter))
+    /// The packet-mark bit of Pier's forwarded traffic. One bit, set with `|` so other software's
+    /// bits survive; clear of the bits Kubernetes (0x4000, 0x8000), Tailscale (0xff0000), Cilium
+    /// (0x0f00) and wg-quick (0xca6c) use.
+    public static let trafficMark: UInt32 = 0x0100_0000
+    /// NF_IP_PRI_RAW: ahead of every filter chain (iptables' filter at 0, mangle at -150,
+    /// firewalld at filter + 10), so the mark is set before any of them looks for it.
+    public static let markPriority: Int32 = -300
+    public static let forwardMark = Chain(
+        family: .inet, table: name, name: "forward_mark",
+        base: BaseChainSpec(type: .filter, hook: .forward, priority: markPriority))
     public static let postrouting = Chain(
         family: .inet, table: name, name: "postrouting",
         base: BaseChainSpec(type: .nat, hook: .postrouting, priority: ChainPriority.srcnat))
@@ -49,6 +67,7 @@ public enum PierTable {
         for set in [masqueradeV4, masqueradeV6, isolatedBridges, sameBridge] { batch.add(set) }
         batch.add(forward)
         batch.add(postrouting)
+        batch.add(forwardMark)
         return batch
     }
 
@@ -68,6 +87,17 @@ public enum PierTable {
                 .match([.oifname], inSet: isolatedBridges.name)
                 .match([.iifname, .oifname], inSet: sameBridge.name, negated: true)
                 .verdict(.drop),
+            Rule(family: .inet, table: name, chain: forwardMark.name, comment: "pier:mark-from-bridge")
+                .match([.iifname, .iifname], inSet: sameBridge.name)
+                .setMarkBits(trafficMark),
+            Rule(family: .inet, table: name, chain: forwardMark.name, comment: "pier:mark-replies-to-bridge")
+                .match([.oifname, .oifname], inSet: sameBridge.name)
+                .ctState([.established, .related])
+                .setMarkBits(trafficMark),
+            Rule(family: .inet, table: name, chain: forwardMark.name, comment: "pier:mark-published-to-bridge")
+                .match([.oifname, .oifname], inSet: sameBridge.name)
+                .ctStatus(.dnat)
+                .setMarkBits(trafficMark),
         ]
     }
 }

@@ -35,9 +35,11 @@ extension PortPublishing {
 }
 
 /// Watches nf_tables for someone else removing Pier's objects (`nft flush ruleset`, a firewall
-/// manager's reload, `systemctl restart nftables`), so `pier firewall-reload --watch` can put
-/// them back. It listens to the kernel's NFNLGRP_NFTABLES notifications, which every committed
-/// nf_tables transaction sends, whoever made it.
+/// manager's reload, `systemctl restart nftables`) or changing other tables' chains and rules
+/// (`iptables -F`, `iptables -P FORWARD DROP`, a new `inet filter` table), so
+/// `pier firewall reload --watch` can put Pier's state back. It listens to the kernel's
+/// NFNLGRP_NFTABLES notifications, which every committed nf_tables transaction sends, whoever
+/// made it.
 public final class PierTablesWatch {
     /// NFNLGRP_NFTABLES (linux/netfilter/nfnetlink.h).
     static let nftablesGroup: UInt32 = 7
@@ -46,8 +48,14 @@ public final class PierTablesWatch {
     /// NFT_MSG_DELTABLE, DELCHAIN, DELRULE, DELSET (linux/netfilter/nf_tables.h). Element
     /// removals are left out: every container DEL removes its own elements.
     static let removals: Set<UInt16> = [2, 5, 8, 11]
+    /// NFT_MSG_NEWTABLE, DELTABLE, NEWCHAIN, DELCHAIN, NEWRULE, DELRULE: what can add or take
+    /// away a forward chain that drops, or Pier's accept rule in one.
+    static let foreignChanges: Set<UInt16> = [0, 2, 3, 5, 6, 8]
     /// NFPROTO_INET and NFPROTO_BRIDGE: the families of Pier's two tables.
     static let pierFamilies: Set<UInt8> = [1, 7]
+    /// NFPROTO_IPV4, NFPROTO_IPV6, NFPROTO_INET: families whose forward chains Pier's accept
+    /// rule goes into.
+    static let foreignFamilies: Set<UInt8> = [2, 10, 1]
     /// NFTA_TABLE_NAME, NFTA_CHAIN_TABLE, NFTA_RULE_TABLE, NFTA_SET_TABLE: all attribute 1.
     static let tableAttribute: UInt16 = 1
 
@@ -68,6 +76,9 @@ public final class PierTablesWatch {
         case unrelated
         /// One of Pier's tables, chains, rules or sets was removed.
         case pierObjectRemoved
+        /// A table, chain or rule of another IP table came or went: a forward chain may now
+        /// drop by default, or have lost Pier's accept rule.
+        case foreignForwardChanged
         /// The kernel dropped notifications (ENOBUFS): anything may have happened.
         case overrun
     }
@@ -84,18 +95,22 @@ public final class PierTablesWatch {
         return Self.classify(datagram)
     }
 
-    /// Whether a datagram of notifications removes anything of Pier's.
+    /// Whether a datagram of notifications removes anything of Pier's (which wins: the reload
+    /// that follows also settles other tables), or changes another IP table's chains or rules.
     public static func classify(_ datagram: [UInt8]) -> Event {
+        var event = Event.unrelated
         for message in NetlinkMessage.split(datagram) ?? [] {
-            guard message.type >> 8 == nftablesSubsystem, removals.contains(message.type & 0xff),
-                message.payload.count >= 4, pierFamilies.contains(message.payload[0])
-            else { continue }
+            guard message.type >> 8 == nftablesSubsystem, message.payload.count >= 4 else { continue }
+            let type = message.type & 0xff
+            let family = message.payload[0]
             // After the 4-byte nfgenmsg come the attributes.
-            if Attributes(message.payload, from: 4).string(tableAttribute) == PierTable.name {
-                return .pierObjectRemoved
+            let isPiers = Attributes(message.payload, from: 4).string(tableAttribute) == PierTable.name
+            if isPiers, pierFamilies.contains(family), removals.contains(type) { return .pierObjectRemoved }
+            if foreignChanges.contains(type), foreignFamilies.contains(family), !(isPiers && family == 1) {
+                event = .foreignForwardChanged
             }
         }
-        return .unrelated
+        return event
     }
 }
 

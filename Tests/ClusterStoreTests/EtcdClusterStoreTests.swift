@@ -77,6 +77,50 @@ import Testing
         #expect(Date().timeIntervalSince(began) < 2)
     }
 
+    /// A watcher that comes back after etcd compacted past its last revision cannot be
+    /// replayed the events it missed: the watch must end at once with a revision past the
+    /// compaction, so the caller re-lists everything (a full resync) and watches on from there.
+    @Test func aWatchFromACompactedRevisionTriggersAFullResync() throws {
+        let etcd = try EtcdServer()
+        defer { etcd.stop() }
+        let store = try EtcdClusterStore(endpoints: [etcd.clientURL], prefix: "/compacted")
+        try store.put("pier/k/a", value: "1")
+        let seen = try store.list(prefix: "pier/").revision
+
+        // While the watcher is away: writes, a delete, and a compaction past its revision.
+        let writer = try EtcdClusterStore(endpoints: [etcd.clientURL], prefix: "/compacted")
+        try writer.put("pier/k/b", value: "2")
+        try writer.put("pier/k/c", value: "3")
+        #expect(try writer.delete("pier/k/a", ifValue: "1") == .deleted)
+        let current = try writer.list(prefix: "pier/").revision
+        #expect(current > seen + 1)
+        let compaction = try runCommand([
+            "curl", "-s", "-X", "POST", etcd.clientURL + "/v3/kv/compaction", "-d",
+            #"{"revision":"\#(current)","physical":true}"#,
+        ])
+        #expect(compaction.succeeded, "\(compaction.stderr)")
+        // The oracle: etcd itself refuses to read at the watcher's revision now.
+        let key = Data("/compacted/pier/k/a".utf8).base64EncodedString()
+        let old = try runCommand([
+            "curl", "-s", "-X", "POST", etcd.clientURL + "/v3/kv/range", "-d",
+            #"{"key":"\#(key)","revision":"\#(seen)"}"#,
+        ])
+        #expect(old.stdout.contains("compacted"), "\(old.stdout)")
+
+        let began = Date()
+        let resumed = try store.waitForChange(after: seen, timeoutMilliseconds: 5000)
+        #expect(Date().timeIntervalSince(began) < 2, "the watch waited instead of reporting the compaction")
+        #expect(resumed >= current, "resumed at \(resumed), compacted at \(current)")
+        // The resync: one list shows the state the missed events led to.
+        let relisted = try store.list(prefix: "pier/")
+        #expect(relisted.records.map(\.key) == ["pier/k/b", "pier/k/c"])
+        #expect(relisted.revision >= current)
+        // Watching on from the resync point works: quiet, then woken by the next write.
+        #expect(try store.waitForChange(after: relisted.revision, timeoutMilliseconds: 300) == relisted.revision)
+        try writer.put("pier/k/d", value: "4")
+        #expect(try store.waitForChange(after: relisted.revision, timeoutMilliseconds: 5000) > relisted.revision)
+    }
+
     @Test func unreachableStoreIsATypedTransientError() throws {
         let port = try freeLoopbackPort()
         let store = try EtcdClusterStore(endpoints: ["http://127.0.0.1:\(port)"], timeoutMilliseconds: 500)

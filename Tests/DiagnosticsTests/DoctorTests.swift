@@ -138,9 +138,8 @@ struct DoctorTests {
             let finding = try #require(report.findings("host.firewall").first)
             #expect(finding.severity == .error)
             #expect(finding.subject == "ip filter FORWARD")
-            #expect(
-                finding.fix?.contains("nft insert rule ip filter FORWARD iifname \"\(scenario.bridge)\" accept") == true
-            )
+            #expect(finding.message.contains("Pier's accept rule for its own (marked) traffic is missing"))
+            #expect(finding.fix?.contains("pier firewall reload") == true)
             // Pier's own accepting forward chain is not a conflict.
             #expect(report.findings("host.firewall").count == 1)
 
@@ -213,6 +212,19 @@ struct DoctorTests {
             #expect(subjects.contains("inet pier postrouting \"pier:masquerade-v4\""), "\(report.summary)")
             #expect(subjects.contains("inet pier forward \"pier:isolation\""))
             #expect(report.findings("missing.pier_rule").first?.severity == .error)
+            // Unmarked traffic: a warning without another table's dropping forward chain, an
+            // error with one (Pier's accept rule there matches the mark).
+            try hosts[0].mustRun(["nft", "flush chain inet pier forward_mark"])
+            let mark = "inet pier forward_mark \"pier:mark-from-bridge\""
+            let unmarked = try #require(
+                try scenario.doctor().findings("missing.pier_rule").first { $0.subject == mark })
+            #expect(unmarked.severity == .warning)
+            try hosts[0].mustRun([
+                "nft",
+                "add table ip filter; add chain ip filter FORWARD { type filter hook forward priority 0; policy drop; }",
+            ])
+            #expect(
+                try scenario.doctor().findings("missing.pier_rule").first { $0.subject == mark }?.severity == .error)
             // Another ADD on the network restores them, as the fix says.
             try scenario.add(hosts[2])
             #expect(try scenario.doctor().findings("missing.pier_rule").isEmpty)

@@ -184,11 +184,12 @@ struct FirewallPluginTests {
         }
     }
 
-    /// The documented limit: an accept ends only its own chain, so a forward chain of another
-    /// table with policy drop (what `iptables-nft -P FORWARD DROP` makes, as Docker does) still
-    /// drops container traffic. The rules `pier doctor` proposes for that chain let through
-    /// what the reference's accepts do: everything from the containers, and replies to them.
-    @Test func aDropPolicyInAnotherTableStillWinsUntilItAcceptsTheBridge() throws {
+    /// An accept ends only its own chain, so a forward chain of another table with policy drop
+    /// (what `iptables-nft -P FORWARD DROP` makes, as Docker does) drops container traffic until
+    /// Pier's accept rule for its marked traffic is in that chain: the firewall ADD puts it
+    /// there. It lets through what the reference's accepts do: everything from the containers,
+    /// and replies to them; new connections into a container stay that chain's decision.
+    @Test func aDropPolicyInAnotherTableIsPassedByPiersMarkedTraffic() throws {
         try withTestHosts(3) { hosts in
             let world = try FirewallWorld(host: hosts[0], outside: hosts[1])
             defer { world.detachAll() }
@@ -203,18 +204,15 @@ struct FirewallPluginTests {
                 containerServer.stop()
             }
             #expect(askPeerAddress(from: container, to: FirewallWorld.outsideV4, port: 7100) == FirewallWorld.hostV4)
+            #expect(askPeerAddress(from: world.outside, to: address, port: 7100) != nil)
 
-            try world.host.mustRun(
-                [
-                    "nft",
-                    "add table ip filter; add chain ip filter FORWARD { type filter hook forward priority 0; policy drop; }",
-                ])
+            try world.host.mustRun(["iptables-nft", "-P", "FORWARD", "DROP"])
             #expect(askPeerAddress(from: container, to: FirewallWorld.outsideV4, port: 7100, timeout: 1) == nil)
 
-            let bridge = world.bridgeName("a")
-            try world.host.mustRun(["nft", "insert rule ip filter FORWARD iifname \"\(bridge)\" accept"])
-            try world.host.mustRun(
-                ["nft", "insert rule ip filter FORWARD oifname \"\(bridge)\" ct state established,related accept"])
+            // The firewall plugin's ADD (read before write) puts Pier's rule into that chain.
+            #expect(try world.firewall("ADD", container, "a").status == 0)
+            let listing = try world.host.mustRun(["iptables-nft", "-S", "FORWARD"]).stdout
+            #expect(listing.contains("-m mark --mark 0x1000000/0x1000000"), "\(listing)")
             #expect(askPeerAddress(from: container, to: FirewallWorld.outsideV4, port: 7100) == FirewallWorld.hostV4)
             // New connections into the container stay that chain's decision, as with the reference.
             #expect(askPeerAddress(from: world.outside, to: address, port: 7100, timeout: 1) == nil)

@@ -25,6 +25,10 @@ struct PlannedBatchTests {
             "pier:firewall-established-v4", "pier:firewall-established-v6", "pier:firewall-ingress-v4",
             "pier:firewall-ingress-v6", "pier:firewall-egress-v4", "pier:firewall-egress-v6",
         ]
+        kernel.rules[FakeKernel.key(family: 1, chain: "forward_mark")] = [
+            "pier:mark-firewall-egress-v4", "pier:mark-firewall-egress-v6", "pier:mark-firewall-established-v4",
+            "pier:mark-firewall-established-v6",
+        ]
         if isolated { kernel.rules[FakeKernel.key(family: 7, chain: "forward")] = ["pier:firewall-isolated"] }
     }
 
@@ -36,10 +40,13 @@ struct PlannedBatchTests {
         let kernel = FakeKernel()
         try ContainerFirewall(client: kernel.client).attach(try Self.attachment(.open))
         let sent = kernel.committed
-        // The 6 firewall rules, all in fw_forward; open needs nothing in bridge pier.
+        // The 6 firewall rules in fw_forward, and 4 in forward_mark that mark what they accept;
+        // open needs nothing in bridge pier.
         let rules = sent.filter { $0.type == FakeKernel.newRule }
-        #expect(rules.count == 6)
-        #expect(rules.allSatisfy { FakeKernel.string(FakeKernel.attributes($0.payload)[2] ?? []) == "fw_forward" })
+        let chains = rules.map { FakeKernel.string(FakeKernel.attributes($0.payload)[2] ?? []) }
+        #expect(chains.filter { $0 == "fw_forward" }.count == 6)
+        #expect(chains.filter { $0 == "forward_mark" }.count == 4)
+        #expect(rules.count == 10)
         #expect(sent.allSatisfy { $0.family == 1 })
         #expect(Self.names(sent, type: FakeKernel.newSetElement).sorted() == ["fw_v4", "fw_v6"])
         let v4 = try #require(

@@ -25,6 +25,29 @@ struct EncodingTests {
         #expect(hex(encoded.datagram) == hex(expected))
     }
 
+    /// Pier's rule in another table's chain: appended (NLM_F_APPEND), or inserted before the
+    /// rule with a handle (no NLM_F_APPEND, NFTA_RULE_POSITION), the way `nft insert rule ...
+    /// position H` sends it.
+    @Test func insertedRuleCarriesItsPositionAndNoAppendFlag() throws {
+        let rule = Rule(family: .ip, table: "filter", chain: "FORWARD", comment: "c").markHasBits(0x0100_0000)
+            .counter().verdict(.accept)
+        let appended = try #require(encode { $0.add(rule) }.messages.first?.bytes)
+        let inserted = try #require(encode { $0.insert(rule, before: 7) }.messages.first?.bytes)
+        let flags = { (bytes: [UInt8]) in UInt16(bytes[6]) | UInt16(bytes[7]) << 8 }
+        #expect(flags(appended) == createFlags | 0x800)
+        #expect(flags(inserted) == createFlags)
+        // NFTA_RULE_POSITION (6), a big-endian u64, after table and chain.
+        let position: [UInt8] = [12, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 7]
+        #expect(contains(inserted, position))
+        #expect(!contains(appended, position))
+        #expect(inserted.count == appended.count + position.count)
+    }
+
+    private func contains(_ bytes: [UInt8], _ part: [UInt8]) -> Bool {
+        bytes.count >= part.count
+            && (0...(bytes.count - part.count)).contains { Array(bytes[$0..<($0 + part.count)]) == part }
+    }
+
     @Test func natBaseChainPrerouting() {
         let encoded = encode { $0.add(PierLayout.prerouting) }
         // NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME, NFTA_CHAIN_HOOK { HOOKNUM, PRIORITY }, NFTA_CHAIN_POLICY,

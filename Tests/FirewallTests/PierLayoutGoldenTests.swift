@@ -80,6 +80,7 @@ struct PierLayoutGoldenTests {
         set inet pier same_bridge flags 0x0 key 0xa69 len 32
         chain inet pier forward use 0 type filter hook forward prio 0 policy accept packets 0 bytes 0
         chain inet pier postrouting use 0 type nat hook postrouting prio 100 policy accept packets 0 bytes 0
+        chain inet pier forward_mark use 0 type filter hook forward prio -300 policy accept packets 0 bytes 0
         set inet pier dnat_v4_bound flags 0x8 key 0x730d len 12 data 0x1cd len 8
         set inet pier dnat_v4 flags 0x8 key 0x30d len 8 data 0x1cd len 8
         set inet pier dnat_v6_bound flags 0x8 key 0x830d len 24 data 0x20d len 20
@@ -117,6 +118,36 @@ struct PierLayoutGoldenTests {
             [ lookup reg 1 set same_bridge 0x1 ]
             [ immediate reg 0 drop ]
             userdata = { \x00\x0fpier:isolation\x00 }
+        rule inet pier forward_mark
+            [ meta load iifname => reg 1 ]
+            [ meta load iifname => reg 12 ]
+            [ lookup reg 1 set same_bridge ]
+            [ meta load mark => reg 1 ]
+            [ bitwise reg 1 = ( reg 1 & 0xfeffffff ) ^ 0x01000000 ]
+            [ meta set mark with reg 1 ]
+            userdata = { \x00\x16pier:mark-from-bridge\x00 }
+        rule inet pier forward_mark
+            [ meta load oifname => reg 1 ]
+            [ meta load oifname => reg 12 ]
+            [ lookup reg 1 set same_bridge ]
+            [ ct load state => reg 1 ]
+            [ bitwise reg 1 = ( reg 1 & 0x00000006 ) ^ 0x00000000 ]
+            [ cmp neq reg 1 0x00000000 ]
+            [ meta load mark => reg 1 ]
+            [ bitwise reg 1 = ( reg 1 & 0xfeffffff ) ^ 0x01000000 ]
+            [ meta set mark with reg 1 ]
+            userdata = { \x00\x1cpier:mark-replies-to-bridge\x00 }
+        rule inet pier forward_mark
+            [ meta load oifname => reg 1 ]
+            [ meta load oifname => reg 12 ]
+            [ lookup reg 1 set same_bridge ]
+            [ ct load status => reg 1 ]
+            [ bitwise reg 1 = ( reg 1 & 0x00000020 ) ^ 0x00000000 ]
+            [ cmp neq reg 1 0x00000000 ]
+            [ meta load mark => reg 1 ]
+            [ bitwise reg 1 = ( reg 1 & 0xfeffffff ) ^ 0x01000000 ]
+            [ meta set mark with reg 1 ]
+            userdata = { \x00\x1epier:mark-published-to-bridge\x00 }
         set inet pier __set%d flags 0x3 key 0xc len 1 size 3
         elements __set%d pier 0
             element 00000006  : 0 [end]
