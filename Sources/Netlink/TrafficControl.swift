@@ -105,6 +105,27 @@ public struct TokenBucket: Sendable, Equatable, CustomStringConvertible {
     public var description: String { "rate \(rate * 8)bit burst \(burst)b limit \(limit)b" }
 }
 
+/// The struct tcmsg every qdisc and filter message starts with, and the attributes after it.
+struct TrafficControlHeader {
+    var index: Int32
+    var handle: UInt32
+    var parent: UInt32
+    var info: UInt32
+    var kind: String
+    var attributes: Attributes
+
+    init?(_ message: NetlinkMessage, type: UInt16) {
+        guard message.type == type, message.payload.count >= TrafficControlUAPI.headerLength else { return nil }
+        let payload = message.payload
+        index = readI32(payload, 4)
+        handle = readU32(payload, 8)
+        parent = readU32(payload, 12)
+        info = readU32(payload, 16)
+        attributes = Attributes(payload, from: TrafficControlUAPI.headerLength)
+        kind = attributes.string(TrafficControlUAPI.kind) ?? ""
+    }
+}
+
 /// A qdisc as RTM_NEWQDISC describes it.
 public struct Qdisc: Sendable, Equatable {
     public var index: Int32
@@ -116,15 +137,9 @@ public struct Qdisc: Sendable, Equatable {
     public var tokenBucket: TokenBucket?
 
     init?(_ message: NetlinkMessage) {
-        guard message.type == TrafficControlUAPI.rtmNewQdisc,
-            message.payload.count >= TrafficControlUAPI.headerLength
-        else { return nil }
-        let payload = message.payload
-        index = readI32(payload, 4)
-        handle = readU32(payload, 8)
-        parent = readU32(payload, 12)
-        let attributes = Attributes(payload, from: TrafficControlUAPI.headerLength)
-        kind = attributes.string(TrafficControlUAPI.kind) ?? ""
+        guard let header = TrafficControlHeader(message, type: TrafficControlUAPI.rtmNewQdisc) else { return nil }
+        (index, handle, parent, kind) = (header.index, header.handle, header.parent, header.kind)
+        let attributes = header.attributes
         if kind == "tbf", let options = attributes.nested(TrafficControlUAPI.options),
             let parameters = options[TrafficControlUAPI.tbfParameters], parameters.count >= 36
         {
@@ -154,18 +169,11 @@ public struct TrafficFilter: Sendable, Equatable {
     public var redirectIndex: Int32?
 
     init?(_ message: NetlinkMessage) {
-        guard message.type == TrafficControlUAPI.rtmNewFilter,
-            message.payload.count >= TrafficControlUAPI.headerLength
-        else { return nil }
-        let payload = message.payload
-        index = readI32(payload, 4)
-        handle = readU32(payload, 8)
-        parent = readU32(payload, 12)
-        let info = readU32(payload, 16)
-        priority = UInt16(truncatingIfNeeded: info >> 16)
-        protocolNumber = UInt16(truncatingIfNeeded: info)
-        let attributes = Attributes(payload, from: TrafficControlUAPI.headerLength)
-        kind = attributes.string(TrafficControlUAPI.kind) ?? ""
+        guard let header = TrafficControlHeader(message, type: TrafficControlUAPI.rtmNewFilter) else { return nil }
+        (index, handle, parent, kind) = (header.index, header.handle, header.parent, header.kind)
+        priority = UInt16(truncatingIfNeeded: header.info >> 16)
+        protocolNumber = UInt16(truncatingIfNeeded: header.info)
+        let attributes = header.attributes
         // u32: TCA_OPTIONS > TCA_U32_ACT > one nest per action, typed by its order (1 to
         // TCA_ACT_MAX_PRIO, 32) > kind + options.
         let actions = attributes.nested(TrafficControlUAPI.options)?.nested(TrafficControlUAPI.u32Actions)

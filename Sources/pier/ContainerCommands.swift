@@ -158,18 +158,23 @@ struct Exec: ParsableCommand {
     }
 }
 
+/// What `stop` and `restart` both take: the grace time and the containers.
+struct StopOptions: ParsableArguments {
+    @Option(name: [.customShort("t"), .customLong("time")], help: "Seconds to wait before SIGKILL.")
+    var time: Double = 10
+    @Argument(help: "Container names or IDs.") var containers: [String]
+}
+
 struct Stop: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Stop containers: SIGTERM, then SIGKILL after the grace time.")
     @OptionGroup var globals: GlobalOptions
-    @Option(name: [.customShort("t"), .customLong("time")], help: "Seconds to wait before SIGKILL.")
-    var time: Double = 10
-    @Argument(help: "Container names or IDs.") var containers: [String]
+    @OptionGroup var stopping: StopOptions
 
     func run() throws {
         let manager = globals.manager
-        try forEachContainer(containers) { (container) throws(RuntimeError) in
-            try manager.stop(container, grace: time)
+        try forEachContainer(stopping.containers) { (container) throws(RuntimeError) in
+            try manager.stop(container, grace: stopping.time)
         }
     }
 }
@@ -178,14 +183,12 @@ struct Restart: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Restart containers: stop (SIGTERM, then SIGKILL after the grace time), then start detached.")
     @OptionGroup var globals: GlobalOptions
-    @Option(name: [.customShort("t"), .customLong("time")], help: "Seconds to wait before SIGKILL.")
-    var time: Double = 10
-    @Argument(help: "Container names or IDs.") var containers: [String]
+    @OptionGroup var stopping: StopOptions
 
     func run() throws {
         let manager = globals.manager
-        try forEachContainer(containers) { (container) throws(RuntimeError) in
-            try manager.stop(container, grace: time)
+        try forEachContainer(stopping.containers) { (container) throws(RuntimeError) in
+            try manager.stop(container, grace: stopping.time)
             _ = try manager.start(container, detach: true)
         }
     }
