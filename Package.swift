@@ -53,7 +53,9 @@ let package = Package(
                 "Overlay", "PierState",
             ]),
         // Containers over namespaces, conflist execution, result cache, GC: what `pier` runs.
-        .target(name: "Runtime", dependencies: ["CNI", "NetNS", "Netlink", "CPierShim", "IPAddressing", "PierState"]),
+        .target(
+            name: "Runtime",
+            dependencies: ["CNI", "NetNS", "Netlink", "CPierShim", "IPAddressing", "PierState", "Plugins", "IPAM"]),
         .target(
             name: "Overlay", dependencies: ["JSON", "ClusterStore", "Netlink", "NetNS", "IPAddressing", "PierState"]),
 
@@ -70,7 +72,11 @@ let package = Package(
                 "bridge/README.md", "firewall/README.md", "host/README.md", "ipam/README.md", "loopback/README.md",
                 "macvlan/README.md", "portmap/README.md", "tuning/README.md", "vxlan-overlay/README.md",
                 "bandwidth/README.md",
-            ]),
+            ],
+            plugins: ["SourceDigest"]),
+        // `PluginBuild.sourceDigest` for Plugins: which sources a pier-cni was built from, so that
+        // `pier` runs a plugin in-process only when it carries the very same plugin code.
+        .plugin(name: "SourceDigest", capability: .buildTool(), path: "BuildTools/SourceDigest"),
         .executableTarget(name: "pier-cni", dependencies: ["CNI", "Plugins"]),
 
         // The runtime and diagnostics CLI.
@@ -99,7 +105,7 @@ let package = Package(
         .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "ClusterStore", "PierState", "PierTestSupport"]),
         .testTarget(name: "PierStateTests", dependencies: ["PierState", "CNI", "IPAddressing", "PierTestSupport"]),
         .testTarget(name: "BridgeTests", dependencies: ["PierTestSupport"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "CNI", "PierState", "PierTestSupport"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "CNI", "PierState", "Plugins", "PierTestSupport"]),
         .testTarget(name: "PierCLITests", dependencies: ["PierTestSupport"], exclude: ["cnitool"]),
         .testTarget(name: "MacvlanTests", dependencies: ["PierTestSupport"]),
         .testTarget(name: "HostPluginTests", dependencies: ["PierTestSupport"]),

@@ -81,11 +81,12 @@ public enum PluginExec {
         }
     }
 
-    /// Starts `path` with exactly `environment`, feeds it `stdin`, lets its stderr through to ours and
-    /// collects its stdout until it exits.
-    public static func spawn(path: String, environment: [String: String], stdin: [UInt8]) throws(CNIError)
-        -> PluginExecution
-    {
+    /// Starts `path` with exactly `environment`, feeds it `stdin`, lets its stderr through to ours (or
+    /// to `stderr`) and collects its stdout until it exits. `arguments` is its argv (default: the path).
+    public static func spawn(
+        path: String, arguments: [String]? = nil, environment: [String: String], stdin: [UInt8],
+        stderr: Int32? = nil
+    ) throws(CNIError) -> PluginExecution {
         let input = try StdinFile(stdin)
         defer { close(input.descriptor) }
         let (readEnd, writeEnd) = try makePipe()
@@ -100,8 +101,9 @@ public enum PluginExec {
             defer { posix_spawn_file_actions_destroy(&actions) }
             posix_spawn_file_actions_adddup2(&actions, input.descriptor, STDIN_FILENO)
             posix_spawn_file_actions_adddup2(&actions, writeEnd, STDOUT_FILENO)
+            if let stderr { posix_spawn_file_actions_adddup2(&actions, stderr, STDERR_FILENO) }
 
-            let arguments = [path]
+            let arguments = arguments ?? [path]
             let variables = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
             for attempt in 1...textBusyAttempts {
                 spawnError = withCStrings(arguments) { argv in
@@ -115,6 +117,14 @@ public enum PluginExec {
             throw CNIError(.internalError, "exec \(path): \(String(cString: strerror(spawnError)))")
         }
 
+        return try collect(pid: pid, stdout: readEnd, name: path)
+    }
+
+    /// Reads a started plugin's stdout to its end and waits for it: the one way an exec'd plugin and
+    /// one `pier` forked to run in-process are both turned into a `PluginExecution`.
+    public static func collect(pid: pid_t, stdout readEnd: Int32, name path: String) throws(CNIError)
+        -> PluginExecution
+    {
         var stdout: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {

@@ -9,10 +9,22 @@ public struct NetworkExecutor: Sendable {
     /// The runtime's own environment; plugins inherit it with the `CNI_*` variables on top.
     public let environment: [String: String]
 
-    public init(pluginPath: [String], cache: ResultCache, environment: [String: String] = processEnvironment()) {
+    /// Pier's own plugins run in a forked child of this process instead of an exec'd one; nil execs
+    /// every plugin.
+    var inProcess: InProcessPlugins?
+
+    /// `runsOwnPluginsInProcess`: a plugin on the path that is a `pier-cni` built from the same
+    /// sources as this process runs in a forked child, without exec (`InProcessPlugins`).
+    public init(
+        pluginPath: [String], cache: ResultCache, environment: [String: String] = processEnvironment(),
+        runsOwnPluginsInProcess: Bool = true
+    ) {
         self.pluginPath = pluginPath
         self.cache = cache
         self.environment = environment
+        let cacheDirectory = String(
+            cache.directory[..<(cache.directory.lastIndex(of: "/") ?? cache.directory.endIndex)])
+        inProcess = runsOwnPluginsInProcess ? InProcessPlugins(cacheDirectory: cacheDirectory) : nil
     }
 
     /// ADD in list order, each plugin getting the previous one's result; the final result is cached only
@@ -175,8 +187,15 @@ public struct NetworkExecutor: Sendable {
         variables["CNI_IFNAME"] = request.ifName
         variables["CNI_ARGS"] = request.cniArgsText
         variables["CNI_PATH"] = pluginPath.joined(separator: ":")
-        do {
-            return try PluginExec.run(path: path, environment: variables, stdin: stdin)
+        do throws(CNIError) {
+            let execution: PluginExecution
+            if let forked = try inProcess?.execution(path: path, environment: variables, stdin: stdin) {
+                execution = forked
+            } else {
+                execution = try PluginExec.spawn(path: path, environment: variables, stdin: stdin)
+            }
+            guard execution.succeeded else { throw PluginExec.failure(of: execution) }
+            return execution.stdout
         } catch {
             throw pluginError(list, index, command, error)
         }

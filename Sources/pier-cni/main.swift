@@ -10,6 +10,11 @@ let invokedAs = arguments.first.map { $0.split(separator: "/").last.map(String.i
 if let plugin = PluginTable.plugin(named: invokedAs) {
     plugin.main()
 }
+// `pier` asks this before running the plugins in its own process: same digest, same plugin code.
+if invokedAs == PluginTable.executableName, arguments.dropFirst() == ["--source-digest"] {
+    print(PluginBuild.sourceDigest)
+    exit(0)
+}
 if invokedAs == PluginTable.executableName, arguments.dropFirst() == ["--list"] {
     for name in PluginTable.names { print(name) }
     exit(0)

@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Many running containers through `pier`: what the next `pier run -d` costs, and what
+`pier ps`, `pier inspect` and `pier rm` cost, with 10, 100 and 1,000 containers running,
+beside the kernel floor's own growth (the same veth, address, route and DNAT map element done
+by `ip -batch` and `nft -f`, with as many attachments present).
+
+Every container publishes one TCP port and runs a static busybox `sleep`; all of them live in
+one test host namespace the bench creates and removes. Growth is a level's median divided by
+the first level's: Pier's `run -d` should grow no more than the floor's (+0.05), and `ps`,
+`inspect`, `rm` should stay within 2x of their cost at the first level.
+
+Usage: bench/scale.py [--levels 10,100,1000] [--samples 5]   (as root; writes
+bench/results/scale.md).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import time
+
+import benchlib
+from portmap import PortFloor, conflist, mapping
+
+SLEEPER = ["/bin/busybox", "sleep", "100000"]
+
+
+class PierRunner:
+    """`pier` against a private state, config and cache directory, inside the host namespace."""
+
+    def __init__(self, pier, cni_path, host_netns, state, leases):
+        self.host_netns = host_netns
+        self.base = [pier, "--root", state + "/root", "--cache-dir", state + "/cache", "--config-dir",
+                     state + "/conf", "--cni-path", cni_path]
+        os.makedirs(state + "/conf", exist_ok=True)
+        with open(state + "/conf/bench-scale.conflist", "w") as f:
+            json.dump(conflist("pier", "bench-scale", "piersc0", "10.171.0.0/16", leases), f)
+        self.rootfs = benchlib.temporary_directory("pier-bench-rootfs-")
+        os.makedirs(self.rootfs + "/bin")
+        subprocess.run(["cp", "/usr/bin/busybox", self.rootfs + "/bin/busybox"], check=True)
+        for d in ("proc", "sys", "dev", "etc", "tmp", "run"):
+            os.makedirs(f"{self.rootfs}/{d}", exist_ok=True)
+
+    def timed(self, argv):
+        start = time.perf_counter()
+        with benchlib.in_netns(self.host_netns):
+            out = subprocess.run(self.base + argv, capture_output=True, text=True)
+        elapsed = time.perf_counter() - start
+        if out.returncode != 0:
+            raise RuntimeError(f"pier {' '.join(argv)}: {out.stderr}")
+        return elapsed, out.stdout.strip()
+
+    def run(self, port):
+        return self.timed(["run", "-d", "--net", "bench-scale", "-p", f"{port}:80", "--rootfs", self.rootfs,
+                           "--"] + SLEEPER)
+
+
+def main():
+    benchlib.require_root()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--levels", default="10,100,1000")
+    parser.add_argument("--samples", type=int, default=5)
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+
+    bin_dir = benchlib.build_release()
+    cni_path = benchlib.install_stripped(bin_dir, ["bridge", "ipam", "portmap"])
+    leases = benchlib.temporary_directory("pier-bench-leases-")
+    state = benchlib.temporary_directory("pier-bench-scale-")
+    pier_host = benchlib.Netns("pier-b-scale").__enter__()
+    floor_host = benchlib.Netns("pier-b-scale").__enter__()
+    pier = PierRunner(os.path.join(bin_dir, "pier"), cni_path, pier_host.name, state, leases)
+    floor = PortFloor("floorsc0", "10.172", floor_host.name)
+    background = []
+    floor_background = []  # (namespace, state)
+    results = {}
+    try:
+        for level in levels:
+            fill_start = time.perf_counter()
+            while len(background) < level - 1:
+                background.append(pier.run(20000 + len(background))[1])
+            while len(floor_background) < level - 1:
+                ns = benchlib.Netns("pier-b-fl").__enter__()
+                _, floor_state = floor.add(f"bg{len(floor_background):05d}", ns.path,
+                                           runtime_config=mapping(20000 + len(floor_background)))
+                floor_background.append((ns, floor_state))
+            print(f"level {level}: filled in {time.perf_counter() - fill_start:.1f} s", flush=True)
+            samples = {k: [] for k in ("run", "ps", "inspect", "rm", "floor add", "floor del")}
+            # The floor's namespaces are made before the samples and deleted after them (see
+            # benchlib.NetnsBatch: a namespace torn down between samples would slow the next one).
+            with benchlib.NetnsBatch("pier-b-fm", args.samples) as floor_namespaces:
+                for i in range(args.samples):
+                    elapsed, cid = pier.run(40000 + i)
+                    samples["run"].append(elapsed)
+                    samples["ps"].append(pier.timed(["ps"])[0])
+                    samples["inspect"].append(pier.timed(["inspect", cid])[0])
+                    samples["rm"].append(pier.timed(["rm", "-f", cid])[0])
+                    ns = floor_namespaces[i]
+                    add_s, floor_state = floor.add(f"m{level}-{i}", ns.path, runtime_config=mapping(40000 + i))
+                    samples["floor add"].append(add_s)
+                    samples["floor del"].append(floor.delete(f"m{level}-{i}", ns.path, floor_state))
+            results[level] = {k: statistics.median(v) * 1000 for k, v in samples.items()}
+            print(level, results[level], flush=True)
+            write_report(args, levels, results, partial=level != levels[-1])
+    finally:
+        for cid in background:
+            try:
+                pier.timed(["rm", "-f", cid])
+            except RuntimeError:
+                pass
+        for ns, floor_state in floor_background:
+            try:
+                floor.delete("bg", ns.path, floor_state)
+            except RuntimeError:
+                pass
+            ns.__exit__(None, None, None)
+        pier_host.__exit__(None, None, None)
+        floor_host.__exit__(None, None, None)
+    write_report(args, levels, results)
+
+
+def write_report(args, levels, results, partial=False):
+    measured = [level for level in levels if level in results]
+    first = results[measured[0]]
+    report = "# Many containers through `pier`\n\n"
+    report += (
+        "One test host namespace; every container publishes one TCP port and runs busybox `sleep` in its own "
+        "rootfs. N = containers running, the measured one included. `run` is `pier run -d` to its return "
+        "(network chain in-process), `ps` lists every container, `inspect` one, `rm` is `rm -f` of the measured "
+        "one. The floor is the same kernel work by `ip -batch` and `nft -f` (veth, address, route, one DNAT "
+        f"map element) with as many attachments present. Median of {args.samples} samples; growth is relative "
+        f"to N={measured[0]}. Targets: `run` growth ≤ floor growth + 0.05; `ps`, `inspect`, `rm` ≤ 2× their "
+        "cost at the first level.\n\n")
+    headers = ["N", "run ms", "floor add ms", "run growth", "floor growth", "ps ms", "ps growth", "inspect ms",
+               "inspect growth", "rm ms", "rm growth", "floor del ms"]
+    rows = []
+    for level in measured:
+        r = results[level]
+        rows.append([
+            level, f"{r['run']:.1f}", f"{r['floor add']:.1f}", f"{r['run'] / first['run']:.2f}",
+            f"{r['floor add'] / first['floor add']:.2f}", f"{r['ps']:.1f}", f"{r['ps'] / first['ps']:.2f}",
+            f"{r['inspect']:.1f}", f"{r['inspect'] / first['inspect']:.2f}", f"{r['rm']:.1f}",
+            f"{r['rm'] / first['rm']:.2f}", f"{r['floor del']:.1f}"])
+    report += benchlib.table(headers, rows) + "\n"
+    if partial:
+        report += "\n(partial: the run stopped before every level was measured)\n"
+    else:
+        print(report)
+    with open(os.path.join(benchlib.ROOT, "bench", "results", "scale.md"), "w") as f:
+        f.write(report)
+
+
+if __name__ == "__main__":
+    main()
