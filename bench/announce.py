@@ -40,7 +40,9 @@ def main():
             "after": benchlib.Chain(conflist("pier", "bench-after", "pierb0", "10.153.0.0/16", data_dir),
                                     paths["after"], host_after.name),
         }
+        load_before = os.getloadavg()[0]
         samples = benchlib.measure_level(chains, args.samples)
+        load_after = os.getloadavg()[0]
     rows = []
     for kind in chains:
         add = sorted(samples[kind]["add"])
@@ -51,7 +53,8 @@ def main():
     report = "# bridge ADD before and after a change\n\n"
     report += (f"Pier `bridge`+`ipam` (same config as bridge.py, N = 1), two stripped release builds side by side, "
                f"samples interleaved; {args.samples} ADD+DEL pairs each; ADD time is spawn to exit (a runtime "
-               "waits for the plugin's exit, not only its stdout).\n\n")
+               "waits for the plugin's exit, not only its stdout). Load average (1 min) "
+               f"{load_before:.1f} before the run, {load_after:.1f} after, on {os.cpu_count()} CPUs.\n\n")
     report += benchlib.table(["build", "ADD median ms", "ADD min ms", "ADD p90 ms", "DEL median ms"], rows) + "\n"
     print(report)
     with open(os.path.join(benchlib.ROOT, "bench", "results", "announce.md"), "w") as f:
