@@ -24,9 +24,10 @@ import Testing
         try #require(pipe(&ends) == 0)
         defer { close(ends[0]) }
         #expect(LinkLayerSender.closeDetached(ends[1]), "a grandchild took the release over")
-        #expect(readable(ends[0], within: 5), "the handed-over write end was released")
+        let released = readable(ends[0], within: 5)
+        #expect(released, "the handed-over write end was released")
         var byte: UInt8 = 0
-        #expect(read(ends[0], &byte, 1) == 0, "end-of-file: no writer is left anywhere")
+        if released { #expect(read(ends[0], &byte, 1) == 0, "end-of-file: no writer is left anywhere") }
     }
 
     /// In a test host: the frames leave through the link before the sender is dropped, the
