@@ -13,6 +13,8 @@ int pier_clone_newns(void) { return CLONE_NEWNS; }
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -33,24 +35,33 @@ int pier_close_detached(int fd) {
     int handedOver = -1;
     int devNull = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (devNull >= 0 && pipe2(gate, O_CLOEXEC) == 0) {
-        pid_t child = fork();
+        // No signal handler may run in the children: the first one borrows this thread's stack.
+        sigset_t all, previous;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &previous);
+        // vfork: no copy of the address space to make, or to tear down while this thread waits
+        // (a fork and reap cost ~2 ms at a plugin's 10 MB, ~13 ms at 50 MB on a loaded host).
+        pid_t child = vfork();
         if (child == 0) {
-            // The child (of a possibly multi-threaded process): async-signal-safe calls only.
-            // It drops everything but the socket and the gate's read end before forking the
-            // grandchild, so once the parent has reaped it no copy of the plugin's stdout or
-            // of a lock file is left outside the parent.
+            // Shares this process's memory while this thread is suspended: plain syscalls only.
+            // It drops everything but the socket and the gate's read end before making the
+            // grandchild, so once it has exited no copy of the plugin's stdout or of a lock
+            // file is left outside this process.
             int keep = fcntl(fd, F_DUPFD, 3), gateIn = fcntl(gate[0], F_DUPFD, 3);
             if (keep < 0 || gateIn < 0 || dup2(devNull, 0) < 0 || dup2(devNull, 1) < 0 || dup2(devNull, 2) < 0
                 || close_all_but(3, keep, gateIn) != 0)
                 _exit(1);
-            pid_t grandchild = fork();
+            // A fork without atfork handlers (they must not run on borrowed memory).
+            pid_t grandchild = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
             if (grandchild != 0) _exit(grandchild > 0 ? 0 : 1);
-            // Reparented to init (or the nearest subreaper), which reaps it. The read returns
-            // once every write end is closed: the parent closes its only one after `fd`.
+            // Its own copy of memory; reparented to init (or the nearest subreaper), which
+            // reaps it. The read returns once every write end is closed: this process closes
+            // its only one after `fd`.
             char byte;
             while (read(gateIn, &byte, 1) < 0 && errno == EINTR) {}
             _exit(0);  // drops the last reference to the socket
         }
+        pthread_sigmask(SIG_SETMASK, &previous, 0);
         close(gate[0]);
         if (child > 0) {
             int status = 0;
