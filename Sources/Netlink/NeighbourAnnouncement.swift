@@ -1,3 +1,4 @@
+import CPierShim
 import IPAddressing
 
 #if canImport(Glibc)
@@ -65,7 +66,7 @@ public struct NeighbourAnnouncement: Sendable, Hashable {
 /// the network namespace of the thread that opened it (open it inside `NetworkNamespace.perform`
 /// to send from a container's interface).
 public final class LinkLayerSender {
-    private let descriptor: Int32
+    let descriptor: Int32
 
     public init() throws(NetlinkError) {
         // Protocol 0: the socket receives nothing, so nothing queues up on it.
@@ -75,7 +76,16 @@ public final class LinkLayerSender {
         }
     }
 
-    deinit { close(descriptor) }
+    /// Closing a packet socket waits for an RCU grace period (`packet_release` calls
+    /// `synchronize_net` for every packet socket, bound or not: 10–15 ms), and so does a process
+    /// exiting with one open: that wait would be on every ADD that announces. A detached
+    /// grandchild takes the last reference and pays it instead; the frames are already sent.
+    deinit { Self.closeDetached(descriptor) }
+
+    /// Closes `descriptor`, leaving its release to a detached grandchild (`pier_close_detached`):
+    /// true if the grandchild took it over, false if it was released here.
+    @discardableResult
+    static func closeDetached(_ descriptor: Int32) -> Bool { pier_close_detached(descriptor) == 0 }
 
     /// Sends each announcement out of link `index`.
     public func announce(_ announcements: [NeighbourAnnouncement], index: Int32) throws(NetlinkError) {

@@ -33,4 +33,11 @@ int pier_unshare(int flags);
 int pier_clone_newnet(void);
 int pier_clone_newuts(void);
 int pier_clone_newns(void);
+
+/// Closes `fd` without waiting for the kernel to release it: a detached grandchild that holds
+/// nothing else (stdio on /dev/null, every other descriptor closed) drops the last reference
+/// once this process has let go. For sockets whose release waits for an RCU grace period
+/// (AF_PACKET). Written in C because the child runs on borrowed memory (vfork) with plain syscalls.
+/// Returns 0 if the grandchild took the release over, -1 if it was done here.
+int pier_close_detached(int fd);
 #endif
