@@ -10,6 +10,8 @@ let invokedAs = arguments.first.map { $0.split(separator: "/").last.map(String.i
 if let plugin = PluginTable.plugin(named: invokedAs) {
     plugin.main()
 }
+// Daemons a plugin starts by exec'ing this file under their name (`DaemonTable`).
+DaemonTable.runIfDaemon(named: invokedAs, arguments: arguments)
 if invokedAs == PluginTable.executableName, arguments.dropFirst() == ["--list"] {
     for name in PluginTable.names { print(name) }
     exit(0)
@@ -22,6 +24,7 @@ let usage = """
     \(problem)\(PluginTable.executableName): Pier's CNI plugins in one executable. Install it once and link it under
     each plugin name (scripts/install does); a runtime then execs it by that name.
     Plugins: \(PluginTable.names.joined(separator: ", "))
+    Daemons (started by plugins): \(DaemonTable.names.joined(separator: ", "))
     `\(PluginTable.executableName) --list` prints one name per line.
 
     """

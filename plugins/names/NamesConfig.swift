@@ -1,0 +1,90 @@
+import CNI
+import IPAddressing
+import NameService
+import PierState
+
+/// What one `names` invocation asks for, validated before anything is written.
+struct NamesConfig {
+    static let defaultDomainName = "dns.pier"
+
+    var domainName = Self.defaultDomainName
+    var isInternal = false
+    var upstreams: [DNSUpstream] = []
+    var dataDirectory = DefaultPaths.nameServiceDirectory
+
+    init(_ request: CNIRequest) throws(CNIError) {
+        let reader = request.config.reader
+        dataDirectory = try Self.dataDirectory(request)
+        if let domain = try reader.string("domainName"), !domain.isEmpty {
+            let trimmed = domain.hasSuffix(".") ? String(domain.dropLast()) : domain
+            guard NameRecord.isValidName(trimmed) else {
+                throw reader.failure("domainName", "\"\(domain)\" is not a DNS name")
+            }
+            domainName = trimmed
+        }
+        isInternal = try reader.bool("internal") ?? false
+        for text in try reader.strings("upstreams") ?? [] {
+            guard let upstream = DNSUpstream(text) else {
+                throw reader.failure("upstreams", "\"\(text)\" is not an address or address:port")
+            }
+            upstreams.append(upstream)
+        }
+        if isInternal && !upstreams.isEmpty {
+            throw reader.failure("upstreams", "an internal network forwards nowhere; drop upstreams or internal")
+        }
+    }
+
+    /// `dataDir` alone, for DEL and GC, which must work whatever else the config holds.
+    static func dataDirectory(_ request: CNIRequest) throws(CNIError) -> String {
+        let reader = request.config.reader
+        guard let text = try reader.string("dataDir"), !text.isEmpty else { return DefaultPaths.nameServiceDirectory }
+        guard text.hasPrefix("/") else { throw reader.failure("dataDir", "\"\(text)\" must be an absolute path") }
+        return text
+    }
+}
+
+/// The names an attachment is registered under, from where runtimes put them:
+/// - the container name: `runtimeConfig.name`, else CNI_ARGS `K8S_POD_NAME` (what Podman's CNI
+///   backend passes for the container name);
+/// - aliases: the `aliases` capability, `runtimeConfig.aliases`, either Podman's form
+///   `{"<network>": ["a", "b"]}` (only this network's list counts) or a plain list;
+/// - the hostname: `runtimeConfig.hostname`.
+enum AttachmentNames {
+    static func names(_ request: CNIRequest) throws(CNIError) -> [String] {
+        let runtime = request.config.runtimeConfigReader
+        var names: [String] = []
+        func add(_ name: String, _ source: String, _ code: CNIErrorCode = .invalidNetworkConfig) throws(CNIError) {
+            guard NameRecord.isValidName(name) else {
+                throw CNIError(
+                    code, "\(source): \"\(name)\" is not a valid DNS name",
+                    details: "names are dot-separated labels of letters, digits, '-' and '_', 1-63 bytes each")
+            }
+            if !names.contains(where: { $0.lowercased() == name.lowercased() }) { names.append(name) }
+        }
+        if let name = try runtime.string("name"), !name.isEmpty {
+            try add(name, "runtimeConfig.name")
+        } else if let name = try request.environment.args()["K8S_POD_NAME"], !name.isEmpty {
+            try add(name, "CNI_ARGS K8S_POD_NAME", .invalidEnvironmentVariables)
+        }
+        if let value = runtime.value("aliases") {
+            let list: [JSONValue]
+            if let perNetwork = value.objectValue {
+                list = perNetwork[request.config.name]?.arrayValue ?? []
+            } else if let plain = value.arrayValue {
+                list = plain
+            } else {
+                throw runtime.mismatch("aliases", expected: "an object of lists or a list", got: value)
+            }
+            for alias in list {
+                guard let text = alias.stringValue else {
+                    throw runtime.mismatch("aliases", expected: "strings", got: alias)
+                }
+                try add(text, "runtimeConfig.aliases")
+            }
+        }
+        if let hostname = try runtime.string("hostname"), !hostname.isEmpty {
+            try add(hostname, "runtimeConfig.hostname")
+        }
+        return names
+    }
+}
