@@ -76,10 +76,19 @@ public enum NameServerControl {
         let (readEnd, writeEnd) = (ends[0], ends[1])
         _ = fcntl(readEnd, F_SETFD, FD_CLOEXEC)
         _ = fcntl(writeEnd, F_SETFD, FD_CLOEXEC)
-        // Everything the children need is prepared before fork: they only make system calls.
+        // Everything the children need is prepared before fork, the executable's C string too
+        // (bridging a String there may allocate, and malloc's lock may be held by a thread that
+        // does not exist in the child): between fork and exec they only make system calls.
         let arguments = [name, "--ready-fd", String(writeEnd), store.directory]
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
+        let argv = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: arguments.count + 1)
+        for (index, argument) in arguments.enumerated() { argv[index] = strdup(argument) }
+        argv[arguments.count] = nil
+        guard let path = strdup(executable) else { throw NameServiceError("strdup: \(Sockets.errorText())") }
+        defer {
+            for index in 0..<arguments.count { free(argv[index]) }
+            argv.deallocate()
+            free(path)
+        }
         // The descriptors to close in the daemon, listed now: a loop up to the descriptor limit
         // (a million here) cost tens of milliseconds per start.
         let inherited =
@@ -101,7 +110,7 @@ public enum NameServerControl {
             }
             _ = fcntl(writeEnd, F_SETFD, 0)
             for fd in inherited { close(fd) }
-            execv(executable, &argv)
+            execv(path, argv)
             _exit(127)
         }
         close(writeEnd)
