@@ -20,8 +20,15 @@ public struct NetworkRules {
     /// Ensures the table layout and this network's elements. Idempotent; safe to race.
     /// Reads first: once a network is set up, ADDs commit nothing (a commit costs its
     /// process an RCU grace period when its netfilter socket closes).
-    public func attach(bridge: String, masqueradeSubnets: [IPPrefix], isolated: Bool) throws(FirewallError) {
-        if try isAttached(bridge: bridge, masqueradeSubnets: masqueradeSubnets, isolated: isolated) { return }
+    /// `isInternal`: nothing is forwarded out of the bridge or into it (`--internal` networks).
+    public func attach(
+        bridge: String, masqueradeSubnets: [IPPrefix], isolated: Bool, isInternal: Bool = false
+    ) throws(FirewallError) {
+        if try isAttached(
+            bridge: bridge, masqueradeSubnets: masqueradeSubnets, isolated: isolated, isInternal: isInternal)
+        {
+            return
+        }
         var batch = Batch()
         for subnet in masqueradeSubnets {
             batch.addElements(
@@ -35,11 +42,17 @@ public struct NetworkRules {
             batch.addElements(
                 [SetElement(key: [.interfaceName(bridge)], comment: networkTag)], to: PierTable.isolatedBridges.path)
         }
+        if isInternal {
+            batch.addElements(
+                [SetElement(key: [.interfaceName(bridge)], comment: networkTag)], to: PierTable.internalBridges.path)
+        }
         try client.apply(PierTable.layout, ensuring: PierTable.rules, changes: batch)
     }
 
     /// True when the layout's rules and every element `attach` would add are in place.
-    func isAttached(bridge: String, masqueradeSubnets: [IPPrefix], isolated: Bool) throws(FirewallError) -> Bool {
+    func isAttached(
+        bridge: String, masqueradeSubnets: [IPPrefix], isolated: Bool, isInternal: Bool = false
+    ) throws(FirewallError) -> Bool {
         do {
             for chain in [PierTable.postrouting, PierTable.forward] {
                 let present = Set(
@@ -51,6 +64,11 @@ public struct NetworkRules {
             guard try client.element(pair, in: PierTable.sameBridge.path) != nil else { return false }
             if isolated {
                 guard try client.element([.interfaceName(bridge)], in: PierTable.isolatedBridges.path) != nil else {
+                    return false
+                }
+            }
+            if isInternal {
+                guard try client.element([.interfaceName(bridge)], in: PierTable.internalBridges.path) != nil else {
                     return false
                 }
             }
@@ -76,7 +94,7 @@ public struct NetworkRules {
     /// Removes every element this network owns (when its bridge goes away). Missing table or
     /// elements are not errors.
     public func detach() throws(FirewallError) {
-        for set in [PierTable.isolatedBridges, PierTable.sameBridge] {
+        for set in [PierTable.isolatedBridges, PierTable.sameBridge, PierTable.internalBridges] {
             do { try client.deleteElements(ownedBy: networkTag, from: set.path) } catch  where error.isNotFound {}
         }
         for family in IPFamily.allCases {
