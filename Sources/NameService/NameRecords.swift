@@ -57,10 +57,14 @@ public struct NameRecord: Sendable, Equatable {
     public var isInternal: Bool
     /// Resolvers to forward to; empty means the host's /etc/resolv.conf.
     public var upstreams: [DNSUpstream]
+    /// The container's own resolvers (the `dns` capability, `pier run --dns`): its forwarded
+    /// queries go there instead of the network's.
+    public var containerUpstreams: [DNSUpstream]
 
     public init(
         network: String, containerID: String, ifName: String, names: [String], addresses: [IPAddress],
-        gateways: [IPAddress], domainName: String, isInternal: Bool = false, upstreams: [DNSUpstream] = []
+        gateways: [IPAddress], domainName: String, isInternal: Bool = false, upstreams: [DNSUpstream] = [],
+        containerUpstreams: [DNSUpstream] = []
     ) {
         self.network = network
         self.containerID = containerID
@@ -71,6 +75,7 @@ public struct NameRecord: Sendable, Equatable {
         self.domainName = domainName
         self.isInternal = isInternal
         self.upstreams = upstreams
+        self.containerUpstreams = containerUpstreams
     }
 
     /// A name a container may be registered under: dot-separated labels of letters, digits,
@@ -94,6 +99,7 @@ public struct NameRecord: Sendable, Equatable {
             "gateways": .array(gateways.map { .string($0.description) }),
             "domainName": .string(domainName), "internal": .bool(isInternal),
             "upstreams": .array(upstreams.map { .string($0.description) }),
+            "containerUpstreams": .array(containerUpstreams.map { .string($0.description) }),
         ])
     }
 
@@ -122,16 +128,20 @@ public struct NameRecord: Sendable, Equatable {
             }
             return parsed
         }
-        var upstreams: [DNSUpstream] = []
-        for text in (try? list("upstreams")) ?? [] {
-            guard let upstream = DNSUpstream(text) else { throw NameServiceError("record: bad upstream \(text)") }
-            upstreams.append(upstream)
+        func upstreams(_ key: String) throws(NameServiceError) -> [DNSUpstream] {
+            var parsed: [DNSUpstream] = []
+            for text in (try? list(key)) ?? [] {
+                guard let upstream = DNSUpstream(text) else { throw NameServiceError("record: bad upstream \(text)") }
+                parsed.append(upstream)
+            }
+            return parsed
         }
         self.init(
             network: try text("network"), containerID: try text("containerID"), ifName: try text("ifName"),
             names: try list("names").filter(Self.isValidName), addresses: try addresses("addresses"),
             gateways: try addresses("gateways"), domainName: try text("domainName"),
-            isInternal: object["internal"]?.boolValue ?? false, upstreams: upstreams)
+            isInternal: object["internal"]?.boolValue ?? false, upstreams: try upstreams("upstreams"),
+            containerUpstreams: try upstreams("containerUpstreams"))
     }
 }
 

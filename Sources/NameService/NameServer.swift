@@ -26,6 +26,10 @@ public final class NameServer {
     let log: (String) -> Void
 
     private var zones: [String: NetworkZone] = [:]
+    /// The networks each container is on: a name of one of them answers to it on any of them.
+    private var networksByContainer: [String: [String]] = [:]
+    /// Where the next list of several addresses starts: each answer rotates them (round robin).
+    private var answerRotation = 0
     private var listeners: [IPAddress: Listener] = [:]
     private var bindErrors: [String: String] = [:]
     private var connections: [Int: TCPConnection] = [:]
@@ -50,6 +54,7 @@ public final class NameServer {
     struct TCPConnection {
         var fd: Int32
         var gateway: IPAddress
+        var peer: IPAddress?
         var inbox: [UInt8] = []
         var outbox: [UInt8] = []
         var lastActive: Double
@@ -147,6 +152,12 @@ public final class NameServer {
     /// Re-reads every record, binds the gateways that are new and closes the ones gone.
     func reload() {
         zones = NetworkZone.zones(store.allRecords { path, error in log("skipping \(path): \(error)") })
+        networksByContainer = [:]
+        for zone in zones.values.sorted(by: { $0.network < $1.network }) {
+            for container in Set(zone.containerByAddress.values) {
+                networksByContainer[container, default: []].append(zone.network)
+            }
+        }
         signature = store.changeSignature()
         var wanted: [IPAddress: String] = [:]
         for zone in zones.values.sorted(by: { $0.network < $1.network }) {
@@ -258,11 +269,28 @@ public final class NameServer {
 
     private func handle(_ packet: [UInt8], zone: NetworkZone, client: Client) {
         let overUDP: Bool
-        if case .udp = client { overUDP = true } else { overUDP = false }
-        switch Resolver.resolve(packet, zone: zone, overUDP: overUDP) {
+        let source: IPAddress?
+        switch client {
+        case .udp(_, let address):
+            overUDP = true
+            source = address.address
+        case .tcp(let id):
+            overUDP = false
+            source = connections[id]?.peer
+        }
+        // The asking container's other networks: it resolves their names too, with the addresses
+        // there (the network it shares with the name's holder). Anyone else gets this network's.
+        let shared =
+            source.flatMap { zone.containerByAddress[$0] }.map { container in
+                (networksByContainer[container] ?? []).filter { $0 != zone.network }.compactMap { zones[$0] }
+            } ?? []
+        answerRotation &+= 1
+        switch Resolver.resolve(packet, zone: zone, overUDP: overUDP, sharedZones: shared, rotation: answerRotation) {
         case .ignore: break
         case .reply(let bytes): deliver(bytes, to: client)
-        case .forward(let query): forward(query, packet: packet, zone: zone, client: client, overUDP: overUDP)
+        case .forward(let query):
+            let own = source.flatMap { zone.upstreamsByAddress[$0] }
+            forward(query, packet: packet, zone: zone, client: client, overUDP: overUDP, containerUpstreams: own)
         }
     }
 
@@ -285,8 +313,13 @@ public final class NameServer {
         guard let listener = listeners[gateway] else { return }
         let fd = Sockets.accept(listener.tcp, nonBlocking: true)
         guard fd >= 0 else { return }
+        var peer = SocketAddress()
+        let named = withUnsafeMutablePointer(to: &peer.storage) { storage in
+            storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &peer.length) }
+        }
         nextConnectionID += 1
-        connections[nextConnectionID] = TCPConnection(fd: fd, gateway: gateway, lastActive: Sockets.monotonicSeconds())
+        connections[nextConnectionID] = TCPConnection(
+            fd: fd, gateway: gateway, peer: named == 0 ? peer.address : nil, lastActive: Sockets.monotonicSeconds())
     }
 
     private func serviceConnection(_ id: Int, revents: Int16) {
@@ -342,9 +375,11 @@ public final class NameServer {
 
     // MARK: Forwarding
 
-    /// The zone's configured upstreams, else the host's, never one of our own listeners.
-    private func upstreams(for zone: NetworkZone) -> [DNSUpstream] {
-        let candidates = zone.upstreams.isEmpty ? currentHostUpstreams() : zone.upstreams
+    /// The container's own upstreams, else the zone's configured ones, else the host's, never one
+    /// of our own listeners.
+    private func upstreams(for zone: NetworkZone, containerUpstreams: [DNSUpstream]?) -> [DNSUpstream] {
+        let candidates =
+            containerUpstreams ?? (zone.upstreams.isEmpty ? currentHostUpstreams() : zone.upstreams)
         return candidates.filter { !(listeners[$0.address] != nil && $0.port == port) }
     }
 
@@ -362,8 +397,11 @@ public final class NameServer {
         return hostUpstreams
     }
 
-    private func forward(_ query: DNSMessage, packet: [UInt8], zone: NetworkZone, client: Client, overUDP: Bool) {
-        var upstreams = upstreams(for: zone)
+    private func forward(
+        _ query: DNSMessage, packet: [UInt8], zone: NetworkZone, client: Client, overUDP: Bool,
+        containerUpstreams: [DNSUpstream]?
+    ) {
+        var upstreams = upstreams(for: zone, containerUpstreams: containerUpstreams)
         guard !upstreams.isEmpty, pending.count < Self.maximumPendingForwards else {
             deliver(Resolver.serverFailure(for: query, overUDP: overUDP), to: client)
             return

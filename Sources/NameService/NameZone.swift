@@ -13,6 +13,9 @@ public struct NetworkZone: Sendable, Equatable {
     public var upstreams: [DNSUpstream]
     var addressesByName: [String: [IPAddress]] = [:]
     var targetsByReverseName: [String: [String]] = [:]
+    /// Which container holds an address (a query's source), and its own upstreams if it has any.
+    public private(set) var containerByAddress: [IPAddress: String] = [:]
+    public private(set) var upstreamsByAddress: [IPAddress: [DNSUpstream]] = [:]
 
     public init(network: String, records: [NameRecord]) {
         self.network = network
@@ -40,6 +43,10 @@ public struct NetworkZone: Sendable, Equatable {
                     for address in record.addresses where !addresses.contains(address) { addresses.append(address) }
                     addressesByName[key] = addresses
                 }
+            }
+            for address in record.addresses {
+                containerByAddress[address] = record.containerID
+                if !record.containerUpstreams.isEmpty { upstreamsByAddress[address] = record.containerUpstreams }
             }
             guard let first = record.names.first else { continue }
             let target = domain.isEmpty ? Self.key(first) : Self.key(first) + "." + domain

@@ -24,7 +24,12 @@ public enum Resolver {
     /// The largest UDP answer sent, whatever a client offers (the DNS flag day 2020 value).
     public static let maximumUDPSize = 1232
 
-    public static func resolve(_ packet: [UInt8], zone: NetworkZone, overUDP: Bool) -> Resolution {
+    /// `sharedZones`: the other networks of the asking container; a name unknown on the network
+    /// asked is looked up there and answered with its address on that network, the one both
+    /// containers share. `rotation`: where the list of several addresses starts (round robin).
+    public static func resolve(
+        _ packet: [UInt8], zone: NetworkZone, overUDP: Bool, sharedZones: [NetworkZone] = [], rotation: Int = 0
+    ) -> Resolution {
         let query: DNSMessage
         do {
             query = try DNSMessage(parsing: packet)
@@ -40,14 +45,19 @@ public enum Resolver {
         let key = question.name.lookupKey
         let isInternetClass = question.rawClass == DNSClass.internet || question.rawClass == DNSClass.any
 
-        if isInternetClass, let addresses = zone.addresses(of: key) {
-            let wanted = addresses.filter { address in
+        let holder = ([zone] + sharedZones).first { $0.addresses(of: key) != nil }
+        if isInternetClass, let addresses = holder?.addresses(of: key) {
+            var wanted = addresses.filter { address in
                 switch question.type {
                 case DNSType.a: address.family == .v4
                 case DNSType.aaaa: address.family == .v6
                 case DNSType.any: true
                 default: false
                 }
+            }
+            if wanted.count > 1 {
+                let start = rotation % wanted.count
+                wanted = Array(wanted[start...] + wanted[..<start])
             }
             let answers = wanted.map {
                 DNSRecord(
@@ -56,7 +66,9 @@ public enum Resolver {
             }
             return .reply(encode(reply(to: query, code: .noError, answers: answers, zone: zone), query, overUDP))
         }
-        if isInternetClass, let targets = zone.pointerTargets(of: key) {
+        if isInternetClass,
+            let targets = ([zone] + sharedZones).lazy.compactMap({ $0.pointerTargets(of: key) }).first
+        {
             let answers =
                 question.type == DNSType.ptr || question.type == DNSType.any
                 ? targets.compactMap { target in

@@ -11,6 +11,13 @@ struct NamesConfig {
     var isInternal = false
     var upstreams: [DNSUpstream] = []
     var dataDirectory = DefaultPaths.nameServiceDirectory
+    /// The network's extra search domains and resolv.conf options, for the result's DNS.
+    var search: [String] = []
+    var options: [String] = []
+    /// The container's own (the `dns` capability: `servers`, `searches`, `options`).
+    var containerUpstreams: [DNSUpstream] = []
+    var containerSearch: [String] = []
+    var containerOptions: [String] = []
 
     init(_ request: CNIRequest) throws(CNIError) {
         let reader = request.config.reader
@@ -31,6 +38,23 @@ struct NamesConfig {
         }
         if isInternal && !upstreams.isEmpty {
             throw reader.failure("upstreams", "an internal network forwards nowhere; drop upstreams or internal")
+        }
+        search = try reader.strings("search") ?? []
+        options = try reader.strings("options") ?? []
+        if let dns = try request.config.runtimeConfigReader.reader("dns") {
+            for text in try dns.strings("servers") ?? [] {
+                guard let address = IPAddress(text) else {
+                    throw dns.failure("servers", "\"\(text)\" is not an IP address")
+                }
+                containerUpstreams.append(DNSUpstream(address: address))
+            }
+            containerSearch = try dns.strings("searches") ?? []
+            containerOptions = try dns.strings("options") ?? []
+        }
+        for domain in search + containerSearch {
+            guard NameRecord.isValidName(domain.hasSuffix(".") ? String(domain.dropLast()) : domain) else {
+                throw CNIError(.invalidNetworkConfig, "names: search domain \"\(domain)\" is not a DNS name")
+            }
         }
     }
 

@@ -43,7 +43,14 @@ struct NamesPlugin: CNIPlugin {
         var nameservers = record.gateways.map(\.description)
         for server in result.dns.nameservers where !nameservers.contains(server) { nameservers.append(server) }
         result.dns.nameservers = nameservers
-        result.dns.search = [config.domainName] + result.dns.search.filter { $0 != config.domainName }
+        var search = [config.domainName]
+        for domain in config.search + config.containerSearch + result.dns.search where !search.contains(domain) {
+            search.append(domain)
+        }
+        result.dns.search = search
+        for option in config.options + config.containerOptions where !result.dns.options.contains(option) {
+            result.dns.options.append(option)
+        }
         return result
     }
 
@@ -149,6 +156,7 @@ struct NamesPlugin: CNIPlugin {
         return NameRecord(
             network: request.config.name, containerID: request.containerID, ifName: request.ifName,
             names: try AttachmentNames.names(request), addresses: addresses, gateways: gateways,
-            domainName: config.domainName, isInternal: config.isInternal, upstreams: config.upstreams)
+            domainName: config.domainName, isInternal: config.isInternal, upstreams: config.upstreams,
+            containerUpstreams: config.isInternal ? [] : config.containerUpstreams)
     }
 }
