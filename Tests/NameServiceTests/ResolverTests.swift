@@ -68,6 +68,59 @@ struct ResolverTests {
         #expect(Array(bytes[query.count...]) == [0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 10, 88, 0, 2])
     }
 
+    @Test func severalAddressesRotateWithTheRotationGiven() throws {
+        func order(_ rotation: Int) throws -> [String] {
+            guard
+                case .reply(let bytes) = Resolver.resolve(
+                    Self.query("www", DNSType.a), zone: Self.zone(), overUDP: true, rotation: rotation)
+            else { return [] }
+            return Self.addresses(try DNSMessage(parsing: bytes))
+        }
+        #expect(try order(0) == ["10.88.0.2", "10.88.0.3"])
+        #expect(try order(1) == ["10.88.0.3", "10.88.0.2"])
+        #expect(try order(2) == ["10.88.0.2", "10.88.0.3"])
+    }
+
+    @Test func aNameOfTheAskersOtherNetworkAnswersWithTheAddressThere() throws {
+        let back = NetworkZone(
+            network: "back",
+            records: [
+                NameRecord(
+                    network: "back", containerID: "c9", ifName: "eth0", names: ["store"],
+                    addresses: [address("10.99.0.9")], gateways: [address("10.99.0.1")], domainName: "dns.pier"),
+                NameRecord(
+                    network: "back", containerID: "c1", ifName: "eth1", names: ["Web"],
+                    addresses: [address("10.99.0.2")], gateways: [address("10.99.0.1")], domainName: "dns.pier"),
+            ])
+        // Unknown on `front`: found on the shared network, with its address there.
+        let reply = try DNSMessage(
+            parsing: try #require(
+                {
+                    if case .reply(let bytes) = Resolver.resolve(
+                        Self.query("store", DNSType.a), zone: Self.zone(), overUDP: true, sharedZones: [back])
+                    {
+                        return bytes
+                    }
+                    return nil
+                }()))
+        #expect(Self.addresses(reply) == ["10.99.0.9"])
+        // A name on both networks answers with the network asked.
+        let web = try DNSMessage(
+            parsing: try #require(
+                {
+                    if case .reply(let bytes) = Resolver.resolve(
+                        Self.query("web", DNSType.a), zone: Self.zone(), overUDP: true, sharedZones: [back])
+                    {
+                        return bytes
+                    }
+                    return nil
+                }()))
+        #expect(Self.addresses(web) == ["10.88.0.2"])
+        // Without the shared zone (an asker on `front` only) it is not ours: forwarded.
+        #expect(Resolver.resolve(Self.query("store", DNSType.a), zone: Self.zone(), overUDP: true).isForward)
+        #expect(Self.zone().containerByAddress[address("10.88.0.3")] == "c2")
+    }
+
     @Test func knownNameWithoutRecordsOfTheTypeIsAnEmptyAnswer() throws {
         let reply = try Self.answer("db", DNSType.aaaa)
         #expect(reply.responseCode == .noError && reply.answers.isEmpty)
@@ -157,5 +210,12 @@ struct ResolverTests {
             return
         }
         #expect(try DNSMessage(parsing: notimp).responseCode == .notImplemented)
+    }
+}
+
+extension Resolution {
+    var isForward: Bool {
+        if case .forward = self { return true }
+        return false
     }
 }
