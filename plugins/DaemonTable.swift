@@ -14,7 +14,9 @@ public enum DaemonTable {
     public static func runIfDaemon(named name: String, arguments: [String]) {
         switch name {
         case nameServer:
-            NameServerDaemon.main(arguments: arguments, defaultDirectory: DefaultPaths.nameServiceDirectory)
+            NameServerDaemon.main(
+                arguments: arguments, defaultDirectory: DefaultPaths.nameServiceDirectory,
+                sharedRecords: { SharedNames.otherHosts(storeJSON: $0, network: $1) })
         default:
             return
         }

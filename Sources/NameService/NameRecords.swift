@@ -60,11 +60,14 @@ public struct NameRecord: Sendable, Equatable {
     /// The container's own resolvers (the `dns` capability, `pier run --dns`): its forwarded
     /// queries go there instead of the network's.
     public var containerUpstreams: [DNSUpstream]
+    /// The cluster store the network's names are shared through (overlay networks), as the
+    /// config gave it; nil for a network on this host only.
+    public var store: JSONValue?
 
     public init(
         network: String, containerID: String, ifName: String, names: [String], addresses: [IPAddress],
         gateways: [IPAddress], domainName: String, isInternal: Bool = false, upstreams: [DNSUpstream] = [],
-        containerUpstreams: [DNSUpstream] = []
+        containerUpstreams: [DNSUpstream] = [], store: JSONValue? = nil
     ) {
         self.network = network
         self.containerID = containerID
@@ -76,6 +79,18 @@ public struct NameRecord: Sendable, Equatable {
         self.isInternal = isInternal
         self.upstreams = upstreams
         self.containerUpstreams = containerUpstreams
+        self.store = store
+    }
+
+    /// What another host's server may use of this record: names and addresses only (it listens
+    /// on its own gateways and forwards to its own upstreams).
+    public var forOtherHosts: NameRecord {
+        var copy = self
+        copy.gateways = []
+        copy.upstreams = []
+        copy.containerUpstreams = []
+        copy.store = nil
+        return copy
     }
 
     /// A name a container may be registered under: dot-separated labels of letters, digits,
@@ -100,6 +115,7 @@ public struct NameRecord: Sendable, Equatable {
             "domainName": .string(domainName), "internal": .bool(isInternal),
             "upstreams": .array(upstreams.map { .string($0.description) }),
             "containerUpstreams": .array(containerUpstreams.map { .string($0.description) }),
+            "store": store ?? .null,
         ])
     }
 
@@ -141,7 +157,8 @@ public struct NameRecord: Sendable, Equatable {
             names: try list("names").filter(Self.isValidName), addresses: try addresses("addresses"),
             gateways: try addresses("gateways"), domainName: try text("domainName"),
             isInternal: object["internal"]?.boolValue ?? false, upstreams: try upstreams("upstreams"),
-            containerUpstreams: try upstreams("containerUpstreams"))
+            containerUpstreams: try upstreams("containerUpstreams"),
+            store: object["store"].flatMap { $0 == .null ? nil : $0 })
     }
 }
 

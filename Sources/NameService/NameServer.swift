@@ -1,5 +1,6 @@
 import Glibc
 import IPAddressing
+import JSON
 import PierState
 
 /// The name server: one process per records directory (one per host in production), serving
@@ -24,6 +25,14 @@ public final class NameServer {
     let port: UInt16
     let resolvConfPath: String
     let log: (String) -> Void
+    /// Records other hosts registered for a network in its cluster store (`store` JSON, network),
+    /// without this host's own; nil where no store can be read (tests, a plain build).
+    let sharedRecords: (@Sendable (JSONValue, String) -> [NameRecord])?
+    /// The last records read from each network's cluster store, and when.
+    private var remoteRecords: [String: [NameRecord]] = [:]
+    private var localRecords: [NameRecord] = []
+    private var remoteCheckedAt = -Double.infinity
+    static let remoteInterval = 2.0
 
     private var zones: [String: NetworkZone] = [:]
     /// The networks each container is on: a name of one of them answers to it on any of them.
@@ -77,11 +86,12 @@ public final class NameServer {
 
     public init(
         store: NameRecordStore, port: UInt16 = NameServer.defaultPort, resolvConfPath: String = "/etc/resolv.conf",
-        log: @escaping (String) -> Void
+        sharedRecords: (@Sendable (JSONValue, String) -> [NameRecord])? = nil, log: @escaping (String) -> Void
     ) {
         self.store = store
         self.port = port
         self.resolvConfPath = resolvConfPath
+        self.sharedRecords = sharedRecords
         self.log = log
     }
 
@@ -127,7 +137,8 @@ public final class NameServer {
         reload()
     }
 
-    public var hasRecords: Bool { !zones.isEmpty }
+    /// True while any network has a record of this host (other hosts' alone keep nothing alive).
+    public var hasRecords: Bool { zones.values.contains { !$0.gateways.isEmpty } }
 
     /// Serves until no network has records left, then removes the control socket and returns.
     public func run() {
@@ -142,6 +153,9 @@ public final class NameServer {
                 signatureCheckedAt = now
                 if store.changeSignature() != signature { reload() }
             }
+            if !remoteRecords.isEmpty && now - remoteCheckedAt >= Self.remoteInterval {
+                rebuildZones(remote: readRemoteRecords(localRecords))
+            }
         }
         unlink(store.socketPath)
         close(controlFD)
@@ -151,13 +165,8 @@ public final class NameServer {
 
     /// Re-reads every record, binds the gateways that are new and closes the ones gone.
     func reload() {
-        zones = NetworkZone.zones(store.allRecords { path, error in log("skipping \(path): \(error)") })
-        networksByContainer = [:]
-        for zone in zones.values.sorted(by: { $0.network < $1.network }) {
-            for container in Set(zone.containerByAddress.values) {
-                networksByContainer[container, default: []].append(zone.network)
-            }
-        }
+        localRecords = store.allRecords { path, error in log("skipping \(path): \(error)") }
+        rebuildZones(remote: readRemoteRecords(localRecords))
         signature = store.changeSignature()
         var wanted: [IPAddress: String] = [:]
         for zone in zones.values.sorted(by: { $0.network < $1.network }) {
@@ -181,6 +190,33 @@ public final class NameServer {
                 log("network \(network): \(error.message)")
             }
         }
+    }
+
+    private func rebuildZones(remote: [NameRecord]) {
+        zones = NetworkZone.zones(localRecords + remote)
+        networksByContainer = [:]
+        for zone in zones.values.sorted(by: { $0.network < $1.network }) {
+            for container in Set(zone.containerByAddress.values) {
+                networksByContainer[container, default: []].append(zone.network)
+            }
+        }
+    }
+
+    /// Other hosts' records of every network whose records name a cluster store: names and
+    /// addresses only, never an attachment this host has itself.
+    private func readRemoteRecords(_ local: [NameRecord]) -> [NameRecord] {
+        guard let sharedRecords else { return [] }
+        remoteCheckedAt = Sockets.monotonicSeconds()
+        var stores: [String: JSONValue] = [:]
+        for record in local { if let store = record.store { stores[record.network] = store } }
+        let mine = Set(local.map { "\($0.network)/\($0.containerID)/\($0.ifName)" })
+        remoteRecords = stores.mapValues { _ in [] }
+        for (network, storeConfig) in stores {
+            remoteRecords[network] = sharedRecords(storeConfig, network).filter {
+                $0.network == network && !mine.contains("\($0.network)/\($0.containerID)/\($0.ifName)")
+            }.map(\.forOtherHosts)
+        }
+        return remoteRecords.values.flatMap { $0 }
     }
 
     private func bindListener(_ gateway: IPAddress, network: String) throws(NameServiceError) -> Listener {

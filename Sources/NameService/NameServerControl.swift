@@ -1,4 +1,5 @@
 import Glibc
+import JSON
 import PierState
 
 /// How plugins reach the name server of a records directory: ask the running one to reload,
@@ -144,7 +145,10 @@ public enum NameServerControl {
 
 /// The daemon's life: `<name> [--ready-fd N] [--port P] [--resolv-conf PATH] [DIRECTORY]`.
 public enum NameServerDaemon {
-    public static func main(arguments: [String], defaultDirectory: String) -> Never {
+    public static func main(
+        arguments: [String], defaultDirectory: String,
+        sharedRecords: (@Sendable (JSONValue, String) -> [NameRecord])? = nil
+    ) -> Never {
         var readyFD: Int32?
         var port = NameServer.defaultPort
         var resolvConf = "/etc/resolv.conf"
@@ -190,7 +194,8 @@ public enum NameServerDaemon {
                 close(logFD)
             }
         }
-        let server = NameServer(store: store, port: port, resolvConfPath: resolvConf) { message in
+        let server = NameServer(store: store, port: port, resolvConfPath: resolvConf, sharedRecords: sharedRecords) {
+            message in
             let line = Array("pier-dns[\(getpid())]: \(message)\n".utf8)
             _ = write(STDERR_FILENO, line, line.count)
         }

@@ -132,11 +132,7 @@ public final class ContainerManager {
             var attachmentCapabilities = index == 0 ? capabilities : JSONObject()
             ContainerManager.aliasCapability(
                 &attachmentCapabilities, list: list, container: name, aliases: index == 0 ? options.aliases : [])
-            if let dns = CapabilityArgs.dns(options.process),
-                list.plugins.contains(where: { $0.capabilities.contains("dns") })
-            {
-                attachmentCapabilities["dns"] = dns
-            }
+            ContainerManager.dnsCapability(&attachmentCapabilities, list: list, process: options.process)
             record.attachments.append(
                 NetworkAttachmentRecord(
                     network: list.name, ifName: "eth\(index)",

@@ -162,6 +162,8 @@ public enum NetworkTemplates {
                 }
                 names[key] = .string(value)
             }
+            // An overlay spans hosts: its names are shared through the store its endpoints are in.
+            if spec.driver == .vxlanOverlay { names["store"] = main["store"] ?? .object(["type": .string("file")]) }
             names["capabilities"] = .object(["aliases": .bool(true), "dns": .bool(true)])
             plugins.append(.object(names))
         } else if wantsDNS {

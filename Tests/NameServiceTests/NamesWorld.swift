@@ -26,11 +26,13 @@ final class NamesWorld: @unchecked Sendable {
     init(runtime: TestHost) { self.runtime = runtime }
 
     /// A bridge network with its gateway on the bridge, and the `names` keys given.
-    func network(subnets: [String], bridge: String, names: [String: Any] = [:]) -> Network {
-        let fixture = NetworkFixture(plugin: [
-            "type": "bridge", "bridge": bridge, "isGateway": true,
-            "ipam": ["type": "ipam", "ranges": subnets.map { [["subnet": $0]] }],
-        ])
+    func network(subnets: [String], bridge: String, names: [String: Any] = [:], name: String? = nil) -> Network {
+        let fixture = NetworkFixture(
+            name: name,
+            plugin: [
+                "type": "bridge", "bridge": bridge, "isGateway": true,
+                "ipam": ["type": "ipam", "ranges": subnets.map { [["subnet": $0]] }],
+            ])
         lock.withLock { fixtures.append(fixture) }
         var keys = names
         keys["type"] = "names"

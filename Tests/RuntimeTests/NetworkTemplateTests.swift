@@ -90,6 +90,11 @@ struct NetworkTemplateTests {
         #expect(names["options"]?.arrayValue == [.string("ndots:2")])
         #expect(names["domainName"]?.stringValue == "corp.test")
         #expect(names["capabilities"]?["dns"]?.boolValue == true)
+        var overlay = NetworkSpec(name: "wide", driver: .vxlanOverlay)
+        overlay.subnets = spec.subnets
+        overlay.options = [("store", "/var/lib/pier/store")]
+        let overlayNames = Self.plugins(try NetworkTemplates.conflist(overlay, nameService: true))[1]
+        #expect(overlayNames["store"]?["path"]?.stringValue == "/var/lib/pier/store")
         spec.nameServiceOptions = [("colour", "blue")]
         #expect(throws: RuntimeError.self) { try NetworkTemplates.conflist(spec, nameService: true) }
         // Without a name service there is nothing to give them to: refused, not dropped.

@@ -1,4 +1,6 @@
 import CNI
+import ClusterStore
+import IPAM
 import IPAddressing
 import NameService
 import PierState
@@ -18,6 +20,8 @@ struct NamesConfig {
     var containerUpstreams: [DNSUpstream] = []
     var containerSearch: [String] = []
     var containerOptions: [String] = []
+    /// `store` (the overlay's cluster store): names are shared with the network's other hosts.
+    var store: (config: ClusterStoreConfig, json: JSONValue)?
 
     init(_ request: CNIRequest) throws(CNIError) {
         let reader = request.config.reader
@@ -38,6 +42,9 @@ struct NamesConfig {
         }
         if isInternal && !upstreams.isEmpty {
             throw reader.failure("upstreams", "an internal network forwards nowhere; drop upstreams or internal")
+        }
+        if let storeReader = try reader.reader("store") {
+            store = (try ClusterStoreConfig(storeReader), .object(storeReader.object))
         }
         search = try reader.strings("search") ?? []
         options = try reader.strings("options") ?? []

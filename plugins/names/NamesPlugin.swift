@@ -1,4 +1,5 @@
 import CNI
+import ClusterStore
 import Glibc
 import IPAddressing
 import NameService
@@ -40,6 +41,19 @@ struct NamesPlugin: CNIPlugin {
         } catch {
             throw CNIError(.ioFailure, "names: \(error)")
         }
+        if let store = config.store {
+            do {
+                try SharedNames.publish(record, store: store.config)
+            } catch {
+                // Nothing half-done: this host forgets the record too.
+                let local = NameRecordStore(directory: config.dataDirectory)
+                try? local.withLock {
+                    try? Self.remove(record, from: local)
+                    _ = NameServerControl.request("reload \(record.network)", socketPath: local.socketPath)
+                }
+                throw CNIError(.tryAgainLater, "names: sharing the names through the cluster store: \(error)")
+            }
+        }
         var nameservers = record.gateways.map(\.description)
         for server in result.dns.nameservers where !nameservers.contains(server) { nameservers.append(server) }
         result.dns.nameservers = nameservers
@@ -56,6 +70,17 @@ struct NamesPlugin: CNIPlugin {
 
     /// Forgets the attachment's record; never fails because it (or the server) is gone.
     func delete(_ request: CNIRequest) throws {
+        if let storeReader = try? request.config.reader.reader("store"),
+            let storeConfig = try? ClusterStoreConfig(storeReader)
+        {
+            do {
+                try SharedNames.withdraw(
+                    network: request.config.name, containerID: request.containerID, ifName: request.ifName,
+                    store: storeConfig)
+            } catch {
+                throw CNIError(.tryAgainLater, "names: removing the names from the cluster store: \(error)")
+            }
+        }
         let store = NameRecordStore(directory: try NamesConfig.dataDirectory(request))
         do {
             try store.withLock {
@@ -157,6 +182,6 @@ struct NamesPlugin: CNIPlugin {
             network: request.config.name, containerID: request.containerID, ifName: request.ifName,
             names: try AttachmentNames.names(request), addresses: addresses, gateways: gateways,
             domainName: config.domainName, isInternal: config.isInternal, upstreams: config.upstreams,
-            containerUpstreams: config.isInternal ? [] : config.containerUpstreams)
+            containerUpstreams: config.isInternal ? [] : config.containerUpstreams, store: config.store?.json)
     }
 }
