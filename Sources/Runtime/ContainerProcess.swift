@@ -85,7 +85,7 @@ extension ContainerManager {
             // resolv.conf of its own: bound over /etc's in a private mount namespace, as
             // `ip netns exec` does with /etc/netns/NAME.
             let files = try writeContainerFiles(record, process: process)
-            if files.hasOwnResolvers {
+            if files.differsFromHost {
                 spec.binds = files.binds.filter { $0.target == "etc/resolv.conf" || $0.target == "etc/hosts" }
             }
         }
@@ -248,10 +248,11 @@ extension ContainerManager {
         return UInt(info.st_ino)
     }
 
-    /// resolv.conf, hosts and hostname for the container, to bind over its root's; `hasOwnResolvers`
-    /// when resolv.conf names servers of the container's networks or of `--dns` (else it is the host's).
+    /// resolv.conf, hosts and hostname for the container, to bind over its root's; `differsFromHost`
+    /// when resolv.conf names servers of the container's networks or of `--dns`, or adds search
+    /// domains or options (else it is the host's as it is).
     private func writeContainerFiles(_ record: ContainerRecord, process: ProcessOptions) throws(RuntimeError)
-        -> (binds: [(source: String, target: String)], hasOwnResolvers: Bool)
+        -> (binds: [(source: String, target: String)], differsFromHost: Bool)
     {
         let directory = store.directory(of: record.id)
         var nameservers: [String] = []
@@ -275,9 +276,9 @@ extension ContainerManager {
         search += process.dnsSearch ?? []
         options += process.dnsOptions ?? []
         var resolv = ""
-        let hasOwnResolvers = !nameservers.isEmpty
-        if !hasOwnResolvers, let host = try? Files.read("/etc/resolv.conf") {
+        if nameservers.isEmpty, let host = try? Files.read("/etc/resolv.conf") {
             resolv = String(decoding: host, as: UTF8.self)
+            if !resolv.isEmpty && !resolv.hasSuffix("\n") { resolv += "\n" }
             if !search.isEmpty { resolv += "search \(unique(search).joined(separator: " "))\n" }
             if !options.isEmpty { resolv += "options \(unique(options).joined(separator: " "))\n" }
         } else {
@@ -295,7 +296,7 @@ extension ContainerManager {
             try Files.writeAtomically(Array(text.utf8), to: path, mode: 0o644)
             binds.append((path, "etc/" + name))
         }
-        return (binds, hasOwnResolvers)
+        return (binds, !nameservers.isEmpty || !search.isEmpty || !options.isEmpty)
     }
 
     private func unique(_ items: [String]) -> [String] {

@@ -315,7 +315,26 @@ struct NameResolutionTests {
                 // Names of the network are still answered for the container with its own resolvers.
                 let plainAddress = try #require(try NetworkManagementTests.address(pier, plain, "eth0"))
                 #expect(try Self.lookUp(pier, in: own, plain) == [plainAddress])
-                try pier.mustPier(["rm", "-f", plain, own])
+
+                // Without a name service: --dns straight into resolv.conf, or the host's with the
+                // search domains and options added.
+                try pier.addNetwork("bare", subnet: "10.239.\(third).0/24")
+                let direct = pier.name("direct")
+                let hostLike = pier.name("hostlike")
+                try pier.mustPier([
+                    "run", "-d", "--name", direct, "--net", "bare", "--dns", "192.0.2.54", "--dns-option", "rotate",
+                    "sleep", "300",
+                ])
+                try pier.mustPier([
+                    "run", "-d", "--name", hostLike, "--net", "bare", "--dns-search", "corp.test", "sleep", "300",
+                ])
+                let directResolv = try pier.mustPier(["exec", direct, "cat", "/etc/resolv.conf"]).stdout
+                #expect(directResolv == "nameserver 192.0.2.54\noptions rotate\n", "\(directResolv)")
+                var hostResolv = try String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)
+                if !hostResolv.isEmpty && !hostResolv.hasSuffix("\n") { hostResolv += "\n" }
+                let hostLikeResolv = try pier.mustPier(["exec", hostLike, "cat", "/etc/resolv.conf"]).stdout
+                #expect(hostLikeResolv == hostResolv + "search corp.test\n", "\(hostLikeResolv)")
+                try pier.mustPier(["rm", "-f", plain, own, direct, hostLike])
                 #expect(try pier.leftovers() == [])
             }
         }
