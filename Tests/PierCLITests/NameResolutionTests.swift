@@ -210,6 +210,15 @@ struct NameResolutionTests {
                 let set = bridges.compactMap { $0["set"] as? [String: Any] }.first
                 #expect((set?["elem"] as? [Any])?.count == 1, "\(bridges)")
 
+                // Rebuilt with the rest of Pier's tables after another program wiped them.
+                try pier.host.mustRun(["nft", "delete", "table", "inet", "pier"])
+                try pier.mustPier(["firewall-reload"])
+                let restored = try pier.host.nftJSON(["list", "set", "inet", "pier", "internal_bridges"])
+                #expect(
+                    (restored.compactMap { $0["set"] as? [String: Any] }.first?["elem"] as? [Any])?.count == 1,
+                    "\(restored)")
+                #expect(!(try pier.pier(["exec", one, "ping", "-c1", "-W2", "10.199.\(third).2"]).succeeded))
+
                 // Inside: by name, and the gateway's name server answers (with nothing forwarded).
                 let twoAddress = try #require(try NetworkManagementTests.address(pier, two, "eth0"))
                 #expect(try Self.lookUp(pier, in: one, two) == [twoAddress])
