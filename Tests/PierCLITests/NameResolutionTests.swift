@@ -128,6 +128,30 @@ struct NameResolutionTests {
         }
     }
 
+    @Test func networkConnectAndDisconnectAddAndRemoveTheNames() throws {
+        try Self.withNamedPier { pier, records in
+            let third = Int.random(in: 0...255)
+            try #require(
+                try Self.create(pier, records, "joined", ["--internal", "--subnet", "10.240.\(third).0/24"]).succeeded)
+            let resident = pier.name("resident")
+            let guest = pier.name("guest")
+            try pier.mustPier(["run", "-d", "--name", resident, "--net", "joined", "sleep", "300"])
+            try pier.mustPier(["run", "-d", "--name", guest, "--net", "none", "sleep", "300"])
+            #expect(try Self.lookUp(pier, in: resident, "api") == [])
+
+            try pier.mustPier(["network", "connect", "--alias", "api", "joined", guest])
+            let guestAddress = try #require(try NetworkManagementTests.address(pier, guest, "eth0"))
+            #expect(try Self.lookUp(pier, in: resident, "api") == [guestAddress])
+            #expect(try Self.lookUp(pier, in: resident, guest) == [guestAddress])
+
+            try pier.mustPier(["network", "disconnect", "joined", guest])
+            #expect(try Self.lookUp(pier, in: resident, "api") == [])
+            #expect(try Self.lookUp(pier, in: resident, guest) == [])
+            try pier.mustPier(["rm", "-f", resident, guest])
+            #expect(try pier.leftovers() == [])
+        }
+    }
+
     /// Podman's resolver answers from one network only; here a container on `a` and `b` resolves
     /// the names of both, each with the address on the network it shares with the asker.
     @Test func aContainerOnTwoNetworksResolvesBothWithTheSharedNetworksAddresses() throws {
