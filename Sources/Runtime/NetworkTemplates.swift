@@ -123,6 +123,7 @@ public enum NetworkTemplates {
             main["isGateway"] = .bool(true)
             main["isDefaultGateway"] = .bool(!isInternal)
             main["ipMasq"] = .bool(!isInternal)
+            if isInternal { main["internal"] = .bool(true) }
             main["capabilities"] = .object(["mac": .bool(true)])
         case .macvlan:
             if main["mode"] == nil { main["mode"] = .string("bridge") }

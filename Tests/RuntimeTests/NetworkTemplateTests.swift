@@ -95,6 +95,9 @@ struct NetworkTemplateTests {
         overlay.options = [("store", "/var/lib/pier/store")]
         let overlayNames = Self.plugins(try NetworkTemplates.conflist(overlay, nameService: true))[1]
         #expect(overlayNames["store"]?["path"]?.stringValue == "/var/lib/pier/store")
+        overlay.isInternal = true
+        let internalOverlay = Self.plugins(try NetworkTemplates.conflist(overlay, nameService: true))[0]
+        #expect(internalOverlay["internal"]?.boolValue == true && internalOverlay["ipMasq"]?.boolValue == false)
         spec.nameServiceOptions = [("colour", "blue")]
         #expect(throws: RuntimeError.self) { try NetworkTemplates.conflist(spec, nameService: true) }
         // Without a name service there is nothing to give them to: refused, not dropped.
