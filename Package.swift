@@ -45,6 +45,9 @@ let package = Package(
         // Every on-disk format and default path: configs, leases, the result cache, state layout.
         .target(name: "PierState", dependencies: ["CNI", "IPAddressing"]),
         .target(name: "ClusterStore", dependencies: ["CCurl", "JSON", "IPAddressing", "PierState"]),
+        // DNS for user-defined networks: messages, the records store, the resolver and the
+        // `pier-dns` server that the `names` plugin starts on demand.
+        .target(name: "NameService", dependencies: ["JSON", "IPAddressing", "PierState"]),
         .target(name: "IPAM", dependencies: ["CNI", "JSON", "IPAddressing", "ClusterStore", "PierState"]),
         .target(
             name: "Diagnostics",
@@ -65,13 +68,13 @@ let package = Package(
             name: "Plugins",
             dependencies: [
                 "CNI", "PluginSupport", "Netlink", "NetNS", "IPAddressing", "Firewall", "PierTables", "IPAM",
-                "ClusterStore", "Overlay", "PierState", "JSON",
+                "ClusterStore", "Overlay", "PierState", "JSON", "NameService",
             ],
             path: "plugins",
             exclude: [
                 "bridge/README.md", "firewall/README.md", "host/README.md", "ipam/README.md", "loopback/README.md",
-                "macvlan/README.md", "portmap/README.md", "tuning/README.md", "vxlan-overlay/README.md",
-                "bandwidth/README.md",
+                "macvlan/README.md", "names/README.md", "portmap/README.md", "tuning/README.md",
+                "vxlan-overlay/README.md", "bandwidth/README.md",
             ],
             plugins: ["SourceDigest"]),
         // `PluginBuild.sourceDigest` for Plugins: which sources a pier-cni was built from, so that
@@ -129,5 +132,7 @@ let package = Package(
         .testTarget(name: "BandwidthTests", dependencies: ["PierTestSupport"]),
         // Real runtimes (Podman's CNI backend, containerd's CRI) over the plugin directory.
         .testTarget(name: "InteropTests", dependencies: ["PierTestSupport"], exclude: ["cri", "README.md"]),
+        .testTarget(
+            name: "NameServiceTests", dependencies: ["NameService", "IPAddressing", "JSON", "PierState", "PierTestSupport"]),
     ]
 )

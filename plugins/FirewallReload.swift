@@ -109,7 +109,7 @@ extension BridgePlugin: NFTablesReapplying {
         let firewall = try kernel.nftables()
         try NetworkRules(client: firewall, networkTag: attachment.networkTag).attach(
             bridge: config.bridge, masqueradeSubnets: config.ipMasq ? result.ips.map(\.address.network) : [],
-            isolated: config.isolation)
+            isolated: config.isolation, isInternal: config.isInternal)
         let container = result.interfaces.first { $0.name == request.ifName && !($0.sandbox ?? "").isEmpty }
         if config.macspoofchk, let mac = container?.mac.flatMap(MACAddress.init) {
             let spoofCheck = SpoofCheck(client: firewall)

@@ -13,7 +13,7 @@ public enum PluginTable {
 
     public static let names: [String] = [
         "bridge", "ipam", "host-local", "portmap", "macvlan", "host", "host-device", "vxlan-overlay", "loopback",
-        "tuning", "firewall", "bandwidth",
+        "tuning", "firewall", "bandwidth", "names",
     ]
 
     /// The plugin a runtime means by `name`, or nil for a name Pier does not ship.
@@ -30,6 +30,7 @@ public enum PluginTable {
         case "tuning": TuningPlugin()
         case "firewall": FirewallPlugin()
         case "bandwidth": BandwidthPlugin()
+        case "names": NamesPlugin()
         default: nil
         }
     }

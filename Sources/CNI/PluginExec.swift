@@ -20,6 +20,11 @@ public struct PluginExecution: Sendable, Equatable {
 /// Finding and running plugin binaries the way libcni does; used by the runtime for conflists and by
 /// plugins for delegation.
 public enum PluginExec {
+    /// The plugin executable this process stands for, for what it runs or starts as itself (an
+    /// in-process IPAM, a daemon exec'd under another name): itself, except in a child `pier`
+    /// forked to run a verified `pier-cni` in-process, which names that file here.
+    nonisolated(unsafe) public static var ownExecutable = "/proc/self/exe"
+
     /// Attempts when `exec` meets "text file busy", which happens while a plugin binary is being
     /// replaced; libcni retries the same way.
     static let textBusyAttempts = 6

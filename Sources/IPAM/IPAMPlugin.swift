@@ -119,14 +119,10 @@ public enum IPAMCall {
         return isThisExecutable(found)
     }
 
-    /// The plugin executable this process stands for: itself, except in a child `pier` forked to
-    /// run a verified `pier-cni` in-process, which names that file here.
-    nonisolated(unsafe) public static var executablePath = "/proc/self/exe"
-
     private static func isThisExecutable(_ path: String) -> Bool {
         var candidate = stat()
         var this = stat()
-        guard stat(path, &candidate) == 0, stat(executablePath, &this) == 0 else { return false }
+        guard stat(path, &candidate) == 0, stat(PluginExec.ownExecutable, &this) == 0 else { return false }
         return candidate.st_dev == this.st_dev && candidate.st_ino == this.st_ino
     }
 }

@@ -15,6 +15,9 @@ public enum DefaultPaths {
     public static let cniBinDirectory = "/opt/cni/bin"
     /// Runtime state shared by `vxlan-overlay` and `pier agent` (`<overlayRunDirectory>/overlay/`).
     public static let overlayRunDirectory = "/run/pier"
+    /// The `names` plugin's records and the `pier-dns` server's control files:
+    /// `<nameServiceDirectory>/<network>/<containerID>:<ifName>` (see NameService).
+    public static let nameServiceDirectory = "/run/pier/dns"
     /// The embedded file cluster store.
     public static let clusterStoreDirectory = "/var/lib/pier/store"
 }

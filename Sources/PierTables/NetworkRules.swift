@@ -22,8 +22,13 @@ public struct NetworkRules {
     /// process an RCU grace period when its netfilter socket closes).
     /// Also puts Pier's accept rule into other tables' forward chains that drop by default
     /// (`ForeignForwardAccept`), so the network's traffic passes them.
-    public func attach(bridge: String, masqueradeSubnets: [IPPrefix], isolated: Bool) throws(FirewallError) {
-        if try isAttached(bridge: bridge, masqueradeSubnets: masqueradeSubnets, isolated: isolated) {
+    /// `isInternal`: nothing is forwarded out of the bridge or into it (`--internal` networks).
+    public func attach(
+        bridge: String, masqueradeSubnets: [IPPrefix], isolated: Bool, isInternal: Bool = false
+    ) throws(FirewallError) {
+        if try isAttached(
+            bridge: bridge, masqueradeSubnets: masqueradeSubnets, isolated: isolated, isInternal: isInternal)
+        {
             try ForeignForwardAccept(client: client).ensure()
             return
         }
@@ -40,12 +45,18 @@ public struct NetworkRules {
             batch.addElements(
                 [SetElement(key: [.interfaceName(bridge)], comment: networkTag)], to: PierTable.isolatedBridges.path)
         }
+        if isInternal {
+            batch.addElements(
+                [SetElement(key: [.interfaceName(bridge)], comment: networkTag)], to: PierTable.internalBridges.path)
+        }
         try client.apply(PierTable.layout, ensuring: PierTable.rules, changes: batch)
         try ForeignForwardAccept(client: client).ensure()
     }
 
     /// True when the layout's rules and every element `attach` would add are in place.
-    func isAttached(bridge: String, masqueradeSubnets: [IPPrefix], isolated: Bool) throws(FirewallError) -> Bool {
+    func isAttached(
+        bridge: String, masqueradeSubnets: [IPPrefix], isolated: Bool, isInternal: Bool = false
+    ) throws(FirewallError) -> Bool {
         do {
             for chain in Set(PierTable.rules.map(\.chain)) {
                 let present = Set(
@@ -57,6 +68,11 @@ public struct NetworkRules {
             guard try client.element(pair, in: PierTable.sameBridge.path) != nil else { return false }
             if isolated {
                 guard try client.element([.interfaceName(bridge)], in: PierTable.isolatedBridges.path) != nil else {
+                    return false
+                }
+            }
+            if isInternal {
+                guard try client.element([.interfaceName(bridge)], in: PierTable.internalBridges.path) != nil else {
                     return false
                 }
             }
@@ -82,7 +98,7 @@ public struct NetworkRules {
     /// Removes every element this network owns (when its bridge goes away). Missing table or
     /// elements are not errors.
     public func detach() throws(FirewallError) {
-        for set in [PierTable.isolatedBridges, PierTable.sameBridge] {
+        for set in [PierTable.isolatedBridges, PierTable.sameBridge, PierTable.internalBridges] {
             do { try client.deleteElements(ownedBy: networkTag, from: set.path) } catch  where error.isNotFound {}
         }
         for family in IPFamily.allCases {

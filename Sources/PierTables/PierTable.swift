@@ -11,9 +11,12 @@ import IPAddressing
 ///       set masq_v6 { type ipv6_addr; flags interval; }
 ///       set isolated_bridges { type ifname; }                # bridges of isolated networks
 ///       set same_bridge { type ifname . ifname; }            # "bridge . bridge" per network
+///       set internal_bridges { type ifname; }                # bridges of internal networks
 ///       chain forward { type filter hook forward priority filter;
 ///         iifname @isolated_bridges oifname @isolated_bridges
-///           iifname . oifname != @same_bridge drop }
+///           iifname . oifname != @same_bridge drop
+///         iifname @internal_bridges iifname . oifname != @same_bridge drop
+///         oifname @internal_bridges iifname . oifname != @same_bridge drop }
 ///       chain postrouting { type nat hook postrouting priority srcnat;
 ///         ip saddr @masq_v4 ip daddr != @masq_v4 masquerade
 ///         ip6 saddr @masq_v6 ip6 daddr != @masq_v6 masquerade }
@@ -38,6 +41,9 @@ public enum PierTable {
         family: .inet, table: name, name: "isolated_bridges", keyType: [.interfaceName])
     public static let sameBridge = NFTSet(
         family: .inet, table: name, name: "same_bridge", keyType: [.interfaceName, .interfaceName])
+    /// Bridges of `--internal` networks: nothing is routed out of them or into them.
+    public static let internalBridges = NFTSet(
+        family: .inet, table: name, name: "internal_bridges", keyType: [.interfaceName])
 
     public static let forward = Chain(
         family: .inet, table: name, name: "forward",
@@ -64,7 +70,7 @@ public enum PierTable {
     static var layout: Batch {
         var batch = Batch()
         batch.add(table)
-        for set in [masqueradeV4, masqueradeV6, isolatedBridges, sameBridge] { batch.add(set) }
+        for set in [masqueradeV4, masqueradeV6, isolatedBridges, sameBridge, internalBridges] { batch.add(set) }
         batch.add(forward)
         batch.add(postrouting)
         batch.add(forwardMark)
@@ -85,6 +91,15 @@ public enum PierTable {
             Rule(family: .inet, table: name, chain: forward.name, comment: "pier:isolation")
                 .match([.iifname], inSet: isolatedBridges.name)
                 .match([.oifname], inSet: isolatedBridges.name)
+                .match([.iifname, .oifname], inSet: sameBridge.name, negated: true)
+                .verdict(.drop),
+            // Routed between an internal network's own subnets (same bridge in and out) still passes.
+            Rule(family: .inet, table: name, chain: forward.name, comment: "pier:internal-out")
+                .match([.iifname], inSet: internalBridges.name)
+                .match([.iifname, .oifname], inSet: sameBridge.name, negated: true)
+                .verdict(.drop),
+            Rule(family: .inet, table: name, chain: forward.name, comment: "pier:internal-in")
+                .match([.oifname], inSet: internalBridges.name)
                 .match([.iifname, .oifname], inSet: sameBridge.name, negated: true)
                 .verdict(.drop),
             Rule(family: .inet, table: name, chain: forwardMark.name, comment: "pier:mark-from-bridge")

@@ -59,6 +59,42 @@ public enum CapabilityArgs {
         return value
     }
 
+    /// `--dns` must be addresses, `--dns-search` domain names, `--dns-option` one resolv.conf word each.
+    public static func validateDNS(servers: [String], search: [String], options: [String]) throws(RuntimeError) {
+        for server in servers where IPAddress(server) == nil {
+            throw RuntimeError.invalidArgument("invalid --dns \(server): expected an IP address")
+        }
+        for domain in search where !isDomainName(domain) {
+            throw RuntimeError.invalidArgument("invalid --dns-search \(domain): expected a domain name")
+        }
+        for option in options where option.isEmpty || option.contains(where: { $0 == " " || $0 == "\t" || $0 == "\n" })
+        {
+            throw RuntimeError.invalidArgument("invalid --dns-option \"\(option)\": one word like ndots:2")
+        }
+    }
+
+    static func isDomainName(_ text: String) -> Bool {
+        let name = text.hasSuffix(".") ? String(text.dropLast()) : text
+        guard !name.isEmpty, name.utf8.count <= 253 else { return false }
+        return name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+            (1...63).contains(label.utf8.count)
+                && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+        }
+    }
+
+    /// The CNI `dns` capability (`{"servers": […], "searches": […], "options": […]}`), nil when empty.
+    public static func dns(_ process: ProcessOptions) -> JSONValue? {
+        var object = JSONObject()
+        if let servers = process.dnsServers, !servers.isEmpty {
+            object["servers"] = .array(servers.map { .string($0) })
+        }
+        if let search = process.dnsSearch, !search.isEmpty { object["searches"] = .array(search.map { .string($0) }) }
+        if let options = process.dnsOptions, !options.isEmpty {
+            object["options"] = .array(options.map { .string($0) })
+        }
+        return object.isEmpty ? nil : .object(object)
+    }
+
     /// The capability object for one attachment.
     public static func build(ports: [String], ips: [String], mac: String?) throws(RuntimeError) -> JSONObject {
         var object = JSONObject()

@@ -189,7 +189,30 @@ public enum ContainerInit {
             }
             close(rootDescriptor)
         }
-        if let rootfs = spec.rootfs { try enterRootfs(rootfs, binds: spec.binds) }
+        if let rootfs = spec.rootfs {
+            try enterRootfs(rootfs, binds: spec.binds)
+        } else if !spec.binds.isEmpty {
+            try bindOverHostFiles(spec.binds)
+        }
+    }
+
+    /// The host's filesystem with the container's resolv.conf and hosts over /etc's, in a mount
+    /// namespace of its own (slave: mounts the host makes later still show). A file the host does not
+    /// have (a dangling resolv.conf symlink) is skipped rather than created on the host.
+    private static func bindOverHostFiles(_ binds: [(source: String, target: String)]) throws(RuntimeError) {
+        guard pier_unshare(pier_clone_newns()) == 0 else {
+            throw RuntimeError.system("unshare mount namespace", errno: errno)
+        }
+        guard mount("none", "/", nil, UInt(MS_REC) | UInt(MS_SLAVE), nil) == 0 else {
+            throw RuntimeError.system("make / a slave mount", errno: errno)
+        }
+        for bind in binds {
+            let target = "/" + bind.target
+            guard fileExists(target) else { continue }
+            guard mount(bind.source, target, nil, UInt(MS_BIND), nil) == 0 else {
+                throw RuntimeError.system("bind \(bind.source) on \(target)", errno: errno)
+            }
+        }
     }
 
     private static func join(_ path: String, _ type: Int32) throws(RuntimeError) {

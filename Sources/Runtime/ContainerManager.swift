@@ -132,6 +132,7 @@ public final class ContainerManager {
             var attachmentCapabilities = index == 0 ? capabilities : JSONObject()
             ContainerManager.aliasCapability(
                 &attachmentCapabilities, list: list, container: name, aliases: index == 0 ? options.aliases : [])
+            ContainerManager.dnsCapability(&attachmentCapabilities, list: list, process: options.process)
             record.attachments.append(
                 NetworkAttachmentRecord(
                     network: list.name, ifName: "eth\(index)",

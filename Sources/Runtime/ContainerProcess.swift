@@ -79,7 +79,15 @@ extension ContainerManager {
         spec.pidFile = store.pidPath(of: record.id)
         if let rootfs = record.rootfs {
             spec.rootfs = rootfs
-            spec.binds = try writeContainerFiles(record)
+            spec.binds = try writeContainerFiles(record, process: process).binds
+        } else {
+            // On the host's filesystem, a network's name server (or --dns) still gets the container a
+            // resolv.conf of its own: bound over /etc's in a private mount namespace, as
+            // `ip netns exec` does with /etc/netns/NAME.
+            let files = try writeContainerFiles(record, process: process)
+            if files.differsFromHost {
+                spec.binds = files.binds.filter { $0.target == "etc/resolv.conf" || $0.target == "etc/hosts" }
+            }
         }
         let logPath = store.logPath(of: record.id)
         let pid: pid_t
@@ -187,6 +195,9 @@ extension ContainerManager {
         if record.rootfs != nil {
             spec.joinMount = "/proc/\(pid)/ns/mnt"
             spec.joinRoot = "/proc/\(pid)/root"
+        } else if Self.mountNamespace("/proc/\(pid)/ns/mnt") != Self.mountNamespace("/proc/self/ns/mnt") {
+            // Its own resolv.conf and hosts: a mount namespace, but the host's root.
+            spec.joinMount = "/proc/\(pid)/ns/mnt"
         }
         spec.reportDescriptor = 3
         let child = try ProcessSpawner.spawn(
@@ -230,13 +241,23 @@ extension ContainerManager {
         _ = try? remove(record.id, force: true)
     }
 
-    /// resolv.conf, hosts and hostname for a container with its own root filesystem.
-    private func writeContainerFiles(_ record: ContainerRecord) throws(RuntimeError)
-        -> [(source: String, target: String)]
+    /// The inode of a mount namespace link, nil when it cannot be read.
+    static func mountNamespace(_ path: String) -> UInt? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return UInt(info.st_ino)
+    }
+
+    /// resolv.conf, hosts and hostname for the container, to bind over its root's; `differsFromHost`
+    /// when resolv.conf names servers of the container's networks or of `--dns`, or adds search
+    /// domains or options (else it is the host's as it is).
+    private func writeContainerFiles(_ record: ContainerRecord, process: ProcessOptions) throws(RuntimeError)
+        -> (binds: [(source: String, target: String)], differsFromHost: Bool)
     {
         let directory = store.directory(of: record.id)
         var nameservers: [String] = []
         var search: [String] = []
+        var options: [String] = []
         var addresses: [String] = []
         for attachment in record.attachments {
             let request = record.request(for: attachment)
@@ -245,15 +266,25 @@ extension ContainerManager {
             {
                 nameservers += result.dns.nameservers
                 search += result.dns.search
+                options += result.dns.options
                 addresses += result.ips.map { $0.address.address.description }
             }
         }
+        // --dns goes to the network's name server as the container's upstreams when a network takes
+        // the `dns` capability (then its answers already carry them); otherwise straight into resolv.conf.
+        if nameservers.isEmpty { nameservers = process.dnsServers ?? [] }
+        search += process.dnsSearch ?? []
+        options += process.dnsOptions ?? []
         var resolv = ""
         if nameservers.isEmpty, let host = try? Files.read("/etc/resolv.conf") {
             resolv = String(decoding: host, as: UTF8.self)
+            if !resolv.isEmpty && !resolv.hasSuffix("\n") { resolv += "\n" }
+            if !search.isEmpty { resolv += "search \(unique(search).joined(separator: " "))\n" }
+            if !options.isEmpty { resolv += "options \(unique(options).joined(separator: " "))\n" }
         } else {
-            if !search.isEmpty { resolv += "search \(search.joined(separator: " "))\n" }
-            for server in nameservers { resolv += "nameserver \(server)\n" }
+            if !search.isEmpty { resolv += "search \(unique(search).joined(separator: " "))\n" }
+            for server in unique(nameservers) { resolv += "nameserver \(server)\n" }
+            if !options.isEmpty { resolv += "options \(unique(options).joined(separator: " "))\n" }
         }
         var hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
         for address in addresses { hosts += "\(address)\t\(record.name)\n" }
@@ -265,6 +296,11 @@ extension ContainerManager {
             try Files.writeAtomically(Array(text.utf8), to: path, mode: 0o644)
             binds.append((path, "etc/" + name))
         }
-        return binds
+        return (binds, !nameservers.isEmpty || !search.isEmpty || !options.isEmpty)
+    }
+
+    private func unique(_ items: [String]) -> [String] {
+        var seen: Set<String> = []
+        return items.filter { seen.insert($0).inserted }
     }
 }

@@ -108,8 +108,8 @@ final class InProcessPlugins: Sendable {
             }
             clearenv()
             for (key, value) in environment { setenv(key, value, 1) }
-            // Delegation's "is this ipam my own?" must answer as in the exec'd plugin.
-            IPAMCall.executablePath = executable
+            // "Is this ipam my own?" and "exec myself as a daemon" must answer as in the exec'd plugin.
+            PluginExec.ownExecutable = executable
             let outcome = PluginRunner.run(plugin, environment: environment, stdin: stdin)
             write(all: outcome.stderr, to: STDERR_FILENO)
             write(all: outcome.stdout, to: STDOUT_FILENO)

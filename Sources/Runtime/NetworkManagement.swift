@@ -154,6 +154,14 @@ extension ContainerManager {
         capabilities["aliases"] = .object([list.name: .array(names.map { .string($0) })])
     }
 
+    /// The container's `--dns`, `--dns-search`, `--dns-option` as the CNI `dns` capability, for a
+    /// network whose plugins declare it (the name service takes the servers as the container's upstreams).
+    static func dnsCapability(_ capabilities: inout JSONObject, list: NetworkConfigList, process: ProcessOptions) {
+        guard let dns = CapabilityArgs.dns(process), list.plugins.contains(where: { $0.capabilities.contains("dns") })
+        else { return }
+        capabilities["dns"] = dns
+    }
+
     /// `network connect`: ADD the container's next interface (`eth1`, …) on `network`; its record and
     /// the result cache say so afterwards. The container must own its network namespace.
     public func connect(
@@ -191,6 +199,7 @@ extension ContainerManager {
         let ifName = (0...).lazy.map { "eth\($0)" }.first { !used.contains($0) } ?? "eth0"
         var capabilities = try CapabilityArgs.build(ports: [], ips: ips, mac: nil)
         ContainerManager.aliasCapability(&capabilities, list: list, container: record.name, aliases: aliases)
+        ContainerManager.dnsCapability(&capabilities, list: list, process: store.loadProcess(of: record.id))
         var attachment = NetworkAttachmentRecord(
             network: network, ifName: ifName, capabilityArgs: JSONValue.object(capabilities).encodedString)
         // Recorded before the ADD: a `pier` killed during it leaves what `rm -f` and `gc` need.

@@ -39,6 +39,12 @@ public struct NetworkSpec: Sendable {
     public var ipamOptions: [(String, String)]
     public var ipamDriver: String
     public var labels: [(String, String)]
+    /// `--dns`: the name service's upstreams for this network; `--dns-search`, `--dns-option`: what
+    /// every container's resolv.conf gets; `--dns-opt`: other keys of the name service (`domainName`, `dataDir`).
+    public var dnsServers: [IPAddress] = []
+    public var dnsSearch: [String] = []
+    public var dnsOptions: [String] = []
+    public var nameServiceOptions: [(String, String)] = []
 
     public init(name: String, driver: NetworkDriver = .bridge) {
         self.name = name
@@ -78,6 +84,9 @@ public enum NetworkTemplates {
         .hostDevice: ["device": "device", "parent": "device", "hwaddr": "hwaddr", "pciBusID": "pciBusID"],
     ]
 
+    /// `--dns-opt` keys: the `names` plugin's own.
+    static let nameServiceKeys: Set<String> = ["domainName", "dataDir"]
+
     static let integerKeys: Set<String> = ["mtu", "vni", "port", "vlan"]
     static let booleanKeys: Set<String> = ["hairpinMode", "isolation"]
 
@@ -102,6 +111,8 @@ public enum NetworkTemplates {
             main["isGateway"] = .bool(true)
             main["isDefaultGateway"] = .bool(!isInternal)
             main["ipMasq"] = .bool(!isInternal)
+            // And no route out helps: the bridge plugin drops whatever would be forwarded in or out.
+            if isInternal { main["internal"] = .bool(true) }
             if main["hairpinMode"] == nil { main["hairpinMode"] = .bool(true) }
             main["capabilities"] = .object(["ips": .bool(true), "mac": .bool(true)])
         case .vxlanOverlay:
@@ -112,6 +123,7 @@ public enum NetworkTemplates {
             main["isGateway"] = .bool(true)
             main["isDefaultGateway"] = .bool(!isInternal)
             main["ipMasq"] = .bool(!isInternal)
+            if isInternal { main["internal"] = .bool(true) }
             main["capabilities"] = .object(["mac": .bool(true)])
         case .macvlan:
             if main["mode"] == nil { main["mode"] = .string("bridge") }
@@ -129,11 +141,37 @@ public enum NetworkTemplates {
             plugins.append(
                 .object(["type": .string("portmap"), "capabilities": .object(["portMappings": .bool(true)])]))
         }
+        let wantsDNS =
+            !spec.dnsServers.isEmpty || !spec.dnsSearch.isEmpty || !spec.dnsOptions.isEmpty
+            || !spec.nameServiceOptions.isEmpty
         if nameService && spec.driver != .hostDevice && !spec.subnets.isEmpty {
             var names: JSONObject = ["type": .string(nameServicePluginType)]
             if isInternal { names["internal"] = .bool(true) }
-            names["capabilities"] = .object(["aliases": .bool(true)])
+            if !spec.dnsServers.isEmpty {
+                guard !isInternal else {
+                    throw RuntimeError.invalidArgument("--dns: an --internal network forwards no query anywhere")
+                }
+                names["upstreams"] = .array(spec.dnsServers.map { .string($0.description) })
+            }
+            if !spec.dnsSearch.isEmpty { names["search"] = .array(spec.dnsSearch.map { .string($0) }) }
+            if !spec.dnsOptions.isEmpty { names["options"] = .array(spec.dnsOptions.map { .string($0) }) }
+            for (key, value) in spec.nameServiceOptions {
+                guard nameServiceKeys.contains(key) else {
+                    throw RuntimeError.invalidArgument(
+                        "--dns-opt \(key): not a key of the name service (known: "
+                            + nameServiceKeys.sorted().joined(separator: ", ") + ")")
+                }
+                names[key] = .string(value)
+            }
+            // An overlay spans hosts: its names are shared through the store its endpoints are in.
+            if spec.driver == .vxlanOverlay { names["store"] = main["store"] ?? .object(["type": .string("file")]) }
+            names["capabilities"] = .object(["aliases": .bool(true), "dns": .bool(true)])
             plugins.append(.object(names))
+        } else if wantsDNS {
+            throw RuntimeError.invalidArgument(
+                "--dns, --dns-search, --dns-option and --dns-opt need the name service: a "
+                    + (spec.driver == .hostDevice ? "network of another driver" : "`names` plugin on the CNI path")
+                    + " and a subnet")
         }
 
         var metadata: JSONObject = ["driver": .string(spec.driver.rawValue), "internal": .bool(isInternal)]

@@ -10,6 +10,11 @@ public struct ProcessOptions: Codable, Sendable, Equatable {
     public var interactive: Bool
     /// Foreground only: the command runs on pier's terminal, which stdin must be.
     public var tty: Bool
+    /// `--dns`, `--dns-search`, `--dns-option`: the container's resolvers (sent to the networks as the
+    /// `dns` capability, and into resolv.conf when no network runs a name server).
+    public var dnsServers: [String]?
+    public var dnsSearch: [String]?
+    public var dnsOptions: [String]?
 
     public init(environment: [String] = [], workdir: String? = nil, interactive: Bool = false, tty: Bool = false) {
         self.environment = environment

@@ -15,6 +15,8 @@ if invokedAs == PluginTable.executableName, arguments.dropFirst() == ["--source-
     print(PluginBuild.sourceDigest)
     exit(0)
 }
+// Daemons a plugin starts by exec'ing this file under their name (`DaemonTable`).
+DaemonTable.runIfDaemon(named: invokedAs, arguments: arguments)
 if invokedAs == PluginTable.executableName, arguments.dropFirst() == ["--list"] {
     for name in PluginTable.names { print(name) }
     exit(0)
@@ -27,6 +29,7 @@ let usage = """
     \(problem)\(PluginTable.executableName): Pier's CNI plugins in one executable. Install it once and link it under
     each plugin name (scripts/install does); a runtime then execs it by that name.
     Plugins: \(PluginTable.names.joined(separator: ", "))
+    Daemons (started by plugins): \(DaemonTable.names.joined(separator: ", "))
     `\(PluginTable.executableName) --list` prints one name per line.
 
     """

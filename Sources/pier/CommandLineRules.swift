@@ -9,7 +9,8 @@ enum CommandLineRules {
         let globals: Set<String> = ["--root", "--cache-dir", "--config-dir", "--netns-dir", "--cni-path"]
         let container: Set<String> = [
             "--name", "--net", "-p", "--publish", "--ip", "--mac", "--args", "--rootfs", "-e", "--env",
-            "--env-file", "-w", "--workdir", "--expose", "--alias", "--network-alias",
+            "--env-file", "-w", "--workdir", "--expose", "--alias", "--network-alias", "--dns", "--dns-search",
+            "--dns-option",
         ]
         return [
             "run": globals.union(container), "create": globals.union(container),

@@ -38,6 +38,18 @@ struct ContainerOptions: ParsableArguments {
     @Option(help: "Request a MAC address on the first network (its config must declare the `mac` capability).")
     var mac: String?
 
+    @Option(
+        help:
+            "A resolver for the container (repeatable): the upstream of its networks' name server, else its resolv.conf's."
+    )
+    var dns: [String] = []
+
+    @Option(name: .customLong("dns-search"), help: "A search domain for the container's resolv.conf (repeatable).")
+    var dnsSearch: [String] = []
+
+    @Option(name: .customLong("dns-option"), help: "A resolv.conf option, e.g. ndots:2 (repeatable).")
+    var dnsOption: [String] = []
+
     @Option(name: .customLong("args"), help: "CNI_ARGS for every attachment: K=V;K2=V2.")
     var cniArgs: String?
 
@@ -83,6 +95,10 @@ struct ContainerOptions: ParsableArguments {
         options.process = ProcessOptions(
             environment: try EnvironmentOptions.resolve(env: env, files: envFile), workdir: workdir,
             interactive: interactive, tty: tty)
+        try CapabilityArgs.validateDNS(servers: dns, search: dnsSearch, options: dnsOption)
+        if !dns.isEmpty { options.process.dnsServers = dns }
+        if !dnsSearch.isEmpty { options.process.dnsSearch = dnsSearch }
+        if !dnsOption.isEmpty { options.process.dnsOptions = dnsOption }
         return options
     }
 }

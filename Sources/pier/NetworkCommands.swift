@@ -42,6 +42,14 @@ struct NetworkCreate: ParsableCommand {
     @Option(name: .customLong("ipam-opt"), help: "IPAM option KEY=VALUE, e.g. dataDir=/var/lib/cni/networks.")
     var ipamOpt: [String] = []
     @Option(help: "Label KEY=VALUE kept in the conflist (repeatable).") var label: [String] = []
+    @Option(help: "An upstream resolver of the network's name service (repeatable; default: the host's).")
+    var dns: [String] = []
+    @Option(name: .customLong("dns-search"), help: "A search domain for the network's containers (repeatable).")
+    var dnsSearch: [String] = []
+    @Option(name: .customLong("dns-option"), help: "A resolv.conf option for its containers, e.g. ndots:2.")
+    var dnsOption: [String] = []
+    @Option(name: .customLong("dns-opt"), help: "Name service option KEY=VALUE: domainName, dataDir.")
+    var dnsOpt: [String] = []
     @Argument(help: "Network name.") var name: String
 
     func run() throws {
@@ -108,6 +116,11 @@ struct NetworkCreate: ParsableCommand {
         spec.ipamOptions = try pairs(command.ipamOpt, option: "--ipam-opt")
         spec.ipamDriver = command.ipamDriver
         spec.labels = try pairs(command.label, option: "--label")
+        try CapabilityArgs.validateDNS(servers: command.dns, search: command.dnsSearch, options: command.dnsOption)
+        spec.dnsServers = command.dns.compactMap(IPAddress.init)
+        spec.dnsSearch = command.dnsSearch
+        spec.dnsOptions = command.dnsOption
+        spec.nameServiceOptions = try pairs(command.dnsOpt, option: "--dns-opt")
         return spec
     }
 }

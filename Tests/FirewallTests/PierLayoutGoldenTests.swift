@@ -56,7 +56,8 @@ struct PierLayoutGoldenTests {
         }
         let network = try render(kernel, seen: &seen) {
             try NetworkRules(client: nft, networkTag: "net=pier0").attach(
-                bridge: "pier0", masqueradeSubnets: [try #require(IPPrefix("10.88.0.0/16"))], isolated: true)
+                bridge: "pier0", masqueradeSubnets: [try #require(IPPrefix("10.88.0.0/16"))], isolated: true,
+                isInternal: true)
         }
         let spoofCheck = try render(kernel, seen: &seen) {
             try SpoofCheck(client: nft).protect(
@@ -78,6 +79,7 @@ struct PierLayoutGoldenTests {
         set inet pier masq_v6 flags 0x4 key 0x8 len 16
         set inet pier isolated_bridges flags 0x0 key 0x29 len 16
         set inet pier same_bridge flags 0x0 key 0xa69 len 32
+        set inet pier internal_bridges flags 0x0 key 0x29 len 16
         chain inet pier forward use 0 type filter hook forward prio 0 policy accept packets 0 bytes 0
         chain inet pier postrouting use 0 type nat hook postrouting prio 100 policy accept packets 0 bytes 0
         chain inet pier forward_mark use 0 type filter hook forward prio -300 policy accept packets 0 bytes 0
@@ -118,6 +120,22 @@ struct PierLayoutGoldenTests {
             [ lookup reg 1 set same_bridge 0x1 ]
             [ immediate reg 0 drop ]
             userdata = { \x00\x0fpier:isolation\x00 }
+        rule inet pier forward
+            [ meta load iifname => reg 1 ]
+            [ lookup reg 1 set internal_bridges ]
+            [ meta load iifname => reg 1 ]
+            [ meta load oifname => reg 12 ]
+            [ lookup reg 1 set same_bridge 0x1 ]
+            [ immediate reg 0 drop ]
+            userdata = { \x00\x12pier:internal-out\x00 }
+        rule inet pier forward
+            [ meta load oifname => reg 1 ]
+            [ lookup reg 1 set internal_bridges ]
+            [ meta load iifname => reg 1 ]
+            [ meta load oifname => reg 12 ]
+            [ lookup reg 1 set same_bridge 0x1 ]
+            [ immediate reg 0 drop ]
+            userdata = { \x00\x11pier:internal-in\x00 }
         rule inet pier forward_mark
             [ meta load iifname => reg 1 ]
             [ meta load iifname => reg 12 ]
@@ -286,6 +304,8 @@ struct PierLayoutGoldenTests {
         elements same_bridge pier 0
             element 72656970 00000030 00000000 00000000 72656970 00000030 00000000 00000000  : 0 [end]  userdata = { \x00\x0anet=pier0\x00 }
         elements isolated_bridges pier 0
+            element 72656970 00000030 00000000 00000000  : 0 [end]  userdata = { \x00\x0anet=pier0\x00 }
+        elements internal_bridges pier 0
             element 72656970 00000030 00000000 00000000  : 0 [end]  userdata = { \x00\x0anet=pier0\x00 }
         # spoof check
         table pier bridge flags 0 use 0 handle 0

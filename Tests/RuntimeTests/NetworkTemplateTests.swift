@@ -62,13 +62,47 @@ struct NetworkTemplateTests {
         let bridge = Self.plugins(value)[0]
         #expect(bridge["ipMasq"]?.boolValue == false && bridge["isDefaultGateway"]?.boolValue == false)
         #expect(Self.plugins(value)[1]["internal"]?.boolValue == true)
+        // The bridge plugin drops what would be forwarded in or out.
+        #expect(bridge["internal"]?.boolValue == true)
         #expect(NetworkTemplates.isInternal(list))
+        // And its name service forwards nowhere.
+        var forwarding = spec
+        forwarding.dnsServers = [try #require(IPAddress("192.0.2.53"))]
+        #expect(throws: RuntimeError.self) { try NetworkTemplates.conflist(forwarding, nameService: true) }
         var options = CreateOptions(command: ["true"])
         options.ports = ["8080:80"]
         #expect(throws: RuntimeError.self) { try ContainerManager.requireCapabilities(options, of: list) }
         // Without a name service on the path, nothing names it.
         let plain = try NetworkTemplates.conflist(spec, nameService: false)
         #expect(Self.plugins(plain).count == 1)
+    }
+
+    @Test func dnsOptionsGoToTheNameService() throws {
+        var spec = NetworkSpec(name: "tuned")
+        spec.subnets = [SubnetRequest(subnet: try #require(IPPrefix("10.3.0.0/24")))]
+        spec.dnsServers = [try #require(IPAddress("192.0.2.53"))]
+        spec.dnsSearch = ["example.test"]
+        spec.dnsOptions = ["ndots:2"]
+        spec.nameServiceOptions = [("domainName", "corp.test")]
+        let names = Self.plugins(try NetworkTemplates.conflist(spec, nameService: true))[2]
+        #expect(names["upstreams"]?.arrayValue == [.string("192.0.2.53")])
+        #expect(names["search"]?.arrayValue == [.string("example.test")])
+        #expect(names["options"]?.arrayValue == [.string("ndots:2")])
+        #expect(names["domainName"]?.stringValue == "corp.test")
+        #expect(names["capabilities"]?["dns"]?.boolValue == true)
+        var overlay = NetworkSpec(name: "wide", driver: .vxlanOverlay)
+        overlay.subnets = spec.subnets
+        overlay.options = [("store", "/var/lib/pier/store")]
+        let overlayNames = Self.plugins(try NetworkTemplates.conflist(overlay, nameService: true))[1]
+        #expect(overlayNames["store"]?["path"]?.stringValue == "/var/lib/pier/store")
+        overlay.isInternal = true
+        let internalOverlay = Self.plugins(try NetworkTemplates.conflist(overlay, nameService: true))[0]
+        #expect(internalOverlay["internal"]?.boolValue == true && internalOverlay["ipMasq"]?.boolValue == false)
+        spec.nameServiceOptions = [("colour", "blue")]
+        #expect(throws: RuntimeError.self) { try NetworkTemplates.conflist(spec, nameService: true) }
+        // Without a name service there is nothing to give them to: refused, not dropped.
+        spec.nameServiceOptions = []
+        #expect(throws: RuntimeError.self) { try NetworkTemplates.conflist(spec, nameService: false) }
     }
 
     @Test func driversTakeTheirOwnKeysOnly() throws {

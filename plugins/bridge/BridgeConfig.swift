@@ -24,6 +24,9 @@ struct BridgeConfig: JSONReadable {
     /// Pier's own: drop traffic between this network and other isolated bridge networks, as
     /// Docker does between its networks. Off means this network may talk to the others.
     var isolation: Bool = PluginDefaults.bridgeIsolation
+    /// Pier's own: nothing is routed out of this network or into it (`pier network create
+    /// --internal`); its containers reach each other and the gateway only.
+    var isInternal: Bool = false
 
     struct TrunkEntry: JSONReadable, Equatable {
         var id: Int?
@@ -56,6 +59,7 @@ struct BridgeConfig: JSONReadable {
         disableContainerInterface = try reader.bool("disableContainerInterface") ?? false
         portIsolation = try reader.bool("portIsolation") ?? false
         isolation = try reader.bool("isolation") ?? PluginDefaults.bridgeIsolation
+        isInternal = try reader.bool("internal") ?? false
         // The reference: a default gateway is a gateway.
         if isDefaultGateway { isGateway = true }
     }

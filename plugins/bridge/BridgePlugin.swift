@@ -72,7 +72,7 @@ struct BridgePlugin: CNIPlugin {
             let firewall = try kernel.nftables()
             try NetworkRules(client: firewall, networkTag: attachment.networkTag).attach(
                 bridge: config.bridge, masqueradeSubnets: config.ipMasq ? result.ips.map(\.address.network) : [],
-                isolated: config.isolation)
+                isolated: config.isolation, isInternal: config.isInternal)
             if config.macspoofchk, let containerMAC = containerNow.mac {
                 rollback.push("remove the spoof check of \(hostNow.name)") {
                     try SpoofCheck(client: firewall).release(owner: attachment.ownerTag)

@@ -18,6 +18,8 @@ struct OverlayConfig: JSONReadable {
     var ipMasq = false
     var forceAddress = false
     var hairpinMode = false
+    /// Pier's own, as on `bridge`: nothing is routed out of the overlay bridge or into it.
+    var isInternal = false
     /// Runtime state (the lock shared with `pier agent`): `<runDir>/overlay/`.
     var runDir = HostLock.defaultRunDirectory
 
@@ -32,6 +34,7 @@ struct OverlayConfig: JSONReadable {
         ipMasq = try reader.bool("ipMasq") ?? false
         forceAddress = try reader.bool("forceAddress") ?? false
         hairpinMode = try reader.bool("hairpinMode") ?? false
+        isInternal = try reader.bool("internal") ?? false
         runDir = try reader.string("runDir") ?? HostLock.defaultRunDirectory
         // As with bridge: a default gateway is a gateway.
         if isDefaultGateway { isGateway = true }

@@ -64,10 +64,10 @@ struct OverlayPlugin: CNIPlugin {
             let containerNow = try container.link(index: ports.container.index)
             result.describeInterfaces(
                 request, hostSide: [bridgeNow, try host.link(index: ports.host.index)], container: containerNow)
-            if config.ipMasq {
+            if config.ipMasq || config.isInternal {
                 try NetworkRules(client: try kernel.nftables(), networkTag: attachment.networkTag).attach(
-                    bridge: bridgeNow.name, masqueradeSubnets: result.ips.map(\.address.network),
-                    isolated: PluginDefaults.overlayIsolation(ipMasq: config.ipMasq))
+                    bridge: bridgeNow.name, masqueradeSubnets: config.ipMasq ? result.ips.map(\.address.network) : [],
+                    isolated: PluginDefaults.overlayIsolation(ipMasq: config.ipMasq), isInternal: config.isInternal)
             }
             guard let containerMAC = containerNow.mac else {
                 throw CNIError(.internalError, "\(request.ifName) has no MAC address")
@@ -201,7 +201,7 @@ struct OverlayPlugin: CNIPlugin {
         for port in ports where port.alias == OverlayDevices.alias(network: network) {
             try ignoringMissing { try netlink.deleteLink(index: port.index) }
         }
-        if config.ipMasq {
+        if config.ipMasq || config.isInternal {
             try NetworkRules(client: try kernel.nftables(), networkTag: Attachment.networkTag(network)).detach()
         }
         try ignoringMissing { try netlink.deleteLink(index: bridge.index) }
