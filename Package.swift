@@ -9,6 +9,11 @@ import PackageDescription
 // regex engine and `_RegexParser` (~0.8 MB of code) would otherwise land in every plugin
 // process through a single String algorithm call (docs/design.md, "Peak RSS").
 let pluginGraph: [SwiftSetting] = [.unsafeFlags(["-Xfrontend", "-disable-implicit-string-processing-module-import"])]
+// Release only: every function in its own section, so the linker can place the functions a plugin
+// exec runs next to each other (scripts/build-release passes the order, bench/function-order).
+let releaseCode: [SwiftSetting] = [
+    .unsafeFlags(["-Xfrontend", "-function-sections"], .when(configuration: .release))
+]
 let package = Package(
     name: "Pier",
     platforms: [.macOS(.v15)],
@@ -134,5 +139,5 @@ let package = Package(
 // Build settings for every product module (not tests or their support library).
 for target in package.targets where target.type == .regular || target.type == .executable {
     guard target.name != "PierTestSupport" else { continue }
-    target.swiftSettings = (target.swiftSettings ?? []) + pluginGraph
+    target.swiftSettings = (target.swiftSettings ?? []) + pluginGraph + releaseCode
 }

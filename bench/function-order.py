@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Regenerates scripts/pier-cni.order: the functions a plugin exec runs, which
+scripts/build-release has the linker place next to each other at the start of the text.
+
+Each page of code a process touches is resident, and the kernel maps up to 64 KiB of the
+file around every page fault; with the functions a plugin runs scattered over 7 MB of text,
+nearly all of it was resident in every plugin process. Packed together they fill a few
+hundred KiB (docs/design.md, "Peak RSS").
+
+Profiles (callgrind, on a stripped copy: valgrind cannot read the Swift debug info) of what a
+runtime does most: VERSION, and `bridge`+`ipam` ADD, CHECK and DEL in namespaces this script
+creates and removes. Functions are listed in the order callgrind first reports them, each
+once; the list only orders code, so a stale one costs memory, never correctness (a name the
+linker no longer finds is skipped).
+Usage: bench/function-order.py   (as root, with valgrind; writes scripts/pier-cni.order)
+"""
+import bisect
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import benchlib
+
+ORDER_FILE = os.path.join(benchlib.ROOT, "scripts", "pier-cni.order")
+
+
+def text_symbols(binary):
+    """(address, name) of every function symbol, by address."""
+    out = subprocess.run(["nm", "-n", "--defined-only", binary], check=True, capture_output=True, text=True).stdout
+    symbols = []
+    for line in out.splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and parts[1] in "tTwW":
+            symbols.append((int(parts[0], 16), parts[2]))
+    return symbols
+
+
+def executed_functions(profile, object_suffix, symbols):
+    """Names of the functions of `object_suffix` that ran, in the profile's order: every
+    instruction address callgrind reports (--dump-instr) mapped to the function holding it, so
+    code entered by a tail call (a jump, which callgrind does not see as a new function in a
+    stripped binary) counts too. The profiled copy is stripped, but the executable is not
+    relocatable (-no-pie), so the addresses are the unstripped binary's."""
+    addresses = [address for address, _ in symbols]
+    objects, current_object, names, seen = {}, None, [], set()
+    for line in open(profile):
+        if line.startswith("0x"):
+            if current_object and current_object.endswith(object_suffix):
+                at = bisect.bisect_right(addresses, int(line.split()[0], 16)) - 1
+                if at >= 0 and at not in seen:
+                    seen.add(at)
+                    names.append(symbols[at][1])
+            continue
+        match = re.match(r"^(ob|cob)=\((\d+)\)(?: (.*))?$", line.strip())
+        if match:
+            kind, index, name = match.groups()
+            if name:
+                objects[index] = name
+            if kind == "ob":
+                current_object = objects.get(index)
+    return names
+
+
+def main():
+    benchlib.require_root()
+    if not shutil.which("valgrind"):
+        raise SystemExit("needs valgrind")
+    bin_dir = benchlib.build_release()
+    binary = os.path.join(bin_dir, "pier-cni")
+    symbols = text_symbols(binary)
+    profiled = benchlib.temporary_directory("pier-order-bin-")
+    copy = os.path.join(profiled, "pier-cni")
+    shutil.copy(binary, copy)
+    subprocess.run(["strip", copy], check=True)
+    for name in ("bridge", "ipam"):
+        os.link(copy, os.path.join(profiled, name))
+    profiles = benchlib.temporary_directory("pier-order-cg-")
+    data_dir = benchlib.temporary_directory("pier-order-leases-")
+    runs = []
+
+    def profile(label, command, config, env=None, netns_name=None):
+        # Under valgrind /proc/self/exe is valgrind, so the plugin does not recognise its IPAM
+        # as itself and execs it (natively it runs in-process): children are profiled too.
+        out = os.path.join(profiles, f"{len(runs):02d}-{label}")
+        valgrind = ["--tool=callgrind", "--trace-children=yes", "--dump-instr=yes", "--dump-line=no",
+                    "--compress-pos=no", f"--callgrind-out-file={out}.%p.cg", os.path.join(profiled, "bridge")]
+        _, _, status, stdout, stderr = benchlib.run_plugin(
+            shutil.which("valgrind"), command, config, env, netns_name=netns_name, argv_tail=valgrind)
+        if status != 0:
+            raise RuntimeError(f"{label} failed ({status}): {stdout} {stderr[-2000:]}")
+        runs.extend(sorted(glob.glob(f"{out}.*.cg"), key=lambda path: int(path.split(".")[-2])))
+        return stdout
+
+    profile("version", "VERSION", '{"cniVersion":"1.1.0"}')
+    config = json.dumps({
+        "cniVersion": "1.0.0", "name": "order", "type": "bridge", "bridge": "orderb0", "isGateway": True,
+        "isDefaultGateway": True, "ipMasq": True,
+        "ipam": {"type": "ipam", "dataDir": data_dir, "ranges": [[{"subnet": "10.162.0.0/16"}]]},
+    })
+    with benchlib.Netns("pier-order-host") as host, benchlib.Netns("pier-order-c") as container:
+        env = {"CNI_CONTAINERID": "order-1", "CNI_NETNS": container.path, "CNI_IFNAME": "eth0",
+               "CNI_PATH": profiled}
+        result = json.loads(profile("add", "ADD", config, env, host.name))
+        with_result = json.dumps(dict(json.loads(config), prevResult=result))
+        profile("check", "CHECK", with_result, env, host.name)
+        profile("del", "DEL", with_result, env, host.name)
+    order, seen = [], set()
+    for run in runs:
+        for name in sum((executed_functions(run, f"/{name}", symbols) for name in ("pier-cni", "bridge", "ipam")), []):
+            if name not in seen:
+                seen.add(name)
+                order.append(name)
+    with open(ORDER_FILE, "w") as f:
+        f.write("\n".join(order) + "\n")
+    print(f"{len(order)} functions -> {os.path.relpath(ORDER_FILE, benchlib.ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
