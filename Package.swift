@@ -9,10 +9,11 @@ import PackageDescription
 // regex engine and `_RegexParser` (~0.8 MB of code) would otherwise land in every plugin
 // process through a single String algorithm call (docs/design.md, "Peak RSS").
 let pluginGraph: [SwiftSetting] = [.unsafeFlags(["-Xfrontend", "-disable-implicit-string-processing-module-import"])]
-// Release only: every function in its own section, so the linker can place the functions a plugin
-// exec runs next to each other (scripts/build-release passes the order, bench/function-order).
+// Release only: code optimised for size, every function in its own section, so the linker can
+// place the functions a plugin exec runs next to each other (scripts/build-release passes the
+// order, bench/function-order.py makes it).
 let releaseCode: [SwiftSetting] = [
-    .unsafeFlags(["-Xfrontend", "-function-sections"], .when(configuration: .release))
+    .unsafeFlags(["-Osize", "-Xfrontend", "-function-sections"], .when(configuration: .release))
 ]
 let package = Package(
     name: "Pier",
