@@ -103,15 +103,21 @@ def main():
     copy = os.path.join(profiled, "pier-cni")
     shutil.copy(binary, copy)
     subprocess.run(["strip", copy], check=True)
-    for name in ("bridge", "ipam"):
-        os.link(copy, os.path.join(profiled, name))
+    os.link(copy, os.path.join(profiled, "bridge"))
+    # Natively the bridge runs `ipam` in-process, because CNI_PATH's ipam is the very file of
+    # /proc/self/exe; under valgrind that file is valgrind's tool, so CNI_PATH's ipam is a link
+    # to the tool, or the profile would show the bridge exec'ing its IPAM instead.
+    tool = next(iter(glob.glob("/usr/lib*/valgrind/callgrind-amd64-linux")), None)
+    if tool:
+        os.symlink(tool, os.path.join(profiled, "ipam"))
+    else:
+        os.link(copy, os.path.join(profiled, "ipam"))
     profiles = benchlib.temporary_directory("pier-order-cg-")
     data_dir = benchlib.temporary_directory("pier-order-leases-")
     runs = []
 
     def profile(label, command, config, env=None, netns_name=None):
-        # Under valgrind /proc/self/exe is valgrind, so the plugin does not recognise its IPAM
-        # as itself and execs it (natively it runs in-process): children are profiled too.
+        # Children too, should a plugin exec one.
         out = os.path.join(profiles, f"{len(runs):02d}-{label}")
         valgrind = ["--tool=callgrind", "--trace-children=yes", "--dump-instr=yes", "--dump-line=no",
                     "--compress-pos=no", f"--callgrind-out-file={out}.%p.cg", os.path.join(profiled, "bridge")]
