@@ -28,14 +28,20 @@ ORDER_FILE = os.path.join(benchlib.ROOT, "scripts", "pier-cni.order")
 
 
 def text_symbols(binary):
-    """(address, name) of every function symbol, by address."""
-    out = subprocess.run(["nm", "-n", "--defined-only", binary], check=True, capture_output=True, text=True).stdout
-    symbols = []
+    """(address, size, names) of every function, by address: all the names a function has
+    (aliases of merged functions) and none of size zero, which would shadow the function
+    that really starts there."""
+    out = subprocess.run(
+        ["nm", "-n", "-S", "--defined-only", binary], check=True, capture_output=True, text=True).stdout
+    by_address = {}
     for line in out.splitlines():
-        parts = line.split(" ", 2)
-        if len(parts) == 3 and parts[1] in "tTwW":
-            symbols.append((int(parts[0], 16), parts[2]))
-    return symbols
+        parts = line.split(" ", 3)
+        if len(parts) == 4 and parts[2] in "tTwW" and int(parts[1], 16) > 0:
+            address, size = int(parts[0], 16), int(parts[1], 16)
+            known = by_address.setdefault(address, [0, []])
+            known[0] = max(known[0], size)
+            known[1].append(parts[3])
+    return [(address, size, names) for address, (size, names) in sorted(by_address.items())]
 
 
 def executed_functions(profile, object_suffix, symbols):
@@ -44,15 +50,16 @@ def executed_functions(profile, object_suffix, symbols):
     code entered by a tail call (a jump, which callgrind does not see as a new function in a
     stripped binary) counts too. The profiled copy is stripped, but the executable is not
     relocatable (-no-pie), so the addresses are the unstripped binary's."""
-    addresses = [address for address, _ in symbols]
+    addresses = [address for address, _, _ in symbols]
     objects, current_object, names, seen = {}, None, [], set()
     for line in open(profile):
         if line.startswith("0x"):
             if current_object and current_object.endswith(object_suffix):
-                at = bisect.bisect_right(addresses, int(line.split()[0], 16)) - 1
-                if at >= 0 and at not in seen:
+                address = int(line.split()[0], 16)
+                at = bisect.bisect_right(addresses, address) - 1
+                if at >= 0 and at not in seen and address < symbols[at][0] + symbols[at][1]:
                     seen.add(at)
-                    names.append(symbols[at][1])
+                    names.extend(symbols[at][2])
             continue
         match = re.match(r"^(ob|cob)=\((\d+)\)(?: (.*))?$", line.strip())
         if match:
