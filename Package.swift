@@ -4,6 +4,17 @@ import PackageDescription
 // Plugins are thin cores over shared modules, all in one multi-call executable (`pier-cni`).
 // Imports point one way (docs/architecture.md): plugins -> IPAM / PierTables / PluginSupport
 // -> Netlink / Firewall -> NetlinkCore -> CMnl / CNftnl / CPierShim, with CNI used by all.
+
+// Every product module is built without the implicit `_StringProcessing` import: its
+// regex engine and `_RegexParser` (~0.8 MB of code) would otherwise land in every plugin
+// process through a single String algorithm call (docs/design.md, "Peak RSS").
+let pluginGraph: [SwiftSetting] = [.unsafeFlags(["-Xfrontend", "-disable-implicit-string-processing-module-import"])]
+// Release only: code optimised for size, every function in its own section, so the linker can
+// place the functions a plugin exec runs next to each other (scripts/build-release passes the
+// order, bench/function-order.py makes it).
+let releaseCode: [SwiftSetting] = [
+    .unsafeFlags(["-Osize", "-Xfrontend", "-function-sections"], .when(configuration: .release))
+]
 let package = Package(
     name: "Pier",
     platforms: [.macOS(.v15)],
@@ -136,3 +147,9 @@ let package = Package(
             name: "NameServiceTests", dependencies: ["NameService", "IPAddressing", "JSON", "PierState", "PierTestSupport"]),
     ]
 )
+
+// Build settings for every product module (not tests or their support library).
+for target in package.targets where target.type == .regular || target.type == .executable {
+    guard target.name != "PierTestSupport" else { continue }
+    target.swiftSettings = (target.swiftSettings ?? []) + pluginGraph + releaseCode
+}

@@ -1,15 +1,22 @@
 #!/usr/bin/env python3
-"""VERSION start-up time, peak RSS and install size: Pier's plugins beside the reference.
+"""VERSION start-up time, peak RSS and install size: Pier's plugins beside the reference; then
+the peak RSS of one bridge ADD and DEL (Pier's bridge+ipam beside the reference's
+bridge+host-local, in namespaces made and removed here), and the floor any Swift plugin pays.
 
 Start-up dominates a plugin's latency, so this is the floor under every ADD and DEL. Pier's
 plugins are one multi-call executable linked under every name, so its install size is that one
 file; the reference's is the sum of its separate executables.
-Usage: bench/startup.py [--repeat N]   (writes bench/results/startup.md)
+Usage: bench/startup.py [--repeat N]   (as root; writes bench/results/startup.md)
 """
 import argparse
 import os
+import shutil
+import statistics
+import subprocess
 
 import benchlib
+
+RSS_SAMPLES = 5
 
 PAIRS = [  # (pier plugin, closest reference plugin)
     ("host-local", "host-local"),
@@ -27,7 +34,62 @@ PAIRS = [  # (pier plugin, closest reference plugin)
 COMMON_FIVE = ["bridge", "host-local", "loopback", "portmap", "firewall"]
 
 
+def bridge_rss(cni_path):
+    """Median peak RSS (KiB) of the bridge process's ADD and DEL, per chain: each sample in a
+    container namespace of its own, the plugins run inside a test host namespace."""
+    data_dir = benchlib.temporary_directory("pier-bench-rss-leases-")
+    chains = {
+        "pier": (cni_path, "ipam", "10.156.0.0/16"),
+        "ref": (benchlib.REFERENCE_DIR, "host-local", "10.157.0.0/16"),
+    }
+    peaks = {}
+    for kind, (directory, ipam, subnet) in chains.items():
+        conflist = {
+            "cniVersion": "1.0.0", "name": f"rss-{kind}",
+            "plugins": [{
+                "type": "bridge", "bridge": f"rss{kind}0", "isGateway": True, "isDefaultGateway": True, "ipMasq": True,
+                "ipam": {"type": ipam, "dataDir": data_dir, "ranges": [[{"subnet": subnet}]]},
+            }],
+        }
+        samples = {"ADD": [], "DEL": []}
+        with benchlib.Netns("pier-b-host") as host:
+            chain = benchlib.Chain(conflist, directory, host.name)
+            chain.measure_rss = True
+            with benchlib.NetnsBatch(f"pier-b-rss-{kind}", RSS_SAMPLES) as namespaces:
+                for ns in namespaces:
+                    chain.peak_rss_kib = {}
+                    _, result = chain.add(f"rss-{ns.name}", ns.path)
+                    chain.delete(f"rss-{ns.name}", ns.path, result)
+                    for command in samples:
+                        samples[command].append(chain.peak_rss_kib[("bridge", command)])
+        peaks[kind] = {command: statistics.median(values) for command, values in samples.items()}
+    return peaks
+
+
+def swift_floor():
+    """Peak RSS (KiB, median) of the two smallest Swift programs built and linked as pier-cni is
+    (bench/floor): one that prints a VERSION answer, one that reads stdin, dumps the links over
+    rtnetlink and writes JSON. None if the toolchain pieces are missing."""
+    lld = os.path.join(os.path.dirname(os.path.realpath(shutil.which("swift"))), "ld.lld")
+    static_cxx = os.path.join(benchlib.ROOT, ".build", "static-libstdcxx")
+    if not os.path.exists(lld):
+        return None
+    out_dir = benchlib.temporary_directory("pier-bench-floor-")
+    floors = {}
+    for program in ("hello", "netlink"):
+        binary = os.path.join(out_dir, program)
+        subprocess.run(
+            ["swiftc", "-Osize", "-static-stdlib", "-Xlinker", "-no-pie", "-Xlinker", "--no-export-dynamic",
+             f"-L{static_cxx}", f"-ld-path={lld}", os.path.join(benchlib.ROOT, "bench", "floor", f"{program}.swift"),
+             "-o", binary], check=True, capture_output=True)
+        subprocess.run(["strip", binary], check=True)
+        floors[program] = statistics.median(
+            benchlib.peak_rss_kib(binary, "VERSION", "{}") for _ in range(RSS_SAMPLES))
+    return floors
+
+
 def main():
+    benchlib.require_root()
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=200)
     args = parser.parse_args()
@@ -71,6 +133,20 @@ def main():
     report += benchlib.table(
         ["plugin (pier / reference)", "pier median ms", "ref median ms", "ratio",
          "pier peak RSS MiB", "ref peak RSS MiB", "pier size MB", "ref size MB"], rows)
+    peaks = bridge_rss(cni_path)
+    report += (f"\n\nPeak RSS of the `bridge` process, one ADD and one DEL (MiB, median of {RSS_SAMPLES}, each in a "
+               "namespace of its own; Pier's bridge runs `ipam` in-process, the reference's execs `host-local` as a "
+               "second process, not counted here):\n\n")
+    report += benchlib.table(
+        ["verb", "pier bridge+ipam MiB", "ref bridge+host-local MiB"],
+        [[command, f"{peaks['pier'][command] / 1024:.1f}", f"{peaks['ref'][command] / 1024:.1f}"]
+         for command in ("ADD", "DEL")])
+    floors = swift_floor()
+    if floors:
+        report += ("\n\nThe floor any Swift plugin pays here, built and linked as pier-cni is (`bench/floor`): "
+                   f"a program that only prints a VERSION answer peaks at {floors['hello'] / 1024:.1f} MiB; one that "
+                   "reads its config, dumps the links over rtnetlink and writes JSON at "
+                   f"{floors['netlink'] / 1024:.1f} MiB (docs/design.md, \"Peak RSS\").")
     print(report)
     with open(os.path.join(benchlib.ROOT, "bench", "results", "startup.md"), "w") as f:
         f.write(report + "\n")

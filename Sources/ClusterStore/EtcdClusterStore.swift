@@ -1,4 +1,5 @@
 import JSON
+import PierState
 
 /// The cluster store on etcd v3, through its HTTP/JSON gateway (`/v3/kv/*`, `/v3/watch`), so
 /// plugins need no gRPC: each operation is one POST through libcurl, which brings TLS (server
@@ -229,7 +230,7 @@ public final class EtcdClusterStore: ClusterStore {
     static func isStaleToken(_ answer: HTTPAnswer) -> Bool {
         guard answer.status != 200 else { return false }
         let text = String(decoding: answer.body, as: UTF8.self)
-        return answer.status == 401 || text.contains("invalid auth token") || text.contains("auth store is old")
+        return answer.status == 401 || text.containsText("invalid auth token") || text.containsText("auth store is old")
     }
 
     private func decode<Response: EtcdResponseBody>(
@@ -248,7 +249,7 @@ public final class EtcdClusterStore: ClusterStore {
             case 401, 403:
                 kind = .invalidArgument
                 text += security.username.map { " (user \($0))" } ?? " (set username and password)"
-            case 400 where text.contains("user name is empty") || text.contains("authentication failed"):
+            case 400 where text.containsText("user name is empty") || text.containsText("authentication failed"):
                 kind = .invalidArgument
                 text += security.username.map { " (user \($0))" } ?? " (set username and password)"
             default:

@@ -202,6 +202,6 @@ public final class FileClusterStore: ClusterStore {
     }
 
     static func decode(_ name: String) -> String {
-        name.split(separator: "%2F", omittingEmptySubsequences: false).joined(separator: "/")
+        name.components(separatedByText: "%2F").joined(separator: "/")
     }
 }

@@ -1,5 +1,6 @@
 internal import CCurl
 import Glibc
+import PierState
 
 /// Where an etcd member listens: parsed from `http://host:port` or `https://host:port` (no path).
 struct HTTPEndpoint: Sendable, Hashable, CustomStringConvertible {
@@ -212,13 +213,13 @@ final class CurlHandle {
             // client's side of the handshake, so a refused certificate surfaces on send or receive
             // (or as a bare reset when the alert is lost: see `HTTPSession.diagnose`); over HTTP/2
             // (negotiated by ALPN) the same failures come back as HTTP/2 errors.
-            let isAlert = detail.contains("alert")
+            let isAlert = detail.containsText("alert")
             let transport = code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR || code == CURLE_HTTP2
             guard !transport || isAlert else {
                 return HTTPFailure(
                     message: detail, stage: requestBytes == 0 ? .connect : .exchange, unexplained: true)
             }
-            let aboutCertificate = detail.contains("certificate") || detail.contains("unknown ca")
+            let aboutCertificate = detail.containsText("certificate") || detail.containsText("unknown ca")
             if isAlert && aboutCertificate && security.certFile == nil {
                 return HTTPFailure(
                     message: "\(endpoint.host) requires a client certificate: set certFile and keyFile (\(detail))",
@@ -288,7 +289,7 @@ final class HTTPSession {
         let verdict = probe.failure(code, endpoint: endpoint)
         // Only a verdict about certificates explains the failure (a server that speaks TLS 1.3
         // alone refuses the probe for its own reasons).
-        guard verdict.stage == .tls, verdict.message.contains("certificate") else { return failure }
+        guard verdict.stage == .tls, verdict.message.containsText("certificate") else { return failure }
         return verdict
     }
 }

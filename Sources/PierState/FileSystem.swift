@@ -36,9 +36,13 @@ public enum FileSystem {
 
     /// The process that writes (or wrote) a sibling temporary, nil for any other name.
     public static func temporaryWriter(of name: String) -> pid_t? {
-        let parts = name.split(separator: siblingTemporaryMarker, omittingEmptySubsequences: false)
+        let parts = name.components(separatedByText: siblingTemporaryMarker)
         guard parts.count == 2 else { return nil }
         return pid_t(parts[1])
+    }
+
+    public static func isSiblingTemporary(_ name: String) -> Bool {
+        name.containsText(siblingTemporaryMarker)
     }
 
     /// Creates `directory` and its parents (mode 0755), tolerating ones that exist.

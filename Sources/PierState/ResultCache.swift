@@ -93,7 +93,7 @@ public struct ResultCacheDirectory: Sendable {
 
     /// False for the temporaries of a write in progress (or of a writer that died).
     public static func isEntryName(_ name: String) -> Bool {
-        !name.contains(FileSystem.siblingTemporaryMarker) && !name.hasPrefix(FileSystem.temporaryPrefix)
+        !FileSystem.isSiblingTemporary(name) && !name.hasPrefix(FileSystem.temporaryPrefix)
     }
 
     public func read(path: String) -> ResultCacheEntry? {

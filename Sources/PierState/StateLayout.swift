@@ -22,6 +22,6 @@ public struct StateLayout: Sendable, Equatable {
     /// True for what a container directory holds before its record is first written (and what
     /// a `pier` killed at that instant leaves): a directory holding nothing else is abandoned.
     public static func isAuxiliaryFile(_ name: String) -> Bool {
-        name == pidName || name == logName || name.contains(FileSystem.siblingTemporaryMarker)
+        name == pidName || name == logName || FileSystem.isSiblingTemporary(name)
     }
 }

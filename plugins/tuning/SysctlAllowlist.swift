@@ -9,7 +9,7 @@ struct SysctlAllowlist {
     static let path = "/etc/cni/tuning/allowlist.conf"
 
     let patterns: [String]
-    private let expressions: [Regex<AnyRegexOutput>]
+    private let expressions: [SysctlPattern]
 
     /// Nil when there is no allowlist.
     static func load(path: String = Self.path) throws -> SysctlAllowlist? {
@@ -22,12 +22,12 @@ struct SysctlAllowlist {
         guard let bytes else { return nil }
         let text = String(decoding: bytes, as: UTF8.self)
         var patterns: [String] = []
-        var expressions: [Regex<AnyRegexOutput>] = []
+        var expressions: [SysctlPattern] = []
         for line in text.split(separator: "\n") {
             let pattern = line.trimmingCharacters(in: " \t\r")
             guard !pattern.isEmpty else { continue }
             do {
-                expressions.append(try Regex(pattern))
+                expressions.append(try SysctlPattern(pattern))
             } catch {
                 throw CNIError(.internalError, "\(path): invalid pattern \"\(pattern)\": \(error)")
             }
@@ -37,7 +37,7 @@ struct SysctlAllowlist {
     }
 
     func check(_ keys: [SysctlKey]) throws(CNIError) {
-        for key in keys where !expressions.contains(where: { key.key.contains($0) }) {
+        for key in keys where !expressions.contains(where: { $0.matches(key.key) }) {
             throw CNIError(
                 .invalidNetworkConfig, "sysctl \(key.key) is not allowed",
                 details: "\(Self.path) allows only: \(patterns.joined(separator: ", "))")

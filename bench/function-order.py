@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Regenerates scripts/pier-cni.order: the functions a plugin exec runs, which
+scripts/build-release has the linker place next to each other at the start of the text.
+
+Each page of code a process touches is resident, and the kernel maps up to 64 KiB of the
+file around every page fault; with the functions a plugin runs scattered over 7 MB of text,
+nearly all of it was resident in every plugin process. Packed together they fill a few
+hundred KiB (docs/design.md, "Peak RSS").
+
+Profiles (callgrind, on a stripped copy: valgrind cannot read the Swift debug info) of what a
+runtime does most: VERSION, and `bridge`+`ipam` ADD, CHECK and DEL in namespaces this script
+creates and removes. Functions are listed in the order callgrind first reports them, each
+once; the list only orders code, so a stale one costs memory, never correctness (a name the
+linker no longer finds is skipped).
+Usage: bench/function-order.py   (as root, with valgrind; writes scripts/pier-cni.order)
+"""
+import bisect
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import benchlib
+
+ORDER_FILE = os.path.join(benchlib.ROOT, "scripts", "pier-cni.order")
+
+
+def text_symbols(binary):
+    """(address, size, names) of every function, by address: all the names a function has
+    (aliases of merged functions) and none of size zero, which would shadow the function
+    that really starts there."""
+    out = subprocess.run(
+        ["nm", "-n", "-S", "--defined-only", binary], check=True, capture_output=True, text=True).stdout
+    by_address = {}
+    for line in out.splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) == 4 and parts[2] in "tTwW" and int(parts[1], 16) > 0:
+            address, size = int(parts[0], 16), int(parts[1], 16)
+            known = by_address.setdefault(address, [0, []])
+            known[0] = max(known[0], size)
+            known[1].append(parts[3])
+    return [(address, size, names) for address, (size, names) in sorted(by_address.items())]
+
+
+def executed_functions(profile, object_suffix, symbols):
+    """Names of the functions of `object_suffix` that ran, in the profile's order: every
+    instruction address callgrind reports (--dump-instr) mapped to the function holding it, so
+    code entered by a tail call (a jump, which callgrind does not see as a new function in a
+    stripped binary) counts too. The profiled copy is stripped, but the executable is not
+    relocatable (-no-pie), so the addresses are the unstripped binary's."""
+    addresses = [address for address, _, _ in symbols]
+    objects, current_object, names, seen = {}, None, [], set()
+    for line in open(profile):
+        if line.startswith("0x"):
+            if current_object and current_object.endswith(object_suffix):
+                address = int(line.split()[0], 16)
+                at = bisect.bisect_right(addresses, address) - 1
+                if at >= 0 and at not in seen and address < symbols[at][0] + symbols[at][1]:
+                    seen.add(at)
+                    names.extend(symbols[at][2])
+            continue
+        match = re.match(r"^(ob|cob)=\((\d+)\)(?: (.*))?$", line.strip())
+        if match:
+            kind, index, name = match.groups()
+            if name:
+                objects[index] = name
+            if kind == "ob":
+                current_object = objects.get(index)
+    return names
+
+
+def unmovable_functions():
+    """Functions of the Swift runtime archives that share one plain `.text` section with others
+    (the standard library's Swift.o keeps 1.5 MB there): the linker can only move that section
+    whole, to where its first listed function is. Listed last, it goes after everything it could
+    otherwise split up."""
+    swift = os.path.realpath(shutil.which("swift"))
+    static = os.path.join(os.path.dirname(os.path.dirname(swift)), "lib", "swift_static", "linux")
+    names = set()
+    for archive in sorted(glob.glob(os.path.join(static, "*.a"))):
+        base = os.path.basename(archive)
+        if not (base.startswith("libswift") or base in ("libdispatch.a", "libBlocksRuntime.a")):
+            continue
+        out = subprocess.run(["readelf", "-W", "-S", "-s", archive], capture_output=True, text=True).stdout
+        plain = None
+        for line in out.splitlines():
+            if line.startswith("File: "):
+                plain = None
+                continue
+            section = re.match(r"^\s*\[\s*(\d+)\] \.text\s", line)
+            if section:
+                plain = section.group(1)
+                continue
+            fields = line.split()
+            if plain and len(fields) >= 8 and fields[3] == "FUNC" and fields[6] == plain:
+                names.add(fields[7])
+    return names
+
+
+def main():
+    benchlib.require_root()
+    if not shutil.which("valgrind"):
+        raise SystemExit("needs valgrind")
+    bin_dir = benchlib.build_release()
+    binary = os.path.join(bin_dir, "pier-cni")
+    symbols = text_symbols(binary)
+    profiled = benchlib.temporary_directory("pier-order-bin-")
+    copy = os.path.join(profiled, "pier-cni")
+    shutil.copy(binary, copy)
+    subprocess.run(["strip", copy], check=True)
+    os.link(copy, os.path.join(profiled, "bridge"))
+    # Natively the bridge runs `ipam` in-process, because CNI_PATH's ipam is the very file of
+    # /proc/self/exe; under valgrind that file is valgrind's tool, so CNI_PATH's ipam is a link
+    # to the tool, or the profile would show the bridge exec'ing its IPAM instead.
+    tool = next(iter(glob.glob("/usr/lib*/valgrind/callgrind-amd64-linux")), None)
+    if tool:
+        os.symlink(tool, os.path.join(profiled, "ipam"))
+    else:
+        os.link(copy, os.path.join(profiled, "ipam"))
+    profiles = benchlib.temporary_directory("pier-order-cg-")
+    data_dir = benchlib.temporary_directory("pier-order-leases-")
+    runs = []
+
+    def profile(label, command, config, env=None, netns_name=None):
+        # Children too, should a plugin exec one.
+        out = os.path.join(profiles, f"{len(runs):02d}-{label}")
+        valgrind = ["--tool=callgrind", "--trace-children=yes", "--dump-instr=yes", "--dump-line=no",
+                    "--compress-pos=no", f"--callgrind-out-file={out}.%p.cg", os.path.join(profiled, "bridge")]
+        _, _, status, stdout, stderr = benchlib.run_plugin(
+            shutil.which("valgrind"), command, config, env, netns_name=netns_name, argv_tail=valgrind)
+        if status != 0:
+            raise RuntimeError(f"{label} failed ({status}): {stdout} {stderr[-2000:]}")
+        runs.extend(sorted(glob.glob(f"{out}.*.cg"), key=lambda path: int(path.split(".")[-2])))
+        return stdout
+
+    profile("version", "VERSION", '{"cniVersion":"1.1.0"}')
+    config = json.dumps({
+        "cniVersion": "1.0.0", "name": "order", "type": "bridge", "bridge": "orderb0", "isGateway": True,
+        "isDefaultGateway": True, "ipMasq": True,
+        "ipam": {"type": "ipam", "dataDir": data_dir, "ranges": [[{"subnet": "10.162.0.0/16"}]]},
+    })
+    with benchlib.Netns("pier-order-host") as host, benchlib.Netns("pier-order-c") as container:
+        env = {"CNI_CONTAINERID": "order-1", "CNI_NETNS": container.path, "CNI_IFNAME": "eth0",
+               "CNI_PATH": profiled}
+        result = json.loads(profile("add", "ADD", config, env, host.name))
+        with_result = json.dumps(dict(json.loads(config), prevResult=result))
+        profile("check", "CHECK", with_result, env, host.name)
+        profile("del", "DEL", with_result, env, host.name)
+    order, seen = [], set()
+    for run in runs:
+        for name in sum((executed_functions(run, f"/{name}", symbols) for name in ("pier-cni", "bridge", "ipam")), []):
+            if name not in seen:
+                seen.add(name)
+                order.append(name)
+    unmovable = unmovable_functions()
+    order = [name for name in order if name not in unmovable] + [name for name in order if name in unmovable]
+    with open(ORDER_FILE, "w") as f:
+        f.write("\n".join(order) + "\n")
+    print(f"{len(order)} functions -> {os.path.relpath(ORDER_FILE, benchlib.ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
