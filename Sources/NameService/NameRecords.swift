@@ -251,7 +251,7 @@ public struct NameRecordStore: Sendable {
             return []
         }
         for name in names.sorted()
-        where !name.hasPrefix(".") && !name.contains(FileSystem.siblingTemporaryMarker) {
+        where !name.hasPrefix(".") && !name.containsText(FileSystem.siblingTemporaryMarker) {
             let path = networkDirectory + "/" + name
             do {
                 // Gone between the listing and the read: removed by a DEL, not an error.
