@@ -1,0 +1,117 @@
+import Firewall
+import Foundation
+import IPAddressing
+import NetNS
+import PierTables
+import PierTestSupport
+import Testing
+
+/// A service VIP on a router namespace with three member namespaces and a client, each on a
+/// veth of its own: real TCP connections through `ServiceRules`, checked by who answered.
+@Suite(.enabled(if: isRoot, Comment(rawValue: needsRootReason)), .timeLimit(.minutes(2)))
+struct ServiceKernelTests {
+    static let vip = "10.96.0.10"
+    static let service = "net1/web"
+    static let port = ServicePort(ipProtocol: .tcp, port: 80, targetPort: 8080)
+
+    /// hosts: client, router, member 1, 2, 3. Client 10.97.0.2, member i 10.97.i.2; every
+    /// member answers `m<i> peer=<the address it sees>`.
+    private func topology(_ hosts: [TestHost]) throws -> [BackgroundProgram] {
+        let (client, router) = (hosts[0], hosts[1])
+        try router.mustRun(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        var servers: [BackgroundProgram] = []
+        for (index, host) in hosts.enumerated() where index != 1 {
+            let subnet = index == 0 ? 0 : index - 1
+            try connect(host, "e0", to: router, "r\(subnet)")
+            try host.mustRun(["ip", "addr", "add", "10.97.\(subnet).2/24", "dev", "e0"])
+            try host.mustRun(["ip", "route", "add", "default", "via", "10.97.\(subnet).1"])
+            try router.mustRun(["ip", "addr", "add", "10.97.\(subnet).1/24", "dev", "r\(subnet)"])
+            if host !== client {
+                servers.append(
+                    try BackgroundProgram(
+                        in: host,
+                        ["socat", "TCP-LISTEN:8080,reuseaddr,fork", "SYSTEM:echo m\(subnet) peer=$SOCAT_PEERADDR"]))
+            }
+        }
+        for host in hosts[2...] { try waitForListener(in: host, port: 8080) }
+        return servers
+    }
+
+    private func members(_ indices: [Int]) throws -> [IPAddress] {
+        try indices.map { try #require(IPAddress("10.97.\($0).2")) }
+    }
+
+    /// `count` connections to the VIP from `host`, one answer line each ("" when none answered).
+    private func connections(from host: TestHost, count: Int) throws -> [String] {
+        let script = """
+            for i in $(seq \(count)); do
+              socat -T2 - TCP:\(Self.vip):80,connect-timeout=2 </dev/null || echo failed
+            done
+            """
+        let result = try host.run(["sh", "-c", script], timeout: 120)
+        return result.stdout.split(separator: "\n").map(String.init)
+    }
+
+    private func tally(_ answers: [String]) -> [String: Int] {
+        answers.reduce(into: [:]) { counts, line in counts[String(line.prefix { $0 != " " }), default: 0] += 1 }
+    }
+
+    @Test func connectionsToTheVIPAreSpreadOverMembersAndARemovedMemberGetsNoNewOnes() throws {
+        try withTestHosts(5) { hosts in
+            let (client, router) = (hosts[0], hosts[1])
+            let servers = try topology(hosts)
+            defer { for server in servers { server.stop() } }
+            let nft = try NFTablesClient(namespace: NetworkNamespace.open(path: router.path))
+            let vip = try #require(IPAddress(Self.vip))
+            let rules = ServiceRules(client: nft)
+
+            try rules.publish(service: Self.service, vip: vip, ports: [Self.port], members: try members([1, 2, 3]))
+            let answers = try connections(from: client, count: 300)
+            let counts = tally(answers)
+            #expect(answers.count == 300 && counts["failed"] == nil, "\(counts)")
+            // An even share is 100; 60...140 is about five standard deviations of a fair split.
+            for member in ["m1", "m2", "m3"] {
+                #expect((60...140).contains(counts[member] ?? 0), "\(member): \(counts)")
+            }
+            // Clients keep their own source address: only hairpin is masqueraded.
+            #expect(answers.allSatisfy { $0.hasSuffix("peer=10.97.0.2") }, "\(Set(answers))")
+
+            // Member 3 leaves: re-publishing replaces the choice in one batch.
+            try rules.publish(service: Self.service, vip: vip, ports: [Self.port], members: try members([1, 2]))
+            let after = tally(try connections(from: client, count: 60))
+            #expect(after["m3"] == nil && after["failed"] == nil, "\(after)")
+            #expect((after["m1"] ?? 0) + (after["m2"] ?? 0) == 60, "\(after)")
+
+            // Hairpin: a member reaching its own VIP is answered (masqueraded to the router).
+            let hairpin = tally(try connections(from: hosts[2], count: 20))
+            #expect(hairpin["failed"] == nil && (hairpin["m1"] ?? 0) + (hairpin["m2"] ?? 0) == 20, "\(hairpin)")
+
+            // Removed: no chain and no map element is left, and the VIP no longer answers.
+            try rules.remove(service: Self.service, vip: vip, ports: [Self.port])
+            try rules.remove(service: Self.service, vip: vip, ports: [Self.port])  // already gone: fine
+            let chains = try router.nftJSON(["list", "table", "inet", "pier"]).compactMap {
+                ($0["chain"] as? [String: Any])?["name"] as? String
+            }
+            #expect(!chains.contains { $0.hasPrefix("svc-") }, "\(chains)")
+            let map = try router.nftJSON(["list", "map", "inet", "pier", "services_v4"])
+            let elements = map.compactMap { ($0["map"] as? [String: Any])?["elem"] }
+            #expect(elements.isEmpty, "\(map)")
+            #expect(tally(try connections(from: client, count: 1))["failed"] == 1)
+        }
+    }
+
+    @Test func clientIPAffinityKeepsAClientOnOneMember() throws {
+        try withTestHosts(5) { hosts in
+            let (client, router) = (hosts[0], hosts[1])
+            let servers = try topology(hosts)
+            defer { for server in servers { server.stop() } }
+            let nft = try NFTablesClient(namespace: NetworkNamespace.open(path: router.path))
+            let rules = ServiceRules(client: nft)
+            try rules.publish(
+                service: Self.service, vip: try #require(IPAddress(Self.vip)), ports: [Self.port],
+                members: try members([1, 2, 3]), affinity: .clientIP)
+            let counts = tally(try connections(from: client, count: 30))
+            #expect(counts.count == 1 && counts.values.first == 30 && counts["failed"] == nil, "\(counts)")
+        }
+    }
+}
