@@ -1,0 +1,95 @@
+import Firewall
+import Foundation
+import IPAddressing
+import NetNS
+import PierTestSupport
+import Testing
+
+@testable import PierTables
+
+/// The measurement behind `bench/services.py`, run only when `PIER_SERVICE_BENCH` names the
+/// levels (`10,1000,10000`): in a fresh test host, fill `inet pier` with that many services
+/// (3 members each, in batches of 40), then time `ServiceRules.publish` adding one more
+/// service and adding one member to it, and `remove`, through the same API a runtime uses.
+/// Prints one `SERVICEBENCH {json}` line per level.
+@Suite(
+    .enabled(if: isRoot && ProcessInfo.processInfo.environment["PIER_SERVICE_BENCH"] != nil),
+    .timeLimit(.minutes(30)))
+struct ServiceBenchTests {
+    private static let port = ServicePort(ipProtocol: .tcp, port: 80, targetPort: 8080)
+
+    /// VIPs in 10.96.0.0/16 by index; members in 10.97.0.0/16.
+    private static func vip(_ index: Int) throws -> IPAddress {
+        try #require(IPAddress(bytes: [10, 96, UInt8(index / 250 % 256), UInt8(index % 250 + 1)]))
+    }
+
+    private static func members(_ index: Int, count: Int = 3) throws -> [IPAddress] {
+        try (0..<count).map { member in
+            let n = index * 4 + member
+            return try #require(IPAddress(bytes: [10, 97, UInt8(n / 250 % 250), UInt8(n % 250 + 1)]))
+        }
+    }
+
+    private static func milliseconds(_ body: () throws -> Void) rethrows -> Double {
+        let start = ContinuousClock.now
+        try body()
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+    }
+
+    @Test func addOneServiceAndOneMemberAtSeveralNumbersOfServices() throws {
+        let levels = (ProcessInfo.processInfo.environment["PIER_SERVICE_BENCH"] ?? "")
+            .split(separator: ",").compactMap { Int($0) }
+        let samples = Int(ProcessInfo.processInfo.environment["PIER_SERVICE_BENCH_SAMPLES"] ?? "") ?? 20
+        for level in levels {
+            try withTestHosts(1) { hosts in
+                let nft = try NFTablesClient(namespace: NetworkNamespace.open(path: hosts[0].path))
+                let rules = ServiceRules(client: nft)
+                try rules.publish(
+                    service: "bench/s0", vip: try Self.vip(0), ports: [Self.port], members: try Self.members(0))
+                var index = 1
+                while index < level {
+                    var batch = Batch()
+                    for service in index..<min(level, index + 40) {
+                        batch.append(
+                            contentsOf: ServiceRules.publishBatch(
+                                service: "bench/s\(service)", vip: try Self.vip(service), ports: [Self.port],
+                                members: try Self.members(service), affinity: .none))
+                    }
+                    try nft.commit(batch)
+                    index += 40
+                }
+                var addService: [Double] = []
+                var addMember: [Double] = []
+                var removeService: [Double] = []
+                for sample in 0..<samples {
+                    let service = "bench/new\(sample)"
+                    let vip = try Self.vip(level + sample)
+                    let members = try Self.members(level + sample, count: 4)
+                    addService.append(
+                        try Self.milliseconds {
+                            try rules.publish(
+                                service: service, vip: vip, ports: [Self.port], members: Array(members.prefix(3)))
+                        })
+                    addMember.append(
+                        try Self.milliseconds {
+                            try rules.publish(service: service, vip: vip, ports: [Self.port], members: members)
+                        })
+                    removeService.append(
+                        try Self.milliseconds { try rules.remove(service: service, vip: vip, ports: [Self.port]) })
+                }
+                let entries = try nft.elements(of: ServiceRules.mapV4.path).count
+                let chains = try nft.chains(family: .inet, table: PierTable.name).filter { $0.name.hasPrefix("svc-") }
+                #expect(entries == level && chains.count == level)
+                let json: [String: Any] = [
+                    "services": level, "samples": samples, "add_service_ms": addService,
+                    "add_member_ms": addMember, "remove_service_ms": removeService,
+                    "vmap_elements_per_service": Double(entries) / Double(level),
+                    "chains_per_service": Double(chains.count) / Double(level),
+                ]
+                let data = try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])
+                print("SERVICEBENCH " + String(decoding: data, as: UTF8.self))
+            }
+        }
+    }
+}
