@@ -13,7 +13,7 @@ import Testing
 /// service and adding one member to it, and `remove`, through the same API a runtime uses.
 /// Prints one `SERVICEBENCH {json}` line per level.
 @Suite(
-    .enabled(if: isRoot && ProcessInfo.processInfo.environment["PIER_SERVICE_BENCH"] != nil),
+    .enabled(if: isRoot),
     .timeLimit(.minutes(30)))
 struct ServiceBenchTests {
     private static let port = ServicePort(ipProtocol: .tcp, port: 80, targetPort: 8080)
@@ -37,7 +37,8 @@ struct ServiceBenchTests {
         return Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
     }
 
-    @Test func addOneServiceAndOneMemberAtSeveralNumbersOfServices() throws {
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["PIER_SERVICE_BENCH"] != nil))
+    func addOneServiceAndOneMemberAtSeveralNumbersOfServices() throws {
         let levels = (ProcessInfo.processInfo.environment["PIER_SERVICE_BENCH"] ?? "")
             .split(separator: ",").compactMap { Int($0) }
         let samples = Int(ProcessInfo.processInfo.environment["PIER_SERVICE_BENCH_SAMPLES"] ?? "") ?? 20
@@ -89,6 +90,67 @@ struct ServiceBenchTests {
                 ]
                 let data = try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])
                 print("SERVICEBENCH " + String(decoding: data, as: UTF8.self))
+            }
+        }
+    }
+
+    /// Which kernel operation makes a commit grow with the number of services (a probe for the
+    /// design, run only with `PIER_SERVICE_PROBE=<services>`).
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["PIER_SERVICE_PROBE"] != nil))
+    func whichCommitGrowsWithServices() throws {
+        let level = Int(ProcessInfo.processInfo.environment["PIER_SERVICE_PROBE"] ?? "") ?? 10
+        try withTestHosts(1) { hosts in
+            let nft = try NFTablesClient(namespace: NetworkNamespace.open(path: hosts[0].path))
+            let rules = ServiceRules(client: nft)
+            try rules.publish(
+                service: "bench/s0", vip: try Self.vip(0), ports: [Self.port], members: try Self.members(0))
+            var index = 1
+            while index < level {
+                var batch = Batch()
+                for service in index..<min(level, index + 40) {
+                    batch.append(
+                        contentsOf: ServiceRules.publishBatch(
+                            service: "bench/s\(service)", vip: try Self.vip(service), ports: [Self.port],
+                            members: try Self.members(service), affinity: .none))
+                }
+                try nft.commit(batch)
+                index += 40
+            }
+            var results: [String: [Double]] = [:]
+            for sample in 0..<10 {
+                let chain = Chain(family: .inet, table: PierTable.name, name: "probe\(sample)")
+                var emptyChain = Batch()
+                emptyChain.add(chain)
+                results["empty chain", default: []].append(try Self.milliseconds { try nft.commit(emptyChain) })
+                var gotoElement = Batch()
+                gotoElement.addElements(
+                    [SetElement(key: Self.port.key(try Self.vip(level + sample)), verdict: .goto(chain.name))],
+                    to: ServiceRules.mapV4.path)
+                results["goto element", default: []].append(try Self.milliseconds { try nft.commit(gotoElement) })
+                let natChain = Chain(family: .inet, table: PierTable.name, name: "probenat\(sample)")
+                var natRule = Batch()
+                natRule.add(natChain)
+                natRule.add(
+                    ServiceRules.rule(
+                        in: natChain, service: "p", port: Self.port, members: try Self.members(1), affinity: .none))
+                results["nat rule, unreferenced chain", default: []].append(
+                    try Self.milliseconds { try nft.commit(natRule) })
+                var plainRule = Batch()
+                let plainChain = Chain(family: .inet, table: PierTable.name, name: "probeplain\(sample)")
+                plainRule.add(plainChain)
+                plainRule.add(
+                    Rule(family: .inet, table: PierTable.name, chain: plainChain.name).match(
+                        .l4proto, .eq, .inetProtocol(6)
+                    ).counter())
+                results["counter rule", default: []].append(try Self.milliseconds { try nft.commit(plainRule) })
+                var hairpin = Batch()
+                let address = try Self.members(level + sample)[0]
+                hairpin.addElements(
+                    [SetElement(key: [.address(address), .address(address)])], to: ServiceRules.hairpinV4.path)
+                results["data element", default: []].append(try Self.milliseconds { try nft.commit(hairpin) })
+            }
+            for (name, values) in results.sorted(by: { $0.key < $1.key }) {
+                print("PROBE \(level) \(name): median \(values.sorted()[values.count / 2]) ms")
             }
         }
     }
