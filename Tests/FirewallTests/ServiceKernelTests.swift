@@ -52,6 +52,19 @@ struct ServiceKernelTests {
         return result.stdout.split(separator: "\n").map(String.init)
     }
 
+    private func chainNames(_ host: TestHost) throws -> [String] {
+        try host.nftJSON(["list", "table", "inet", "pier"]).compactMap {
+            ($0["chain"] as? [String: Any])?["name"] as? String
+        }
+    }
+
+    /// Elements of a set (or, for `services_*`, a map) of `inet pier`.
+    private func elements(_ host: TestHost, _ set: String) throws -> [Any] {
+        let kind = set.hasPrefix("services_") ? "map" : "set"
+        let listing = try host.nftJSON(["list", kind, "inet", "pier", set])
+        return listing.compactMap { ($0[kind] as? [String: Any])?["elem"] as? [Any] }.flatMap { $0 }
+    }
+
     private func tally(_ answers: [String]) -> [String: Int] {
         answers.reduce(into: [:]) { counts, line in counts[String(line.prefix { $0 != " " }), default: 0] += 1 }
     }
@@ -86,17 +99,25 @@ struct ServiceKernelTests {
             let hairpin = tally(try connections(from: hosts[2], count: 20))
             #expect(hairpin["failed"] == nil && (hairpin["m1"] ?? 0) + (hairpin["m2"] ?? 0) == 20, "\(hairpin)")
 
+            // Another service cannot take the VIP port: the whole batch fails and changes nothing.
+            #expect(throws: FirewallError.self) {
+                try rules.publish(service: "net1/other", vip: vip, ports: [Self.port], members: try members([3]))
+            }
+            let otherChain = ServiceRules.chain(service: "net1/other", vip: vip, port: Self.port).name
+            #expect(try !chainNames(router).contains(otherChain))
+            #expect(tally(try connections(from: client, count: 10))["m3"] == nil)
+
             // Removed: no chain and no map element is left, and the VIP no longer answers.
             try rules.remove(service: Self.service, vip: vip, ports: [Self.port])
             try rules.remove(service: Self.service, vip: vip, ports: [Self.port])  // already gone: fine
-            let chains = try router.nftJSON(["list", "table", "inet", "pier"]).compactMap {
-                ($0["chain"] as? [String: Any])?["name"] as? String
-            }
+            let chains = try chainNames(router)
             #expect(!chains.contains { $0.hasPrefix("svc-") }, "\(chains)")
-            let map = try router.nftJSON(["list", "map", "inet", "pier", "services_v4"])
-            let elements = map.compactMap { ($0["map"] as? [String: Any])?["elem"] }
-            #expect(elements.isEmpty, "\(map)")
+            #expect(try elements(router, "services_v4").isEmpty)
             #expect(tally(try connections(from: client, count: 1))["failed"] == 1)
+            // The hairpin elements go when the addresses leave their last service.
+            #expect(try elements(router, "service_hairpin_v4").count == 3)  // m3 left, but was not forgotten
+            try rules.forgetMembers(try members([1, 2, 3]))
+            #expect(try elements(router, "service_hairpin_v4").isEmpty)
         }
     }
 
