@@ -121,6 +121,52 @@ struct ServiceKernelTests {
         }
     }
 
+    /// The same over IPv6: client fd97::2, member i fd97:i::2, VIP fd96::10.
+    @Test func anIPv6VIPSpreadsOverIPv6Members() throws {
+        try withTestHosts(5) { hosts in
+            let (client, router) = (hosts[0], hosts[1])
+            try router.mustRun(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+            var servers: [BackgroundProgram] = []
+            defer { for server in servers { server.stop() } }
+            for (index, host) in hosts.enumerated() where index != 1 {
+                let subnet = index == 0 ? 0 : index - 1
+                try connect(host, "e0", to: router, "r\(subnet)")
+                try host.mustRun(["ip", "addr", "add", "fd97:\(subnet)::2/64", "dev", "e0", "nodad"])
+                try host.mustRun(["ip", "-6", "route", "add", "default", "via", "fd97:\(subnet)::1"])
+                try router.mustRun(["ip", "addr", "add", "fd97:\(subnet)::1/64", "dev", "r\(subnet)", "nodad"])
+                if host !== client {
+                    servers.append(
+                        try BackgroundProgram(
+                            in: host,
+                            ["socat", "TCP6-LISTEN:8080,reuseaddr,fork", "SYSTEM:echo m\(subnet) peer=$SOCAT_PEERADDR"])
+                    )
+                }
+            }
+            for host in hosts[2...] { try waitForListener(in: host, port: 8080) }
+            // IPv6 forwarding starts once the router's link-local addresses are through DAD.
+            for member in 1...3 {
+                #expect((0..<20).contains { _ in client.canPing("fd97:\(member)::2", timeoutSeconds: 1) })
+            }
+            let nft = try NFTablesClient(namespace: NetworkNamespace.open(path: router.path))
+            let members = try [1, 2, 3].map { try #require(IPAddress("fd97:\($0)::2")) }
+            try ServiceRules(client: nft).publish(
+                service: Self.service, vip: try #require(IPAddress("fd96::10")), ports: [Self.port], members: members)
+            let script = """
+                for i in $(seq 90); do
+                  socat -T2 - 'TCP6:[fd96::10]:80,connect-timeout=2' </dev/null || echo failed
+                done
+                """
+            let answers = try client.run(["sh", "-c", script], timeout: 120).stdout.split(separator: "\n").map(
+                String.init)
+            let counts = tally(answers)
+            #expect(answers.count == 90 && counts["failed"] == nil, "\(counts)")
+            for member in ["m1", "m2", "m3"] { #expect((12...48).contains(counts[member] ?? 0), "\(counts)") }
+            // socat writes the peer in full: the client's own address, not the router's.
+            let clientPeer = "peer=[fd97:0000:0000:0000:0000:0000:0000:0002]"
+            #expect(answers.allSatisfy { $0.hasSuffix(clientPeer) }, "\(Set(answers))")
+        }
+    }
+
     @Test func clientIPAffinityKeepsAClientOnOneMember() throws {
         try withTestHosts(5) { hosts in
             let (client, router) = (hosts[0], hosts[1])
