@@ -154,4 +154,77 @@ struct ServiceBenchTests {
             }
         }
     }
+
+    /// The elements-only alternative (design.md, Services): one fixed rule per family,
+    /// `dnat ip to ip daddr . meta l4proto . th dport . numgen random mod K map @slots`, and K
+    /// slot elements per service port. Adding a service is K element adds, adding a member
+    /// rewrites the K slots; no rule and no jump is ever added. Times both at `level` services
+    /// (`PIER_SERVICE_SLOTS_PROBE=<services>`).
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["PIER_SERVICE_SLOTS_PROBE"] != nil))
+    func elementsOnlySlotMapCosts() throws {
+        let level = Int(ProcessInfo.processInfo.environment["PIER_SERVICE_SLOTS_PROBE"] ?? "") ?? 10
+        let slots = 60
+        try withTestHosts(1) { hosts in
+            let nft = try NFTablesClient(namespace: NetworkNamespace.open(path: hosts[0].path))
+            let map = ServiceSlotsProbe.map
+            var setup = Batch()
+            setup.add(PierTable.table)
+            setup.add(map)
+            setup.add(ServiceRules.prerouting)
+            setup.add(ServiceSlotsProbe.rule(slots: slots))
+            try nft.commit(setup)
+            func slotElements(_ service: Int, members: [IPAddress], delete: Bool = false) throws -> [SetElement] {
+                let vip = try Self.vip(service)
+                return (0..<slots).map { slot in
+                    SetElement(
+                        key: Self.port.key(vip) + [.mark(UInt32(slot))],
+                        data: delete ? nil : [.address(members[slot % members.count]), .port(Self.port.targetPort)])
+                }
+            }
+            var index = 0
+            while index < level {
+                var batch = Batch()
+                for service in index..<min(level, index + 20) {
+                    batch.addElements(try slotElements(service, members: try Self.members(service)), to: map.path)
+                }
+                try nft.commit(batch)
+                index += 20
+            }
+            var addService: [Double] = []
+            var addMember: [Double] = []
+            for sample in 0..<10 {
+                let members = try Self.members(level + sample, count: 4)
+                var add = Batch()
+                add.addElements(try slotElements(level + sample, members: Array(members.prefix(3))), to: map.path)
+                addService.append(try Self.milliseconds { try nft.commit(add) })
+                var rewrite = Batch()
+                rewrite.deleteElements(try slotElements(level + sample, members: members, delete: true), from: map.path)
+                rewrite.addElements(try slotElements(level + sample, members: members), to: map.path)
+                addMember.append(try Self.milliseconds { try nft.commit(rewrite) })
+            }
+            print("SLOTS \(level) add service: median \(addService.sorted()[5]) ms")
+            print("SLOTS \(level) add member: median \(addMember.sorted()[5]) ms")
+        }
+    }
+}
+
+/// The slot map of `elementsOnlySlotMapCosts` (IPv4 only).
+enum ServiceSlotsProbe {
+    static let map = NFTSet(
+        family: .inet, table: PierTable.name, name: "service_slots_v4",
+        keyType: [.ipv4Address, .inetProtocol, .inetService, .integer], dataType: [.ipv4Address, .inetService])
+
+    static func rule(slots: Int) -> Rule {
+        Rule(
+            family: .inet, table: PierTable.name, chain: ServiceRules.prerouting.name,
+            expressions: [
+                .meta(.nfproto, into: .r1), .cmp(.eq, .r1, [2]),
+                .payload(.network, offset: 16, length: 4, into: .r1),
+                .meta(.l4proto, into: .r32(1)),
+                .payload(.transport, offset: 2, length: 2, into: .r32(2)),
+                .numgen(.random, modulus: UInt32(slots), into: .r32(3)),
+                .lookup(.named(map.name), source: .r1, destination: .r1),
+                .nat(.dnat, family: .ipv4, address: .r1, port: .r32(1)),
+            ], comment: "probe:slots")
+    }
 }

@@ -167,6 +167,35 @@ struct ServiceKernelTests {
         }
     }
 
+    /// The elements-only slot map of `ServiceBenchTests.elementsOnlySlotMapCosts` carries real
+    /// connections (a design probe, run with `PIER_SERVICE_SLOTS_PROBE` set).
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["PIER_SERVICE_SLOTS_PROBE"] != nil))
+    func theSlotMapProbeSpreadsConnections() throws {
+        try withTestHosts(5) { hosts in
+            let (client, router) = (hosts[0], hosts[1])
+            let servers = try topology(hosts)
+            defer { for server in servers { server.stop() } }
+            let nft = try NFTablesClient(namespace: NetworkNamespace.open(path: router.path))
+            var batch = Batch()
+            batch.add(PierTable.table)
+            batch.add(ServiceSlotsProbe.map)
+            batch.add(ServiceRules.prerouting)
+            batch.add(ServiceSlotsProbe.rule(slots: 60))
+            let members = try members([1, 2, 3])
+            let vip = try #require(IPAddress(Self.vip))
+            batch.addElements(
+                (0..<60).map { slot in
+                    SetElement(
+                        key: [.address(vip), .inetProtocol(6), .port(80), .mark(UInt32(slot))],
+                        data: [.address(members[slot % 3]), .port(8080)])
+                }, to: ServiceSlotsProbe.map.path)
+            try nft.commit(batch)
+            let counts = tally(try connections(from: client, count: 150))
+            #expect(counts["failed"] == nil, "\(counts)")
+            for member in ["m1", "m2", "m3"] { #expect((25...75).contains(counts[member] ?? 0), "\(counts)") }
+        }
+    }
+
     @Test func clientIPAffinityKeepsAClientOnOneMember() throws {
         try withTestHosts(5) { hosts in
             let (client, router) = (hosts[0], hosts[1])
