@@ -1,37 +1,42 @@
 import Firewall
+import Glibc
 import IPAddressing
 
 /// Services inside `inet pier`: a virtual IP whose connections the kernel spreads over the
-/// service's members. One verdict-map lookup serves every service; each service port has a
-/// chain of its own with exactly one rule that picks a member and DNATs to it.
+/// service's members. Two fixed rules per family serve every service; a service port is
+/// `slotsPerPort` elements of a map that say which member each slot DNATs to.
 ///
 ///     table inet pier {
-///       map services_v4 { type ipv4_addr . inet_proto . inet_service : verdict; }
-///       map services_v6 { type ipv6_addr . inet_proto . inet_service : verdict; }
+///       map service_slots_v4 { type ipv4_addr . inet_proto . inet_service . integer : ipv4_addr . inet_service; }
+///       map service_affinity_v4 { (the same types) }       # services with client-IP affinity
+///       map service_slots_v6, service_affinity_v6 { ipv6_addr ... : ipv6_addr . inet_service; }
 ///       set service_hairpin_v4 { type ipv4_addr . ipv4_addr; }   # "member . member"
 ///       set service_hairpin_v6 { type ipv6_addr . ipv6_addr; }
 ///       chain service_prerouting { type nat hook prerouting priority dstnat - 1;
-///         ip daddr . meta l4proto . th dport vmap @services_v4
-///         ip6 daddr . meta l4proto . th dport vmap @services_v6 }
-///       chain service_output { type nat hook output priority dstnat - 1; (the same two rules) }
-///       chain svc-<16 hex> {        # one per service, family, protocol and port
-///         meta l4proto tcp dnat ip to numgen random mod 3 map { 0 : m0 . 80, 1 : m1 . 80, 2 : m2 . 80 } }
+///         dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 60 map @service_slots_v4
+///         dnat ip to ip daddr . meta l4proto . th dport . jhash ip saddr mod 60 map @service_affinity_v4
+///         (the same for ip6) }
+///       chain service_output { type nat hook output priority dstnat - 1; (the same rules) }
 ///       chain postrouting { ...
 ///         ct status dnat ip saddr . ip daddr @service_hairpin_v4 masquerade
 ///         ct status dnat ip6 saddr . ip6 daddr @service_hairpin_v6 masquerade }
 ///     }
 ///
-/// The service chains run one priority step before `prerouting`/`output` (port publishing), so
-/// a VIP port is never taken for a published host port. Publishing or re-publishing a service
-/// is one atomic batch of a few operations whatever the number of other services: nothing is
-/// dumped and no other service's objects are touched.
+/// Updates are elements only. A new rule or a jump/goto element makes the kernel revalidate the
+/// whole table on commit, which grows with the number of services (~1 µs each, measured in
+/// bench/results/services.md); elements do not. So adding a service or a member costs the
+/// same with 10 or 10,000 services. The chains run one priority step before port publishing,
+/// so a VIP port is never taken for a published host port.
 public struct ServiceRules {
-    public static let mapV4 = NFTSet(
-        family: .inet, table: PierTable.name, name: "services_v4",
-        keyType: [.ipv4Address, .inetProtocol, .inetService], dataType: [.verdict])
-    public static let mapV6 = NFTSet(
-        family: .inet, table: PierTable.name, name: "services_v6",
-        keyType: [.ipv6Address, .inetProtocol, .inetService], dataType: [.verdict])
+    /// Slots per service port: members are assigned round robin, so the spread is exact for
+    /// every member count dividing 60 (1-6, 10, 12, 15, 20, 30, 60) and within one slot
+    /// (1/60 of the connections) otherwise.
+    public static let slotsPerPort = 60
+
+    public static let slotsV4 = slotMap("service_slots_v4", .v4)
+    public static let slotsV6 = slotMap("service_slots_v6", .v6)
+    public static let affinityV4 = slotMap("service_affinity_v4", .v4)
+    public static let affinityV6 = slotMap("service_affinity_v6", .v6)
     public static let hairpinV4 = NFTSet(
         family: .inet, table: PierTable.name, name: "service_hairpin_v4", keyType: [.ipv4Address, .ipv4Address])
     public static let hairpinV6 = NFTSet(
@@ -44,29 +49,43 @@ public struct ServiceRules {
         family: .inet, table: PierTable.name, name: "service_output",
         base: BaseChainSpec(type: .nat, hook: .output, priority: ChainPriority.dstnat - 1))
 
-    static func map(for family: IPFamily) -> NFTSet { family == .v4 ? mapV4 : mapV6 }
+    /// The slot field is typed `mark` (32 bits, host byte order, like `numgen`'s result): nft
+    /// cannot list a named map whose concatenation has a plain `integer` field.
+    private static func slotMap(_ name: String, _ family: IPFamily) -> NFTSet {
+        let address: NFTDataType = family == .v4 ? .ipv4Address : .ipv6Address
+        return NFTSet(
+            family: .inet, table: PierTable.name, name: name,
+            keyType: [address, .inetProtocol, .inetService, .mark], dataType: [address, .inetService])
+    }
+
+    static func map(for family: IPFamily, affinity: ServiceAffinity) -> NFTSet {
+        switch (family, affinity) {
+        case (.v4, .none): slotsV4
+        case (.v4, .clientIP): affinityV4
+        case (.v6, .none): slotsV6
+        case (.v6, .clientIP): affinityV6
+        }
+    }
+
     static func hairpin(for family: IPFamily) -> NFTSet { family == .v4 ? hairpinV4 : hairpinV6 }
 
     /// Table, the base layout, the service maps, sets and base chains; idempotent.
     static var layout: Batch {
         var batch = PierTable.layout
-        for set in [mapV4, mapV6, hairpinV4, hairpinV6] { batch.add(set) }
+        for set in [slotsV4, affinityV4, slotsV6, affinityV6, hairpinV4, hairpinV6] { batch.add(set) }
         batch.add(prerouting)
         batch.add(output)
         return batch
     }
 
-    /// The lookups into the service maps and the hairpin masquerade, added once per host.
+    /// The slot lookups and the hairpin masquerade, added once per host.
     static var rules: [Rule] {
         var rules: [Rule] = []
         for chain in [prerouting, output] {
-            for (family, destination) in [(IPFamily.v4, Selector.ipDestination), (.v6, .ip6Destination)] {
-                rules.append(
-                    Rule(
-                        family: .inet, table: PierTable.name, chain: chain.name,
-                        comment: "pier:services-\(family == .v4 ? "v4" : "v6")"
-                    )
-                    .verdictMap([destination, .l4proto, .transportDestinationPort], map: map(for: family).name))
+            for family in IPFamily.allCases {
+                for affinity in [ServiceAffinity.none, .clientIP] {
+                    rules.append(slotRule(in: chain, family: family, affinity: affinity))
+                }
             }
         }
         for (family, source, destination) in [
@@ -82,72 +101,155 @@ public struct ServiceRules {
         return rules
     }
 
+    /// `dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 60 map @service_slots_v4`
+    /// (or `jhash ip saddr mod 60` into the affinity map). The concatenated key is laid out as
+    /// nft lays concatenations out: the address from reg 1, then one 32-bit word per field.
+    static func slotRule(in chain: Chain, family: IPFamily, affinity: ServiceAffinity) -> Rule {
+        let isV4 = family == .v4
+        let addressWords: UInt32 = isV4 ? 1 : 4
+        let name = "pier:services-\(isV4 ? "v4" : "v6")\(affinity == .clientIP ? "-affinity" : "")"
+        var expressions: [Expression] = [
+            .meta(.nfproto, into: .r1), .cmp(.eq, .r1, [family.addressFamily]),
+        ]
+        if affinity == .clientIP {
+            // The source goes to a 16-byte register clear of the key's words (reg 2 for a
+            // 4-word IPv4 key, reg 3 for the 7-word IPv6 key).
+            let source = Register(rawValue: isV4 ? 2 : 3)
+            expressions.append(.payload(.network, offset: isV4 ? 12 : 8, length: isV4 ? 4 : 16, into: source))
+            expressions += keyLoads(isV4: isV4, addressWords: addressWords)
+            expressions.append(
+                .jhash(
+                    source: source, length: isV4 ? 4 : 16, modulus: UInt32(slotsPerPort), seed: 0,
+                    into: .r32(addressWords + 2)))
+        } else {
+            expressions += keyLoads(isV4: isV4, addressWords: addressWords)
+            expressions.append(.numgen(.random, modulus: UInt32(slotsPerPort), into: .r32(addressWords + 2)))
+        }
+        expressions.append(.lookup(.named(map(for: family, affinity: affinity).name), source: .r1, destination: .r1))
+        expressions.append(.nat(.dnat, family: isV4 ? .ipv4 : .ipv6, address: .r1, port: .r32(addressWords)))
+        return Rule(family: .inet, table: PierTable.name, chain: chain.name, expressions: expressions, comment: name)
+    }
+
+    private static func keyLoads(isV4: Bool, addressWords: UInt32) -> [Expression] {
+        [
+            .payload(.network, offset: isV4 ? 16 : 24, length: isV4 ? 4 : 16, into: .r1),
+            .meta(.l4proto, into: .r32(addressWords)),
+            .payload(.transport, offset: 2, length: 2, into: .r32(addressWords + 1)),
+        ]
+    }
+
     public let client: NFTablesClient
 
     public init(client: NFTablesClient) { self.client = client }
 
-    /// Makes `vip` answer on `ports` with `members`, in one atomic batch: the service's chain
-    /// (created, emptied, given its one rule), its map elements and the members' hairpin
-    /// elements. Re-publishing with another member list replaces the choice atomically, so a
-    /// new connection never sees a half-updated service. Members must be of `vip`'s family.
-    /// With no members the VIP drops its connections (nothing to choose from).
-    /// A VIP port another service holds makes the whole batch fail (`EBUSY`), changing nothing.
+    /// Makes `vip` answer on `ports` with `members` in one generation-checked batch: each
+    /// port's slots (replaced if the service had them, in either map) and the members' hairpin
+    /// elements. Re-publishing with another member list swaps the choice atomically, so a new
+    /// connection never sees a half-updated service. Members of another family are ignored.
+    /// With no members the VIP port is not answered. A VIP port another service holds refuses
+    /// the whole publish (`EBUSY`) and changes nothing.
     public func publish(
         service: String, vip: IPAddress, ports: [ServicePort], members: [IPAddress],
         affinity: ServiceAffinity = .none
     ) throws(FirewallError) {
-        try client.apply(
-            Self.layout, ensuring: PierTable.rules + Self.rules,
-            changes: Self.publishBatch(
-                service: service, vip: vip, ports: ports, members: members, affinity: affinity))
+        // The layout first (reads only, once it exists), then the service's own elements in one
+        // generation-checked batch, so a concurrent publish of the same VIP port cannot interleave.
+        try client.apply(Self.layout, ensuring: PierTable.rules + Self.rules)
+        try client.withGenerationCheck { _ throws(FirewallError) in
+            var batch = Batch()
+            for port in ports {
+                for held in try heldSlots(of: port, vip: vip) {
+                    guard held.owner == service else {
+                        throw FirewallError(
+                            "publish service \(service)", object: "\(vip) \(port) is held by \(held.owner)",
+                            errno: EBUSY)
+                    }
+                    batch.deleteElements(Self.slots(of: port, vip: vip, members: []), from: held.map.path)
+                }
+            }
+            batch.append(
+                contentsOf: Self.publishBatch(
+                    service: service, vip: vip, ports: ports, members: members, affinity: affinity))
+            return batch
+        }
     }
 
-    /// The changes `publish` commits after the layout: what a service costs, element by element.
+    /// Which maps hold `port` of `vip` now, and for whom: one GET of slot 0 per map.
+    private func heldSlots(of port: ServicePort, vip: IPAddress) throws(FirewallError) -> [(map: NFTSet, owner: String)]
+    {
+        var held: [(map: NFTSet, owner: String)] = []
+        for affinity in [ServiceAffinity.none, .clientIP] {
+            let map = Self.map(for: vip.family, affinity: affinity)
+            do {
+                if let record = try client.element(port.key(vip) + [.mark(0)], in: map.path) {
+                    held.append((map, record.comment ?? "unknown owner"))
+                }
+            } catch  where error.isNotFound {
+                continue
+            }
+        }
+        return held
+    }
+
+    /// The elements a service adds for `ports`: `slotsPerPort` slots each, and its members'
+    /// hairpin entries. Constant per port whatever else the table holds.
     static func publishBatch(
         service: String, vip: IPAddress, ports: [ServicePort], members: [IPAddress], affinity: ServiceAffinity
     ) -> Batch {
         let members = members.filter { $0.family == vip.family }
         var batch = Batch()
-        var entries: [SetElement] = []
+        guard !members.isEmpty else { return batch }
+        let map = map(for: vip.family, affinity: affinity)
         for port in ports {
-            let chain = Self.chain(service: service, vip: vip, port: port)
-            batch.add(chain)
-            batch.flush(chain)
-            batch.add(rule(in: chain, service: service, port: port, members: members, affinity: affinity))
-            entries.append(SetElement(key: port.key(vip), verdict: .goto(chain.name), comment: service))
+            batch.addElements(slots(of: port, vip: vip, members: members, owner: service), to: map.path)
         }
-        batch.addElements(entries, to: map(for: vip.family).path)
         batch.addElements(
             members.map { SetElement(key: [.address($0), .address($0)], comment: hairpinTag) },
             to: hairpin(for: vip.family).path)
         return batch
     }
 
-    /// Takes `vip`'s `ports` away from `service` in one generation-checked batch: the map
-    /// elements the service holds and the service's chains. What is already gone, or held by
-    /// another service now, is left alone; removing twice is not an error. Hairpin elements
-    /// stay until `forgetMembers` (a member may serve several services).
+    /// Slot `i` of a port DNATs to member `i mod N`; with no members, the keys alone (deletes).
+    static func slots(of port: ServicePort, vip: IPAddress, members: [IPAddress], owner: String? = nil)
+        -> [SetElement]
+    {
+        (0..<slotsPerPort).map { slot in
+            let key = port.key(vip) + [.mark(UInt32(slot))]
+            guard !members.isEmpty else { return SetElement(key: key) }
+            return SetElement(
+                key: key, data: [.address(members[slot % members.count]), .port(port.targetPort)], comment: owner)
+        }
+    }
+
+    /// Takes `vip`'s `ports` away from `service` in one generation-checked batch. Ports that
+    /// are already gone, or that another service holds now, are left alone; removing twice is
+    /// not an error. Hairpin elements stay until `forgetMembers` (a member may serve several
+    /// services).
     public func remove(service: String, vip: IPAddress, ports: [ServicePort]) throws(FirewallError) {
-        let path = Self.map(for: vip.family).path
         try client.withGenerationCheck { _ throws(FirewallError) in
             var batch = Batch()
             for port in ports {
-                let chain = Self.chain(service: service, vip: vip, port: port)
-                do throws(FirewallError) {
-                    if let record = try client.element(port.key(vip), in: path), record.comment == service {
-                        batch.deleteElements([record], from: path)
-                    }
-                } catch  where error.isNotFound {
-                    continue  // no table or map: nothing of any service is left
+                for held in try heldSlots(of: port, vip: vip) where held.owner == service {
+                    batch.deleteElements(Self.slots(of: port, vip: vip, members: []), from: held.map.path)
                 }
-                // Created if missing, then emptied and deleted: an absent chain is no error, and
-                // no dump of the table's chains is needed to find out.
-                batch.add(chain)
-                batch.flush(chain)
-                batch.delete(chain)
             }
             return batch
         }
+    }
+
+    /// The members `vip:port` DNATs to now, in slot order without repeats (inspect, tests).
+    public func members(vip: IPAddress, port: ServicePort) throws(FirewallError) -> [IPAddress] {
+        var found: [IPAddress] = []
+        for held in try heldSlots(of: port, vip: vip) {
+            for slot in 0..<Self.slotsPerPort {
+                guard let record = try client.element(port.key(vip) + [.mark(UInt32(slot))], in: held.map.path),
+                    let dataType = held.map.dataType, let data = record.decodedData(dataType),
+                    case .address(let member) = data.first
+                else { continue }
+                if !found.contains(member) { found.append(member) }
+            }
+        }
+        return found
     }
 
     /// Drops the hairpin elements of addresses that are no longer members of any service on
@@ -166,59 +268,14 @@ public struct ServiceRules {
 
     /// The element comment of hairpin entries: shared by every service a member is in.
     static let hairpinTag = "services"
-
-    /// `svc-` and 16 hex digits of a stable hash of service, family, protocol and VIP port:
-    /// findable from the service alone, and a valid nft identifier whatever the service is called.
-    public static func chain(service: String, vip: IPAddress, port: ServicePort) -> Chain {
-        let identity = "\(service)|\(vip.family == .v4 ? 4 : 6)|\(port.ipProtocol.rawValue)|\(port.port)"
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in identity.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        let hex = String(hash, radix: 16)
-        let name = "svc-" + String(repeating: "0", count: 16 - hex.count) + hex
-        return Chain(family: .inet, table: PierTable.name, name: name)
-    }
-
-    /// `meta l4proto P dnat ip to numgen random mod N map { i : member_i . targetPort }`; with
-    /// client-IP affinity `jhash ip saddr mod N` picks instead, so a client keeps its member
-    /// while the member list stays the same.
-    static func rule(
-        in chain: Chain, service: String, port: ServicePort, members: [IPAddress], affinity: ServiceAffinity
-    ) -> Rule {
-        let base = Rule(family: .inet, table: PierTable.name, chain: chain.name, comment: "\(service) \(port)")
-            .match(.l4proto, .eq, .inetProtocol(port.ipProtocol.rawValue))
-        guard let first = members.first else { return base.verdict(.drop) }
-        let isV4 = first.family == .v4
-        let modulus = UInt32(members.count)
-        var rule = base
-        switch affinity {
-        case .none:
-            rule = rule.appending(.numgen(.random, modulus: modulus, into: .r1))
-        case .clientIP:
-            rule = rule.jhash(isV4 ? .ipSource : .ip6Source, modulus: modulus)
-        }
-        let choices = members.enumerated().map { index, member in
-            SetElement(key: [.mark(UInt32(index))], data: [.address(member), .port(port.targetPort)])
-        }
-        let dataType: [NFTDataType] = [isV4 ? .ipv4Address : .ipv6Address, .inetService]
-        return
-            rule
-            .appending(
-                .lookup(
-                    .anonymousMap(keyType: [.integer], dataType: dataType, elements: choices), source: .r1,
-                    destination: .r1)
-            )
-            .appending(
-                .nat(
-                    .dnat, family: isV4 ? .ipv4 : .ipv6, address: .r1,
-                    port: isV4 ? .r32(1) : .r32(4)))
-    }
 }
 
 /// How a service picks a member for a new connection.
 public enum ServiceAffinity: Sendable, Hashable {
     /// Uniformly at random (`numgen random`).
     case none
-    /// By a hash of the client's address (`jhash`): one client, one member.
+    /// By a hash of the client's address (`jhash`): one client, one member while the member
+    /// list stays the same.
     case clientIP
 }
 

@@ -51,14 +51,14 @@ struct ServiceBenchTests {
                 var index = 1
                 while index < level {
                     var batch = Batch()
-                    for service in index..<min(level, index + 40) {
+                    for service in index..<min(level, index + 20) {
                         batch.append(
                             contentsOf: ServiceRules.publishBatch(
                                 service: "bench/s\(service)", vip: try Self.vip(service), ports: [Self.port],
                                 members: try Self.members(service), affinity: .none))
                     }
                     try nft.commit(batch)
-                    index += 40
+                    index += 20
                 }
                 var addService: [Double] = []
                 var addMember: [Double] = []
@@ -79,14 +79,14 @@ struct ServiceBenchTests {
                     removeService.append(
                         try Self.milliseconds { try rules.remove(service: service, vip: vip, ports: [Self.port]) })
                 }
-                let entries = try nft.elements(of: ServiceRules.mapV4.path).count
-                let chains = try nft.chains(family: .inet, table: PierTable.name).filter { $0.name.hasPrefix("svc-") }
-                #expect(entries == level && chains.count == level)
+                let entries = try nft.elements(of: ServiceRules.slotsV4.path).count
+                let chains = try nft.chains(family: .inet, table: PierTable.name).count
+                #expect(entries == level * ServiceRules.slotsPerPort)
                 let json: [String: Any] = [
                     "services": level, "samples": samples, "add_service_ms": addService,
                     "add_member_ms": addMember, "remove_service_ms": removeService,
-                    "vmap_elements_per_service": Double(entries) / Double(level),
-                    "chains_per_service": Double(chains.count) / Double(level),
+                    "slot_elements_per_service": Double(entries) / Double(level),
+                    "chains_in_table": chains,
                 ]
                 let data = try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])
                 print("SERVICEBENCH " + String(decoding: data, as: UTF8.self))
@@ -104,18 +104,34 @@ struct ServiceBenchTests {
             let rules = ServiceRules(client: nft)
             try rules.publish(
                 service: "bench/s0", vip: try Self.vip(0), ports: [Self.port], members: try Self.members(0))
-            var index = 1
-            while index < level {
-                var batch = Batch()
-                for service in index..<min(level, index + 40) {
-                    batch.append(
-                        contentsOf: ServiceRules.publishBatch(
-                            service: "bench/s\(service)", vip: try Self.vip(service), ports: [Self.port],
-                            members: try Self.members(service), affinity: .none))
+            // (`publish` made the table and the service chains.)
+            // The chain-per-service shape this replaced: a vmap bound to a base chain, with a
+            // goto element and a DNAT rule per service.
+            let probeMap = NFTSet(
+                family: .inet, table: PierTable.name, name: "probe_vmap",
+                keyType: [.ipv4Address, .inetProtocol, .inetService], dataType: [.verdict])
+            var vmapSetup = Batch()
+            vmapSetup.add(probeMap)
+            vmapSetup.add(
+                Rule(family: .inet, table: PierTable.name, chain: ServiceRules.prerouting.name)
+                    .verdictMap([.ipDestination, .l4proto, .transportDestinationPort], map: probeMap.name))
+            try nft.commit(vmapSetup)
+            var services = Batch()
+            for service in 0..<level {
+                let chain = Chain(family: .inet, table: PierTable.name, name: "svc\(service)")
+                services.add(chain)
+                services.add(
+                    Rule(family: .inet, table: PierTable.name, chain: chain.name).match(.l4proto, .eq, .inetProtocol(6))
+                        .dnat(to: try Self.members(service)[0], port: 8080))
+                services.addElements(
+                    [SetElement(key: Self.port.key(try Self.vip(service)), verdict: .goto(chain.name))],
+                    to: probeMap.path)
+                if services.count > 120 {
+                    try nft.commit(services)
+                    services = Batch()
                 }
-                try nft.commit(batch)
-                index += 40
             }
+            if !services.isEmpty { try nft.commit(services) }
             var results: [String: [Double]] = [:]
             for sample in 0..<10 {
                 let chain = Chain(family: .inet, table: PierTable.name, name: "probe\(sample)")
@@ -125,14 +141,16 @@ struct ServiceBenchTests {
                 var gotoElement = Batch()
                 gotoElement.addElements(
                     [SetElement(key: Self.port.key(try Self.vip(level + sample)), verdict: .goto(chain.name))],
-                    to: ServiceRules.mapV4.path)
+                    to: probeMap.path)
                 results["goto element", default: []].append(try Self.milliseconds { try nft.commit(gotoElement) })
                 let natChain = Chain(family: .inet, table: PierTable.name, name: "probenat\(sample)")
                 var natRule = Batch()
                 natRule.add(natChain)
                 natRule.add(
-                    ServiceRules.rule(
-                        in: natChain, service: "p", port: Self.port, members: try Self.members(1), affinity: .none))
+                    Rule(family: .inet, table: PierTable.name, chain: natChain.name).match(
+                        .l4proto, .eq, .inetProtocol(6)
+                    )
+                    .dnat(to: try Self.members(1)[0], port: 8080))
                 results["nat rule, unreferenced chain", default: []].append(
                     try Self.milliseconds { try nft.commit(natRule) })
                 var plainRule = Batch()
@@ -153,78 +171,5 @@ struct ServiceBenchTests {
                 print("PROBE \(level) \(name): median \(values.sorted()[values.count / 2]) ms")
             }
         }
-    }
-
-    /// The elements-only alternative (design.md, Services): one fixed rule per family,
-    /// `dnat ip to ip daddr . meta l4proto . th dport . numgen random mod K map @slots`, and K
-    /// slot elements per service port. Adding a service is K element adds, adding a member
-    /// rewrites the K slots; no rule and no jump is ever added. Times both at `level` services
-    /// (`PIER_SERVICE_SLOTS_PROBE=<services>`).
-    @Test(.enabled(if: ProcessInfo.processInfo.environment["PIER_SERVICE_SLOTS_PROBE"] != nil))
-    func elementsOnlySlotMapCosts() throws {
-        let level = Int(ProcessInfo.processInfo.environment["PIER_SERVICE_SLOTS_PROBE"] ?? "") ?? 10
-        let slots = 60
-        try withTestHosts(1) { hosts in
-            let nft = try NFTablesClient(namespace: NetworkNamespace.open(path: hosts[0].path))
-            let map = ServiceSlotsProbe.map
-            var setup = Batch()
-            setup.add(PierTable.table)
-            setup.add(map)
-            setup.add(ServiceRules.prerouting)
-            setup.add(ServiceSlotsProbe.rule(slots: slots))
-            try nft.commit(setup)
-            func slotElements(_ service: Int, members: [IPAddress], delete: Bool = false) throws -> [SetElement] {
-                let vip = try Self.vip(service)
-                return (0..<slots).map { slot in
-                    SetElement(
-                        key: Self.port.key(vip) + [.mark(UInt32(slot))],
-                        data: delete ? nil : [.address(members[slot % members.count]), .port(Self.port.targetPort)])
-                }
-            }
-            var index = 0
-            while index < level {
-                var batch = Batch()
-                for service in index..<min(level, index + 20) {
-                    batch.addElements(try slotElements(service, members: try Self.members(service)), to: map.path)
-                }
-                try nft.commit(batch)
-                index += 20
-            }
-            var addService: [Double] = []
-            var addMember: [Double] = []
-            for sample in 0..<10 {
-                let members = try Self.members(level + sample, count: 4)
-                var add = Batch()
-                add.addElements(try slotElements(level + sample, members: Array(members.prefix(3))), to: map.path)
-                addService.append(try Self.milliseconds { try nft.commit(add) })
-                var rewrite = Batch()
-                rewrite.deleteElements(try slotElements(level + sample, members: members, delete: true), from: map.path)
-                rewrite.addElements(try slotElements(level + sample, members: members), to: map.path)
-                addMember.append(try Self.milliseconds { try nft.commit(rewrite) })
-            }
-            print("SLOTS \(level) add service: median \(addService.sorted()[5]) ms")
-            print("SLOTS \(level) add member: median \(addMember.sorted()[5]) ms")
-        }
-    }
-}
-
-/// The slot map of `elementsOnlySlotMapCosts` (IPv4 only).
-enum ServiceSlotsProbe {
-    static let map = NFTSet(
-        family: .inet, table: PierTable.name, name: "service_slots_v4",
-        keyType: [.ipv4Address, .inetProtocol, .inetService, .integer], dataType: [.ipv4Address, .inetService])
-
-    static func rule(slots: Int) -> Rule {
-        Rule(
-            family: .inet, table: PierTable.name, chain: ServiceRules.prerouting.name,
-            expressions: [
-                .meta(.nfproto, into: .r1), .cmp(.eq, .r1, [2]),
-                .payload(.network, offset: 16, length: 4, into: .r1),
-                .meta(.l4proto, into: .r32(1)),
-                .payload(.transport, offset: 2, length: 2, into: .r32(2)),
-                .numgen(.random, modulus: UInt32(slots), into: .r32(3)),
-                .lookup(.named(map.name), source: .r1, destination: .r1),
-                .nat(.dnat, family: .ipv4, address: .r1, port: .r32(1)),
-            ], comment: "probe:slots")
     }
 }

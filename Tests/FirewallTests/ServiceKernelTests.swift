@@ -52,15 +52,9 @@ struct ServiceKernelTests {
         return result.stdout.split(separator: "\n").map(String.init)
     }
 
-    private func chainNames(_ host: TestHost) throws -> [String] {
-        try host.nftJSON(["list", "table", "inet", "pier"]).compactMap {
-            ($0["chain"] as? [String: Any])?["name"] as? String
-        }
-    }
-
-    /// Elements of a set (or, for `services_*`, a map) of `inet pier`.
+    /// Elements of a set (`service_hairpin_*`) or map of `inet pier`.
     private func elements(_ host: TestHost, _ set: String) throws -> [Any] {
-        let kind = set.hasPrefix("services_") ? "map" : "set"
+        let kind = set.hasPrefix("service_hairpin") ? "set" : "map"
         let listing = try host.nftJSON(["list", kind, "inet", "pier", set])
         return listing.compactMap { ($0[kind] as? [String: Any])?["elem"] as? [Any] }.flatMap { $0 }
     }
@@ -79,6 +73,8 @@ struct ServiceKernelTests {
             let rules = ServiceRules(client: nft)
 
             try rules.publish(service: Self.service, vip: vip, ports: [Self.port], members: try members([1, 2, 3]))
+            #expect(try rules.members(vip: vip, port: Self.port) == (try members([1, 2, 3])))
+            #expect(try elements(router, "service_slots_v4").count == ServiceRules.slotsPerPort)
             let answers = try connections(from: client, count: 300)
             let counts = tally(answers)
             #expect(answers.count == 300 && counts["failed"] == nil, "\(counts)")
@@ -103,16 +99,14 @@ struct ServiceKernelTests {
             #expect(throws: FirewallError.self) {
                 try rules.publish(service: "net1/other", vip: vip, ports: [Self.port], members: try members([3]))
             }
-            let otherChain = ServiceRules.chain(service: "net1/other", vip: vip, port: Self.port).name
-            #expect(try !chainNames(router).contains(otherChain))
+            #expect(try rules.members(vip: vip, port: Self.port) == (try members([1, 2])))
             #expect(tally(try connections(from: client, count: 10))["m3"] == nil)
 
             // Removed: no chain and no map element is left, and the VIP no longer answers.
             try rules.remove(service: Self.service, vip: vip, ports: [Self.port])
             try rules.remove(service: Self.service, vip: vip, ports: [Self.port])  // already gone: fine
-            let chains = try chainNames(router)
-            #expect(!chains.contains { $0.hasPrefix("svc-") }, "\(chains)")
-            #expect(try elements(router, "services_v4").isEmpty)
+            #expect(try elements(router, "service_slots_v4").isEmpty)
+            #expect(try rules.members(vip: vip, port: Self.port).isEmpty)
             #expect(tally(try connections(from: client, count: 1))["failed"] == 1)
             // The hairpin elements go when the addresses leave their last service.
             #expect(try elements(router, "service_hairpin_v4").count == 3)  // m3 left, but was not forgotten
@@ -164,35 +158,6 @@ struct ServiceKernelTests {
             // socat writes the peer in full: the client's own address, not the router's.
             let clientPeer = "peer=[fd97:0000:0000:0000:0000:0000:0000:0002]"
             #expect(answers.allSatisfy { $0.hasSuffix(clientPeer) }, "\(Set(answers))")
-        }
-    }
-
-    /// The elements-only slot map of `ServiceBenchTests.elementsOnlySlotMapCosts` carries real
-    /// connections (a design probe, run with `PIER_SERVICE_SLOTS_PROBE` set).
-    @Test(.enabled(if: ProcessInfo.processInfo.environment["PIER_SERVICE_SLOTS_PROBE"] != nil))
-    func theSlotMapProbeSpreadsConnections() throws {
-        try withTestHosts(5) { hosts in
-            let (client, router) = (hosts[0], hosts[1])
-            let servers = try topology(hosts)
-            defer { for server in servers { server.stop() } }
-            let nft = try NFTablesClient(namespace: NetworkNamespace.open(path: router.path))
-            var batch = Batch()
-            batch.add(PierTable.table)
-            batch.add(ServiceSlotsProbe.map)
-            batch.add(ServiceRules.prerouting)
-            batch.add(ServiceSlotsProbe.rule(slots: 60))
-            let members = try members([1, 2, 3])
-            let vip = try #require(IPAddress(Self.vip))
-            batch.addElements(
-                (0..<60).map { slot in
-                    SetElement(
-                        key: [.address(vip), .inetProtocol(6), .port(80), .mark(UInt32(slot))],
-                        data: [.address(members[slot % 3]), .port(8080)])
-                }, to: ServiceSlotsProbe.map.path)
-            try nft.commit(batch)
-            let counts = tally(try connections(from: client, count: 150))
-            #expect(counts["failed"] == nil, "\(counts)")
-            for member in ["m1", "m2", "m3"] { #expect((25...75).contains(counts[member] ?? 0), "\(counts)") }
         }
     }
 
