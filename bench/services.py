@@ -47,15 +47,15 @@ def main():
         for key in ("add_service_ms", "add_member_ms", "remove_service_ms"):
             summary = benchlib.summarize([ms / 1000 for ms in level[key]])
             cells.append(f"{summary['median_ms']:.1f} / {summary['p90_ms']:.1f}")
-        cells.append(f"{level['vmap_elements_per_service']:g}")
-        cells.append(f"{level['chains_per_service']:g}")
+        cells.append(f"{level['slot_elements_per_service']:g}")
+        cells.append(f"{level['chains_in_table']}")
         rows.append(cells)
     headers = ["services", "add service ms (median / p90)", "add member ms", "remove service ms",
-               "vmap elements / service", "chains / service"]
+               "slot elements / service", "chains in the table"]
     text = ("# Service updates at 10 to 10,000 services (one host)\n\n"
             f"`bench/services.py --levels {args.levels} --samples {args.samples}`; each service: one TCP "
-            "port, 3 members (so one rule with a 3-entry anonymous map per service, plus 3 hairpin "
-            "elements shared by services).\n\n" + benchlib.table(headers, rows) + "\n")
+            "port, 3 members: 60 slot elements in `service_slots_v4` plus 3 hairpin elements (shared "
+            "by a member's services); no rule and no chain per service.\n\n" + benchlib.table(headers, rows) + "\n")
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results", "services.md"), "w") as out:
         out.write(text)

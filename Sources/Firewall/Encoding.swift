@@ -220,24 +220,11 @@ struct BatchEncoder {
         var messages: [EncodedMessage] = []
         var anonymousIDs: [Int: UInt32] = [:]
         for (index, expression) in rule.expressions.enumerated() {
-            guard case .lookup(let reference, _, _, _) = expression else { continue }
-            let keyType: [NFTDataType]
-            let dataType: [NFTDataType]?
-            let elements: [KernelElement]
-            let name: String
-            switch reference {
-            case .named: continue
-            case .anonymous(let types, let values):
-                (keyType, dataType, name) = (types, nil, anonymousSetName)
-                elements = values.map { KernelElement(key: encodeValues($0)) }
-            case .anonymousMap(let types, let valueTypes, let values):
-                (keyType, dataType, name) = (types, valueTypes, anonymousMapName)
-                elements = values.flatMap(KernelElement.expand)
-            }
+            guard case .lookup(.anonymous(let keyType, let values), _, _, _) = expression else { continue }
             let setID = nextSetID
             nextSetID += 1
             anonymousIDs[index] = setID
-            let path = SetPath(family: rule.family, table: rule.table, name: name)
+            let path = SetPath(family: rule.family, table: rule.table, name: anonymousSetName)
             messages.append(
                 message(
                     NFT_MSG_NEWSET, family: rule.family, flags: Self.createFlags, operation: "add anonymous set",
@@ -245,15 +232,15 @@ struct BatchEncoder {
                 ) { header in
                     let set = NFTObject(nftnl_set_alloc(), free: nftnl_set_free)
                     nftnl_set_set_str(set.pointer, UInt16(NFTNL_SET_TABLE.rawValue), rule.table)
-                    nftnl_set_set_str(set.pointer, UInt16(NFTNL_SET_NAME.rawValue), name)
+                    nftnl_set_set_str(set.pointer, UInt16(NFTNL_SET_NAME.rawValue), anonymousSetName)
                     SetAttributes(
-                        keyType: keyType, dataType: dataType, flags: 0x3,  // NFT_SET_ANONYMOUS | NFT_SET_CONSTANT
-                        setID: setID, size: UInt32(elements.count)
+                        keyType: keyType, dataType: nil, flags: 0x3,  // NFT_SET_ANONYMOUS | NFT_SET_CONSTANT
+                        setID: setID, size: UInt32(values.count)
                     ).apply(to: set.pointer)
                     nftnl_set_nlmsg_build_payload(header, set.pointer)
                 })
             messages += elementMessages(
-                path, setID: setID, elements, type: NFT_MSG_NEWSETELEM,
+                path, setID: setID, values.map { KernelElement(key: encodeValues($0)) }, type: NFT_MSG_NEWSETELEM,
                 flags: Self.createFlags, operation: "add anonymous set elements")
         }
         messages.append(

@@ -35,7 +35,6 @@ enum ExpressionEncoder {
                 switch set {
                 case .named(let name): string(e, NFTNL_EXPR_LOOKUP_SET, name)
                 case .anonymous: string(e, NFTNL_EXPR_LOOKUP_SET, anonymousSetName)
-                case .anonymousMap: string(e, NFTNL_EXPR_LOOKUP_SET, anonymousMapName)
                 }
                 if let anonymousSetID { u32(e, NFTNL_EXPR_LOOKUP_SET_ID, anonymousSetID) }
                 if inverted { u32(e, NFTNL_EXPR_LOOKUP_FLAGS, 1) }  // NFT_LOOKUP_F_INV

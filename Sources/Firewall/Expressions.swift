@@ -86,8 +86,6 @@ public enum NatFamily: UInt32, Sendable, Hashable {
 public enum SetReference: Sendable, Hashable {
     case named(String)
     case anonymous(keyType: [NFTDataType], elements: [[SetValue]])
-    /// An anonymous constant map (nft's `map { 0 : 10.0.0.2 . 80, ... }`) created in the same batch.
-    case anonymousMap(keyType: [NFTDataType], dataType: [NFTDataType], elements: [SetElement])
 }
 
 /// How `numgen` generates (NFT_NG_*).

@@ -6,8 +6,6 @@ import NetlinkCore
 
 /// nft's name for anonymous sets; the kernel replaces %d with a number.
 let anonymousSetName = "__set%d"
-/// nft's name for anonymous maps.
-let anonymousMapName = "__map%d"
 
 /// Owns a libnftnl object for the duration of a build.
 final class NFTObject {

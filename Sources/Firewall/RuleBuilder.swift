@@ -237,15 +237,6 @@ extension Rule {
         return rule
     }
 
-    /// `jhash selector mod N` into reg 1 (the selector is loaded into reg 2, as nft does).
-    public func jhash(_ selector: Selector, modulus: UInt32, seed: UInt32 = 0) -> Rule {
-        var rule = withDependency(of: [selector])
-        rule.expressions.append(selector.load(into: .r2))
-        rule.expressions.append(
-            .jhash(source: .r2, length: UInt32(selector.length), modulus: modulus, seed: seed, into: .r1))
-        return rule
-    }
-
     public func appending(_ expression: Expression) -> Rule {
         var rule = self
         rule.expressions.append(expression)

@@ -32,8 +32,6 @@ public enum NFTDataType: Sendable, Hashable {
     case inetService
     case mark
     case interfaceName
-    /// A plain 32-bit number in host byte order (nft's `integer`): keys of `numgen`/`jhash` maps.
-    case integer
     /// Verdict maps: the value is a verdict (accept, drop, jump chain, goto chain).
     case verdict
 
@@ -46,7 +44,6 @@ public enum NFTDataType: Sendable, Hashable {
         case .inetService: 13
         case .mark: 19
         case .interfaceName: 41
-        case .integer: 4
         case .verdict: 0xffff_ff00  // NFT_DATA_VERDICT
         }
     }
@@ -54,7 +51,7 @@ public enum NFTDataType: Sendable, Hashable {
     /// Length in bytes of one value, before concatenation padding.
     public var length: Int {
         switch self {
-        case .ipv4Address, .mark, .integer: 4
+        case .ipv4Address, .mark: 4
         case .ipv6Address, .interfaceName: 16
         case .etherAddress: 6
         case .inetProtocol: 1
@@ -67,7 +64,7 @@ public enum NFTDataType: Sendable, Hashable {
     var byteOrder: UInt32 {
         switch self {
         case .verdict: 0
-        case .inetProtocol, .mark, .interfaceName, .integer: 1
+        case .inetProtocol, .mark, .interfaceName: 1
         default: 2
         }
     }
@@ -147,7 +144,7 @@ public func decodeValues(_ bytes: [UInt8], as types: [NFTDataType]) -> [SetValue
             values.append(.address(address))
         case .inetProtocol: values.append(.inetProtocol(field[0]))
         case .inetService: values.append(.port(UInt16(field[0]) << 8 | UInt16(field[1])))
-        case .mark, .integer: values.append(.mark(readU32(field, 0)))
+        case .mark: values.append(.mark(readU32(field, 0)))
         case .interfaceName: values.append(.interfaceName(String(decoding: field.prefix { $0 != 0 }, as: UTF8.self)))
         case .etherAddress, .verdict: values.append(.raw(field))
         }
