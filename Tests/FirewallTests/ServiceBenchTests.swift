@@ -172,4 +172,73 @@ struct ServiceBenchTests {
             }
         }
     }
+
+    /// First-packet cost: TCP connects from a client namespace to a VIP through a router
+    /// namespace holding `level` services (`PIER_SERVICE_CONNECT_BENCH=10,10000`). The member
+    /// namespace holds the 3 member addresses and accepts in a tight loop; the client times each
+    /// `connect()` (the handshake through DNAT) in one Python process. Prints one
+    /// `SERVICECONNECT {json}` line per level.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["PIER_SERVICE_CONNECT_BENCH"] != nil))
+    func connectLatencyToAVIP() throws {
+        let levels = (ProcessInfo.processInfo.environment["PIER_SERVICE_CONNECT_BENCH"] ?? "")
+            .split(separator: ",").compactMap { Int($0) }
+        for level in levels {
+            try withTestHosts(3) { hosts in
+                let (client, router, member) = (hosts[0], hosts[1], hosts[2])
+                try router.mustRun(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+                try connect(client, "e0", to: router, "r0")
+                try connect(member, "e0", to: router, "r1")
+                try client.mustRun(["ip", "addr", "add", "10.98.0.2/24", "dev", "e0"])
+                try client.mustRun(["ip", "route", "add", "default", "via", "10.98.0.1"])
+                try router.mustRun(["ip", "addr", "add", "10.98.0.1/24", "dev", "r0"])
+                try router.mustRun(["ip", "addr", "add", "10.99.0.1/24", "dev", "r1"])
+                for address in 2...4 {
+                    try member.mustRun(["ip", "addr", "add", "10.99.0.\(address)/24", "dev", "e0"])
+                }
+                try member.mustRun(["ip", "route", "add", "default", "via", "10.99.0.1"])
+                let server = try BackgroundProgram(
+                    in: member,
+                    [
+                        "python3", "-c",
+                        "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+                            + "s.bind(('0.0.0.0',8080))\ns.listen(512)\nwhile True:\n c,_=s.accept()\n c.close()\n",
+                    ])
+                defer { server.stop() }
+                try waitForListener(in: member, port: 8080)
+                let nft = try NFTablesClient(namespace: NetworkNamespace.open(path: router.path))
+                let members = try (2...4).map { try #require(IPAddress("10.99.0.\($0)")) }
+                let vip = try Self.vip(level)
+                try ServiceRules(client: nft).publish(
+                    service: "bench/target", vip: vip, ports: [Self.port], members: members)
+                var index = 0
+                while index < level {
+                    var batch = Batch()
+                    for service in index..<min(level, index + 20) {
+                        batch.append(
+                            contentsOf: ServiceRules.publishBatch(
+                                service: "bench/s\(service)", vip: try Self.vip(service), ports: [Self.port],
+                                members: try Self.members(service), affinity: .none))
+                    }
+                    try nft.commit(batch)
+                    index += 20
+                }
+                let script = """
+                    import socket, time, json
+                    lat = []
+                    for i in range(1000):
+                        t = time.perf_counter()
+                        s = socket.create_connection(("\(vip)", 80), timeout=2)
+                        lat.append((time.perf_counter() - t) * 1e6)
+                        s.close()
+                    print(json.dumps(lat))
+                    """
+                let result = try client.run(["python3", "-c", script], timeout: 120)
+                let samples = try #require(
+                    try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [Double], "\(result.stderr)")
+                let json: [String: Any] = ["services": level, "connect_us": samples]
+                let data = try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])
+                print("SERVICECONNECT " + String(decoding: data, as: UTF8.self))
+            }
+        }
+    }
 }
