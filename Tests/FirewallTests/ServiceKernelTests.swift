@@ -75,6 +75,9 @@ struct ServiceKernelTests {
             try rules.publish(service: Self.service, vip: vip, ports: [Self.port], members: try members([1, 2, 3]))
             #expect(try rules.members(vip: vip, port: Self.port) == (try members([1, 2, 3])))
             #expect(try elements(router, "service_slots_v4").count == ServiceRules.slotsPerPort)
+            // nft itself can list what libnftnl built (operators read it with `nft list ruleset`).
+            let listing = try router.run(["nft", "list", "table", "inet", "pier"])
+            #expect(listing.succeeded && listing.stdout.contains("numgen random mod 60"), "\(listing.stderr)")
             let answers = try connections(from: client, count: 300)
             let counts = tally(answers)
             #expect(answers.count == 300 && counts["failed"] == nil, "\(counts)")
