@@ -171,9 +171,14 @@ struct ServiceKernelTests {
             defer { for server in servers { server.stop() } }
             let nft = try NFTablesClient(namespace: NetworkNamespace.open(path: router.path))
             let rules = ServiceRules(client: nft)
+            let vip = try #require(IPAddress(Self.vip))
+            try rules.publish(service: Self.service, vip: vip, ports: [Self.port], members: try members([1, 2, 3]))
+            // Switching the service to affinity moves its slots from one map to the other.
             try rules.publish(
-                service: Self.service, vip: try #require(IPAddress(Self.vip)), ports: [Self.port],
-                members: try members([1, 2, 3]), affinity: .clientIP)
+                service: Self.service, vip: vip, ports: [Self.port], members: try members([1, 2, 3]),
+                affinity: .clientIP)
+            #expect(try elements(router, "service_slots_v4").isEmpty)
+            #expect(try elements(router, "service_affinity_v4").count == ServiceRules.slotsPerPort)
             let counts = tally(try connections(from: client, count: 30))
             #expect(counts.count == 1 && counts.values.first == 30 && counts["failed"] == nil, "\(counts)")
         }
