@@ -152,6 +152,12 @@ public struct ServiceRules {
         service: String, vip: IPAddress, ports: [ServicePort], members: [IPAddress],
         affinity: ServiceAffinity = .none
     ) throws(FirewallError) {
+        let distinct = Self.distinct(members, family: vip.family)
+        guard distinct.count <= Self.slotsPerPort else {
+            throw FirewallError(
+                "publish service \(service)",
+                object: "\(distinct.count) members: a service port takes at most \(Self.slotsPerPort)", errno: E2BIG)
+        }
         // The layout first (reads only, once it exists), then the service's own elements in one
         // generation-checked batch, so a concurrent publish of the same VIP port cannot interleave.
         try client.apply(Self.layout, ensuring: PierTable.rules + Self.rules)
@@ -196,7 +202,7 @@ public struct ServiceRules {
     static func publishBatch(
         service: String, vip: IPAddress, ports: [ServicePort], members: [IPAddress], affinity: ServiceAffinity
     ) -> Batch {
-        let members = members.filter { $0.family == vip.family }
+        let members = distinct(members, family: vip.family)
         var batch = Batch()
         guard !members.isEmpty else { return batch }
         let map = map(for: vip.family, affinity: affinity)
@@ -207,6 +213,12 @@ public struct ServiceRules {
             members.map { SetElement(key: [.address($0), .address($0)], comment: hairpinTag) },
             to: hairpin(for: vip.family).path)
         return batch
+    }
+
+    /// `members` of `family`, each once, in the order given.
+    static func distinct(_ members: [IPAddress], family: IPFamily) -> [IPAddress] {
+        var seen = Set<IPAddress>()
+        return members.filter { $0.family == family && seen.insert($0).inserted }
     }
 
     /// Slot `i` of a port DNATs to member `i mod N`; with no members, the keys alone (deletes).

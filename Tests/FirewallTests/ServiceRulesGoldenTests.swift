@@ -155,3 +155,29 @@ struct ServiceRulesGoldenTests {
             userdata = { \x00\x18pier:service-hairpin-v6\x00 }
         """#
 }
+
+/// What `publish` refuses before it sends anything.
+struct ServiceRulesInputTests {
+    @Test func moreMembersThanSlotsAreRefusedBeforeAnyRequest() throws {
+        let kernel = RecordingTransport()
+        let rules = ServiceRules(client: NFTablesClient(transport: kernel, firstSequence: 1))
+        let members = try (1...61).map { try #require(IPAddress("10.97.0.\($0)")) }
+        #expect(throws: FirewallError.self) {
+            try rules.publish(
+                service: "net1/big", vip: try #require(IPAddress("10.96.0.1")),
+                ports: [ServicePort(ipProtocol: .tcp, port: 80)], members: members)
+        }
+        #expect(kernel.sent.isEmpty)
+    }
+
+    @Test func duplicateMembersCountOnce() throws {
+        let member = try #require(IPAddress("10.97.0.2"))
+        let other = try #require(IPAddress("10.97.0.3"))
+        let slots = ServiceRules.slots(
+            of: ServicePort(ipProtocol: .tcp, port: 80), vip: try #require(IPAddress("10.96.0.1")),
+            members: ServiceRules.distinct([member, member, other], family: .v4))
+        let chosen = slots.compactMap { $0.data?.first }
+        #expect(chosen.filter { $0 == .address(member) }.count == 30)
+        #expect(chosen.filter { $0 == .address(other) }.count == 30)
+    }
+}
