@@ -42,10 +42,10 @@ struct ServiceKernelTests {
     }
 
     /// `count` connections to the VIP from `host`, one answer line each ("" when none answered).
-    private func connections(from host: TestHost, count: Int) throws -> [String] {
+    private func connections(from host: TestHost, count: Int, vip: String = vip) throws -> [String] {
         let script = """
             for i in $(seq \(count)); do
-              socat -T2 - TCP:\(Self.vip):80,connect-timeout=2 </dev/null || echo failed
+              socat -T2 - TCP:\(vip):80,connect-timeout=2 </dev/null || echo failed
             done
             """
         let result = try host.run(["sh", "-c", script], timeout: 120)
@@ -161,6 +161,52 @@ struct ServiceKernelTests {
             // socat writes the peer in full: the client's own address, not the router's.
             let clientPeer = "peer=[fd97:0000:0000:0000:0000:0000:0000:0002]"
             #expect(answers.allSatisfy { $0.hasSuffix(clientPeer) }, "\(Set(answers))")
+        }
+    }
+
+    /// Client and members on one bridge, as on a Pier bridge network: the VIP 10.90.0.200 is in
+    /// the subnet and a /32 on the bridge, so the host answers ARP for it; replies from a member to the client are bridged
+    /// and need `bridge-nf-call-iptables` for conntrack to restore the VIP as their source; a
+    /// member reaching itself is bridged back out its own port (hairpin mode) and masqueraded.
+    @Test func aVIPOnABridgeWithItsClientsAndMembers() throws {
+        try withTestHosts(5) { hosts in
+            let (client, router) = (hosts[0], hosts[1])
+            try router.mustRun(["ip", "link", "add", "br0", "type", "bridge"])
+            try router.mustRun(["ip", "link", "set", "br0", "up"])
+            try router.mustRun(["ip", "addr", "add", "10.90.0.1/24", "dev", "br0"])
+            try router.mustRun(["ip", "addr", "add", "10.90.0.200/32", "dev", "br0"])
+            try router.mustRun(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            try router.mustRun(["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"])
+            var servers: [BackgroundProgram] = []
+            defer { for server in servers { server.stop() } }
+            for (index, host) in hosts.enumerated() where index != 1 {
+                let number = index == 0 ? 0 : index - 1
+                try connect(host, "e0", to: router, "p\(number)")
+                try router.mustRun(["ip", "link", "set", "p\(number)", "master", "br0"])
+                // The bridge plugin's `hairpinMode`: a member's hairpin comes back out its own port.
+                try router.mustRun(["bridge", "link", "set", "dev", "p\(number)", "hairpin", "on"])
+                try host.mustRun(["ip", "addr", "add", "10.90.0.\(number + 10)/24", "dev", "e0"])
+                if host !== client {
+                    servers.append(
+                        try BackgroundProgram(
+                            in: host,
+                            ["socat", "TCP-LISTEN:8080,reuseaddr,fork", "SYSTEM:echo m\(number) peer=$SOCAT_PEERADDR"]))
+                }
+            }
+            for host in hosts[2...] { try waitForListener(in: host, port: 8080) }
+            let nft = try NFTablesClient(namespace: NetworkNamespace.open(path: router.path))
+            let members = try [11, 12, 13].map { try #require(IPAddress("10.90.0.\($0)")) }
+            try ServiceRules(client: nft).publish(
+                service: Self.service, vip: try #require(IPAddress("10.90.0.200")), ports: [Self.port],
+                members: members)
+            let answers = try connections(from: client, count: 90, vip: "10.90.0.200")
+            let counts = tally(answers)
+            #expect(answers.count == 90 && counts["failed"] == nil, "\(counts)")
+            for member in ["m1", "m2", "m3"] { #expect((12...48).contains(counts[member] ?? 0), "\(counts)") }
+            #expect(answers.allSatisfy { $0.hasSuffix("peer=10.90.0.10") }, "\(Set(answers))")
+            // Hairpin on the bridge: every connection answered, including those back to the asker.
+            let hairpin = tally(try connections(from: hosts[2], count: 30, vip: "10.90.0.200"))
+            #expect(hairpin["failed"] == nil && (hairpin["m1"] ?? 0) > 0, "\(hairpin)")
         }
     }
 
