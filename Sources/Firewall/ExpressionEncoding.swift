@@ -90,6 +90,23 @@ enum ExpressionEncoder {
             }
         case .counter:
             return make("counter") { _ in }
+        case .numgen(let type, let modulus, let register):
+            return make("numgen") { e in
+                u32(e, NFTNL_EXPR_NG_DREG, register.rawValue)
+                u32(e, NFTNL_EXPR_NG_MODULUS, modulus)
+                u32(e, NFTNL_EXPR_NG_TYPE, type.rawValue)
+                u32(e, NFTNL_EXPR_NG_OFFSET, 0)
+            }
+        case .jhash(let source, let length, let modulus, let seed, let register):
+            return make("hash") { e in
+                u32(e, NFTNL_EXPR_HASH_SREG, source.rawValue)
+                u32(e, NFTNL_EXPR_HASH_DREG, register.rawValue)
+                u32(e, NFTNL_EXPR_HASH_LEN, length)
+                u32(e, NFTNL_EXPR_HASH_MODULUS, modulus)
+                u32(e, NFTNL_EXPR_HASH_SEED, seed)
+                u32(e, NFTNL_EXPR_HASH_OFFSET, 0)
+                u32(e, NFTNL_EXPR_HASH_TYPE, 0)  // NFT_HASH_JENKINS
+            }
         }
     }
 

@@ -88,6 +88,12 @@ public enum SetReference: Sendable, Hashable {
     case anonymous(keyType: [NFTDataType], elements: [[SetValue]])
 }
 
+/// How `numgen` generates (NFT_NG_*).
+public enum NumgenType: UInt32, Sendable, Hashable {
+    case incremental = 0
+    case random = 1
+}
+
 /// One nf_tables expression, as `nft --debug=netlink` lists them.
 public enum Expression: Sendable, Hashable {
     case meta(MetaKey, into: Register)
@@ -106,4 +112,8 @@ public enum Expression: Sendable, Hashable {
     case bitwise(source: Register, destination: Register, mask: [UInt8], xor: [UInt8])
     case range(CmpOperator, Register, from: [UInt8], to: [UInt8])
     case counter
+    /// `numgen random mod N`: a number in 0..<N (host byte order u32) into a register.
+    case numgen(NumgenType, modulus: UInt32, into: Register)
+    /// `jhash <source> mod N seed S`: a Jenkins hash of `length` bytes of `source`, mod N.
+    case jhash(source: Register, length: UInt32, modulus: UInt32, seed: UInt32, into: Register)
 }
