@@ -10,9 +10,10 @@ import PierState
 /// Single-threaded over poll(2). Queries it cannot answer go to upstream resolvers with a new
 /// random ID, one attempt per upstream (starting at the next in turn) with a timeout each, then
 /// SERVFAIL: over UDP, or over TCP (non-blocking, a bounded number at once) when the client asked
-/// over TCP or the upstream's UDP answer to a TCP client was truncated. It re-reads the records when a plugin asks (`reload <network>` on the
-/// control socket, answered once the network's sockets are bound) and when the directories'
-/// modification times change; it exits when no network has records left.
+/// over TCP or the upstream's UDP answer to a TCP client was truncated. It re-reads the records
+/// when a plugin asks (`reload <network>` on the control socket, answered once the network's
+/// sockets are bound) and when the directories' modification times change; it exits when no
+/// network has records left.
 public final class NameServer {
     public static let defaultPort: UInt16 = 53
     /// Per upstream attempt.
