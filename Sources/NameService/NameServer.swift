@@ -7,11 +7,13 @@ import PierState
 /// every network that has records, on each network's gateway addresses, port 53, UDP and TCP,
 /// in the network namespace it was started in (the runtime's, where the bridges live).
 ///
-/// Single-threaded over poll(2). Queries it cannot answer go to upstream resolvers over UDP
-/// with a new random ID, one attempt per upstream (starting at the next in turn) with a timeout
-/// each, then SERVFAIL. It re-reads the records when a plugin asks (`reload <network>` on the
-/// control socket, answered once the network's sockets are bound) and when the directories'
-/// modification times change; it exits when no network has records left.
+/// Single-threaded over poll(2). Queries it cannot answer go to upstream resolvers with a new
+/// random ID, one attempt per upstream (starting at the next in turn) with a timeout each, then
+/// SERVFAIL: over UDP, or over TCP (non-blocking, a bounded number at once) when the client asked
+/// over TCP or the upstream's UDP answer to a TCP client was truncated. It re-reads the records
+/// when a plugin asks (`reload <network>` on the control socket, answered once the network's
+/// sockets are bound) and when the directories' modification times change; it exits when no
+/// network has records left.
 public final class NameServer {
     public static let defaultPort: UInt16 = 53
     /// Per upstream attempt.
@@ -20,6 +22,8 @@ public final class NameServer {
     static let tcpIdleTimeout = 10.0
     static let maximumTCPConnections = 128
     static let maximumPendingForwards = 4096
+    /// Forwards over TCP at once; beyond it they go over UDP (a truncated answer is passed on).
+    static let maximumUpstreamConnections = 64
 
     let store: NameRecordStore
     let port: UInt16
@@ -46,6 +50,8 @@ public final class NameServer {
     private var controlFD: Int32 = -1
     private var upstreamFDs: [IPFamily: Int32] = [:]
     private var pending: [UInt16: PendingForward] = [:]
+    /// The TCP exchange of a pending forward's current attempt, by its upstream ID.
+    private var upstreamConnections: [UInt16: UpstreamConnection] = [:]
     private var rotation = 0
     private var hostUpstreams: [DNSUpstream] = []
     private var resolvConfStamp: Int?
@@ -81,7 +87,17 @@ public final class NameServer {
         var upstreams: [DNSUpstream]
         var attempt: Int
         var deadline: Double
+        /// How the client asked (how a SERVFAIL is encoded).
         var overUDP: Bool
+        /// How the upstreams are asked.
+        var overTCP: Bool
+    }
+
+    struct UpstreamConnection {
+        var fd: Int32
+        var connected: Bool
+        var outbox: [UInt8]
+        var inbox: [UInt8] = []
     }
 
     public init(
@@ -245,6 +261,7 @@ public final class NameServer {
         case tcpListener(IPAddress)
         case connection(Int)
         case upstream(IPFamily)
+        case upstreamConnection(UInt16)
     }
 
     private func pollOnce(timeoutMilliseconds: Int32) {
@@ -267,6 +284,11 @@ public final class NameServer {
             descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
             roles.append(.upstream(family))
         }
+        for (id, connection) in upstreamConnections {
+            let events = Int16(POLLIN) | (connection.outbox.isEmpty ? 0 : Int16(POLLOUT))
+            descriptors.append(pollfd(fd: connection.fd, events: events, revents: 0))
+            roles.append(.upstreamConnection(id))
+        }
         let ready = poll(&descriptors, nfds_t(descriptors.count), timeoutMilliseconds)
         guard ready > 0 else { return }
         for (descriptor, role) in zip(descriptors, roles) where descriptor.revents != 0 {
@@ -276,6 +298,7 @@ public final class NameServer {
             case .tcpListener(let gateway): acceptConnection(gateway)
             case .connection(let id): serviceConnection(id, revents: descriptor.revents)
             case .upstream(let family): receiveUpstreamAnswers(family)
+            case .upstreamConnection(let id): serviceUpstreamConnection(id, revents: descriptor.revents)
             }
         }
     }
@@ -449,12 +472,13 @@ public final class NameServer {
         while pending[id] != nil { id = UInt16.random(in: 0...UInt16.max) }
         pending[id] = PendingForward(
             client: client, query: query, packet: packet, upstreams: upstreams, attempt: 0, deadline: 0,
-            overUDP: overUDP)
+            overUDP: overUDP, overTCP: !overUDP)
         sendAttempt(id)
     }
 
     /// Sends the pending query to its current upstream; moves on at once when sending fails.
     private func sendAttempt(_ id: UInt16) {
+        closeUpstreamConnection(id)
         while var forward = pending[id] {
             guard forward.attempt < min(forward.upstreams.count, Self.maximumAttempts) else {
                 pending[id] = nil
@@ -466,13 +490,20 @@ public final class NameServer {
             packet[0] = UInt8(id >> 8)
             packet[1] = UInt8(id & 0xFF)
             let address = SocketAddress(upstream.address, port: upstream.port)
-            let sent =
-                upstreamSocket(upstream.address.family).map { fd in
-                    packet.withUnsafeBytes { raw in
-                        address.withSockaddr { sendto(fd, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL), $0, $1) }
-                    }
-                } ?? -1
-            if sent == packet.count {
+            let sent: Bool
+            if forward.overTCP && upstreamConnections.count < Self.maximumUpstreamConnections {
+                sent = connectUpstream(id, address, family: upstream.address.family, packet: packet)
+            } else {
+                sent =
+                    upstreamSocket(upstream.address.family).map { fd in
+                        packet.withUnsafeBytes { raw in
+                            address.withSockaddr {
+                                sendto(fd, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL), $0, $1)
+                            }
+                        }
+                    } == packet.count
+            }
+            if sent {
                 forward.deadline = Sockets.monotonicSeconds() + Self.upstreamTimeout
                 pending[id] = forward
                 return
@@ -506,16 +537,94 @@ public final class NameServer {
             guard count >= 0 else { return }
             guard count >= DNSMessage.headerSize else { continue }
             let id = UInt16(buffer[0]) << 8 | UInt16(buffer[1])
-            // Only from the upstream asked, with the ID it was given: anything else is spoofed or stale.
-            guard let forward = pending[id], forward.upstreams[forward.attempt].address == from.address,
+            // Only from the upstream asked, with the ID it was given, while it is asked over UDP:
+            // anything else is spoofed or stale.
+            guard let forward = pending[id], upstreamConnections[id] == nil,
+                forward.upstreams[forward.attempt].address == from.address,
                 forward.upstreams[forward.attempt].port == from.port
             else { continue }
+            let truncated = buffer[2] & 0x02 != 0
+            if truncated, case .tcp = forward.client, upstreamConnections.count < Self.maximumUpstreamConnections {
+                // A TCP client can take the whole answer: ask the same upstream again over TCP.
+                pending[id]?.overTCP = true
+                sendAttempt(id)
+                continue
+            }
             pending[id] = nil
-            var answer = Array(buffer[0..<count])
-            answer[0] = UInt8(forward.query.id >> 8)
-            answer[1] = UInt8(forward.query.id & 0xFF)
-            deliver(answer, to: forward.client)
+            relay(Array(buffer[0..<count]), of: forward)
         }
+    }
+
+    /// Passes an upstream's answer on under the client's own query ID.
+    private func relay(_ answer: [UInt8], of forward: PendingForward) {
+        var answer = answer
+        answer[0] = UInt8(forward.query.id >> 8)
+        answer[1] = UInt8(forward.query.id & 0xFF)
+        deliver(answer, to: forward.client)
+    }
+
+    /// Starts a non-blocking connect to the upstream with the length-prefixed query queued.
+    private func connectUpstream(_ id: UInt16, _ address: SocketAddress, family: IPFamily, packet: [UInt8]) -> Bool {
+        let fd = socket(
+            family == .v4 ? AF_INET : AF_INET6,
+            Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        let result = address.withSockaddr { Glibc.connect(fd, $0, $1) }
+        guard result == 0 || errno == EINPROGRESS else {
+            close(fd)
+            return false
+        }
+        upstreamConnections[id] = UpstreamConnection(
+            fd: fd, connected: result == 0, outbox: [UInt8(packet.count >> 8), UInt8(packet.count & 0xFF)] + packet)
+        return true
+    }
+
+    private func serviceUpstreamConnection(_ id: UInt16, revents: Int16) {
+        guard var connection = upstreamConnections[id], let forward = pending[id] else { return }
+        if revents & Int16(POLLOUT) != 0 && !connection.outbox.isEmpty {
+            if !connection.connected {
+                var code: Int32 = 0
+                var length = socklen_t(MemoryLayout<Int32>.size)
+                guard getsockopt(connection.fd, SOL_SOCKET, SO_ERROR, &code, &length) == 0, code == 0 else {
+                    return failUpstreamAttempt(id)
+                }
+                connection.connected = true
+            }
+            let count = connection.outbox.withUnsafeBytes {
+                send(connection.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+            }
+            if count < 0 && errno != EAGAIN && errno != EINTR { return failUpstreamAttempt(id) }
+            if count > 0 { connection.outbox.removeFirst(count) }
+        }
+        if revents & (Int16(POLLIN) | Int16(POLLHUP) | Int16(POLLERR)) != 0 {
+            let count = buffer.withUnsafeMutableBytes { recv(connection.fd, $0.baseAddress, $0.count, 0) }
+            if count == 0 || (count < 0 && errno != EAGAIN && errno != EINTR) { return failUpstreamAttempt(id) }
+            if count > 0 { connection.inbox += buffer[0..<count] }
+        }
+        upstreamConnections[id] = connection
+        let inbox = connection.inbox
+        guard inbox.count >= 2 else { return }
+        let length = Int(inbox[0]) << 8 | Int(inbox[1])
+        guard inbox.count >= 2 + length else { return }
+        // The whole answer, and to the ID asked (else this upstream failed).
+        guard length >= DNSMessage.headerSize, UInt16(inbox[2]) << 8 | UInt16(inbox[3]) == id else {
+            return failUpstreamAttempt(id)
+        }
+        closeUpstreamConnection(id)
+        pending[id] = nil
+        relay(Array(inbox[2..<2 + length]), of: forward)
+    }
+
+    /// The current upstream refused, closed or garbled the TCP exchange: on to the next.
+    private func failUpstreamAttempt(_ id: UInt16) {
+        closeUpstreamConnection(id)
+        pending[id]?.attempt += 1
+        sendAttempt(id)
+    }
+
+    private func closeUpstreamConnection(_ id: UInt16) {
+        guard let connection = upstreamConnections.removeValue(forKey: id) else { return }
+        close(connection.fd)
     }
 
     private func expireForwards(_ now: Double) {

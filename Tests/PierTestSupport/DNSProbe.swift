@@ -147,16 +147,102 @@ public final class FakeUpstream: @unchecked Sendable {
                     answer = b""
                 s.sendto(head + q[12:end] + answer, peer)
             """
-        let launcher = """
-            import subprocess, sys
-            p = subprocess.Popen([sys.executable, "-c", sys.argv[1]] + sys.argv[2:], stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
-            if p.stdout.readline().strip() != b"ready":
-                sys.exit("fake upstream did not start")
-            print(p.pid)
-            """
-        pid = try host.mustRun(["python3", "-c", launcher, server, address, log]).stdout
+        pid = try host.mustRun(["python3", "-c", Self.launcher, server, address, log]).stdout
             .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Starts a server script (argv: the rest) in its own session once it prints `ready`; prints its pid.
+    static let launcher = """
+        import subprocess, sys
+        p = subprocess.Popen([sys.executable, "-c", sys.argv[1]] + sys.argv[2:], stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
+        if p.stdout.readline().strip() != b"ready":
+            sys.exit("fake upstream did not start")
+        print(p.pid)
+        """
+
+    public var questions: [String] {
+        ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    public func stop() {
+        if !pid.isEmpty { _ = try? runCommand(["kill", "-9", pid]) }
+        pid = ""
+        try? FileManager.default.removeItem(atPath: log)
+    }
+
+    deinit { stop() }
+}
+
+/// A fake upstream whose answers do not fit in UDP: every A question gets, over UDP, one record
+/// with TC set and, over TCP, `TruncatingUpstream.recordCount` records (198.51.100.1 onwards,
+/// over 512 bytes); with `answersOverTCP` false it reads TCP questions and never answers them.
+/// Each question is appended to `log` as `udp name` or `tcp name`.
+public final class TruncatingUpstream: @unchecked Sendable {
+    public static let recordCount = 40
+    public static var addresses: [String] { (1...recordCount).map { "198.51.100.\($0)" } }
+    public let log = NSTemporaryDirectory() + "pier-t-upstream-\(uniqueTag()).log"
+    private var pid = ""
+
+    public init(in host: TestHost, address: String, answersOverTCP: Bool = true) throws {
+        let server = """
+            import signal, socket, struct, sys, threading
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            address, log, answers = sys.argv[1], sys.argv[2], sys.argv[3] == "answer"
+            lock = threading.Lock()
+            def note(line):
+                with lock, open(log, "a") as f:
+                    f.write(line + "\\n")
+            def reply(q, count, tc):
+                o, labels = 12, []
+                while q[o]:
+                    labels.append(q[o + 1:o + 1 + q[o]].decode())
+                    o += 1 + q[o]
+                head = struct.pack(">HHHHHH", struct.unpack(">H", q[:2])[0], 0x8380 if tc else 0x8180, 1, count, 0, 0)
+                records = b"".join(b"\\xc0\\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([198, 51, 100, i + 1])
+                    for i in range(count))
+                return ".".join(labels).lower(), head + q[12:o + 5] + records
+            def serve_udp(s):
+                while True:
+                    q, peer = s.recvfrom(4096)
+                    name, r = reply(q, 1, True)
+                    note("udp " + name)
+                    s.sendto(r, peer)
+            def serve_tcp(c):
+                buf = b""
+                while True:
+                    chunk = c.recv(65535)
+                    if not chunk:
+                        break
+                    buf += chunk
+                    while len(buf) >= 2 and len(buf) >= 2 + struct.unpack(">H", buf[:2])[0]:
+                        n = struct.unpack(">H", buf[:2])[0]
+                        name, r = reply(buf[2:2 + n], \(Self.recordCount), False)
+                        buf = buf[2 + n:]
+                        note("tcp " + name)
+                        if answers:
+                            c.sendall(struct.pack(">H", len(r)) + r)
+                c.close()
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            u.bind((address, 53))
+            t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            t.bind((address, 53))
+            t.listen(16)
+            threading.Thread(target=serve_udp, args=(u,), daemon=True).start()
+            print("ready", flush=True)
+            t.settimeout(300)
+            while True:
+                try:
+                    c, _ = t.accept()
+                except socket.timeout:
+                    break
+                c.settimeout(None)
+                threading.Thread(target=serve_tcp, args=(c,), daemon=True).start()
+            """
+        pid = try host.mustRun([
+            "python3", "-c", FakeUpstream.launcher, server, address, log, answersOverTCP ? "answer" : "silent",
+        ]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     public var questions: [String] {
