@@ -19,10 +19,14 @@ public struct Inspector {
     {
         let namespace = try openNamespace(netnsPath)
         let inside = try snapshot(of: namespace, includeFDB: false)
-        let outside = try snapshot(of: host, includeFDB: false)
+        let outside = try hostPeers(of: inside.links)
         let firewall = firewallSnapshot(of: host)
         let cache = ResultCacheReader(cacheDirectory: paths.cacheDirectory)
-        let cached = cache.all().filter { $0.netns == netnsPath }
+        // A container's entries are keyed by its attachments; only a bare namespace needs the whole cache.
+        let cached =
+            (container.map { $0.attachments.compactMap(cache.entry(for:)) } ?? cache.all()).filter {
+                $0.netns == netnsPath
+            }
         let configs = ConfigDirectoryReader(directory: paths.configDirectory)
         // Loopback is the same in every namespace and only hides the interesting interfaces
         // (scripts read `interfaces[0]`, as with `docker inspect`).
@@ -58,6 +62,28 @@ public struct Inspector {
         }
         let identity = container.map { ContainerIdentity(id: $0.id, name: $0.name, status: $0.status) }
         return ContainerReport(container: identity, netns: netnsPath, interfaces: interfaces)
+    }
+
+    /// The host's side of `links`: each veth's peer and the bridge it is a port of, fetched by index.
+    /// Dumping every host link instead cost time in proportion to the containers on the host.
+    func hostPeers(of links: [Link]) throws(DiagnosticsError) -> NamespaceSnapshot {
+        let netlink: RouteNetlink
+        do { netlink = try RouteNetlink(namespace: host) } catch {
+            throw DiagnosticsError.wrap(error, "cannot read the kernel state of \(host.path)")
+        }
+        var found: [Link] = []
+        func fetch(_ index: Int32) -> Link? {
+            if let known = found.first(where: { $0.index == index }) { return known }
+            // Gone, or never in this namespace: then it is no peer of ours (see `hostPeer`).
+            guard let link = try? netlink.link(index: index) else { return nil }
+            found.append(link)
+            return link
+        }
+        for link in links where link.kind == .veth && link.linkNetnsID != nil {
+            guard let index = link.linkIndex, let peer = fetch(index) else { continue }
+            if let bridge = peer.masterIndex { _ = fetch(bridge) }
+        }
+        return NamespaceSnapshot(links: found, addresses: [], routes: [], neighbors: [], fdb: [])
     }
 
     /// The host end of a veth: the container end's IFLA_LINK names the peer's index in the

@@ -16,25 +16,28 @@ struct List: ParsableCommand {
 
     func run() throws {
         let manager = globals.manager
-        let records = manager.list().filter { all || $0.isRunning }
+        // One read of the listing and one cheap liveness check per container (see `ContainerSummary`).
+        let listed = manager.summaries().map { ($0, $0.isRunning) }.filter { all || $0.1 }
         if quiet {
-            for record in records { printLine(String(record.id.prefix(12))) }
+            for (summary, _) in listed { printLine(String(summary.id.prefix(12))) }
             return
         }
         if json {
-            let objects = records.map { record in
-                var record = record
-                record.exitCode = manager.exitCode(of: record)
-                return record.json
+            let objects = listed.compactMap { summary, _ in
+                (try? manager.find(summary.id)).map { record in
+                    var record = record
+                    record.exitCode = manager.exitCode(of: record)
+                    return record.json
+                }
             }
             printLine(JSONValue.array(objects).encodedString)
             return
         }
         var rows = [["CONTAINER ID", "NAME", "STATUS", "NETWORKS", "ADDRESSES", "COMMAND"]]
-        for record in records {
+        for (summary, running) in listed {
             rows.append([
-                String(record.id.prefix(12)), record.name, manager.statusText(of: record), record.networkDescription,
-                record.attachments.flatMap(\.addresses).joined(separator: ","), record.command.joined(separator: " "),
+                String(summary.id.prefix(12)), summary.name, manager.statusText(of: summary, running: running),
+                summary.network, summary.addresses.joined(separator: ","), summary.command.joined(separator: " "),
             ])
         }
         for line in table(rows) { printLine(line) }
