@@ -119,13 +119,16 @@ public struct ContainerSummary: Sendable, Equatable {
     }
 }
 
-/// `<root>/listing`: a header naming the boot it was written in, then one `ContainerSummary` line per
-/// container, oldest first. Every change to a record changes its line under the store lock, without
-/// a sync: the records are the truth and the listing is rebuilt from them when it cannot be trusted —
-/// when it was written before the last boot (a power loss may have lost its last changes), or when
-/// `listing.stale` was left behind by a `pier` that died between changing a record and its line.
+/// `<root>/listing`: a header naming the boot it was written in, then `ContainerSummary` lines, oldest
+/// container first. It is a journal: a change to a record appends that container's line under the store
+/// lock (a removal appends `<id>\t-`), and the last line of an ID wins, so a change costs one append
+/// however many containers there are. When appends have doubled the file since it was last compacted, it
+/// is rewritten with one line per container. Nothing is synced: the records are the truth, and the
+/// listing is rebuilt from them when it cannot be trusted — written before the last boot (a power loss
+/// may have lost its last lines), unreadable, or marked by `listing.stale`, which a `pier` that died
+/// between changing a record and appending its line leaves behind.
 extension StateStore {
-    static let listingMagic = "pier-listing 1 "
+    static let listingMagic = "pier-listing 2"
 
     /// Every container's summary, oldest first: one file read, unless the listing must be rebuilt.
     public func summaries() -> [ContainerSummary] {
@@ -135,9 +138,9 @@ extension StateStore {
             return readListing() ?? all().map(ContainerSummary.init)
         }
         defer { lock.release() }
-        let records = all()
-        try? writeListing(records.map(ContainerSummary.init))
-        return records.map(ContainerSummary.init)
+        let summaries = all().map(ContainerSummary.init)
+        if (try? writeListing(summaries)) != nil { Files.remove(layout.listingStalePath) }
+        return summaries
     }
 
     /// Marks the listing stale before a record changes; returns whether a dead `pier` had left it so.
@@ -149,63 +152,100 @@ extension StateStore {
         return false
     }
 
-    /// Puts `record`'s line in the listing (or drops the line of `removing`), then clears the stale mark.
-    /// `rebuild` (a dead `pier`'s stale mark, or no listing yet) writes it afresh from the records. The
-    /// other lines are copied as bytes, unparsed: every record change of every command pays for this.
+    /// Appends `record`'s line to the listing (or the removal of `removing`), then clears the stale mark.
+    /// `rebuild` (a dead `pier`'s stale mark) writes it afresh from the records, as does a listing that
+    /// is missing or not this boot's.
     func updateListing(with record: ContainerRecord?, removing id: String? = nil, rebuild: Bool) {
-        let newline = UInt8(ascii: "\n")
-        var lines: [ArraySlice<UInt8>]
-        if !rebuild, let bytes = try? Files.read(layout.listingPath) {
-            lines = bytes[...].split(separator: newline)
+        let line = record.map { ContainerSummary($0).line } ?? (id ?? "") + "\t-"
+        let written: Bool
+        if rebuild {
+            written = (try? writeListing(all().map(ContainerSummary.init))) != nil
+        } else if let appended = append(line) {
+            written = appended
+        } else if let listed = readListing() {
+            // Compaction: one line per container, this change applied.
+            var summaries = listed
+            if let record {
+                let summary = ContainerSummary(record)
+                if let index = summaries.firstIndex(where: { $0.id == record.id }) {
+                    summaries[index] = summary
+                } else {
+                    summaries.append(summary)
+                }
+            } else {
+                summaries.removeAll { $0.id == id }
+            }
+            written = (try? writeListing(summaries)) != nil
         } else {
-            lines = []
+            written = (try? writeListing(all().map(ContainerSummary.init))) != nil
         }
-        guard let header = lines.first, header.elementsEqual(listingHeader.utf8) else {
-            _ = try? writeListing(all().map(ContainerSummary.init))
-            Files.remove(layout.listingStalePath)
-            return
-        }
-        let key = Array(((record?.id ?? id ?? "") + "\t").utf8)
-        let replacement = record.map { Array(ContainerSummary($0).line.utf8)[...] }
-        if let index = lines.indices.dropFirst().first(where: { lines[$0].starts(with: key) }) {
-            if let replacement { lines[index] = replacement } else { lines.remove(at: index) }
-        } else if let replacement {
-            lines.append(replacement)
-        }
-        var output: [UInt8] = []
-        output.reserveCapacity(lines.reduce(0) { $0 + $1.count + 1 })
-        for line in lines {
-            output += line
-            output.append(newline)
-        }
-        guard (try? Files.writeAtomically(output, to: layout.listingPath, mode: 0o600, durable: false)) != nil else {
-            return
-        }
-        Files.remove(layout.listingStalePath)
+        if written { Files.remove(layout.listingStalePath) }
     }
 
-    /// The listing's first line: format and boot.
-    var listingHeader: String { Self.listingMagic + Self.bootID() }
+    /// Appends one line to this boot's listing: true when done, false when it failed, nil when the file
+    /// is missing, from another boot, or due for compaction.
+    private func append(_ line: String) -> Bool? {
+        let fd = open(layout.listingPath, O_WRONLY | O_APPEND | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var header = [UInt8](repeating: 0, count: 256)
+        let count = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard count > 0, let newline = header[0..<count].firstIndex(of: UInt8(ascii: "\n")),
+            let compacted = Self.compactedSize(header: header[..<newline])
+        else { return nil }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return nil }
+        let bytes = Array((line + "\n").utf8)
+        guard Int(info.st_size) + bytes.count <= 2 * compacted + 64 * 1024 else { return nil }
+        return bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count
+    }
 
+    /// The size the listing's lines had when it was last compacted, from its header; nil when the header
+    /// is not this boot's.
+    private static func compactedSize(header: ArraySlice<UInt8>) -> Int? {
+        let prefix = Array(headerPrefix.utf8)
+        guard header.starts(with: prefix) else { return nil }
+        return Int(String(decoding: header.dropFirst(prefix.count), as: UTF8.self))
+    }
+
+    /// The header up to the compacted size: format and boot.
+    private static var headerPrefix: String { listingMagic + " " + bootID() + " " }
+
+    /// Writes one line per container, compacting the journal.
     private func writeListing(_ summaries: [ContainerSummary]) throws(RuntimeError) {
-        var text = listingHeader + "\n"
-        for summary in summaries { text += summary.line + "\n" }
-        try Files.writeAtomically(Array(text.utf8), to: layout.listingPath, mode: 0o600, durable: false)
+        var body: [UInt8] = []
+        for summary in summaries {
+            body += summary.line.utf8
+            body.append(UInt8(ascii: "\n"))
+        }
+        let bytes = Array((Self.headerPrefix + String(body.count) + "\n").utf8) + body
+        try Files.writeAtomically(bytes, to: layout.listingPath, mode: 0o600, durable: false)
     }
 
-    /// The listing's summaries, nil when there is none or it was written before the last boot.
+    /// The listing's summaries (the last line of each ID, in the order IDs first appear), nil when there
+    /// is none, it is another boot's, or a line does not parse.
     private func readListing() -> [ContainerSummary]? {
         guard let bytes = try? Files.read(layout.listingPath) else { return nil }
-        var lines = bytes[...].split(separator: UInt8(ascii: "\n"))
-        guard let header = lines.first, header.elementsEqual(listingHeader.utf8) else {
-            return nil
+        let lines = bytes[...].split(separator: UInt8(ascii: "\n"))
+        guard let header = lines.first, Self.compactedSize(header: header) != nil else { return nil }
+        var order: [ArraySlice<UInt8>] = []
+        var latest: [ArraySlice<UInt8>: ArraySlice<UInt8>] = [:]
+        for line in lines.dropFirst() {
+            guard let tab = line.firstIndex(of: ContainerSummary.tab) else { return nil }
+            let id = line[..<tab]
+            if line[line.index(after: tab)...].elementsEqual("-".utf8) {
+                latest[id] = nil
+                continue
+            }
+            if latest.updateValue(line, forKey: id) == nil { order.append(id) }
         }
-        lines.removeFirst()
         var summaries: [ContainerSummary] = []
-        summaries.reserveCapacity(lines.count)
-        for line in lines {
+        summaries.reserveCapacity(order.count)
+        for id in order {
+            guard let line = latest[id] else { continue }
             guard let summary = ContainerSummary(line: line) else { return nil }
             summaries.append(summary)
+            latest[id] = nil
         }
         return summaries
     }

@@ -19,7 +19,8 @@ struct List: ParsableCommand {
         // One read of the listing and one cheap liveness check per container (see `ContainerSummary`).
         let listed = manager.summaries().map { ($0, $0.isRunning) }.filter { all || $0.1 }
         if quiet {
-            for (summary, _) in listed { printLine(String(summary.id.prefix(12))) }
+            // One write for the whole list: a thousand lines were a thousand write(2)s.
+            if !listed.isEmpty { printLine(listed.map { String($0.0.id.prefix(12)) }.joined(separator: "\n")) }
             return
         }
         if json {
@@ -40,7 +41,7 @@ struct List: ParsableCommand {
                 summary.network, summary.addresses.joined(separator: ","), summary.command.joined(separator: " "),
             ])
         }
-        for line in table(rows) { printLine(line) }
+        printLine(table(rows).joined(separator: "\n"))
     }
 }
 
