@@ -32,15 +32,19 @@ public struct ContainerSummary: Sendable, Equatable {
         command = record.command
     }
 
-    /// Whether the process still runs, without reading `/proc`: the pid exists and, for a detached
-    /// container, still leads its own session as the container's monitor does (a recycled pid almost
-    /// never does). Commands that signal the process check its start time instead (`isRunning`).
+    /// Whether the process still runs, without parsing `/proc/<pid>/stat`: the pid exists, is not a
+    /// zombie (a zombie has no executable left), and, for a detached container, still leads its own
+    /// session as the container's monitor does (a recycled pid almost never does). Commands that signal
+    /// the process compare its start time instead (`ContainerRecord.isRunning`).
     public var isRunning: Bool {
         guard status == .started, let pid, pid > 0 else { return false }
-        guard Glibc.kill(pid, 0) == 0 || errno == EPERM else { return false }
-        if detached { return getsid(pid) == pid }
-        guard let pidStartTime else { return false }
-        return ProcessState.isAlive(pid: pid, startTime: pidStartTime)
+        guard detached else {
+            guard let pidStartTime else { return false }
+            return ProcessState.isAlive(pid: pid, startTime: pidStartTime)
+        }
+        guard Glibc.kill(pid, 0) == 0 || errno == EPERM, getsid(pid) == pid else { return false }
+        var byte: CChar = 0
+        return readlink("/proc/\(pid)/exe", &byte, 1) >= 0 || errno != ENOENT
     }
 
     /// One line: tab-separated fields, the command's words separated by 0x1F, each field escaped.
