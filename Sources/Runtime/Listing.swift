@@ -1,3 +1,4 @@
+import CPierShim
 import Glibc
 import PierState
 
@@ -32,9 +33,11 @@ public struct ContainerSummary: Sendable, Equatable {
         command = record.command
     }
 
-    /// Whether the process still runs, without parsing `/proc/<pid>/stat`: the pid exists, is not a
-    /// zombie (a zombie has no executable left), and, for a detached container, still leads its own
-    /// session as the container's monitor does (a recycled pid almost never does). Commands that signal
+    /// Whether the process still runs, without parsing `/proc/<pid>/stat` (two syscalls, no path
+    /// lookup): the pid still leads its own session, as a detached container's monitor does (so it
+    /// exists, and a recycled pid almost never does), and it is no zombie: a zombie has no memory left,
+    /// so reading one byte of it fails with ESRCH where a live process fails with EFAULT (or EPERM
+    /// where ptrace is denied: then nothing is known and it counts as running). Commands that signal
     /// the process compare its start time instead (`ContainerRecord.isRunning`).
     public var isRunning: Bool {
         guard status == .started, let pid, pid > 0 else { return false }
@@ -42,9 +45,8 @@ public struct ContainerSummary: Sendable, Equatable {
             guard let pidStartTime else { return false }
             return ProcessState.isAlive(pid: pid, startTime: pidStartTime)
         }
-        guard Glibc.kill(pid, 0) == 0 || errno == EPERM, getsid(pid) == pid else { return false }
-        var byte: CChar = 0
-        return readlink("/proc/\(pid)/exe", &byte, 1) >= 0 || errno != ENOENT
+        guard getsid(pid) == pid else { return false }
+        return pier_probe_process_memory(pid) == 0 || errno != ESRCH
     }
 
     /// One line: tab-separated fields, the command's words separated by 0x1F, each field escaped.
