@@ -109,6 +109,7 @@ def main():
         results = {level: {k: statistics.median(v) * 1000 for k, v in samples[level].items()} for level in levels}
         for level in levels:
             print(level, results[level], flush=True)
+        write_report(args, levels, results)
     finally:
         for level, ids in background.items():
             for cid in ids:
@@ -125,7 +126,6 @@ def main():
                 ns.__exit__(None, None, None)
         for host in hosts:
             host.__exit__(None, None, None)
-    write_report(args, levels, results)
 
 
 def write_report(args, levels, results):

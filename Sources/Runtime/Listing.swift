@@ -88,7 +88,8 @@ public struct ContainerSummary: Sendable, Equatable {
     }
 
     static func escape(_ text: String) -> String {
-        guard text.contains(where: { $0 == "\\" || $0 == "\t" || $0 == "\n" || $0 == "\u{1F}" }) else { return text }
+        // Bytes, not characters: walking grapheme clusters made compacting a big listing slow.
+        guard text.utf8.contains(where: { $0 == 0x5C || $0 == 0x09 || $0 == 0x0A || $0 == 0x1F }) else { return text }
         var escaped = ""
         for character in text {
             switch character {
@@ -168,20 +169,16 @@ extension StateStore {
             written = (try? writeListing(all().map(ContainerSummary.init))) != nil
         } else if let appended = append(line) {
             written = appended
-        } else if let listed = readListing() {
-            // Compaction: one line per container, this change applied.
-            var summaries = listed
-            if let record {
-                let summary = ContainerSummary(record)
-                if let index = summaries.firstIndex(where: { $0.id == record.id }) {
-                    summaries[index] = summary
-                } else {
-                    summaries.append(summary)
-                }
-            } else {
-                summaries.removeAll { $0.id == id }
+        } else if var lines = currentLines() {
+            // Compaction: the last line of each container, as bytes (nothing parsed), this change applied.
+            let key = Array((record?.id ?? id ?? "").utf8)[...]
+            let replacement = (id: key, line: Array(line.utf8)[...])
+            if let index = lines.firstIndex(where: { $0.id == key }) {
+                if record != nil { lines[index] = replacement } else { lines.remove(at: index) }
+            } else if record != nil {
+                lines.append(replacement)
             }
-            written = (try? writeListing(summaries)) != nil
+            written = (try? writeListing(lines: lines.map(\.line))) != nil
         } else {
             written = (try? writeListing(all().map(ContainerSummary.init))) != nil
         }
@@ -219,9 +216,14 @@ extension StateStore {
 
     /// Writes one line per container, compacting the journal.
     private func writeListing(_ summaries: [ContainerSummary]) throws(RuntimeError) {
+        try writeListing(lines: summaries.map { Array($0.line.utf8)[...] })
+    }
+
+    private func writeListing(lines: [ArraySlice<UInt8>]) throws(RuntimeError) {
         var body: [UInt8] = []
-        for summary in summaries {
-            body += summary.line.utf8
+        body.reserveCapacity(lines.reduce(0) { $0 + $1.count + 1 })
+        for line in lines {
+            body += line
             body.append(UInt8(ascii: "\n"))
         }
         let bytes = Array((Self.headerPrefix + String(body.count) + "\n").utf8) + body
@@ -231,6 +233,19 @@ extension StateStore {
     /// The listing's summaries (the last line of each ID, in the order IDs first appear), nil when there
     /// is none, it is another boot's, or a line does not parse.
     private func readListing() -> [ContainerSummary]? {
+        guard let lines = currentLines() else { return nil }
+        var summaries: [ContainerSummary] = []
+        summaries.reserveCapacity(lines.count)
+        for (_, line) in lines {
+            guard let summary = ContainerSummary(line: line) else { return nil }
+            summaries.append(summary)
+        }
+        return summaries
+    }
+
+    /// The last line of each ID still listed, in the order IDs first appear, unparsed; nil when there is
+    /// no listing, it is another boot's, or a line has no ID.
+    private func currentLines() -> [(id: ArraySlice<UInt8>, line: ArraySlice<UInt8>)]? {
         guard let bytes = try? Files.read(layout.listingPath) else { return nil }
         let lines = bytes[...].split(separator: UInt8(ascii: "\n"))
         guard let header = lines.first, Self.compactedSize(header: header) != nil else { return nil }
@@ -245,15 +260,13 @@ extension StateStore {
             }
             if latest.updateValue(line, forKey: id) == nil { order.append(id) }
         }
-        var summaries: [ContainerSummary] = []
-        summaries.reserveCapacity(order.count)
+        var current: [(id: ArraySlice<UInt8>, line: ArraySlice<UInt8>)] = []
+        current.reserveCapacity(order.count)
         for id in order {
-            guard let line = latest[id] else { continue }
-            guard let summary = ContainerSummary(line: line) else { return nil }
-            summaries.append(summary)
-            latest[id] = nil
+            guard let line = latest.removeValue(forKey: id) else { continue }
+            current.append((id, line))
         }
-        return summaries
+        return current
     }
 
     /// This boot's random ID: a listing from another boot may lack changes a power loss took.

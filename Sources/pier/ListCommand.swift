@@ -48,12 +48,18 @@ struct List: ParsableCommand {
 /// Columns padded to their widest cell, two spaces apart.
 func table(_ rows: [[String]]) -> [String] {
     guard let header = rows.first else { return [] }
-    let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+    let widths = header.indices.map { column in rows.map { width($0[column]) }.max() ?? 0 }
     return rows.map { row in
         row.enumerated().map { index, cell in
-            index == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[index] - cell.count)
+            index == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[index] - width(cell))
         }.joined(separator: "  ")
     }
+}
+
+/// Columns a cell takes: its Unicode scalars, counted from the UTF-8 bytes (counting characters
+/// walks grapheme clusters, which a thousand-row `ps` felt).
+private func width(_ cell: String) -> Int {
+    cell.utf8.reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) }
 }
 
 struct Logs: ParsableCommand {
