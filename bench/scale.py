@@ -4,10 +4,13 @@
 beside the kernel floor's own growth (the same veth, address, route and DNAT map element done
 by `ip -batch` and `nft -f`, with as many attachments present).
 
-Every container publishes one TCP port and runs a static busybox `sleep`; all of them live in
-one test host namespace the bench creates and removes. Growth is a level's median divided by
-the first level's: Pier's `run -d` should grow no more than the floor's (+0.05), and `ps`,
-`inspect`, `rm` should stay within 2x of their cost at the first level.
+Every container publishes one TCP port and runs a static busybox `sleep`. Each level has its own
+test host namespace and `pier` state (and the floor its own host namespace), all filled first;
+then the samples go round the levels, so load from other work on the machine, which drifts over
+the minutes a fill takes, hits every level alike instead of whichever level was being measured.
+Growth is a level's median divided by the first level's: Pier's `run -d` should grow no more than
+the floor's (+0.05), and `ps`, `inspect`, `rm` should stay within 2x of their cost at the first
+level.
 
 Usage: bench/scale.py [--levels 10,100,1000] [--samples 5]   (as root; writes
 bench/results/scale.md).
@@ -65,67 +68,74 @@ def main():
 
     bin_dir = benchlib.build_release()
     cni_path = benchlib.install_stripped(bin_dir, ["bridge", "ipam", "portmap"])
-    leases = benchlib.temporary_directory("pier-bench-leases-")
-    state = benchlib.temporary_directory("pier-bench-scale-")
-    pier_host = benchlib.Netns("pier-b-scale").__enter__()
-    floor_host = benchlib.Netns("pier-b-scale").__enter__()
-    pier = PierRunner(os.path.join(bin_dir, "pier"), cni_path, pier_host.name, state, leases)
-    floor = PortFloor("floorsc0", "10.172", floor_host.name)
-    background = []
-    floor_background = []  # (namespace, state)
-    results = {}
+    hosts = []  # every namespace made, for the cleanup
+    piers, floors = {}, {}
+    background = {level: [] for level in levels}
+    floor_background = {level: [] for level in levels}  # (namespace, state)
+    samples = {level: {k: [] for k in ("run", "ps", "inspect", "rm", "floor add", "floor del")} for level in levels}
     try:
         for level in levels:
+            pier_host = benchlib.Netns("pier-b-scale").__enter__()
+            floor_host = benchlib.Netns("pier-b-scale").__enter__()
+            hosts += [pier_host, floor_host]
+            leases = benchlib.temporary_directory("pier-bench-leases-")
+            state = benchlib.temporary_directory("pier-bench-scale-")
+            piers[level] = PierRunner(os.path.join(bin_dir, "pier"), cni_path, pier_host.name, state, leases)
+            floors[level] = PortFloor("floorsc0", "10.172", floor_host.name)
             fill_start = time.perf_counter()
-            while len(background) < level - 1:
-                background.append(pier.run(20000 + len(background))[1])
-            while len(floor_background) < level - 1:
+            while len(background[level]) < level - 1:
+                background[level].append(piers[level].run(20000 + len(background[level]))[1])
+            while len(floor_background[level]) < level - 1:
                 ns = benchlib.Netns("pier-b-fl").__enter__()
-                _, floor_state = floor.add(f"bg{len(floor_background):05d}", ns.path,
-                                           runtime_config=mapping(20000 + len(floor_background)))
-                floor_background.append((ns, floor_state))
+                count = len(floor_background[level])
+                _, floor_state = floors[level].add(f"bg{count:05d}", ns.path, runtime_config=mapping(20000 + count))
+                floor_background[level].append((ns, floor_state))
             print(f"level {level}: filled in {time.perf_counter() - fill_start:.1f} s", flush=True)
-            samples = {k: [] for k in ("run", "ps", "inspect", "rm", "floor add", "floor del")}
-            # The floor's namespaces are made before the samples and deleted after them (see
-            # benchlib.NetnsBatch: a namespace torn down between samples would slow the next one).
-            with benchlib.NetnsBatch("pier-b-fm", args.samples) as floor_namespaces:
-                for i in range(args.samples):
+        # The floor's namespaces are made before the samples and deleted after them (see
+        # benchlib.NetnsBatch: a namespace torn down between samples would slow the next one).
+        with benchlib.NetnsBatch("pier-b-fm", args.samples * len(levels)) as floor_namespaces:
+            for i in range(args.samples):
+                for index, level in enumerate(levels):
+                    pier, floor, sample = piers[level], floors[level], samples[level]
                     elapsed, cid = pier.run(40000 + i)
-                    samples["run"].append(elapsed)
-                    samples["ps"].append(pier.timed(["ps"])[0])
-                    samples["inspect"].append(pier.timed(["inspect", cid])[0])
-                    samples["rm"].append(pier.timed(["rm", "-f", cid])[0])
-                    ns = floor_namespaces[i]
+                    sample["run"].append(elapsed)
+                    sample["ps"].append(pier.timed(["ps"])[0])
+                    sample["inspect"].append(pier.timed(["inspect", cid])[0])
+                    sample["rm"].append(pier.timed(["rm", "-f", cid])[0])
+                    ns = floor_namespaces[i * len(levels) + index]
                     add_s, floor_state = floor.add(f"m{level}-{i}", ns.path, runtime_config=mapping(40000 + i))
-                    samples["floor add"].append(add_s)
-                    samples["floor del"].append(floor.delete(f"m{level}-{i}", ns.path, floor_state))
-            results[level] = {k: statistics.median(v) * 1000 for k, v in samples.items()}
+                    sample["floor add"].append(add_s)
+                    sample["floor del"].append(floor.delete(f"m{level}-{i}", ns.path, floor_state))
+        results = {level: {k: statistics.median(v) * 1000 for k, v in samples[level].items()} for level in levels}
+        for level in levels:
             print(level, results[level], flush=True)
-            write_report(args, levels, results, partial=level != levels[-1])
+        write_report(args, levels, results)
     finally:
-        for cid in background:
-            try:
-                pier.timed(["rm", "-f", cid])
-            except RuntimeError:
-                pass
-        for ns, floor_state in floor_background:
-            try:
-                floor.delete("bg", ns.path, floor_state)
-            except RuntimeError:
-                pass
-            ns.__exit__(None, None, None)
-        pier_host.__exit__(None, None, None)
-        floor_host.__exit__(None, None, None)
-    write_report(args, levels, results)
+        for level, ids in background.items():
+            for cid in ids:
+                try:
+                    piers[level].timed(["rm", "-f", cid])
+                except RuntimeError:
+                    pass
+        for level, attached in floor_background.items():
+            for ns, floor_state in attached:
+                try:
+                    floors[level].delete("bg", ns.path, floor_state)
+                except RuntimeError:
+                    pass
+                ns.__exit__(None, None, None)
+        for host in hosts:
+            host.__exit__(None, None, None)
 
 
-def write_report(args, levels, results, partial=False):
+def write_report(args, levels, results):
     measured = [level for level in levels if level in results]
     first = results[measured[0]]
     report = "# Many containers through `pier`\n\n"
     report += (
-        "One test host namespace; every container publishes one TCP port and runs busybox `sleep` in its own "
-        "rootfs. N = containers running, the measured one included. `run` is `pier run -d` to its return "
+        "One test host namespace and `pier` state per level, all filled before the samples, which go round the "
+        "levels (so load drifting over the run hits every level alike); every container publishes one TCP port and "
+        "runs busybox `sleep` in its own rootfs. N = containers running in the level, the measured one included. `run` is `pier run -d` to its return "
         "(network chain in-process), `ps` lists every container, `inspect` one, `rm` is `rm -f` of the measured "
         "one. The floor is the same kernel work by `ip -batch` and `nft -f` (veth, address, route, one DNAT "
         f"map element) with as many attachments present. Median of {args.samples} samples; growth is relative "
@@ -142,10 +152,7 @@ def write_report(args, levels, results, partial=False):
             f"{r['inspect']:.1f}", f"{r['inspect'] / first['inspect']:.2f}", f"{r['rm']:.1f}",
             f"{r['rm'] / first['rm']:.2f}", f"{r['floor del']:.1f}"])
     report += benchlib.table(headers, rows) + "\n"
-    if partial:
-        report += "\n(partial: the run stopped before every level was measured)\n"
-    else:
-        print(report)
+    print(report)
     with open(os.path.join(benchlib.ROOT, "bench", "results", "scale.md"), "w") as f:
         f.write(report)
 

@@ -1,6 +1,9 @@
 import CNI
+import Firewall
+import IPAddressing
 import NetNS
 import Netlink
+import PierTables
 import PluginSupport
 
 /// Builds `pier inspect` reports: a container's interfaces, seen from inside its namespace and
@@ -19,10 +22,18 @@ public struct Inspector {
     {
         let namespace = try openNamespace(netnsPath)
         let inside = try snapshot(of: namespace, includeFDB: false)
-        let outside = try snapshot(of: host, includeFDB: false)
-        let firewall = firewallSnapshot(of: host)
+        let outside = try hostPeers(of: inside.links)
         let cache = ResultCacheReader(cacheDirectory: paths.cacheDirectory)
-        let cached = cache.all().filter { $0.netns == netnsPath }
+        // A container's entries are keyed by its attachments; only a bare namespace needs the whole cache.
+        let cached =
+            (container.map { $0.attachments.compactMap(cache.entry(for:)) } ?? cache.all()).filter {
+                $0.netns == netnsPath
+            }
+        // The published ports of a container's cached attachments are looked up by key; anything else
+        // needs every DNAT map.
+        let keyed = container != nil && !cached.isEmpty
+        let firewall = keyed ? nil : firewallSnapshot(of: host)
+        let client = keyed ? try? NFTablesClient(namespace: host) : nil
         let configs = ConfigDirectoryReader(directory: paths.configDirectory)
         // Loopback is the same in every namespace and only hides the interesting interfaces
         // (scripts read `interfaces[0]`, as with `docker inspect`).
@@ -45,7 +56,11 @@ public struct Inspector {
                     network: attachment.network, containerId: attachment.containerID, ifName: attachment.ifName,
                     ownerTag: attachment.ownerTag)
                 report.origin = origin(of: attachment, cache: cache, configs: configs)
-                report.publishedPorts = firewall.publishedPorts.filter { $0.owner == attachment.ownerTag }
+                if let firewall {
+                    report.publishedPorts = firewall.publishedPorts.filter { $0.owner == attachment.ownerTag }
+                } else if let client, let entry = cached.first(where: { $0.attachment == attachment }) {
+                    report.publishedPorts = publishedPorts(of: entry, owner: attachment.ownerTag, client: client)
+                }
             }
             return report
         }
@@ -58,6 +73,61 @@ public struct Inspector {
         }
         let identity = container.map { ContainerIdentity(id: $0.id, name: $0.name, status: $0.status) }
         return ContainerReport(container: identity, netns: netnsPath, interfaces: interfaces)
+    }
+
+    /// The host's side of `links`: each veth's peer and the bridge it is a port of, fetched by index.
+    /// Dumping every host link instead cost time in proportion to the containers on the host.
+    func hostPeers(of links: [Link]) throws(DiagnosticsError) -> NamespaceSnapshot {
+        let netlink: RouteNetlink
+        do { netlink = try RouteNetlink(namespace: host) } catch {
+            throw DiagnosticsError.wrap(error, "cannot read the kernel state of \(host.path)")
+        }
+        var found: [Link] = []
+        func fetch(_ index: Int32) -> Link? {
+            if let known = found.first(where: { $0.index == index }) { return known }
+            // Gone, or never in this namespace: then it is no peer of ours (see `hostPeer`).
+            guard let link = try? netlink.link(index: index) else { return nil }
+            found.append(link)
+            return link
+        }
+        for link in links where link.kind == .veth && link.linkNetnsID != nil {
+            guard let index = link.linkIndex, let peer = fetch(index) else { continue }
+            if let bridge = peer.masterIndex { _ = fetch(bridge) }
+        }
+        return NamespaceSnapshot(links: found, addresses: [], routes: [], neighbors: [], fdb: [])
+    }
+
+    /// The DNAT map elements `owner` holds for the port mappings its ADD was given: one kernel lookup
+    /// per mapping and map, where dumping the maps cost one element per port published on the host.
+    func publishedPorts(of entry: CachedResult, owner: String, client: NFTablesClient) -> [PublishedPortRecord] {
+        let maps = [
+            PortPublishing.dnatV4Bound, PortPublishing.dnatV4, PortPublishing.dnatV6Bound, PortPublishing.dnatV6,
+        ]
+        var found: [PublishedPortRecord] = []
+        for map in maps {
+            let family: IPFamily = map.dataType?.first == .ipv6Address ? .v6 : .v4
+            let bound = map.keyType.count == 3
+            for mapping in entry.portMappings {
+                guard let ipProtocol = mapping.protocol.isEmpty ? IPProtocol.tcp : IPProtocol(name: mapping.protocol),
+                    let hostPort = UInt16(exactly: mapping.hostPort)
+                else { continue }
+                // As portmap keys them: a host address narrows the family, and 0.0.0.0 or :: binds none.
+                var key: [SetValue] = [.inetProtocol(ipProtocol.rawValue), .port(hostPort)]
+                if let text = mapping.hostIP, !text.isEmpty {
+                    guard let address = IPAddress(text), address.family == family else { continue }
+                    let unspecified = address.bytes.allSatisfy { $0 == 0 }
+                    guard bound != unspecified else { continue }
+                    if bound { key.insert(.address(address), at: 0) }
+                } else if bound {
+                    continue
+                }
+                guard let record = try? client.element(key, in: map.path), record.comment == owner,
+                    let port = PublishedPortRecord(record: record, in: map)
+                else { continue }
+                found.append(port)
+            }
+        }
+        return found
     }
 
     /// The host end of a veth: the container end's IFLA_LINK names the peer's index in the

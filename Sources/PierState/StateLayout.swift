@@ -4,6 +4,11 @@
 ///     <root>/containers/<id>/state.json   one container record
 ///     <root>/containers/<id>/pid          the container's init, written by `__init`
 ///     <root>/containers/<id>/log          a detached container's output
+///     <root>/names/<name>                 symlink to the id of the container with that name
+///     <root>/joined/<id>                  symlink to the network namespace path a container
+///                                         joined (`--net container:NAME`) without owning it
+///     <root>/listing                      what `ps` shows of every container, one line each
+///     <root>/listing.stale                present while a change to the records is not yet in it
 public struct StateLayout: Sendable, Equatable {
     public let root: String
 
@@ -15,6 +20,11 @@ public struct StateLayout: Sendable, Equatable {
     public func recordPath(id: String) -> String { containerDirectory(id: id) + "/state.json" }
     public func pidPath(id: String) -> String { containerDirectory(id: id) + "/" + Self.pidName }
     public func logPath(id: String) -> String { containerDirectory(id: id) + "/" + Self.logName }
+    /// The indexes over the records, so one container is found without reading them all.
+    public var namesDirectory: String { root + "/names" }
+    public var joinedDirectory: String { root + "/joined" }
+    public var listingPath: String { root + "/listing" }
+    public var listingStalePath: String { root + "/listing.stale" }
 
     static let pidName = "pid"
     static let logName = "log"

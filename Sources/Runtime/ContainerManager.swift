@@ -106,8 +106,7 @@ public final class ContainerManager {
         let id = ContainerID.generate()
         let name = options.name ?? ContainerID.defaultName(for: id)
         try ContainerID.validateName(name)
-        let existing = store.all()
-        guard !existing.contains(where: { $0.name == name }) else { throw RuntimeError.nameInUse(name) }
+        guard store.record(named: name) == nil else { throw RuntimeError.nameInUse(name) }
 
         var record = ContainerRecord(id: id, name: name, command: options.command, networkMode: mode)
         // Milliseconds, so `ps` lists containers made within one second in the order they were made.
@@ -119,7 +118,7 @@ public final class ContainerManager {
         case .host:
             break
         case .container(let other):
-            guard let target = existing.first(where: { $0.name == other || $0.id == other }) else {
+            guard let target = store.record(named: other) ?? store.load(id: other) else {
                 throw RuntimeError.unknownContainer(other)
             }
             record.netnsPath = target.netnsPath
@@ -146,7 +145,7 @@ public final class ContainerManager {
             try setUpNetworking(&record, lists: lists)
         } catch {
             _ = try? tearDown(record, force: true)
-            throw naming(existing, in: error)
+            throw naming(in: error)
         }
         record.status = .created
         record.ownerPID = nil
@@ -156,9 +155,9 @@ public final class ContainerManager {
 
     /// Plugins name attachments by container ID (portmap: "port is already allocated (held by … <id>/eth0)");
     /// users know containers by name.
-    private func naming(_ records: [ContainerRecord], in error: RuntimeError) -> RuntimeError {
+    private func naming(in error: RuntimeError) -> RuntimeError {
         guard case .plugin(let network, let plugin, let command, var cniError) = error else { return error }
-        for record in records where cniError.msg.contains(record.id) || cniError.details.contains(record.id) {
+        for record in store.all() where cniError.msg.contains(record.id) || cniError.details.contains(record.id) {
             cniError.msg += " [\(record.id.prefix(12)) is container \(record.name)]"
         }
         return .plugin(network: network, plugin: plugin, command: command, error: cniError)
@@ -279,6 +278,9 @@ public final class ContainerManager {
 
     public func list() -> [ContainerRecord] { store.all() }
 
+    /// What `ps` lists, from the one-file listing.
+    public func summaries() -> [ContainerSummary] { store.summaries() }
+
     public func find(_ reference: String) throws(RuntimeError) -> ContainerRecord {
         try store.find(reference)
     }
@@ -327,7 +329,7 @@ public final class ContainerManager {
     /// Containers living in `record`'s network namespace without owning it.
     func namespaceSharers(of record: ContainerRecord) -> [ContainerRecord] {
         guard record.ownsNetns, let path = record.netnsPath else { return [] }
-        return store.all().filter { $0.id != record.id && !$0.ownsNetns && $0.netnsPath == path }
+        return store.joiners(of: path).filter { $0.id != record.id }
     }
 
     /// `--ip`, `--mac` and `-p` travel as capability arguments, which a plugin only gets when its config

@@ -151,15 +151,30 @@ extension ContainerManager {
     /// detached container's monitor (gone without a word only when SIGKILLed: 137, as Docker reports).
     public func exitCode(of record: ContainerRecord) -> Int32? {
         guard record.status == .started, !record.isRunning else { return nil }
-        if let code = record.exitCode { return code }
-        guard record.detached else { return nil }
-        guard let bytes = try? Files.read(store.exitPath(of: record.id)) else { return 128 + SIGKILL }
+        return endedCode(id: record.id, recorded: record.exitCode, detached: record.detached)
+    }
+
+    /// The exit code of an ended process: the recorded one, else the detached monitor's exit file.
+    private func endedCode(id: String, recorded: Int32?, detached: Bool) -> Int32? {
+        if let recorded { return recorded }
+        guard detached else { return nil }
+        guard let bytes = try? Files.read(store.exitPath(of: id)) else { return 128 + SIGKILL }
         return Int32(String(decoding: bytes, as: UTF8.self).trimmingSuffixNewlines()) ?? 128 + SIGKILL
     }
 
     /// What `ps` and `inspect` show: `exited (3)` where the code is known.
     public func statusText(of record: ContainerRecord) -> String {
         guard let code = exitCode(of: record) else { return record.displayStatus }
+        return "exited (\(code))"
+    }
+
+    /// `statusText(of:)` for a listing line whose liveness `ps` checked once (`ContainerSummary.isRunning`).
+    public func statusText(of summary: ContainerSummary, running: Bool) -> String {
+        guard summary.status == .started else { return summary.status.rawValue }
+        if running { return "running" }
+        guard let code = endedCode(id: summary.id, recorded: summary.exitCode, detached: summary.detached) else {
+            return "exited"
+        }
         return "exited (\(code))"
     }
 

@@ -14,8 +14,11 @@ enum Files {
     }
 
     /// Writes to a temporary sibling, syncs and renames it into place, so a reader (or a `pier` killed
-    /// half-way) only ever sees the old or the new whole file.
-    static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws(RuntimeError) {
+    /// half-way) only ever sees the old or the new whole file. `durable: false` skips the sync, for files
+    /// that are rebuilt from others when a power loss leaves them stale.
+    static func writeAtomically(
+        _ bytes: [UInt8], to path: String, mode: mode_t = 0o644, durable: Bool = true
+    ) throws(RuntimeError) {
         let temporary = FileSystem.siblingTemporaryPath(for: path)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw RuntimeError.system("create \(temporary)", errno: errno) }
@@ -33,7 +36,7 @@ enum Files {
         }
         // The umask may have narrowed the mode; the cache promises exactly 0600.
         fchmod(fd, mode)
-        fsync(fd)
+        if durable { fsync(fd) }
         close(fd)
         guard rename(temporary, path) == 0 else {
             let code = errno
@@ -53,6 +56,14 @@ enum Files {
 
     /// Names in a directory (no `.`/`..`), sorted; empty when it does not exist.
     static func list(_ path: String) -> [String] { ((try? FileSystem.list(path)) ?? []).sorted() }
+
+    /// A symlink's target, nil when `path` is not a symlink.
+    static func readLink(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = readlink(path, &buffer, buffer.count - 1)
+        guard count >= 0 else { return nil }
+        return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
 
     static func remove(_ path: String) {
         unlink(path)
@@ -90,6 +101,17 @@ final class FileLock {
                 close(fd)
                 throw RuntimeError.system("lock \(path)", errno: code)
             }
+        }
+        descriptor = fd
+    }
+
+    /// The lock if nobody holds it now, nil otherwise (never waits; not inherited by children).
+    init?(tryingPath path: String) {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return nil }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            return nil
         }
         descriptor = fd
     }

@@ -4,6 +4,12 @@ import PierState
 
 /// Container records under `<root>/containers/<id>/`, one JSON file each, written atomically. Every
 /// command that changes state holds the store's lock, so concurrent `pier` processes serialize.
+///
+/// Two indexes of symlinks (see `StateLayout`) let a command find one container without reading every
+/// record: `names/<name>` → id, and `joined/<id>` → the namespace path of a container that joined
+/// another's. `save` keeps them current under the lock; an entry is a hint, confirmed by the record it
+/// leads to, so one left behind by a `pier` killed half-way is harmless. A store written before the
+/// indexes existed gets them built from its records by the first `save`; until then readers scan.
 public struct StateStore: Sendable {
     public let root: String
 
@@ -29,6 +35,7 @@ public struct StateStore: Sendable {
         return try FileLock(path: layout.lockPath, inheritable: true)
     }
 
+    /// Writes the record and points the indexes at it. Callers hold the lock.
     public func save(_ record: ContainerRecord) throws(RuntimeError) {
         try Files.makeDirectories(directory(of: record.id), mode: 0o700)
         let encoder = JSONEncoder()
@@ -37,11 +44,14 @@ public struct StateStore: Sendable {
         do { data = try encoder.encode(record) } catch {
             throw RuntimeError.failed("encoding the state of \(record.name): \(error)")
         }
+        let staleBefore = markListingStale()
         try Files.writeAtomically([UInt8](data), to: statePath(of: record.id), mode: 0o600)
+        try index(record)
+        updateListing(with: record, rebuild: staleBefore)
     }
 
     public func load(id: String) -> ContainerRecord? {
-        guard let bytes = try? Files.read(statePath(of: id)) else { return nil }
+        guard Self.isPlainName(id), let bytes = try? Files.read(statePath(of: id)) else { return nil }
         return try? JSONDecoder().decode(ContainerRecord.self, from: Data(bytes))
     }
 
@@ -52,21 +62,101 @@ public struct StateStore: Sendable {
         }
     }
 
-    /// A container by exact name, full ID or unambiguous ID prefix (as Docker resolves them).
+    /// A container by exact name, full ID or unambiguous ID prefix (as Docker resolves them). The name
+    /// is one index lookup and IDs are directory names: no record but the one found is read.
     public func find(_ reference: String) throws(RuntimeError) -> ContainerRecord {
-        let records = all()
-        if let byName = records.first(where: { $0.name == reference }) { return byName }
-        if let byID = records.first(where: { $0.id == reference }) { return byID }
-        let matches = reference.count >= 3 ? records.filter { $0.id.hasPrefix(reference) } : []
-        guard matches.count == 1 else {
-            if matches.count > 1 { throw RuntimeError.invalidArgument("ambiguous container ID prefix \(reference)") }
-            throw RuntimeError.unknownContainer(reference)
+        if let byName = record(named: reference) { return byName }
+        if let byID = load(id: reference) { return byID }
+        let ids = reference.count >= 3 ? (try? FileSystem.list(containersDirectory)) ?? [] : []
+        let matches = ids.filter { $0.hasPrefix(reference) }
+        if matches.count > 1 { throw RuntimeError.invalidArgument("ambiguous container ID prefix \(reference)") }
+        if let id = matches.first, let byPrefix = load(id: id) { return byPrefix }
+        // Not found: an index that missed a name (a store an older `pier` also wrote) must not hide it.
+        if hasIndexes, let byName = all().first(where: { $0.name == reference }) { return byName }
+        throw RuntimeError.unknownContainer(reference)
+    }
+
+    /// The container called `name`, through the name index.
+    public func record(named name: String) -> ContainerRecord? {
+        guard hasIndexes else { return all().first { $0.name == name } }
+        guard Self.isPlainName(name), let id = Files.readLink(layout.namesDirectory + "/" + name),
+            let record = load(id: id), record.name == name
+        else { return nil }
+        return record
+    }
+
+    /// Containers living in the network namespace at `path` without owning it (`--net container:NAME`).
+    public func joiners(of path: String) -> [ContainerRecord] {
+        let candidates: [ContainerRecord]
+        if hasIndexes {
+            let directory = layout.joinedDirectory
+            candidates = Files.list(directory).filter { Files.readLink(directory + "/" + $0) == path }.compactMap {
+                load(id: $0)
+            }
+        } else {
+            candidates = all()
         }
-        return matches[0]
+        return candidates.filter { !$0.ownsNetns && $0.netnsPath == path }
     }
 
     public func remove(id: String) {
+        let record = load(id: id)
+        let staleBefore = markListingStale()
         Files.removeTree(directory(of: id))
+        updateListing(with: nil, removing: id, rebuild: staleBefore)
+        if let record, Self.isPlainName(record.name) {
+            let name = layout.namesDirectory + "/" + record.name
+            if Files.readLink(name) == id { Files.remove(name) }
+        }
+        if Self.isPlainName(id) { Files.remove(layout.joinedDirectory + "/" + id) }
+    }
+
+    /// The name index's directory is made last when the indexes are built: its presence says both are whole.
+    var hasIndexes: Bool { isDirectory(layout.namesDirectory) }
+
+    /// Points the indexes at `record`: a readlink each when they already do.
+    private func index(_ record: ContainerRecord) throws(RuntimeError) {
+        guard hasIndexes else {
+            try buildIndexes()
+            return
+        }
+        try Self.point(layout.namesDirectory + "/" + record.name, at: record.id)
+        let joined = layout.joinedDirectory + "/" + record.id
+        if !record.ownsNetns, let path = record.netnsPath {
+            try Self.point(joined, at: path)
+        } else if Files.readLink(joined) != nil {
+            Files.remove(joined)
+        }
+    }
+
+    /// Builds both indexes from the records: the joined one in place, the name one beside its final
+    /// name and renamed into place, so a reader sees either no index or a whole one.
+    private func buildIndexes() throws(RuntimeError) {
+        let names = layout.namesDirectory
+        let building = FileSystem.siblingTemporaryPath(for: names)
+        Files.removeTree(building)
+        Files.removeTree(layout.joinedDirectory)
+        try Files.makeDirectories(building, mode: 0o700)
+        try Files.makeDirectories(layout.joinedDirectory, mode: 0o700)
+        for record in all() {
+            try Self.point(building + "/" + record.name, at: record.id)
+            if !record.ownsNetns, let path = record.netnsPath {
+                try Self.point(layout.joinedDirectory + "/" + record.id, at: path)
+            }
+        }
+        guard rename(building, names) == 0 else { throw RuntimeError.system("rename \(building)", errno: errno) }
+    }
+
+    /// Makes `link` a symlink to `target` unless it already is one.
+    private static func point(_ link: String, at target: String) throws(RuntimeError) {
+        if Files.readLink(link) == target { return }
+        Files.remove(link)
+        guard symlink(target, link) == 0 else { throw RuntimeError.system("symlink \(link)", errno: errno) }
+    }
+
+    /// A name that stays one entry of a directory (names and IDs come from the command line).
+    static func isPlainName(_ name: String) -> Bool {
+        !name.isEmpty && name != "." && name != ".." && !name.contains("/")
     }
 }
 

@@ -16,40 +16,50 @@ struct List: ParsableCommand {
 
     func run() throws {
         let manager = globals.manager
-        let records = manager.list().filter { all || $0.isRunning }
+        // One read of the listing and one cheap liveness check per container (see `ContainerSummary`).
+        let listed = manager.summaries().map { ($0, $0.isRunning) }.filter { all || $0.1 }
         if quiet {
-            for record in records { printLine(String(record.id.prefix(12))) }
+            // One write for the whole list: a thousand lines were a thousand write(2)s.
+            if !listed.isEmpty { printLine(listed.map { String($0.0.id.prefix(12)) }.joined(separator: "\n")) }
             return
         }
         if json {
-            let objects = records.map { record in
-                var record = record
-                record.exitCode = manager.exitCode(of: record)
-                return record.json
+            let objects = listed.compactMap { summary, _ in
+                (try? manager.find(summary.id)).map { record in
+                    var record = record
+                    record.exitCode = manager.exitCode(of: record)
+                    return record.json
+                }
             }
             printLine(JSONValue.array(objects).encodedString)
             return
         }
         var rows = [["CONTAINER ID", "NAME", "STATUS", "NETWORKS", "ADDRESSES", "COMMAND"]]
-        for record in records {
+        for (summary, running) in listed {
             rows.append([
-                String(record.id.prefix(12)), record.name, manager.statusText(of: record), record.networkDescription,
-                record.attachments.flatMap(\.addresses).joined(separator: ","), record.command.joined(separator: " "),
+                String(summary.id.prefix(12)), summary.name, manager.statusText(of: summary, running: running),
+                summary.network, summary.addresses.joined(separator: ","), summary.command.joined(separator: " "),
             ])
         }
-        for line in table(rows) { printLine(line) }
+        printLine(table(rows).joined(separator: "\n"))
     }
 }
 
 /// Columns padded to their widest cell, two spaces apart.
 func table(_ rows: [[String]]) -> [String] {
     guard let header = rows.first else { return [] }
-    let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+    let widths = header.indices.map { column in rows.map { width($0[column]) }.max() ?? 0 }
     return rows.map { row in
         row.enumerated().map { index, cell in
-            index == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[index] - cell.count)
+            index == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[index] - width(cell))
         }.joined(separator: "  ")
     }
+}
+
+/// Columns a cell takes: its Unicode scalars, counted from the UTF-8 bytes (counting characters
+/// walks grapheme clusters, which a thousand-row `ps` felt).
+private func width(_ cell: String) -> Int {
+    cell.utf8.reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) }
 }
 
 struct Logs: ParsableCommand {

@@ -152,6 +152,100 @@ struct StateStoreTests {
         #expect(store.all().isEmpty)
     }
 
+    static func record(_ name: String, mode: ContainerRecord.NetworkMode = .host) -> ContainerRecord {
+        ContainerRecord(id: ContainerID.generate(), name: name, command: ["sleep", "1"], networkMode: mode)
+    }
+
+    /// Names resolve through `names/`, joiners through `joined/`; a store written before the indexes
+    /// existed gets them from its first save, and an index entry whose record is gone finds nothing.
+    @Test func indexesFindOneContainerWithoutReadingAll() throws {
+        let root = NSTemporaryDirectory() + "pier-state-\(uniqueTag())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let store = StateStore(root: root)
+        // An older store: a record and no indexes.
+        var old = Self.record("old")
+        old.netnsPath = "/run/netns/pier-old"
+        old.ownsNetns = true
+        try FileManager.default.createDirectory(atPath: store.directory(of: old.id), withIntermediateDirectories: true)
+        try JSONEncoder().encode(old).write(to: URL(fileURLWithPath: root + "/containers/\(old.id)/state.json"))
+        #expect(!store.hasIndexes)
+        #expect(try store.find("old").id == old.id)
+
+        var joiner = Self.record("joiner", mode: .container("old"))
+        joiner.netnsPath = old.netnsPath
+        try store.save(joiner)
+        #expect(store.hasIndexes)
+        #expect(store.record(named: "old")?.id == old.id)
+        #expect(store.record(named: "joiner")?.id == joiner.id)
+        #expect(store.joiners(of: "/run/netns/pier-old").map(\.id) == [joiner.id])
+        #expect(try store.find(joiner.id).name == "joiner")
+        #expect(try store.find(String(joiner.id.prefix(5))).name == "joiner")
+        #expect(store.record(named: "../containers") == nil)
+
+        store.remove(id: joiner.id)
+        #expect(store.record(named: "joiner") == nil)
+        #expect(store.joiners(of: "/run/netns/pier-old").isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: root + "/names/joiner"))
+        // A name entry left by a `pier` killed before it wrote the record names nobody.
+        try FileManager.default.createSymbolicLink(atPath: root + "/names/ghost", withDestinationPath: joiner.id)
+        #expect(store.record(named: "ghost") == nil)
+        #expect(throws: RuntimeError.self) { try store.find("ghost") }
+        let ghost = Self.record("ghost")
+        try store.save(ghost)
+        #expect(try store.find("ghost").id == ghost.id)
+    }
+
+    /// `ps` reads one journal: the last line of a container wins, removals drop it, compaction keeps it
+    /// bounded, and a stale mark (a `pier` that died mid-change) or another boot's listing is rebuilt
+    /// from the records.
+    @Test func listingFollowsEveryRecordChange() throws {
+        let root = NSTemporaryDirectory() + "pier-state-\(uniqueTag())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let store = StateStore(root: root)
+        var first = Self.record("first")
+        first.command = ["sh", "-c", "echo a\tb\\n\u{1F}"]
+        try store.save(first)
+        var second = Self.record("second")
+        try store.save(second)
+        second.status = .started
+        second.pid = 1
+        second.pidStartTime = 7
+        second.detached = true
+        second.attachments = [.init(network: "pier", ifName: "eth0", addresses: ["10.1.0.2/24", "fd00::2/64"])]
+        try store.save(second)
+        #expect(store.summaries() == [ContainerSummary(first), ContainerSummary(second)])
+        #expect(store.summaries()[0].command == first.command)
+        #expect(store.summaries()[1].addresses == ["10.1.0.2/24", "fd00::2/64"])
+
+        store.remove(id: first.id)
+        #expect(store.summaries().map(\.name) == ["second"])
+        // Many changes: the journal is compacted and still says the same.
+        for pid in 2..<1000 {
+            second.pid = Int32(pid)
+            try store.save(second)
+        }
+        let size = try #require(FileManager.default.attributesOfItem(atPath: root + "/listing")[.size] as? Int)
+        #expect(size < 70 * 1024)
+        #expect(store.summaries() == [ContainerSummary(second)])
+
+        // A change the listing never got, behind a stale mark: rebuilt from the records.
+        var third = Self.record("third")
+        try store.save(third)
+        third.status = .created
+        let data = try JSONEncoder().encode(third)
+        try data.write(to: URL(fileURLWithPath: root + "/containers/\(third.id)/state.json"))
+        FileManager.default.createFile(atPath: root + "/listing.stale", contents: nil)
+        #expect(store.summaries().map(\.status) == [.started, .created])
+        #expect(!FileManager.default.fileExists(atPath: root + "/listing.stale"))
+        // Another boot's listing is not trusted either.
+        let text = try String(contentsOfFile: root + "/listing", encoding: .utf8)
+        try text.replacingOccurrences(of: StateStore.bootID(), with: "another-boot").write(
+            toFile: root + "/listing", atomically: true, encoding: .utf8)
+        third.status = .removing
+        try store.save(third)
+        #expect(store.summaries().map(\.status) == [.started, .removing])
+    }
+
     @Test func deadOrRecycledProcessesAreNotRunning() throws {
         let own = getpid()
         let start = try #require(ProcessState.stat(own)?.startTime)

@@ -29,6 +29,11 @@ size_t pier_mnl_socket_buffer_size(void);
 int pier_setns(int fd, int nstype);
 int pier_unshare(int flags);
 
+/// process_vm_readv(2) of one byte at address 0 of `pid`: -1 with errno ESRCH when there is no
+/// such process or it is a zombie (no memory left), EFAULT for a live one (glibc declares it only
+/// behind _GNU_SOURCE).
+int pier_probe_process_memory(pid_t pid);
+
 /// Namespace clone flags (macros in <sched.h> behind _GNU_SOURCE).
 int pier_clone_newnet(void);
 int pier_clone_newuts(void);
