@@ -30,6 +30,22 @@ struct ServiceBenchTests {
         }
     }
 
+    /// Publishes services `bench/s<i>` for every i in `services`, 20 to a commit.
+    private static func fill(_ nft: NFTablesClient, services: Range<Int>) throws {
+        var index = services.lowerBound
+        while index < services.upperBound {
+            var batch = Batch()
+            for service in index..<min(services.upperBound, index + 20) {
+                batch.append(
+                    contentsOf: ServiceRules.publishBatch(
+                        service: "bench/s\(service)", vip: try vip(service), ports: [port],
+                        members: try members(service), affinity: .none))
+            }
+            try nft.commit(batch)
+            index += 20
+        }
+    }
+
     private static func milliseconds(_ body: () throws -> Void) rethrows -> Double {
         let start = ContinuousClock.now
         try body()
@@ -48,18 +64,7 @@ struct ServiceBenchTests {
                 let rules = ServiceRules(client: nft)
                 try rules.publish(
                     service: "bench/s0", vip: try Self.vip(0), ports: [Self.port], members: try Self.members(0))
-                var index = 1
-                while index < level {
-                    var batch = Batch()
-                    for service in index..<min(level, index + 20) {
-                        batch.append(
-                            contentsOf: ServiceRules.publishBatch(
-                                service: "bench/s\(service)", vip: try Self.vip(service), ports: [Self.port],
-                                members: try Self.members(service), affinity: .none))
-                    }
-                    try nft.commit(batch)
-                    index += 20
-                }
+                try Self.fill(nft, services: 1..<level)
                 var addService: [Double] = []
                 var addMember: [Double] = []
                 var removeService: [Double] = []
@@ -210,18 +215,7 @@ struct ServiceBenchTests {
                 let vip = try Self.vip(level)
                 try ServiceRules(client: nft).publish(
                     service: "bench/target", vip: vip, ports: [Self.port], members: members)
-                var index = 0
-                while index < level {
-                    var batch = Batch()
-                    for service in index..<min(level, index + 20) {
-                        batch.append(
-                            contentsOf: ServiceRules.publishBatch(
-                                service: "bench/s\(service)", vip: try Self.vip(service), ports: [Self.port],
-                                members: try Self.members(service), affinity: .none))
-                    }
-                    try nft.commit(batch)
-                    index += 20
-                }
+                try Self.fill(nft, services: 0..<level)
                 let script = """
                     import socket, time, json
                     lat = []
