@@ -71,6 +71,25 @@ struct FirewallReloadTests {
         ])
     }
 
+    /// A web server on a new full network, its port published and answering: (name, address,
+    /// host port, published URL).
+    private func runPublishedWebServer(_ pier: PierHarness, network: String) throws -> (
+        name: String, address: String, hostPort: Int, published: String
+    ) {
+        try addFullNetwork(pier, network)
+        let name = pier.name("web")
+        let hostPort = Int.random(in: 20000...30000)
+        try pier.mustPier([
+            "run", "-d", "--name", name, "--net", network, "-p", "\(hostPort):8080", "python3", "-m", "http.server",
+            "8080",
+        ])
+        let address = try #require(try pier.address(of: name))
+        let gateway = address.split(separator: ".").dropLast().joined(separator: ".") + ".1"
+        let published = "http://\(gateway):\(hostPort)/"
+        #expect(eventually { httpGet(from: pier.host, published)?.contains("Directory") == true })
+        return (name, address, hostPort, published)
+    }
+
     private func foreignTable(_ host: TestHost) throws -> String {
         canonical(try host.nftJSON(["list", "table", "ip", "foreign"]))
     }
@@ -78,17 +97,7 @@ struct FirewallReloadTests {
     @Test(.enabled(if: PierHarness.portmapBuilt))
     func reloadRebuildsPierTablesAfterAFlushAndLeavesOthersAlone() throws {
         try withPier { pier in
-            try addFullNetwork(pier, "t227")
-            let name = pier.name("web")
-            let hostPort = Int.random(in: 20000...30000)
-            try pier.mustPier([
-                "run", "-d", "--name", name, "--net", "t227", "-p", "\(hostPort):8080", "python3", "-m", "http.server",
-                "8080",
-            ])
-            let address = try #require(try pier.address(of: name))
-            let gateway = address.split(separator: ".").dropLast().joined(separator: ".") + ".1"
-            let published = "http://\(gateway):\(hostPort)/"
-            #expect(eventually { httpGet(from: pier.host, published)?.contains("Directory") == true })
+            let (name, address, hostPort, published) = try runPublishedWebServer(pier, network: "t227")
             let intact = try pierTables(pier.host)
             #expect(intact.contains { $0.contains("dnat_v4") && $0.contains("\(hostPort)") }, "\(intact)")
             #expect(intact.contains { $0.contains("spoofcheck_allowed") && $0.contains("elem") })
@@ -158,17 +167,7 @@ struct FirewallReloadTests {
     @Test(.enabled(if: PierHarness.portmapBuilt))
     func watcherRestoresPierTablesWithinOneSecond() throws {
         try withPier { pier in
-            try addFullNetwork(pier, "t228")
-            let name = pier.name("web")
-            let hostPort = Int.random(in: 20000...30000)
-            try pier.mustPier([
-                "run", "-d", "--name", name, "--net", "t228", "-p", "\(hostPort):8080", "python3", "-m", "http.server",
-                "8080",
-            ])
-            let address = try #require(try pier.address(of: name))
-            let gateway = address.split(separator: ".").dropLast().joined(separator: ".") + ".1"
-            let published = "http://\(gateway):\(hostPort)/"
-            #expect(eventually { httpGet(from: pier.host, published)?.contains("Directory") == true })
+            let (name, _, _, published) = try runPublishedWebServer(pier, network: "t228")
             let intact = try pierTables(pier.host)
 
             let log = pier.directory + "/watch.log"
