@@ -10,11 +10,7 @@ struct BandwidthTests {
     /// 0.1 s (125 000 bytes) on the host veth, and the same on an IFB fed by a redirect from the
     /// veth's ingress. CHECK passes; DEL removes all of it and is repeatable.
     @Test func addShapesBothDirectionsCheckPassesAndDeleteRemovesEverything() throws {
-        try withTestHosts(2) { hosts in
-            let world = BandwidthWorld(hosts: hosts, octet: 181)
-            defer { world.cleanUp() }
-            try world.attach()
-            defer { world.detach() }
+        try withAttachedWorld(octet: 181) { world in
             let config = world.bandwidthConfig(
                 runtime: BandwidthWorld.containerdLimits(ingress: 10_000_000, egress: 10_000_000))
             let add = try world.run("ADD", config)
@@ -106,11 +102,7 @@ struct BandwidthTests {
 
     /// CHECK reports drift: a changed rate, a missing IFB.
     @Test func checkDetectsDrift() throws {
-        try withTestHosts(2) { hosts in
-            let world = BandwidthWorld(hosts: hosts, octet: 183)
-            defer { world.cleanUp() }
-            try world.attach()
-            defer { world.detach() }
+        try withAttachedWorld(octet: 183) { world in
             let config = world.bandwidthConfig(
                 runtime: BandwidthWorld.containerdLimits(ingress: 20_000_000, egress: 30_000_000))
             try #require(try world.run("ADD", config).status == 0)
@@ -154,11 +146,7 @@ struct BandwidthTests {
     }
 
     @Test func deleteWithEmptyNetnsRemovesTheIFB() throws {
-        try withTestHosts(2) { hosts in
-            let world = BandwidthWorld(hosts: hosts, octet: 185)
-            defer { world.cleanUp() }
-            try world.attach()
-            defer { world.detach() }
+        try withAttachedWorld(octet: 185) { world in
             let config = world.bandwidthConfig(runtime: BandwidthWorld.containerdLimits(egress: 5_000_000))
             try #require(try world.run("ADD", config).status == 0)
             let bad = world.bandwidthConfig(runtime: ["egressRate": -1])
@@ -182,11 +170,7 @@ struct BandwidthTests {
     ])
     func badLimitsAreRefusedWithNothingCreated(json: String) throws {
         let limits = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
-        try withTestHosts(2) { hosts in
-            let world = BandwidthWorld(hosts: hosts, octet: 186)
-            defer { world.cleanUp() }
-            try world.attach()
-            defer { world.detach() }
+        try withAttachedWorld(octet: 186) { world in
             let output = try world.run("ADD", world.bandwidthConfig(runtime: limits))
             #expect(output.errorCode == 7, "ADD with \(limits): \(output.stdout)")
             let veth = try world.hostVeth()
@@ -197,11 +181,7 @@ struct BandwidthTests {
     }
 
     @Test func missingPrevResultAndMissingInterfaceAreRefused() throws {
-        try withTestHosts(2) { hosts in
-            let world = BandwidthWorld(hosts: hosts, octet: 187)
-            defer { world.cleanUp() }
-            try world.attach()
-            defer { world.detach() }
+        try withAttachedWorld(octet: 187) { world in
             let limits = BandwidthWorld.containerdLimits(ingress: 10_000_000, egress: 10_000_000)
             var object = try #require(
                 try JSONSerialization.jsonObject(with: Data(world.bandwidthConfig(runtime: limits).utf8))
@@ -219,11 +199,7 @@ struct BandwidthTests {
 
     /// Zero rates (and no limits at all) pass prevResult through and touch nothing.
     @Test func zeroRatesPassThrough() throws {
-        try withTestHosts(2) { hosts in
-            let world = BandwidthWorld(hosts: hosts, octet: 188)
-            defer { world.cleanUp() }
-            try world.attach()
-            defer { world.detach() }
+        try withAttachedWorld(octet: 188) { world in
             for limits in [["ingressRate": 0, "egressRate": 0, "ingressBurst": 0, "egressBurst": 0], nil] {
                 let output = try world.run("ADD", world.bandwidthConfig(runtime: limits))
                 try #require(output.status == 0, "ADD: \(output.stdout)")
@@ -260,11 +236,7 @@ struct BandwidthTests {
     /// A link that merely has the IFB's name is not ours: ADD refuses to use it, DEL and GC
     /// leave it alone.
     @Test func aLinkWithTheIFBNameThatIsNotOursIsLeftAlone() throws {
-        try withTestHosts(2) { hosts in
-            let world = BandwidthWorld(hosts: hosts, octet: 192)
-            defer { world.cleanUp() }
-            try world.attach()
-            defer { world.detach() }
+        try withAttachedWorld(octet: 192) { world in
             let config = world.bandwidthConfig(runtime: BandwidthWorld.containerdLimits(egress: 5_000_000))
             try #require(try world.run("ADD", config).status == 0)
             let name = try #require(try world.ifbNames().first)
@@ -283,11 +255,7 @@ struct BandwidthTests {
 
     /// GC deletes IFBs of this network whose attachment is no longer valid, and keeps valid ones.
     @Test func garbageCollectionRemovesStaleIFBs() throws {
-        try withTestHosts(2) { hosts in
-            let world = BandwidthWorld(hosts: hosts, octet: 190)
-            defer { world.cleanUp() }
-            try world.attach()
-            defer { world.detach() }
+        try withAttachedWorld(octet: 190) { world in
             // GC is a CNI 1.1 verb.
             world.bandwidth.cniVersion = "1.1.0"
             let config = world.bandwidthConfig(runtime: BandwidthWorld.containerdLimits(egress: 5_000_000))
@@ -312,11 +280,7 @@ struct BandwidthTests {
 struct BandwidthAccuracyTests {
     @Test(arguments: [10_000_000, 100_000_000] as [UInt64])
     func shapedRateIsAccurateAndTheFirstSecondIsBounded(rate: UInt64) throws {
-        try withTestHosts(2) { hosts in
-            let world = BandwidthWorld(hosts: hosts, octet: 191)
-            defer { world.cleanUp() }
-            try world.attach()
-            defer { world.detach() }
+        try withAttachedWorld(octet: 191) { world in
             let config = world.bandwidthConfig(runtime: BandwidthWorld.containerdLimits(ingress: rate, egress: rate))
             try #require(try world.run("ADD", config).status == 0)
             defer { _ = try? world.run("DEL", config) }

@@ -193,3 +193,15 @@ struct Throughput {
             firstSecond: firstBits / max(firstSeconds, 0.5))
     }
 }
+
+/// Two test hosts with a container attached by the bridge plugin (the world most bandwidth tests
+/// start from); detached and cleaned up however `body` ends.
+func withAttachedWorld(octet: Int, _ body: (BandwidthWorld) throws -> Void) throws {
+    try withTestHosts(2) { hosts in
+        let world = BandwidthWorld(hosts: hosts, octet: octet)
+        defer { world.cleanUp() }
+        try world.attach()
+        defer { world.detach() }
+        try body(world)
+    }
+}
