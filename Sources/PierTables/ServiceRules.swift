@@ -10,15 +10,23 @@ import IPAddressing
 ///       map service_slots_v4 { type ipv4_addr . inet_proto . inet_service . integer : ipv4_addr . inet_service; }
 ///       map service_affinity_v4 { (the same types) }       # services with client-IP affinity
 ///       map service_slots_v6, service_affinity_v6 { ipv6_addr ... : ipv6_addr . inet_service; }
+///       map service_vips_v4 { type ipv4_addr . mark : ipv4_addr; }   # every port of a VIP
+///       map service_vips_affinity_v4 { (the same types) }
+///       map service_mesh_v4 { type inet_proto . inet_service . mark : ipv4_addr . inet_service; }
 ///       set service_hairpin_v4 { type ipv4_addr . ipv4_addr; }   # "member . member"
 ///       set service_hairpin_v6 { type ipv6_addr . ipv6_addr; }
 ///       chain service_prerouting { type nat hook prerouting priority dstnat - 1;
 ///         dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 60 map @service_slots_v4
 ///         dnat ip to ip daddr . meta l4proto . th dport . jhash ip saddr mod 60 map @service_affinity_v4
+///         dnat ip to ip daddr . numgen random mod 60 map @service_vips_v4          # port kept
+///         dnat ip to ip daddr . jhash ip saddr mod 60 map @service_vips_affinity_v4
+///         fib daddr type local meta l4proto . th dport . 0 @service_mesh_v4 meta mark set meta mark | 0x02000000
+///         fib daddr type local dnat ip to meta l4proto . th dport . numgen random mod 60 map @service_mesh_v4
 ///         (the same for ip6) }
 ///       chain service_output { type nat hook output priority dstnat - 1; (the same rules) }
 ///       chain postrouting { ...
 ///         ct status dnat ip saddr . ip daddr @service_hairpin_v4 masquerade
+///         meta mark & 0x02000000 == 0x02000000 masquerade      # routing mesh
 ///         ct status dnat ip6 saddr . ip6 daddr @service_hairpin_v6 masquerade }
 ///     }
 ///
@@ -33,10 +41,21 @@ public struct ServiceRules {
     /// (1/60 of the connections) otherwise.
     public static let slotsPerPort = 60
 
-    public static let slotsV4 = slotMap("service_slots_v4", .v4)
-    public static let slotsV6 = slotMap("service_slots_v6", .v6)
-    public static let affinityV4 = slotMap("service_affinity_v4", .v4)
-    public static let affinityV6 = slotMap("service_affinity_v6", .v6)
+    /// The packet-mark bit of connections the routing mesh DNATs: they are masqueraded, since
+    /// the member's reply would otherwise go straight to the client from another host. One bit
+    /// beside `PierTable.trafficMark`, set with `|` so other software's bits are kept.
+    public static let meshMark: UInt32 = 0x0200_0000
+
+    public static let slotsV4 = slotMap("service_slots_v4", .v4, .port)
+    public static let slotsV6 = slotMap("service_slots_v6", .v6, .port)
+    public static let affinityV4 = slotMap("service_affinity_v4", .v4, .port)
+    public static let affinityV6 = slotMap("service_affinity_v6", .v6, .port)
+    public static let vipsV4 = slotMap("service_vips_v4", .v4, .allPorts)
+    public static let vipsV6 = slotMap("service_vips_v6", .v6, .allPorts)
+    public static let vipsAffinityV4 = slotMap("service_vips_affinity_v4", .v4, .allPorts)
+    public static let vipsAffinityV6 = slotMap("service_vips_affinity_v6", .v6, .allPorts)
+    public static let meshV4 = slotMap("service_mesh_v4", .v4, .mesh)
+    public static let meshV6 = slotMap("service_mesh_v6", .v6, .mesh)
     public static let hairpinV4 = NFTSet(
         family: .inet, table: PierTable.name, name: "service_hairpin_v4", keyType: [.ipv4Address, .ipv4Address])
     public static let hairpinV6 = NFTSet(
@@ -49,36 +68,56 @@ public struct ServiceRules {
         family: .inet, table: PierTable.name, name: "service_output",
         base: BaseChainSpec(type: .nat, hook: .output, priority: ChainPriority.dstnat - 1))
 
+    /// What a map's key holds besides the slot: one port of a VIP, a whole VIP, or a port on
+    /// every local address (the routing mesh).
+    enum KeyShape { case port, allPorts, mesh }
+
     /// The slot field is typed `mark` (32 bits, host byte order, like `numgen`'s result): nft
     /// cannot list a named map whose concatenation has a plain `integer` field.
-    private static func slotMap(_ name: String, _ family: IPFamily) -> NFTSet {
+    private static func slotMap(_ name: String, _ family: IPFamily, _ shape: KeyShape) -> NFTSet {
         let address: NFTDataType = family == .v4 ? .ipv4Address : .ipv6Address
+        let key: [NFTDataType] =
+            switch shape {
+            case .port: [address, .inetProtocol, .inetService, .mark]
+            case .allPorts: [address, .mark]
+            case .mesh: [.inetProtocol, .inetService, .mark]
+            }
         return NFTSet(
-            family: .inet, table: PierTable.name, name: name,
-            keyType: [address, .inetProtocol, .inetService, .mark], dataType: [address, .inetService])
+            family: .inet, table: PierTable.name, name: name, keyType: key,
+            dataType: shape == .allPorts ? [address] : [address, .inetService])
     }
 
-    static func map(for family: IPFamily, affinity: ServiceAffinity) -> NFTSet {
-        switch (family, affinity) {
-        case (.v4, .none): slotsV4
-        case (.v4, .clientIP): affinityV4
-        case (.v6, .none): slotsV6
-        case (.v6, .clientIP): affinityV6
+    static func map(for family: IPFamily, affinity: ServiceAffinity, shape: KeyShape = .port) -> NFTSet {
+        switch (shape, family, affinity) {
+        case (.port, .v4, .none): slotsV4
+        case (.port, .v4, .clientIP): affinityV4
+        case (.port, .v6, .none): slotsV6
+        case (.port, .v6, .clientIP): affinityV6
+        case (.allPorts, .v4, .none): vipsV4
+        case (.allPorts, .v4, .clientIP): vipsAffinityV4
+        case (.allPorts, .v6, .none): vipsV6
+        case (.allPorts, .v6, .clientIP): vipsAffinityV6
+        case (.mesh, .v4, _): meshV4
+        case (.mesh, .v6, _): meshV6
         }
     }
 
     static func hairpin(for family: IPFamily) -> NFTSet { family == .v4 ? hairpinV4 : hairpinV6 }
 
+    static let allMaps = [
+        slotsV4, affinityV4, slotsV6, affinityV6, vipsV4, vipsAffinityV4, vipsV6, vipsAffinityV6, meshV4, meshV6,
+    ]
+
     /// Table, the base layout, the service maps, sets and base chains; idempotent.
     static var layout: Batch {
         var batch = PierTable.layout
-        for set in [slotsV4, affinityV4, slotsV6, affinityV6, hairpinV4, hairpinV6] { batch.add(set) }
+        for set in allMaps + [hairpinV4, hairpinV6] { batch.add(set) }
         batch.add(prerouting)
         batch.add(output)
         return batch
     }
 
-    /// The slot lookups and the hairpin masquerade, added once per host.
+    /// The slot lookups, the mesh and the masquerades, added once per host.
     static var rules: [Rule] {
         var rules: [Rule] = []
         for chain in [prerouting, output] {
@@ -86,7 +125,16 @@ public struct ServiceRules {
                 for affinity in [ServiceAffinity.none, .clientIP] {
                     rules.append(slotRule(in: chain, family: family, affinity: affinity))
                 }
+                for affinity in [ServiceAffinity.none, .clientIP] {
+                    rules.append(slotRule(in: chain, family: family, affinity: affinity, shape: .allPorts))
+                }
             }
+        }
+        // The mesh answers connections from outside only (the host's own would need `output`,
+        // where `fib daddr type local` is every destination a container can reach too).
+        for family in IPFamily.allCases {
+            rules.append(meshMarkRule(family: family))
+            rules.append(slotRule(in: prerouting, family: family, affinity: .none, shape: .mesh))
         }
         for (family, source, destination) in [
             (IPFamily.v4, Selector.ipSource, Selector.ipDestination), (.v6, .ip6Source, .ip6Destination),
@@ -98,44 +146,94 @@ public struct ServiceRules {
                 )
                 .ctStatus(.dnat).match([source, destination], inSet: hairpin(for: family).name).masquerade())
         }
+        rules.append(
+            Rule(family: .inet, table: PierTable.name, chain: PierTable.postrouting.name, comment: "pier:service-mesh")
+                .markHasBits(meshMark).masquerade())
         return rules
     }
 
     /// `dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 60 map @service_slots_v4`
-    /// (or `jhash ip saddr mod 60` into the affinity map). The concatenated key is laid out as
-    /// nft lays concatenations out: the address from reg 1, then one 32-bit word per field.
-    static func slotRule(in chain: Chain, family: IPFamily, affinity: ServiceAffinity) -> Rule {
+    /// (or `jhash ip saddr mod 60` into the affinity map; `ip daddr . numgen …` into the
+    /// whole-VIP maps, which keep the port; `meta l4proto . th dport . numgen …` behind
+    /// `fib daddr type local` for the mesh). The concatenated key is laid out as nft lays
+    /// concatenations out: an address first, then one 32-bit word per field.
+    static func slotRule(in chain: Chain, family: IPFamily, affinity: ServiceAffinity, shape: KeyShape = .port)
+        -> Rule
+    {
         let isV4 = family == .v4
         let addressWords: UInt32 = isV4 ? 1 : 4
-        let name = "pier:services-\(isV4 ? "v4" : "v6")\(affinity == .clientIP ? "-affinity" : "")"
-        var expressions: [Expression] = [
-            .meta(.nfproto, into: .r1), .cmp(.eq, .r1, [family.addressFamily]),
-        ]
+        let shapeName = [KeyShape.port: "", .allPorts: "-vips", .mesh: "-mesh"][shape] ?? ""
+        let name = "pier:services-\(isV4 ? "v4" : "v6")\(shapeName)\(affinity == .clientIP ? "-affinity" : "")"
+        var expressions: [Expression] = []
+        if shape == .mesh {
+            expressions += [.fib(.daddr, result: .addressType, into: .r1), .cmp(.eq, .r1, [2, 0, 0, 0])]
+        }
+        expressions += [.meta(.nfproto, into: .r1), .cmp(.eq, .r1, [family.addressFamily])]
+        // The slot is the key's last word: after the address (none in a mesh key) and the
+        // protocol and port words (none in a whole-VIP key).
+        let slotWord: UInt32 =
+            switch shape {
+            case .port: addressWords + 2
+            case .allPorts: addressWords
+            case .mesh: 2
+            }
         if affinity == .clientIP {
             // The source goes to a 16-byte register clear of the key's words (reg 2 for a
             // 4-word IPv4 key, reg 3 for the 7-word IPv6 key).
             let source = Register(rawValue: isV4 ? 2 : 3)
             expressions.append(.payload(.network, offset: isV4 ? 12 : 8, length: isV4 ? 4 : 16, into: source))
-            expressions += keyLoads(isV4: isV4, addressWords: addressWords)
+            expressions += keyLoads(isV4: isV4, shape: shape)
             expressions.append(
                 .jhash(
                     source: source, length: isV4 ? 4 : 16, modulus: UInt32(slotsPerPort), seed: 0,
-                    into: .r32(addressWords + 2)))
+                    into: .r32(slotWord)))
         } else {
-            expressions += keyLoads(isV4: isV4, addressWords: addressWords)
-            expressions.append(.numgen(.random, modulus: UInt32(slotsPerPort), into: .r32(addressWords + 2)))
+            expressions += keyLoads(isV4: isV4, shape: shape)
+            expressions.append(.numgen(.random, modulus: UInt32(slotsPerPort), into: .r32(slotWord)))
         }
-        expressions.append(.lookup(.named(map(for: family, affinity: affinity).name), source: .r1, destination: .r1))
-        expressions.append(.nat(.dnat, family: isV4 ? .ipv4 : .ipv6, address: .r1, port: .r32(addressWords)))
+        expressions.append(
+            .lookup(.named(map(for: family, affinity: affinity, shape: shape).name), source: .r1, destination: .r1))
+        expressions.append(
+            .nat(
+                .dnat, family: isV4 ? .ipv4 : .ipv6, address: .r1,
+                port: shape == .allPorts ? nil : .r32(addressWords)))
         return Rule(family: .inet, table: PierTable.name, chain: chain.name, expressions: expressions, comment: name)
     }
 
-    private static func keyLoads(isV4: Bool, addressWords: UInt32) -> [Expression] {
-        [
-            .payload(.network, offset: isV4 ? 16 : 24, length: isV4 ? 4 : 16, into: .r1),
-            .meta(.l4proto, into: .r32(addressWords)),
-            .payload(.transport, offset: 2, length: 2, into: .r32(addressWords + 1)),
-        ]
+    /// The loads before the slot: `ip daddr . meta l4proto . th dport`, `ip daddr`, or
+    /// `meta l4proto . th dport`.
+    private static func keyLoads(isV4: Bool, shape: KeyShape) -> [Expression] {
+        let address = Expression.payload(.network, offset: isV4 ? 16 : 24, length: isV4 ? 4 : 16, into: .r1)
+        let addressWords: UInt32 = isV4 ? 1 : 4
+        switch shape {
+        case .port:
+            return [
+                address, .meta(.l4proto, into: .r32(addressWords)),
+                .payload(.transport, offset: 2, length: 2, into: .r32(addressWords + 1)),
+            ]
+        case .allPorts:
+            return [address]
+        case .mesh:
+            return [.meta(.l4proto, into: .r32(0)), .payload(.transport, offset: 2, length: 2, into: .r32(1))]
+        }
+    }
+
+    /// `fib daddr type local meta l4proto . th dport . 0 @service_mesh_v4 meta mark set meta mark
+    /// | 0x02000000`: a connection the mesh is about to DNAT gets the mark its masquerade needs
+    /// (slot 0 exists for every published mesh port).
+    static func meshMarkRule(family: IPFamily) -> Rule {
+        var rule = Rule(
+            family: .inet, table: PierTable.name, chain: prerouting.name,
+            expressions: [
+                .fib(.daddr, result: .addressType, into: .r1), .cmp(.eq, .r1, [2, 0, 0, 0]),
+                .meta(.nfproto, into: .r1), .cmp(.eq, .r1, [family.addressFamily]),
+            ] + keyLoads(isV4: family == .v4, shape: .mesh) + [
+                .immediateData([0, 0, 0, 0], into: .r32(2)),
+                .lookup(.named(map(for: family, affinity: .none, shape: .mesh).name), source: .r1),
+            ],
+            comment: "pier:services-\(family == .v4 ? "v4" : "v6")-mesh-mark")
+        rule = rule.setMarkBits(meshMark)
+        return rule
     }
 
     public let client: NFTablesClient
@@ -144,15 +242,33 @@ public struct ServiceRules {
 
     /// Makes `vip` answer on `ports` with `members` in one generation-checked batch: each
     /// port's slots (replaced if the service had them, in either map) and the members' hairpin
-    /// elements. Re-publishing with another member list swaps the choice atomically, so a new
-    /// connection never sees a half-updated service. Members of another family are ignored.
-    /// With no members the VIP port is not answered. A VIP port another service holds refuses
-    /// the whole publish (`EBUSY`) and changes nothing.
+    /// elements. No ports means every port, each DNATed to the same port of a member (a
+    /// Swarm-style VIP). Re-publishing with another member list swaps the choice atomically,
+    /// so a new connection never sees a half-updated service. Members of another family are
+    /// ignored. With no members the VIP is not answered. A VIP port another service holds
+    /// refuses the whole publish (`EBUSY`) and changes nothing.
     public func publish(
         service: String, vip: IPAddress, ports: [ServicePort], members: [IPAddress],
         affinity: ServiceAffinity = .none
     ) throws(FirewallError) {
-        let distinct = Self.distinct(members, family: vip.family)
+        let targets = ports.isEmpty ? [SlotTarget.vip(vip)] : ports.map { SlotTarget.port(vip, $0) }
+        try publish(service: service, targets: targets, family: vip.family, members: members, affinity: affinity)
+    }
+
+    /// The routing mesh: `ports` on every local address of this host reach `members` (on this
+    /// host or, over the overlay, on others), masqueraded. Same rules as `publish`.
+    public func publishMesh(service: String, family: IPFamily, ports: [ServicePort], members: [IPAddress])
+        throws(FirewallError)
+    {
+        try publish(
+            service: service, targets: ports.map { SlotTarget.mesh(family, $0) }, family: family, members: members,
+            affinity: .none)
+    }
+
+    private func publish(
+        service: String, targets: [SlotTarget], family: IPFamily, members: [IPAddress], affinity: ServiceAffinity
+    ) throws(FirewallError) {
+        let distinct = Self.distinct(members, family: family)
         guard distinct.count <= Self.slotsPerPort else {
             throw FirewallError(
                 "publish service \(service)",
@@ -163,31 +279,28 @@ public struct ServiceRules {
         try client.apply(Self.layout, ensuring: PierTable.rules + Self.rules)
         try client.withGenerationCheck { _ throws(FirewallError) in
             var batch = Batch()
-            for port in ports {
-                for held in try heldSlots(of: port, vip: vip) {
+            for target in targets {
+                for held in try heldSlots(of: target) {
                     guard held.owner == service else {
                         throw FirewallError(
-                            "publish service \(service)", object: "\(vip) \(port) is held by \(held.owner)",
-                            errno: EBUSY)
+                            "publish service \(service)", object: "\(target) is held by \(held.owner)", errno: EBUSY)
                     }
-                    batch.deleteElements(Self.slots(of: port, vip: vip, members: []), from: held.map.path)
+                    batch.deleteElements(Self.slots(of: target, members: []), from: held.map.path)
                 }
             }
             batch.append(
                 contentsOf: Self.publishBatch(
-                    service: service, vip: vip, ports: ports, members: members, affinity: affinity))
+                    service: service, targets: targets, family: family, members: members, affinity: affinity))
             return batch
         }
     }
 
-    /// Which maps hold `port` of `vip` now, and for whom: one GET of slot 0 per map.
-    private func heldSlots(of port: ServicePort, vip: IPAddress) throws(FirewallError) -> [(map: NFTSet, owner: String)]
-    {
+    /// Which maps hold `target` now, and for whom: one GET of slot 0 per map.
+    private func heldSlots(of target: SlotTarget) throws(FirewallError) -> [(map: NFTSet, owner: String)] {
         var held: [(map: NFTSet, owner: String)] = []
-        for affinity in [ServiceAffinity.none, .clientIP] {
-            let map = Self.map(for: vip.family, affinity: affinity)
+        for map in target.maps {
             do {
-                if let record = try client.element(port.key(vip) + [.mark(0)], in: map.path) {
+                if let record = try client.element(target.key + [.mark(0)], in: map.path) {
                     held.append((map, record.comment ?? "unknown owner"))
                 }
             } catch  where error.isNotFound {
@@ -202,16 +315,23 @@ public struct ServiceRules {
     static func publishBatch(
         service: String, vip: IPAddress, ports: [ServicePort], members: [IPAddress], affinity: ServiceAffinity
     ) -> Batch {
-        let members = distinct(members, family: vip.family)
+        let targets = ports.isEmpty ? [SlotTarget.vip(vip)] : ports.map { SlotTarget.port(vip, $0) }
+        return publishBatch(service: service, targets: targets, family: vip.family, members: members, affinity: affinity)
+    }
+
+    static func publishBatch(
+        service: String, targets: [SlotTarget], family: IPFamily, members: [IPAddress], affinity: ServiceAffinity
+    ) -> Batch {
+        let members = distinct(members, family: family)
         var batch = Batch()
         guard !members.isEmpty else { return batch }
-        let map = map(for: vip.family, affinity: affinity)
-        for port in ports {
-            batch.addElements(slots(of: port, vip: vip, members: members, owner: service), to: map.path)
+        for target in targets {
+            batch.addElements(
+                slots(of: target, members: members, owner: service), to: target.map(affinity: affinity).path)
         }
         batch.addElements(
             members.map { SetElement(key: [.address($0), .address($0)], comment: hairpinTag) },
-            to: hairpin(for: vip.family).path)
+            to: hairpin(for: family).path)
         return batch
     }
 
@@ -221,28 +341,34 @@ public struct ServiceRules {
         return members.filter { $0.family == family && seen.insert($0).inserted }
     }
 
-    /// Slot `i` of a port DNATs to member `i mod N`; with no members, the keys alone (deletes).
-    static func slots(of port: ServicePort, vip: IPAddress, members: [IPAddress], owner: String? = nil)
-        -> [SetElement]
-    {
+    /// Slot `i` DNATs to member `i mod N`; with no members, the keys alone (deletes).
+    static func slots(of target: SlotTarget, members: [IPAddress], owner: String? = nil) -> [SetElement] {
         (0..<slotsPerPort).map { slot in
-            let key = port.key(vip) + [.mark(UInt32(slot))]
+            let key = target.key + [.mark(UInt32(slot))]
             guard !members.isEmpty else { return SetElement(key: key) }
-            return SetElement(
-                key: key, data: [.address(members[slot % members.count]), .port(port.targetPort)], comment: owner)
+            return SetElement(key: key, data: target.data(members[slot % members.count]), comment: owner)
         }
     }
 
-    /// Takes `vip`'s `ports` away from `service` in one generation-checked batch. Ports that
-    /// are already gone, or that another service holds now, are left alone; removing twice is
-    /// not an error. Hairpin elements stay until `forgetMembers` (a member may serve several
-    /// services).
+    /// Takes `vip`'s `ports` (every port: none given) away from `service` in one
+    /// generation-checked batch. Ports that are already gone, or that another service holds
+    /// now, are left alone; removing twice is not an error. Hairpin elements stay until
+    /// `forgetMembers` (a member may serve several services).
     public func remove(service: String, vip: IPAddress, ports: [ServicePort]) throws(FirewallError) {
+        try remove(service: service, targets: ports.isEmpty ? [.vip(vip)] : ports.map { .port(vip, $0) })
+    }
+
+    /// Takes the mesh `ports` away from `service` (see `remove`).
+    public func removeMesh(service: String, family: IPFamily, ports: [ServicePort]) throws(FirewallError) {
+        try remove(service: service, targets: ports.map { .mesh(family, $0) })
+    }
+
+    private func remove(service: String, targets: [SlotTarget]) throws(FirewallError) {
         try client.withGenerationCheck { _ throws(FirewallError) in
             var batch = Batch()
-            for port in ports {
-                for held in try heldSlots(of: port, vip: vip) where held.owner == service {
-                    batch.deleteElements(Self.slots(of: port, vip: vip, members: []), from: held.map.path)
+            for target in targets {
+                for held in try heldSlots(of: target) where held.owner == service {
+                    batch.deleteElements(Self.slots(of: target, members: []), from: held.map.path)
                 }
             }
             return batch
@@ -250,11 +376,21 @@ public struct ServiceRules {
     }
 
     /// The members `vip:port` DNATs to now, in slot order without repeats (inspect, tests).
-    public func members(vip: IPAddress, port: ServicePort) throws(FirewallError) -> [IPAddress] {
+    /// No port: the whole-VIP slots.
+    public func members(vip: IPAddress, port: ServicePort?) throws(FirewallError) -> [IPAddress] {
+        try members(of: port.map { .port(vip, $0) } ?? .vip(vip))
+    }
+
+    /// The members a mesh port DNATs to now.
+    public func meshMembers(family: IPFamily, port: ServicePort) throws(FirewallError) -> [IPAddress] {
+        try members(of: .mesh(family, port))
+    }
+
+    private func members(of target: SlotTarget) throws(FirewallError) -> [IPAddress] {
         var found: [IPAddress] = []
-        for held in try heldSlots(of: port, vip: vip) {
+        for held in try heldSlots(of: target) {
             for slot in 0..<Self.slotsPerPort {
-                guard let record = try client.element(port.key(vip) + [.mark(UInt32(slot))], in: held.map.path),
+                guard let record = try client.element(target.key + [.mark(UInt32(slot))], in: held.map.path),
                     let dataType = held.map.dataType, let data = record.decodedData(dataType),
                     case .address(let member) = data.first
                 else { continue }
@@ -282,6 +418,62 @@ public struct ServiceRules {
     static let hairpinTag = "services"
 }
 
+/// What a service answers on: one port of its VIP, every port of it, or a port on every local
+/// address of the host (the routing mesh). Each is `slotsPerPort` elements of one map.
+enum SlotTarget: CustomStringConvertible {
+    case port(IPAddress, ServicePort)
+    case vip(IPAddress)
+    case mesh(IPFamily, ServicePort)
+
+    var family: IPFamily {
+        switch self {
+        case .port(let vip, _), .vip(let vip): vip.family
+        case .mesh(let family, _): family
+        }
+    }
+
+    var shape: ServiceRules.KeyShape {
+        switch self {
+        case .port: .port
+        case .vip: .allPorts
+        case .mesh: .mesh
+        }
+    }
+
+    /// The key without its slot.
+    var key: [SetValue] {
+        switch self {
+        case .port(let vip, let port): [.address(vip), .inetProtocol(port.ipProtocol.rawValue), .port(port.port)]
+        case .vip(let vip): [.address(vip)]
+        case .mesh(_, let port): [.inetProtocol(port.ipProtocol.rawValue), .port(port.port)]
+        }
+    }
+
+    func data(_ member: IPAddress) -> [SetValue] {
+        switch self {
+        case .port(_, let port), .mesh(_, let port): [.address(member), .port(port.targetPort)]
+        case .vip: [.address(member)]
+        }
+    }
+
+    func map(affinity: ServiceAffinity) -> NFTSet {
+        ServiceRules.map(for: family, affinity: affinity, shape: shape)
+    }
+
+    /// The maps that may hold this target (affinity moves a service between two).
+    var maps: [NFTSet] {
+        shape == .mesh ? [map(affinity: .none)] : [map(affinity: .none), map(affinity: .clientIP)]
+    }
+
+    var description: String {
+        switch self {
+        case .port(let vip, let port): "\(vip) \(port)"
+        case .vip(let vip): "\(vip) (every port)"
+        case .mesh(let family, let port): "mesh \(family == .v4 ? "IPv4" : "IPv6") \(port)"
+        }
+    }
+}
+
 /// How a service picks a member for a new connection.
 public enum ServiceAffinity: Sendable, Hashable {
     /// Uniformly at random (`numgen random`).
@@ -305,5 +497,4 @@ public struct ServicePort: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { "\(ipProtocol.name) \(port)->\(targetPort)" }
 
-    func key(_ vip: IPAddress) -> [SetValue] { [.address(vip), .inetProtocol(ipProtocol.rawValue), .port(port)] }
 }

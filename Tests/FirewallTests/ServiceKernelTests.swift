@@ -210,6 +210,48 @@ struct ServiceKernelTests {
         }
     }
 
+    @Test func aVIPWithoutPortsAnswersOnEveryPortAndTheMeshOnEveryLocalAddress() throws {
+        try withTestHosts(5) { hosts in
+            let (client, router) = (hosts[0], hosts[1])
+            let servers = try topology(hosts)
+            defer { for server in servers { server.stop() } }
+            let nft = try NFTablesClient(namespace: NetworkNamespace.open(path: router.path))
+            let rules = ServiceRules(client: nft)
+            let vip = try #require(IPAddress(Self.vip))
+            // No ports: the whole VIP, each connection to the same port of a member (Swarm's VIP).
+            try rules.publish(service: Self.service, vip: vip, ports: [], members: try members([1, 2, 3]))
+            #expect(try elements(router, "service_vips_v4").count == ServiceRules.slotsPerPort)
+            #expect(try rules.members(vip: vip, port: nil) == (try members([1, 2, 3])))
+            let script = "for i in $(seq 60); do socat -T2 - TCP:\(Self.vip):8080,connect-timeout=2 </dev/null || echo failed; done"
+            let answers = try client.run(["sh", "-c", script], timeout: 60).stdout.split(separator: "\n").map(String.init)
+            let counts = tally(answers)
+            #expect(answers.count == 60 && counts["failed"] == nil && counts.count == 3, "\(counts)")
+            #expect(answers.allSatisfy { $0.hasSuffix("peer=10.97.0.2") }, "\(Set(answers))")
+            // Port 80 of the VIP has no member listening behind it: refused, not answered elsewhere.
+            #expect(tally(try connections(from: client, count: 1))["failed"] == 1)
+
+            // The mesh: port 9090 on any address of the router reaches a member's 8080, masqueraded.
+            let mesh = ServicePort(ipProtocol: .tcp, port: 9090, targetPort: 8080)
+            try rules.publishMesh(service: Self.service, family: .v4, ports: [mesh], members: try members([1, 2]))
+            #expect(try rules.meshMembers(family: .v4, port: mesh) == (try members([1, 2])))
+            let meshScript = "for i in $(seq 40); do socat -T2 - TCP:10.97.0.1:9090,connect-timeout=2 </dev/null || echo failed; done"
+            let meshAnswers = try client.run(["sh", "-c", meshScript], timeout: 60).stdout.split(separator: "\n")
+                .map(String.init)
+            let meshCounts = tally(meshAnswers)
+            #expect(meshAnswers.count == 40 && meshCounts["failed"] == nil && meshCounts["m3"] == nil, "\(meshCounts)")
+            #expect(meshAnswers.allSatisfy { $0.hasSuffix("peer=10.97.1.1") || $0.hasSuffix("peer=10.97.2.1") })
+            // Another service cannot take the mesh port.
+            #expect(throws: FirewallError.self) {
+                try rules.publishMesh(service: "net1/other", family: .v4, ports: [mesh], members: try members([3]))
+            }
+            try rules.removeMesh(service: Self.service, family: .v4, ports: [mesh])
+            try rules.remove(service: Self.service, vip: vip, ports: [])
+            #expect(try elements(router, "service_vips_v4").isEmpty && elements(router, "service_mesh_v4").isEmpty)
+            let gone = try client.run(["socat", "-T2", "-", "TCP:10.97.0.1:9090,connect-timeout=2"], timeout: 10)
+            #expect(!gone.succeeded)
+        }
+    }
+
     @Test func clientIPAffinityKeepsAClientOnOneMember() throws {
         try withTestHosts(5) { hosts in
             let (client, router) = (hosts[0], hosts[1])

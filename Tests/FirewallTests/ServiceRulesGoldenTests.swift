@@ -22,21 +22,16 @@ struct ServiceRulesGoldenTests {
 
     @Test func theServiceLayoutIsTwoFixedSlotLookupsPerFamilyAndTheHairpinMasquerade() {
         var batch = Batch()
-        for set in [
-            ServiceRules.slotsV4, ServiceRules.affinityV4, ServiceRules.slotsV6, ServiceRules.affinityV6,
-            ServiceRules.hairpinV4, ServiceRules.hairpinV6,
-        ] {
-            batch.add(set)
-        }
+        for set in ServiceRules.allMaps + [ServiceRules.hairpinV4, ServiceRules.hairpinV6] { batch.add(set) }
         batch.add(ServiceRules.prerouting)
         batch.add(ServiceRules.output)
         for rule in ServiceRules.rules where rule.chain != ServiceRules.output.name { batch.add(rule) }
         let text = rendered(batch)
         #expect(text == Self.expectedLayout, "\n\(text)")
-        // The output chain carries the same lookups as prerouting.
+        // The output chain carries the same VIP lookups as prerouting; the mesh is prerouting's only.
         let output = ServiceRules.rules.filter { $0.chain == ServiceRules.output.name }
         let prerouting = ServiceRules.rules.filter { $0.chain == ServiceRules.prerouting.name }
-        #expect(output.count == 4 && output.map(\.expressions) == prerouting.map(\.expressions))
+        #expect(output.count == 8 && output.map(\.expressions) == prerouting.prefix(8).map(\.expressions))
     }
 
     @Test func publishingAServiceIsSlotElementsRoundRobinOverMembersAndHairpinElements() throws {
@@ -85,6 +80,12 @@ struct ServiceRulesGoldenTests {
         set inet pier service_affinity_v4 flags 0x8 key 0x1cc353 len 16 data 0x1cd len 8
         set inet pier service_slots_v6 flags 0x8 key 0x20c353 len 28 data 0x20d len 20
         set inet pier service_affinity_v6 flags 0x8 key 0x20c353 len 28 data 0x20d len 20
+        set inet pier service_vips_v4 flags 0x8 key 0x1d3 len 8 data 0x7 len 4
+        set inet pier service_vips_affinity_v4 flags 0x8 key 0x1d3 len 8 data 0x7 len 4
+        set inet pier service_vips_v6 flags 0x8 key 0x213 len 20 data 0x8 len 16
+        set inet pier service_vips_affinity_v6 flags 0x8 key 0x213 len 20 data 0x8 len 16
+        set inet pier service_mesh_v4 flags 0x8 key 0xc353 len 12 data 0x1cd len 8
+        set inet pier service_mesh_v6 flags 0x8 key 0xc353 len 12 data 0x20d len 20
         set inet pier service_hairpin_v4 flags 0x0 key 0x1c7 len 8
         set inet pier service_hairpin_v6 flags 0x0 key 0x208 len 32
         chain inet pier service_prerouting use 0 type nat hook prerouting prio -101 policy accept packets 0 bytes 0
@@ -112,6 +113,23 @@ struct ServiceRulesGoldenTests {
             userdata = { \x00\x1apier:services-v4-affinity\x00 }
         rule inet pier service_prerouting
             [ meta load nfproto => reg 1 ]
+            [ cmp eq reg 1 0x00000002 ]
+            [ payload load 4b @ network header + 16 => reg 1 ]
+            [ numgen reg 9 = random mod 60 ]
+            [ lookup reg 1 set service_vips_v4 dreg 1 ]
+            [ nat dnat ip addr_min reg 1 ]
+            userdata = { \x00\x16pier:services-v4-vips\x00 }
+        rule inet pier service_prerouting
+            [ meta load nfproto => reg 1 ]
+            [ cmp eq reg 1 0x00000002 ]
+            [ payload load 4b @ network header + 12 => reg 2 ]
+            [ payload load 4b @ network header + 16 => reg 1 ]
+            [ hash reg 9 = jhash(reg 2, 4, 0x0) % mod 60 ]
+            [ lookup reg 1 set service_vips_affinity_v4 dreg 1 ]
+            [ nat dnat ip addr_min reg 1 ]
+            userdata = { \x00\x1fpier:services-v4-vips-affinity\x00 }
+        rule inet pier service_prerouting
+            [ meta load nfproto => reg 1 ]
             [ cmp eq reg 1 0x0000000a ]
             [ payload load 16b @ network header + 24 => reg 1 ]
             [ meta load l4proto => reg 12 ]
@@ -131,6 +149,71 @@ struct ServiceRulesGoldenTests {
             [ lookup reg 1 set service_affinity_v6 dreg 1 ]
             [ nat dnat ip6 addr_min reg 1 proto_min reg 12 ]
             userdata = { \x00\x1apier:services-v6-affinity\x00 }
+        rule inet pier service_prerouting
+            [ meta load nfproto => reg 1 ]
+            [ cmp eq reg 1 0x0000000a ]
+            [ payload load 16b @ network header + 24 => reg 1 ]
+            [ numgen reg 12 = random mod 60 ]
+            [ lookup reg 1 set service_vips_v6 dreg 1 ]
+            [ nat dnat ip6 addr_min reg 1 ]
+            userdata = { \x00\x16pier:services-v6-vips\x00 }
+        rule inet pier service_prerouting
+            [ meta load nfproto => reg 1 ]
+            [ cmp eq reg 1 0x0000000a ]
+            [ payload load 16b @ network header + 8 => reg 3 ]
+            [ payload load 16b @ network header + 24 => reg 1 ]
+            [ hash reg 12 = jhash(reg 3, 16, 0x0) % mod 60 ]
+            [ lookup reg 1 set service_vips_affinity_v6 dreg 1 ]
+            [ nat dnat ip6 addr_min reg 1 ]
+            userdata = { \x00\x1fpier:services-v6-vips-affinity\x00 }
+        rule inet pier service_prerouting
+            [ fib daddr type => reg 1 ]
+            [ cmp eq reg 1 0x00000002 ]
+            [ meta load nfproto => reg 1 ]
+            [ cmp eq reg 1 0x00000002 ]
+            [ meta load l4proto => reg 8 ]
+            [ payload load 2b @ transport header + 2 => reg 9 ]
+            [ immediate reg 10 0x00000000 ]
+            [ lookup reg 1 set service_mesh_v4 ]
+            [ meta load mark => reg 1 ]
+            [ bitwise reg 1 = ( reg 1 & 0xfdffffff ) ^ 0x02000000 ]
+            [ meta set mark with reg 1 ]
+            userdata = { \x00\x1bpier:services-v4-mesh-mark\x00 }
+        rule inet pier service_prerouting
+            [ fib daddr type => reg 1 ]
+            [ cmp eq reg 1 0x00000002 ]
+            [ meta load nfproto => reg 1 ]
+            [ cmp eq reg 1 0x00000002 ]
+            [ meta load l4proto => reg 8 ]
+            [ payload load 2b @ transport header + 2 => reg 9 ]
+            [ numgen reg 10 = random mod 60 ]
+            [ lookup reg 1 set service_mesh_v4 dreg 1 ]
+            [ nat dnat ip addr_min reg 1 proto_min reg 9 ]
+            userdata = { \x00\x16pier:services-v4-mesh\x00 }
+        rule inet pier service_prerouting
+            [ fib daddr type => reg 1 ]
+            [ cmp eq reg 1 0x00000002 ]
+            [ meta load nfproto => reg 1 ]
+            [ cmp eq reg 1 0x0000000a ]
+            [ meta load l4proto => reg 8 ]
+            [ payload load 2b @ transport header + 2 => reg 9 ]
+            [ immediate reg 10 0x00000000 ]
+            [ lookup reg 1 set service_mesh_v6 ]
+            [ meta load mark => reg 1 ]
+            [ bitwise reg 1 = ( reg 1 & 0xfdffffff ) ^ 0x02000000 ]
+            [ meta set mark with reg 1 ]
+            userdata = { \x00\x1bpier:services-v6-mesh-mark\x00 }
+        rule inet pier service_prerouting
+            [ fib daddr type => reg 1 ]
+            [ cmp eq reg 1 0x00000002 ]
+            [ meta load nfproto => reg 1 ]
+            [ cmp eq reg 1 0x0000000a ]
+            [ meta load l4proto => reg 8 ]
+            [ payload load 2b @ transport header + 2 => reg 9 ]
+            [ numgen reg 10 = random mod 60 ]
+            [ lookup reg 1 set service_mesh_v6 dreg 1 ]
+            [ nat dnat ip6 addr_min reg 1 proto_min reg 12 ]
+            userdata = { \x00\x16pier:services-v6-mesh\x00 }
         rule inet pier postrouting
             [ ct load status => reg 1 ]
             [ bitwise reg 1 = ( reg 1 & 0x00000020 ) ^ 0x00000000 ]
@@ -153,6 +236,12 @@ struct ServiceRulesGoldenTests {
             [ lookup reg 1 set service_hairpin_v6 ]
             [ masq ]
             userdata = { \x00\x18pier:service-hairpin-v6\x00 }
+        rule inet pier postrouting
+            [ meta load mark => reg 1 ]
+            [ bitwise reg 1 = ( reg 1 & 0x02000000 ) ^ 0x00000000 ]
+            [ cmp eq reg 1 0x02000000 ]
+            [ masq ]
+            userdata = { \x00\x12pier:service-mesh\x00 }
         """#
 }
 
@@ -174,7 +263,7 @@ struct ServiceRulesInputTests {
         let member = try #require(IPAddress("10.97.0.2"))
         let other = try #require(IPAddress("10.97.0.3"))
         let slots = ServiceRules.slots(
-            of: ServicePort(ipProtocol: .tcp, port: 80), vip: try #require(IPAddress("10.96.0.1")),
+            of: .port(try #require(IPAddress("10.96.0.1")), ServicePort(ipProtocol: .tcp, port: 80)),
             members: ServiceRules.distinct([member, member, other], family: .v4))
         let chosen = slots.compactMap { $0.data?.first }
         #expect(chosen.filter { $0 == .address(member) }.count == 30)
