@@ -316,7 +316,8 @@ public struct ServiceRules {
         service: String, vip: IPAddress, ports: [ServicePort], members: [IPAddress], affinity: ServiceAffinity
     ) -> Batch {
         let targets = ports.isEmpty ? [SlotTarget.vip(vip)] : ports.map { SlotTarget.port(vip, $0) }
-        return publishBatch(service: service, targets: targets, family: vip.family, members: members, affinity: affinity)
+        return publishBatch(
+            service: service, targets: targets, family: vip.family, members: members, affinity: affinity)
     }
 
     static func publishBatch(

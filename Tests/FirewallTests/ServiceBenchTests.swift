@@ -129,7 +129,10 @@ struct ServiceBenchTests {
                     Rule(family: .inet, table: PierTable.name, chain: chain.name).match(.l4proto, .eq, .inetProtocol(6))
                         .dnat(to: try Self.members(service)[0], port: 8080))
                 services.addElements(
-                    [SetElement(key: SlotTarget.port(try Self.vip(service), Self.port).key, verdict: .goto(chain.name))],
+                    [
+                        SetElement(
+                            key: SlotTarget.port(try Self.vip(service), Self.port).key, verdict: .goto(chain.name))
+                    ],
                     to: probeMap.path)
                 if services.count > 120 {
                     try nft.commit(services)
@@ -145,7 +148,11 @@ struct ServiceBenchTests {
                 results["empty chain", default: []].append(try Self.milliseconds { try nft.commit(emptyChain) })
                 var gotoElement = Batch()
                 gotoElement.addElements(
-                    [SetElement(key: SlotTarget.port(try Self.vip(level + sample), Self.port).key, verdict: .goto(chain.name))],
+                    [
+                        SetElement(
+                            key: SlotTarget.port(try Self.vip(level + sample), Self.port).key,
+                            verdict: .goto(chain.name))
+                    ],
                     to: probeMap.path)
                 results["goto element", default: []].append(try Self.milliseconds { try nft.commit(gotoElement) })
                 let natChain = Chain(family: .inet, table: PierTable.name, name: "probenat\(sample)")

@@ -222,8 +222,10 @@ struct ServiceKernelTests {
             try rules.publish(service: Self.service, vip: vip, ports: [], members: try members([1, 2, 3]))
             #expect(try elements(router, "service_vips_v4").count == ServiceRules.slotsPerPort)
             #expect(try rules.members(vip: vip, port: nil) == (try members([1, 2, 3])))
-            let script = "for i in $(seq 60); do socat -T2 - TCP:\(Self.vip):8080,connect-timeout=2 </dev/null || echo failed; done"
-            let answers = try client.run(["sh", "-c", script], timeout: 60).stdout.split(separator: "\n").map(String.init)
+            let script =
+                "for i in $(seq 60); do socat -T2 - TCP:\(Self.vip):8080,connect-timeout=2 </dev/null || echo failed; done"
+            let answers = try client.run(["sh", "-c", script], timeout: 60).stdout.split(separator: "\n").map(
+                String.init)
             let counts = tally(answers)
             #expect(answers.count == 60 && counts["failed"] == nil && counts.count == 3, "\(counts)")
             #expect(answers.allSatisfy { $0.hasSuffix("peer=10.97.0.2") }, "\(Set(answers))")
@@ -234,7 +236,8 @@ struct ServiceKernelTests {
             let mesh = ServicePort(ipProtocol: .tcp, port: 9090, targetPort: 8080)
             try rules.publishMesh(service: Self.service, family: .v4, ports: [mesh], members: try members([1, 2]))
             #expect(try rules.meshMembers(family: .v4, port: mesh) == (try members([1, 2])))
-            let meshScript = "for i in $(seq 40); do socat -T2 - TCP:10.97.0.1:9090,connect-timeout=2 </dev/null || echo failed; done"
+            let meshScript =
+                "for i in $(seq 40); do socat -T2 - TCP:10.97.0.1:9090,connect-timeout=2 </dev/null || echo failed; done"
             let meshAnswers = try client.run(["sh", "-c", meshScript], timeout: 60).stdout.split(separator: "\n")
                 .map(String.init)
             let meshCounts = tally(meshAnswers)
