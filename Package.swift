@@ -60,6 +60,12 @@ let package = Package(
         // `pier-dns` server that the `names` plugin starts on demand.
         .target(name: "NameService", dependencies: ["JSON", "IPAddressing", "PierState"]),
         .target(name: "IPAM", dependencies: ["CNI", "JSON", "IPAddressing", "ClusterStore", "PierState"]),
+        // Services: records of members and VIPs, and what they make of the kernel and the names.
+        .target(
+            name: "Services",
+            dependencies: [
+                "CNI", "Firewall", "IPAddressing", "NameService", "NetNS", "Netlink", "PierTables", "PierState",
+            ]),
         .target(
             name: "Diagnostics",
             dependencies: [
@@ -69,7 +75,9 @@ let package = Package(
         // Containers over namespaces, conflist execution, result cache, GC: what `pier` runs.
         .target(
             name: "Runtime",
-            dependencies: ["CNI", "NetNS", "Netlink", "CPierShim", "IPAddressing", "PierState", "Plugins", "IPAM"]),
+            dependencies: [
+                "CNI", "NetNS", "Netlink", "CPierShim", "IPAddressing", "PierState", "Plugins", "IPAM", "Services",
+            ]),
         .target(
             name: "Overlay", dependencies: ["JSON", "ClusterStore", "Netlink", "NetNS", "IPAddressing", "PierState"]),
 
@@ -98,7 +106,8 @@ let package = Package(
             name: "pier",
             dependencies: [
                 "CNI", "Runtime", "Diagnostics", "NetNS", "PluginSupport", "Netlink", "ClusterStore", "Overlay",
-                "PierState", "Plugins", "PierTables", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "PierState", "Plugins", "PierTables", "Services",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
         // Tests.

@@ -118,6 +118,23 @@ extension RouteNetlink {
         }
     }
 
+    /// Passes the bridge's IPv4 and IPv6 traffic through the netfilter hooks
+    /// (IFLA_BR_NF_CALL_IPTABLES / _IP6TABLES; br_netfilter must be loaded). Per bridge, not
+    /// the namespace-wide `bridge-nf-call-*` sysctls: a service VIP's replies from a member to a
+    /// client on the same bridge are bridged, and conntrack must see them to undo the DNAT.
+    public func setBridgeNetfilterCalls(index: Int32, _ enabled: Bool) throws(NetlinkError) {
+        try changeLink(index: index, operation: "set bridge \(index) nf_call_iptables \(enabled ? 1 : 0)") {
+            message in
+            message.nest(attr(IFLA_LINKINFO)) {
+                message.put(attr(IFLA_INFO_KIND), string: LinkKind.bridge.rawValue)
+                message.nest(attr(IFLA_INFO_DATA)) {
+                    message.put(attr(IFLA_BR_NF_CALL_IPTABLES), u8: enabled ? 1 : 0)
+                    message.put(attr(IFLA_BR_NF_CALL_IP6TABLES), u8: enabled ? 1 : 0)
+                }
+            }
+        }
+    }
+
     private func sendBridgeVLAN(index: Int32, _ vlan: BridgeVLAN, type: UInt16, verb: String, onBridge: Bool)
         throws(NetlinkError)
     {

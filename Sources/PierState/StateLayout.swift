@@ -9,6 +9,8 @@
 ///                                         joined (`--net container:NAME`) without owning it
 ///     <root>/listing                      what `ps` shows of every container, one line each
 ///     <root>/listing.stale                present while a change to the records is not yet in it
+///     <root>/services/<network>/<S>.json  one service on one network (`Services.ServiceRecord`)
+///     <root>/services/lock                held while a service record and its kernel state change
 public struct StateLayout: Sendable, Equatable {
     public let root: String
 
@@ -25,6 +27,12 @@ public struct StateLayout: Sendable, Equatable {
     public var joinedDirectory: String { root + "/joined" }
     public var listingPath: String { root + "/listing" }
     public var listingStalePath: String { root + "/listing.stale" }
+    public var servicesDirectory: String { root + "/services" }
+    public var servicesLockPath: String { servicesDirectory + "/lock" }
+    public func serviceDirectory(network: String) -> String { servicesDirectory + "/" + network }
+    public func servicePath(network: String, name: String) -> String {
+        serviceDirectory(network: network) + "/" + name + ".json"
+    }
 
     static let pidName = "pid"
     static let logName = "log"

@@ -21,6 +21,8 @@ public struct CreateOptions: Sendable {
     public var autoRemove: Bool
     /// Environment, working directory and terminal handling of the command.
     public var process: ProcessOptions
+    /// `--service`: the container joins this service on its first network.
+    public var service: ServiceOptions?
 
     public init(command: [String]) {
         self.command = command
@@ -96,6 +98,12 @@ public final class ContainerManager {
         } else if !options.ports.isEmpty || !options.ips.isEmpty || options.mac != nil {
             throw RuntimeError.invalidArgument("-p, --ip and --mac need a CNI network (not host, none or container:)")
         }
+        if let service = options.service {
+            guard case .networks = mode else {
+                throw RuntimeError.invalidArgument("--service needs a CNI network (not host, none or container:)")
+            }
+            try service.validate()
+        }
         let capabilities = try CapabilityArgs.build(ports: options.ports, ips: options.ips, mac: options.mac)
         if let rootfs = options.rootfs, !isDirectory(rootfs) {
             throw RuntimeError.invalidArgument("--rootfs \(rootfs) is not a directory")
@@ -143,6 +151,9 @@ public final class ContainerManager {
         do {
             try store.saveProcess(options.process, of: record.id)
             try setUpNetworking(&record, lists: lists)
+            if let service = options.service, let attachment = record.attachments.first, let list = lists.first {
+                try joinService(service, record: record, attachment: attachment, list: list, active: false)
+            }
         } catch {
             _ = try? tearDown(record, force: true)
             throw naming(in: error)
@@ -206,7 +217,8 @@ public final class ContainerManager {
         record.ownerPID = getpid()
         try store.save(record)
         ContainerProcess.killAny(record, pidFile: store.pidPath(of: record.id))
-        var failures: [String] = []
+        // Out of its services before its addresses go, so no connection is DNATed to them.
+        var failures = leaveServices(record.id)
         // A `pier` killed between creating the mount point and bind-mounting the namespace leaves a plain
         // file there; plugins would refuse it, and DEL without a namespace is what the spec allows.
         let namespaceUsable = record.netnsPath.map { (try? NetworkNamespace.open(path: $0)) != nil } ?? true

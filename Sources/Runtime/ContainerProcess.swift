@@ -108,6 +108,7 @@ extension ContainerManager {
         try store.save(record)
         if detach && record.autoRemove { try startReaper(record) }
         lock.release()
+        try activateServiceMemberships(record, detached: detach)
         guard !detach else { return nil }
 
         // Terminal signals reach the container's process group; pier stays to record the exit and, with
@@ -115,6 +116,7 @@ extension ContainerManager {
         signal(SIGINT, SIG_IGN)
         signal(SIGQUIT, SIG_IGN)
         let code = ProcessSpawner.wait(pid)
+        try? setServiceMembersActive(record.id, false)
         let finalLock = try store.lock()
         defer { finalLock.release() }
         if var current = store.load(id: record.id), current.pid == pid {
@@ -142,9 +144,13 @@ extension ContainerManager {
         let record = try store.find(reference)
         guard record.isRunning else { return }
         ContainerProcess.kill(record, signal: SIGTERM)
-        if ContainerProcess.waitForExit(record, seconds: grace) { return }
+        if ContainerProcess.waitForExit(record, seconds: grace) {
+            try setServiceMembersActive(record.id, false)
+            return
+        }
         ContainerProcess.kill(record, signal: SIGKILL)
         _ = ContainerProcess.waitForExit(record, seconds: 5)
+        try setServiceMembersActive(record.id, false)
     }
 
     /// The exit code of a container whose process has ended: recorded by a foreground `pier`, or by the

@@ -1,6 +1,7 @@
 import CNI
 import Glibc
 import PierState
+import Services
 
 extension ContainerManager {
     /// What one `gc` pass did and what it could not do.
@@ -36,13 +37,25 @@ extension ContainerManager {
         // The cache is shared with other runtimes (another `--root`, cnitool): an attachment whose
         // namespace still exists may be theirs and alive, so it is valid too.
         let liveElsewhere = executor.cache.all().filter(isLive)
+        // A service's VIP lease (`service-<S>`/`vip`) is cached like an attachment; its `tasks.S`
+        // names record is not, and stays while the service does.
+        let serviceRecords = services.all()
         func valid(for network: String) -> [Attachment] {
-            remaining.flatMap { record in record.attachments.map(record.identity(of:)) }.filter {
-                $0.network == network
-            }
-                + liveElsewhere.filter { $0.networkName == network }.map {
-                    Attachment(network: network, containerID: $0.request.containerID, ifName: $0.request.ifName)
+            var attachments: [Attachment] = []
+            for service in serviceRecords where service.network == network {
+                let identity = ServiceNetwork.vipAttachment(service: service.name)
+                for ifName in [identity.ifName, ServiceApplier.tasksInterface] {
+                    attachments.append(Attachment(network: network, containerID: identity.containerID, ifName: ifName))
                 }
+            }
+            for record in remaining {
+                attachments += record.attachments.map(record.identity(of:)).filter { $0.network == network }
+            }
+            for entry in liveElsewhere where entry.networkName == network {
+                attachments.append(
+                    Attachment(network: network, containerID: entry.request.containerID, ifName: entry.request.ifName))
+            }
+            return attachments
         }
         var seen = Set<String>()
         for entry in configs.entries() {

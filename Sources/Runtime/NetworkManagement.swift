@@ -165,9 +165,11 @@ extension ContainerManager {
     /// `network connect`: ADD the container's next interface (`eth1`, …) on `network`; its record and
     /// the result cache say so afterwards. The container must own its network namespace.
     public func connect(
-        network: String, container reference: String, aliases: [String] = [], ips: [String] = []
+        network: String, container reference: String, aliases: [String] = [], ips: [String] = [],
+        service: ServiceOptions? = nil
     ) throws(RuntimeError) -> NetworkAttachmentRecord {
         try requireRoot()
+        try service?.validate()
         var list = try configs.load(network: network)
         for plugin in list.plugins { _ = try executor.find(plugin.type) }
         var options = CreateOptions(command: ["connect"])
@@ -218,6 +220,19 @@ extension ContainerManager {
         }
         record.attachments[record.attachments.count - 1] = attachment
         try store.save(record)
+        if let service {
+            do {
+                try joinService(service, record: record, attachment: attachment, list: list, active: record.isRunning)
+                if record.isRunning && record.detached {
+                    _ = try ProcessSpawner.spawn(
+                        [environment.executable] + globalArguments + ["__service-watch", record.id], output: .discard,
+                        newSession: true, reportFailure: false)
+                }
+            } catch {
+                try? disconnectLocked(network: network, container: record.id, force: true)
+                throw error
+            }
+        }
         return attachment
     }
 
@@ -237,6 +252,8 @@ extension ContainerManager {
         }
         let attachment = record.attachments[index]
         let request = record.request(for: attachment)
+        let left = leaveServices(record.id, network: network)
+        if !left.isEmpty && !force { throw RuntimeError.failed(left.joined(separator: "; ")) }
         if let list = configForDelete(network: network, request: request) {
             do { try executor.delete(list, request) } catch { if !force { throw error } }
         } else if !force {

@@ -10,7 +10,7 @@ enum CommandLineRules {
         let container: Set<String> = [
             "--name", "--net", "-p", "--publish", "--ip", "--mac", "--args", "--rootfs", "-e", "--env",
             "--env-file", "-w", "--workdir", "--expose", "--alias", "--network-alias", "--dns", "--dns-search",
-            "--dns-option",
+            "--dns-option", "--service", "--endpoint-mode", "--affinity", "--service-vip",
         ]
         return [
             "run": globals.union(container), "create": globals.union(container),

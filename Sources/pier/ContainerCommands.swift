@@ -75,6 +75,8 @@ struct ContainerOptions: ParsableArguments {
         name: [.customShort("t"), .customLong("tty")], help: "The command runs on pier's terminal (stdin must be one).")
     var tty = false
 
+    @OptionGroup var serviceMember: ServiceMemberOptions
+
     @Argument(parsing: .postTerminator, help: "The command and its arguments (pier's options end where it begins).")
     var command: [String] = []
 
@@ -86,6 +88,9 @@ struct ContainerOptions: ParsableArguments {
         options.name = name
         options.networks = networks
         options.ports = try PortSpec.expand(ports + (publishAll ? expose : []))
+        // A service member's -p is the service's: published on every host (the routing mesh).
+        options.service = try serviceMember.options(ports: options.ports)
+        if options.service != nil { options.ports = [] }
         options.ips = ip
         options.mac = mac
         options.aliases = aliases

@@ -181,6 +181,13 @@ struct FirewallReloader {
         } else {
             pass()
         }
+        // Services are pier's own state, not a cached ADD: their records are applied again.
+        if FileSystem.isDirectory(environment.root) {
+            for failure in ContainerManager(environment: environment).reapplyServices() {
+                printError("pier: firewall reload: \(failure)")
+                succeeded = false
+            }
+        }
         if let failure = reconcileForeignChains() {
             printError("pier: firewall reload: \(failure)")
             succeeded = false

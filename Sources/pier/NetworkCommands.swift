@@ -192,12 +192,15 @@ struct NetworkConnect: ParsableCommand {
     @Option(help: "Another name of the container on this network (repeatable).") var alias: [String] = []
     @Option(help: "A fixed address on this network (its config must declare the `ips` capability).")
     var ip: [String] = []
+    @OptionGroup var serviceMember: ServiceMemberOptions
     @Argument(help: "Network name.") var network: String
     @Argument(help: "Container name or ID.") var container: String
 
     func run() throws {
         _ = try reporting { () throws(RuntimeError) in
-            try globals.manager.connect(network: network, container: container, aliases: alias, ips: ip)
+            try globals.manager.connect(
+                network: network, container: container, aliases: alias, ips: ip,
+                service: try serviceMember.options(ports: []))
         }
     }
 }

@@ -19,7 +19,7 @@ struct Pier: ParsableCommand {
             Create.self, Start.self, Run.self, Exec.self, Stop.self, Restart.self, Kill.self, Remove.self,
             List.self, Inspect.self, Logs.self, Port.self, Check.self, DoctorCommand.self, TraceCommand.self,
             GarbageCollect.self, Network.self, PluginCommand.self, AgentCommand.self, Reap.self,
-            FirewallCommand.self, FirewallReloadAlias.self,
+            FirewallCommand.self, FirewallReloadAlias.self, ServiceCommand.self, ServiceWatch.self,
         ])
 
     /// `pier __init` runs before the argument parser and before anything else can start a thread: it

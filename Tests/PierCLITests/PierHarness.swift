@@ -136,6 +136,10 @@ final class PierHarness: @unchecked Sendable {
         }
         found += ((try? fm.contentsOfDirectory(atPath: cacheDirectory + "/results")) ?? []).map { "cache \($0)" }
         found += ((try? fm.contentsOfDirectory(atPath: root + "/containers")) ?? []).map { "state \($0)" }
+        for network in (try? fm.contentsOfDirectory(atPath: root + "/services")) ?? [] where network != "lock" {
+            let records = (try? fm.contentsOfDirectory(atPath: root + "/services/" + network)) ?? []
+            found += records.map { "service \(network)/\($0)" }
+        }
         return found.sorted()
     }
 

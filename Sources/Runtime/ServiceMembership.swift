@@ -1,0 +1,315 @@
+import CNI
+import Glibc
+import IPAddressing
+import PierState
+import Services
+
+/// What `pier run --service S` (and `network connect --service S`) asks for.
+public struct ServiceOptions: Sendable {
+    public var name: String
+    public var endpointMode: ServiceRecord.EndpointMode
+    public var affinity: ServiceRecord.Affinity
+    /// `--service-vip`: a VIP of the user's choosing (leased like any, so it cannot collide).
+    public var vip: String?
+    /// `-p` of a service member: published on every host of the network (the routing mesh).
+    public var published: [PublishedServicePort]
+
+    public init(
+        name: String, endpointMode: ServiceRecord.EndpointMode = .vip, affinity: ServiceRecord.Affinity = .none,
+        vip: String? = nil, published: [PublishedServicePort] = []
+    ) {
+        self.name = name
+        self.endpointMode = endpointMode
+        self.affinity = affinity
+        self.vip = vip
+        self.published = published
+    }
+
+    /// Everything that can be refused before anything changes.
+    public func validate() throws(RuntimeError) {
+        do { try ServiceRecord.validateName(name) } catch { throw RuntimeError.invalidArgument(error.message) }
+        if let vip {
+            guard IPAddress(vip) != nil else {
+                throw RuntimeError.invalidArgument("--service-vip \(vip) is not an IP address")
+            }
+            guard endpointMode == .vip else {
+                throw RuntimeError.invalidArgument("--service-vip cannot be used with --endpoint-mode dnsrr (no VIP)")
+            }
+        }
+        if endpointMode == .dnsrr && !published.isEmpty {
+            throw RuntimeError.invalidArgument(
+                "-p on a dnsrr service member: the routing mesh balances like a VIP; use --endpoint-mode vip")
+        }
+    }
+}
+
+/// Service membership over the records in `<root>/services`: a container joins a service on its
+/// network when it is created, becomes an active member (new connections, name answers) while
+/// its process runs, and leaves when it is removed. The VIP is leased from the network's IPAM
+/// with the first member and released after the last; every change re-applies the record.
+extension ContainerManager {
+    var services: ServiceStore { ServiceStore(root: environment.root) }
+
+    /// Adds `attachment` of `record` to service `options.name` on the attachment's network.
+    func joinService(
+        _ options: ServiceOptions, record: ContainerRecord, attachment: NetworkAttachmentRecord,
+        list: NetworkConfigList, active: Bool
+    ) throws(RuntimeError) {
+        let network = ServiceNetwork(list)
+        try serviceChange { () throws(RuntimeError) in
+            let previous = services.record(network: list.name, name: options.name)
+            var service =
+                previous
+                ?? ServiceRecord(
+                    name: options.name, network: list.name, endpointMode: options.endpointMode,
+                    affinity: options.affinity)
+            if let previous {
+                try Self.requireCompatible(options, with: previous)
+            } else if options.endpointMode == .vip {
+                service.vips = try leaseVIP(network: network, service: options.name, requested: options.vip)
+            }
+            for port in options.published where !service.published.contains(port) { service.published.append(port) }
+            service.members.removeAll { $0.containerID == record.id && $0.ifName == attachment.ifName }
+            service.members.append(
+                ServiceMember(
+                    containerID: record.id, container: record.name, ifName: attachment.ifName, host: Self.hostName,
+                    addresses: attachment.addresses.map(Self.bareAddress), active: active))
+            do {
+                try services.save(service)
+                try ServiceApplier(network: network).apply(
+                    service, previous: previous, stillServing: stillServing(except: service))
+            } catch {
+                // Back to what it was: the record, the kernel and, for a new service, the lease.
+                if let previous {
+                    try? services.save(previous)
+                    try? ServiceApplier(network: network).apply(
+                        previous, previous: service, stillServing: stillServing(except: previous))
+                } else {
+                    try? ServiceApplier(network: network).withdraw(service, stillServing: stillServing(except: service))
+                    services.remove(network: service.network, name: service.name)
+                    releaseVIP(network: network, service: service.name)
+                }
+                throw RuntimeError.failed("joining service \(options.name): \(error)")
+            }
+        }
+    }
+
+    /// Whether `containerID` is in any service: read without the lock, so a container that
+    /// never joined one costs one directory listing.
+    func isServiceMember(_ containerID: String) -> Bool {
+        services.all().contains { $0.members.contains { $0.containerID == containerID } }
+    }
+
+    /// After a start: the container's memberships become active, and a detached container gets
+    /// a watcher that makes them inactive within a poll interval of its process ending (there
+    /// is no daemon that would notice otherwise).
+    func activateServiceMemberships(_ record: ContainerRecord, detached: Bool) throws(RuntimeError) {
+        guard isServiceMember(record.id) else { return }
+        try setServiceMembersActive(record.id, true)
+        if detached {
+            _ = try ProcessSpawner.spawn(
+                [environment.executable] + globalArguments + ["__service-watch", record.id], output: .discard,
+                newSession: true, reportFailure: false)
+        }
+    }
+
+    /// The body of `pier __service-watch ID`: waits for the container's process to end, then takes
+    /// its memberships out of the choice, unless the container was started again meanwhile.
+    public func watchServiceMember(_ id: String) {
+        guard let started = store.load(id: id), let pid = started.pid else { return }
+        while let record = store.load(id: id), record.pid == pid, record.isRunning {
+            usleep(Self.serviceWatchInterval)
+        }
+        guard let record = store.load(id: id), record.pid == pid || record.status == .removing else { return }
+        try? setServiceMembersActive(id, false)
+    }
+
+    /// 100 ms: a dead member leaves the choice well within the second services promise.
+    static let serviceWatchInterval: useconds_t = 100_000
+
+    /// Marks every membership of `containerID` active or not and re-applies those services.
+    func setServiceMembersActive(_ containerID: String, _ active: Bool) throws(RuntimeError) {
+        guard isServiceMember(containerID) else { return }
+        try serviceChange { () throws(RuntimeError) in
+            for var service in services.all() where service.members.contains(where: { $0.containerID == containerID }) {
+                let previous = service
+                for index in service.members.indices where service.members[index].containerID == containerID {
+                    service.members[index].active = active
+                }
+                guard service != previous else { continue }
+                try saveAndApply(service, previous: previous)
+            }
+        }
+    }
+
+    /// Takes `containerID` out of its services (on `network` only, when given). A service left
+    /// without members is withdrawn and its VIP released. Keeps going after a failure.
+    @discardableResult
+    func leaveServices(_ containerID: String, network: String? = nil) -> [String] {
+        guard isServiceMember(containerID) else { return [] }
+        var failures: [String] = []
+        do {
+            try serviceChange { () throws(RuntimeError) in
+                for var service in services.all()
+                where (network == nil || service.network == network)
+                    && service.members.contains(where: { $0.containerID == containerID })
+                {
+                    let previous = service
+                    service.members.removeAll { $0.containerID == containerID }
+                    do {
+                        if service.members.isEmpty {
+                            try removeService(service)
+                        } else {
+                            try saveAndApply(service, previous: previous)
+                        }
+                    } catch {
+                        failures.append("service \(service.name): \(error)")
+                    }
+                }
+            }
+        } catch {
+            failures.append("\(error)")
+        }
+        return failures
+    }
+
+    /// Re-applies every service record of this host (after `pier firewall reload` rebuilt the
+    /// table, or after a restart). Returns what failed.
+    public func reapplyServices() -> [String] {
+        var failures: [String] = []
+        for service in services.all() {
+            guard let list = try? configs.load(network: service.network) else {
+                failures.append("service \(service.name): network \(service.network) has no config")
+                continue
+            }
+            do {
+                try ServiceApplier(network: ServiceNetwork(list)).apply(
+                    service, previous: nil, stillServing: stillServing(except: service))
+            } catch {
+                failures.append("\(error)")
+            }
+        }
+        return failures
+    }
+
+    /// The service records, for `pier service ls` and `inspect`.
+    public func serviceRecords() -> [ServiceRecord] { services.all() }
+
+    private func saveAndApply(_ service: ServiceRecord, previous: ServiceRecord) throws(RuntimeError) {
+        let list = try configs.load(network: service.network)
+        do {
+            try services.save(service)
+            try ServiceApplier(network: ServiceNetwork(list)).apply(
+                service, previous: previous, stillServing: stillServing(except: service))
+        } catch {
+            throw RuntimeError.failed("\(error)")
+        }
+    }
+
+    private func removeService(_ service: ServiceRecord) throws(RuntimeError) {
+        let list = (try? configs.load(network: service.network)) ?? configForDelete(service: service)
+        guard let list else {
+            services.remove(network: service.network, name: service.name)
+            throw RuntimeError.failed("network \(service.network) has no config: its kernel state stays (pier gc)")
+        }
+        let network = ServiceNetwork(list)
+        var failure: ServiceError?
+        do {
+            try ServiceApplier(network: network).withdraw(service, stillServing: stillServing(except: service))
+        } catch {
+            failure = error
+        }
+        services.remove(network: service.network, name: service.name)
+        releaseVIP(network: network, service: service.name)
+        if let failure { throw RuntimeError.failed("\(failure)") }
+    }
+
+    private func configForDelete(service: ServiceRecord) -> NetworkConfigList? {
+        let identity = ServiceNetwork.vipAttachment(service: service.name)
+        return configForDelete(
+            network: service.network,
+            request: AttachmentRequest(containerID: identity.containerID, netns: "", ifName: identity.ifName))
+    }
+
+    /// Every address other services of this host still balance to.
+    private func stillServing(except service: ServiceRecord) -> Set<IPAddress> {
+        Set(services.all().filter { $0.owner != service.owner }.flatMap(\.activeAddresses))
+    }
+
+    private func serviceChange(_ body: () throws(RuntimeError) -> Void) throws(RuntimeError) {
+        var failure: RuntimeError?
+        do {
+            try services.locked { () throws(ServiceError) in
+                do throws(RuntimeError) { try body() } catch { failure = error }
+            }
+        } catch {
+            throw RuntimeError.failed("\(error)")
+        }
+        if let failure { throw failure }
+    }
+
+    /// The namespace the VIP lease names: IPAM never enters it, but ADD requires one, and this
+    /// one lives as long as the host (GC sees the lease as live while the service record keeps it).
+    static let vipLeaseNamespace = "/proc/1/ns/net"
+
+    /// The VIP: an ADD of the network's IPAM alone for the attachment `service-<S>`/`vip`.
+    private func leaseVIP(network: ServiceNetwork, service: String, requested: String?) throws(RuntimeError)
+        -> [String]
+    {
+        let list: NetworkConfigList
+        do { list = try network.vipLeaseList() } catch { throw RuntimeError.failed(error.message) }
+        let identity = ServiceNetwork.vipAttachment(service: service)
+        var capabilities = JSONObject()
+        if let requested { capabilities["ips"] = .array([.string(requested)]) }
+        let request = AttachmentRequest(
+            containerID: identity.containerID, netns: Self.vipLeaseNamespace, ifName: identity.ifName,
+            capabilityArgs: capabilities)
+        do {
+            let result = try executor.add(list, request)
+            return result.ips.map { $0.address.address.description }
+        } catch {
+            try? executor.delete(list, request)
+            if let requested {
+                throw RuntimeError.failed("the VIP \(requested) cannot be leased on network \(network.name): \(error)")
+            }
+            throw RuntimeError.failed("no VIP for service \(service) on network \(network.name): \(error)")
+        }
+    }
+
+    private func releaseVIP(network: ServiceNetwork, service: String) {
+        let identity = ServiceNetwork.vipAttachment(service: service)
+        let request = AttachmentRequest(
+            containerID: identity.containerID, netns: Self.vipLeaseNamespace, ifName: identity.ifName)
+        let list =
+            configForDelete(network: network.name, request: request) ?? (try? network.vipLeaseList())
+        if let list { try? executor.delete(list, request) }
+    }
+
+    static func requireCompatible(_ options: ServiceOptions, with service: ServiceRecord) throws(RuntimeError) {
+        if options.endpointMode != service.endpointMode {
+            throw RuntimeError.invalidArgument(
+                "service \(service.name) on network \(service.network) is --endpoint-mode \(service.endpointMode.rawValue)"
+            )
+        }
+        if options.affinity != service.affinity {
+            throw RuntimeError.invalidArgument(
+                "service \(service.name) on network \(service.network) has --affinity \(service.affinity.rawValue)")
+        }
+        if let vip = options.vip, !service.vips.contains(vip) {
+            throw RuntimeError.invalidArgument(
+                "service \(service.name) already has the VIP \(service.vips.joined(separator: ", ")), not \(vip)")
+        }
+    }
+
+    /// `10.88.0.5/16` → `10.88.0.5`.
+    static func bareAddress(_ text: String) -> String {
+        guard let slash = text.firstIndex(of: "/") else { return text }
+        return String(text[..<slash])
+    }
+
+    static var hostName: String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "localhost" }
+        return String(cString: buffer)
+    }
+}

@@ -1,0 +1,51 @@
+import CNI
+import PierState
+
+/// What services need to know of a network, read from its conflist: where the VIP lease comes
+/// from, the bridge that answers for the VIP, and where the network's names are kept.
+public struct ServiceNetwork: Sendable {
+    public var name: String
+    public var cniVersion: String
+    /// The plugin config that carries `ipam` (bridge, macvlan, vxlan-overlay …): the VIP is
+    /// leased from that IPAM, so it never collides with a container's address.
+    public var ipamOwner: JSONObject?
+    /// The bridge of a `bridge` network: the VIP is put on it so the host answers for it on
+    /// the containers' segment.
+    public var bridge: String?
+    /// The records directory of the network's `names` plugin; nil without a name service.
+    public var namesDirectory: String?
+
+    public init(_ list: NetworkConfigList) {
+        name = list.name
+        cniVersion = list.cniVersion
+        for plugin in list.plugins {
+            if ipamOwner == nil, plugin.raw["ipam"]?.objectValue != nil { ipamOwner = plugin.raw }
+            if plugin.type == "bridge" { bridge = plugin.raw["bridge"]?.stringValue ?? "cni0" }
+            if plugin.type == "names" {
+                namesDirectory = plugin.raw["dataDir"]?.stringValue ?? DefaultPaths.nameServiceDirectory
+            }
+        }
+    }
+
+    /// A one-plugin conflist that runs the network's IPAM alone: the VIP's lease is an
+    /// attachment of the network (`service-<S>`, interface `vip`) with no interface, so the
+    /// lease, its cache entry and GC behave like any container's.
+    public func vipLeaseList() throws(ServiceError) -> NetworkConfigList {
+        guard let owner = ipamOwner, let ipam = owner["ipam"]?.objectValue, let type = ipam["type"]?.stringValue
+        else { throw ServiceError("network \(name) has no IPAM to lease a service VIP from") }
+        let plugin: JSONObject = [
+            "type": .string(type), "ipam": .object(ipam), "capabilities": .object(["ips": .bool(true)]),
+        ]
+        let list: JSONObject = [
+            "cniVersion": .string(cniVersion), "name": .string(name), "plugins": .array([.object(plugin)]),
+        ]
+        do { return try NetworkConfigList(bytes: JSONValue.object(list).encodedBytes) } catch {
+            throw ServiceError("network \(name): building the VIP lease config: \(error)")
+        }
+    }
+
+    /// The lease identity of service `name`'s VIP.
+    public static func vipAttachment(service name: String) -> (containerID: String, ifName: String) {
+        ("service-" + name, "vip")
+    }
+}
