@@ -14,8 +14,9 @@ public struct ServiceStore: Sendable {
         do {
             try FileSystem.makeDirectories(layout.servicesDirectory)
             let lock = try FileLock(path: layout.servicesLockPath)
-            var outcome: Result<T, ServiceError>!
+            var outcome: Result<T, ServiceError>?
             try lock.withLock { outcome = Result { () throws(ServiceError) in try body() } }
+            guard let outcome else { throw ServiceError("services lock \(layout.servicesLockPath): not taken") }
             return try outcome.get()
         } catch let error as ServiceError {
             throw error
