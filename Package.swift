@@ -64,7 +64,8 @@ let package = Package(
         .target(
             name: "Services",
             dependencies: [
-                "CNI", "Firewall", "IPAddressing", "NameService", "NetNS", "Netlink", "PierTables", "PierState",
+                "CNI", "ClusterStore", "Firewall", "IPAM", "IPAddressing", "NameService", "NetNS", "Netlink", "Overlay",
+                "PierTables", "PierState",
             ]),
         .target(
             name: "Diagnostics",

@@ -14,6 +14,10 @@ public struct OverlayAgent {
     /// Where the per-host lock shared with the plugin lives (the plugin's `runDir`).
     public var runDirectory = HostLock.defaultRunDirectory
     public var log: (String) -> Void
+    /// Called after every wait on the store (at most `tickMilliseconds` apart) with whether the
+    /// store changed: `pier agent` hangs the network's services on it.
+    public var onTick: ((_ storeChanged: Bool) -> Void)?
+    public var tickMilliseconds = 500
 
     public init(network: String, store: any ClusterStore, localHost: String?, log: @escaping (String) -> Void) {
         self.network = network
@@ -54,8 +58,9 @@ public struct OverlayAgent {
                 }
             }
             do {
-                let current = try store.waitForChange(after: revision, timeoutMilliseconds: 500)
+                let current = try store.waitForChange(after: revision, timeoutMilliseconds: tickMilliseconds)
                 if current > revision { needsSync = true }
+                onTick?(current > revision)
             } catch {
                 if "\(error)" != lastError { log("watch failed (retrying): \(error)") }
                 lastError = "\(error)"

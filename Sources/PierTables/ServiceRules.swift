@@ -56,6 +56,10 @@ public struct ServiceRules {
     public static let vipsAffinityV6 = slotMap("service_vips_affinity_v6", .v6, .allPorts)
     public static let meshV4 = slotMap("service_mesh_v4", .v4, .mesh)
     public static let meshV6 = slotMap("service_mesh_v6", .v6, .mesh)
+    /// Overlay bridge -> the address this host's mesh connections leave it from (`MeshSource`).
+    public static let meshSourceV4 = NFTSet(
+        family: .inet, table: PierTable.name, name: "service_mesh_source_v4", keyType: [.interfaceName],
+        dataType: [.ipv4Address])
     public static let hairpinV4 = NFTSet(
         family: .inet, table: PierTable.name, name: "service_hairpin_v4", keyType: [.ipv4Address, .ipv4Address])
     public static let hairpinV6 = NFTSet(
@@ -111,7 +115,7 @@ public struct ServiceRules {
     /// Table, the base layout, the service maps, sets and base chains; idempotent.
     static var layout: Batch {
         var batch = PierTable.layout
-        for set in allMaps + [hairpinV4, hairpinV6] { batch.add(set) }
+        for set in allMaps + [meshSourceV4, hairpinV4, hairpinV6] { batch.add(set) }
         batch.add(prerouting)
         batch.add(output)
         return batch
@@ -146,6 +150,18 @@ public struct ServiceRules {
                 )
                 .ctStatus(.dnat).match([source, destination], inSet: hairpin(for: family).name).masquerade())
         }
+        // Through an overlay bridge with a mesh source: SNAT to it (every host holds the same
+        // gateway there); anywhere else: masquerade.
+        var source = Rule(
+            family: .inet, table: PierTable.name, chain: PierTable.postrouting.name, comment: "pier:service-mesh-source"
+        )
+        .markHasBits(meshMark)
+        source.expressions += [
+            .meta(.nfproto, into: .r1), .cmp(.eq, .r1, [IPFamily.v4.addressFamily]),
+            .meta(.oifname, into: .r1), .lookup(.named(meshSourceV4.name), source: .r1, destination: .r1),
+            .nat(.snat, family: .ipv4, address: .r1, port: nil),
+        ]
+        rules.append(source)
         rules.append(
             Rule(family: .inet, table: PierTable.name, chain: PierTable.postrouting.name, comment: "pier:service-mesh")
                 .markHasBits(meshMark).masquerade())
@@ -399,6 +415,25 @@ public struct ServiceRules {
             }
         }
         return found
+    }
+
+    /// Mesh connections leaving through `bridge` are SNATed to `address` (replaced if set).
+    public func setMeshSource(bridge: String, address: IPAddress) throws(FirewallError) {
+        try client.apply(Self.layout, ensuring: PierTable.rules + Self.rules)
+        let element = SetElement(key: [.interfaceName(bridge)], data: [.address(address)], comment: "mesh-source")
+        if let held = try client.element([.interfaceName(bridge)], in: Self.meshSourceV4.path),
+            held.decodedData([.ipv4Address])?.first == .address(address)
+        {
+            return
+        }
+        var batch = Batch()
+        batch.deleteElements([SetElement(key: [.interfaceName(bridge)])], from: Self.meshSourceV4.path)
+        batch.addElements([element], to: Self.meshSourceV4.path)
+        do { try client.commit(batch) } catch where error.isNotFound {
+            var add = Batch()
+            add.addElements([element], to: Self.meshSourceV4.path)
+            try client.commit(add)
+        }
     }
 
     /// Drops the hairpin elements of addresses that are no longer members of any service on

@@ -56,6 +56,7 @@ extension ContainerManager {
         list: NetworkConfigList, active: Bool
     ) throws(RuntimeError) {
         let network = ServiceNetwork(list)
+        let cluster = try Self.cluster(of: network)
         try serviceChange { () throws(RuntimeError) in
             let previous = services.record(network: list.name, name: options.name)
             var service =
@@ -63,35 +64,104 @@ extension ContainerManager {
                 ?? ServiceRecord(
                     name: options.name, network: list.name, endpointMode: options.endpointMode,
                     affinity: options.affinity)
-            if let previous {
+            var leased = false
+            if let held = try cluster.map({ (cluster) throws(RuntimeError) in try Self.definition(cluster, options.name) })
+                ?? nil
+            {
+                // Another host's (or an earlier) definition holds: adopt it.
+                service.endpointMode = held.endpointMode
+                service.affinity = held.affinity
+                service.vips = held.vips
+                service.published = held.published
+                try Self.requireCompatible(options, with: service)
+            } else if let previous {
                 try Self.requireCompatible(options, with: previous)
             } else if options.endpointMode == .vip {
                 service.vips = try leaseVIP(network: network, service: options.name, requested: options.vip)
+                leased = true
             }
             for port in options.published where !service.published.contains(port) { service.published.append(port) }
+            if let cluster {
+                do {
+                    let wanted = ServiceCluster.Definition(service)
+                    let held = try cluster.claim(wanted, name: service.name)
+                    if held.vips != service.vips, leased {
+                        // Another host created the service meanwhile: its VIP is the service's.
+                        releaseVIP(network: network, service: service.name)
+                        service.vips = held.vips
+                    }
+                    if held != ServiceCluster.Definition(service) {
+                        service.published = held.published + service.published.filter { !held.published.contains($0) }
+                        try cluster.update(ServiceCluster.Definition(service), name: service.name)
+                    }
+                } catch {
+                    if leased { releaseVIP(network: network, service: service.name) }
+                    throw RuntimeError.failed("joining service \(options.name): \(error)")
+                }
+            }
             service.members.removeAll { $0.containerID == record.id && $0.ifName == attachment.ifName }
             service.members.append(
                 ServiceMember(
-                    containerID: record.id, container: record.name, ifName: attachment.ifName, host: Self.hostName,
-                    addresses: attachment.addresses.map(Self.bareAddress), active: active))
+                    containerID: record.id, container: record.name, ifName: attachment.ifName,
+                    host: cluster?.host ?? Self.hostName, addresses: attachment.addresses.map(Self.bareAddress),
+                    active: active))
             do {
-                try services.save(service)
-                try ServiceApplier(network: network).apply(
-                    service, previous: previous, stillServing: stillServing(except: service))
+                try commit(service, previous: previous, network: network, cluster: cluster)
             } catch {
                 // Back to what it was: the record, the kernel and, for a new service, the lease.
-                if let previous {
-                    try? services.save(previous)
-                    try? ServiceApplier(network: network).apply(
-                        previous, previous: service, stillServing: stillServing(except: previous))
-                } else {
-                    try? ServiceApplier(network: network).withdraw(service, stillServing: stillServing(except: service))
+                var without = service
+                without.members.removeAll { $0.containerID == record.id && $0.ifName == attachment.ifName }
+                if (try? commit(without, previous: service, network: network, cluster: cluster)) == nil {
                     services.remove(network: service.network, name: service.name)
-                    releaseVIP(network: network, service: service.name)
                 }
                 throw RuntimeError.failed("joining service \(options.name): \(error)")
             }
         }
+    }
+
+    /// Saves `service` and applies it to this host. On an overlay network this host's members
+    /// go to the cluster store first, and the record saved and applied is the merged one of
+    /// every host. A service left without members anywhere is withdrawn, its VIP released.
+    @discardableResult
+    private func commit(
+        _ service: ServiceRecord, previous: ServiceRecord?, network: ServiceNetwork, cluster: ServiceCluster?
+    ) throws(RuntimeError) -> ServiceRecord {
+        var merged = service
+        do {
+            if let cluster {
+                try cluster.syncLocalMembers(service.name, service.members.filter { $0.host == cluster.host })
+                merged = try cluster.record(named: service.name) ?? service
+            }
+            if merged.members.isEmpty {
+                try? ServiceApplier(network: network).withdraw(merged, stillServing: stillServing(except: merged))
+                try cluster?.deleteDefinition(of: merged.name)
+                services.remove(network: merged.network, name: merged.name)
+                releaseVIP(network: network, service: merged.name)
+                return merged
+            }
+            try services.save(merged)
+            try ServiceApplier(network: network).apply(
+                merged, previous: previous, stillServing: stillServing(except: merged))
+        } catch {
+            throw RuntimeError.failed("service \(service.name): \(error)")
+        }
+        return merged
+    }
+
+    /// The cluster store view of an overlay network's services; nil for a host-local network.
+    static func cluster(of network: ServiceNetwork) throws(RuntimeError) -> ServiceCluster? {
+        guard let config = network.store else { return nil }
+        do {
+            return ServiceCluster(store: try config.open(), network: network.name, host: try config.resolvedHost())
+        } catch {
+            throw RuntimeError.failed("network \(network.name): cluster store: \(error)")
+        }
+    }
+
+    private static func definition(_ cluster: ServiceCluster, _ name: String) throws(RuntimeError)
+        -> ServiceCluster.Definition?
+    {
+        do { return try cluster.definition(of: name) } catch { throw RuntimeError.failed("\(error)") }
     }
 
     /// Whether `containerID` is in any service: read without the lock, so a container that
@@ -137,7 +207,8 @@ extension ContainerManager {
                     service.members[index].active = active
                 }
                 guard service != previous else { continue }
-                try saveAndApply(service, previous: previous)
+                let network = try serviceNetwork(of: service)
+                try commit(service, previous: previous, network: network, cluster: try Self.cluster(of: network))
             }
         }
     }
@@ -157,11 +228,8 @@ extension ContainerManager {
                     let previous = service
                     service.members.removeAll { $0.containerID == containerID }
                     do {
-                        if service.members.isEmpty {
-                            try removeService(service)
-                        } else {
-                            try saveAndApply(service, previous: previous)
-                        }
+                        let network = try serviceNetwork(of: service)
+                        try commit(service, previous: previous, network: network, cluster: try Self.cluster(of: network))
                     } catch {
                         failures.append("service \(service.name): \(error)")
                     }
@@ -171,6 +239,19 @@ extension ContainerManager {
             failures.append("\(error)")
         }
         return failures
+    }
+
+    /// The service's network as its config (or, once the config is gone, the VIP lease's
+    /// cached config) describes it.
+    private func serviceNetwork(of service: ServiceRecord) throws(RuntimeError) -> ServiceNetwork {
+        if let list = try? configs.load(network: service.network) { return ServiceNetwork(list) }
+        let identity = ServiceNetwork.vipAttachment(service: service.name)
+        let request = AttachmentRequest(
+            containerID: identity.containerID, netns: Self.vipLeaseNamespace, ifName: identity.ifName)
+        guard let cached = configForDelete(network: service.network, request: request) else {
+            throw RuntimeError.failed("network \(service.network) has no config")
+        }
+        return ServiceNetwork(cached)
     }
 
     /// Re-applies every service record of this host (after `pier firewall reload` rebuilt the
@@ -194,42 +275,6 @@ extension ContainerManager {
 
     /// The service records, for `pier service ls` and `inspect`.
     public func serviceRecords() -> [ServiceRecord] { services.all() }
-
-    private func saveAndApply(_ service: ServiceRecord, previous: ServiceRecord) throws(RuntimeError) {
-        let list = try configs.load(network: service.network)
-        do {
-            try services.save(service)
-            try ServiceApplier(network: ServiceNetwork(list)).apply(
-                service, previous: previous, stillServing: stillServing(except: service))
-        } catch {
-            throw RuntimeError.failed("\(error)")
-        }
-    }
-
-    private func removeService(_ service: ServiceRecord) throws(RuntimeError) {
-        let list = (try? configs.load(network: service.network)) ?? configForDelete(service: service)
-        guard let list else {
-            services.remove(network: service.network, name: service.name)
-            throw RuntimeError.failed("network \(service.network) has no config: its kernel state stays (pier gc)")
-        }
-        let network = ServiceNetwork(list)
-        var failure: ServiceError?
-        do {
-            try ServiceApplier(network: network).withdraw(service, stillServing: stillServing(except: service))
-        } catch {
-            failure = error
-        }
-        services.remove(network: service.network, name: service.name)
-        releaseVIP(network: network, service: service.name)
-        if let failure { throw RuntimeError.failed("\(failure)") }
-    }
-
-    private func configForDelete(service: ServiceRecord) -> NetworkConfigList? {
-        let identity = ServiceNetwork.vipAttachment(service: service.name)
-        return configForDelete(
-            network: service.network,
-            request: AttachmentRequest(containerID: identity.containerID, netns: "", ifName: identity.ifName))
-    }
 
     /// Every address other services of this host still balance to.
     private func stillServing(except service: ServiceRecord) -> Set<IPAddress> {

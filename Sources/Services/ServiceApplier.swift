@@ -54,6 +54,9 @@ public struct ServiceApplier {
             throw ServiceError("service \(record.name): nftables: \(error)")
         }
         if record.endpointMode == .vip { try answerForVIPs(record.vipAddresses) }
+        if network.store != nil, !record.published.isEmpty, let host = try? network.store?.resolvedHost() {
+            _ = try MeshSource(network: network, host: host).ensure(nft: nft)
+        }
         try publishNames(record)
     }
 

@@ -1,4 +1,7 @@
 import CNI
+import ClusterStore
+import IPAM
+import Overlay
 import PierState
 
 /// What services need to know of a network, read from its conflist: where the VIP lease comes
@@ -14,6 +17,10 @@ public struct ServiceNetwork: Sendable {
     public var bridge: String?
     /// The records directory of the network's `names` plugin; nil without a name service.
     public var namesDirectory: String?
+    /// The cluster store of an overlay network: its services are shared with its other hosts.
+    public var store: ClusterStoreConfig?
+    /// The `store` object as the config gives it (the VIP lease's IPAM needs it).
+    var storeObject: JSONObject?
 
     public init(_ list: NetworkConfigList) {
         name = list.name
@@ -21,26 +28,59 @@ public struct ServiceNetwork: Sendable {
         for plugin in list.plugins {
             if ipamOwner == nil, plugin.raw["ipam"]?.objectValue != nil { ipamOwner = plugin.raw }
             if plugin.type == "bridge" { bridge = plugin.raw["bridge"]?.stringValue ?? "cni0" }
+            if plugin.type == "vxlan-overlay" {
+                if let vni = plugin.raw["vni"]?.intValue, let value = UInt32(exactly: vni) {
+                    bridge = OverlayDevices.bridgeName(vni: value)
+                }
+                let storeObject = plugin.raw["store"]?.objectValue ?? ["type": .string("file")]
+                self.storeObject = storeObject
+                store = try? ClusterStoreConfig(
+                    JSONReader(storeObject, code: .invalidNetworkConfig, context: "vxlan-overlay store"))
+            }
             if plugin.type == "names" {
                 namesDirectory = plugin.raw["dataDir"]?.stringValue ?? DefaultPaths.nameServiceDirectory
             }
         }
     }
 
+    /// What `pier agent` knows of a network without its conflist.
+    public init(name: String, bridge: String?, namesDirectory: String?, store: ClusterStoreConfig?) {
+        self.name = name
+        self.cniVersion = "1.1.0"
+        self.bridge = bridge
+        self.namesDirectory = namesDirectory
+        self.store = store
+    }
+
+    /// The pseudo-host that owns the VIP leases of an overlay network's services: a VIP outlives
+    /// the host that leased it (the last member anywhere releases it), and cluster leases are
+    /// released by their host only.
+    public static let vipLeaseHost = "pier-services"
+
     /// A one-plugin conflist that runs the network's IPAM alone: the VIP's lease is an
     /// attachment of the network (`service-<S>`, interface `vip`) with no interface, so the
     /// lease, its cache entry and GC behave like any container's.
     public func vipLeaseList() throws(ServiceError) -> NetworkConfigList {
+        try leaseList(host: Self.vipLeaseHost)
+    }
+
+    /// The IPAM-only conflist with `host` as the cluster lease holder (overlay networks).
+    func leaseList(host: String) throws(ServiceError) -> NetworkConfigList {
         guard let owner = ipamOwner, let ipam = owner["ipam"]?.objectValue, let type = ipam["type"]?.stringValue
         else { throw ServiceError("network \(name) has no IPAM to lease a service VIP from") }
+        var leaseIPAM = ipam
+        if var storeObject = ipam["store"]?.objectValue ?? storeObject {
+            storeObject["host"] = .string(host)
+            leaseIPAM["store"] = .object(storeObject)
+        }
         let plugin: JSONObject = [
-            "type": .string(type), "ipam": .object(ipam), "capabilities": .object(["ips": .bool(true)]),
+            "type": .string(type), "ipam": .object(leaseIPAM), "capabilities": .object(["ips": .bool(true)]),
         ]
         let list: JSONObject = [
             "cniVersion": .string(cniVersion), "name": .string(name), "plugins": .array([.object(plugin)]),
         ]
         do { return try NetworkConfigList(bytes: JSONValue.object(list).encodedBytes) } catch {
-            throw ServiceError("network \(name): building the VIP lease config: \(error)")
+            throw ServiceError("network \(name): building the lease config: \(error)")
         }
     }
 

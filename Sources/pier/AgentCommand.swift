@@ -3,6 +3,7 @@ import ClusterStore
 import Glibc
 import Overlay
 import PierState
+import Services
 
 /// `pier agent --network NAME`: keeps this host's overlay FDB and neighbour entries in line
 /// with the cluster store until SIGTERM.
@@ -49,6 +50,15 @@ struct AgentCommand: ParsableCommand {
     @Option(help: "Runtime state directory (the plugin's runDir), for the lock shared with the plugin.")
     var runDir: String = HostLock.defaultRunDirectory
 
+    @Option(help: "The network's name records (the names plugin's dataDir), for service names on this host.")
+    var namesDir: String = DefaultPaths.nameServiceDirectory
+
+    @Option(help: "Where the network's conflist is (its IPAM gives this host's routing-mesh address).")
+    var configDir: String = DefaultPaths.configDirectory
+
+    @Option(help: "Seconds a host's heartbeat may stand still before its service members leave every choice.")
+    var hostTimeout: Double = 10
+
     func run() throws {
         guard let kind = ClusterStoreConfig.Kind(rawValue: storeType) else {
             throw ValidationError("--store-type must be file or etcd")
@@ -67,12 +77,29 @@ struct AgentCommand: ParsableCommand {
             security: EtcdSecurity(
                 trustedCAFile: storeTrustedCaFile, certFile: storeCertFile, keyFile: storeKeyFile,
                 username: storeUsername, password: password))
-        var agent = OverlayAgent(network: network, store: try config.open(), localHost: host) { line in
+        let log: (String) -> Void = { line in
             let bytes = Array("pier agent: \(line)\n".utf8)
             _ = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
         }
+        let store = try config.open()
+        var agent = OverlayAgent(network: network, store: store, localHost: host, log: log)
         agent.resyncSeconds = max(1, resync)
         agent.runDirectory = runDir
+        // The conflist's names plugin says where the network's names are; --names-dir otherwise.
+        var described = ConfigDirectory(path: configDir).entry(network: network)?.list.map(ServiceNetwork.init)
+        if var network = described, network.namesDirectory == nil, FileSystem.isDirectory(namesDir) {
+            network.namesDirectory = namesDir
+            described = network
+        }
+        let services = ServiceAgent(
+            cluster: ServiceCluster(store: store, network: network, host: try config.resolvedHost()),
+            network: described, namesDirectory: FileSystem.isDirectory(namesDir) ? namesDir : nil, log: log)
+        services.hostTimeout = max(1, hostTimeout)
+        agent.onTick = { changed in
+            var now = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &now)
+            services.tick(storeChanged: changed, now: Double(now.tv_sec) + Double(now.tv_nsec) / 1e9)
+        }
         try agent.run()
     }
 }

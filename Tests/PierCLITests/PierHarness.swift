@@ -36,8 +36,12 @@ final class PierHarness: @unchecked Sendable {
 
     static var portmapBuilt: Bool { FileManager.default.isExecutableFile(atPath: builtProductsDirectory + "/portmap") }
 
-    init() throws {
-        host = try TestHost()
+    /// Whether `cleanUp` destroys the test host (a cluster owns the hosts it lends).
+    private let ownsHost: Bool
+
+    init(in lent: TestHost? = nil) throws {
+        host = try lent ?? TestHost()
+        ownsHost = lent == nil
         directory = NSTemporaryDirectory() + "pier-cli-\(uniqueTag())"
         for path in [configDirectory, leaseDirectory, pluginDirectory] {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
@@ -157,7 +161,7 @@ final class PierHarness: @unchecked Sendable {
                 try? FileManager.default.removeItem(atPath: path)
             }
         }
-        host.destroy()
+        if ownsHost { host.destroy() }
         try? FileManager.default.removeItem(atPath: directory)
     }
 }

@@ -1,0 +1,72 @@
+import ClusterStore
+import Firewall
+import IPAM
+import IPAddressing
+import Netlink
+import Overlay
+import PierTables
+
+/// The address this host's routing mesh speaks from on an overlay network. Every host holds the
+/// same gateway address on an overlay bridge, so a mesh connection masqueraded to it would get
+/// its reply from a member on another host delivered to that host's own bridge. Each host
+/// therefore leases one address of the overlay for itself (identity `mesh-<host>`/`mesh`),
+/// holds it as a /32 on its bridge, publishes it as an endpoint of the overlay (so the other
+/// hosts' agents give it FDB and neighbour entries like any container), and SNATs mesh
+/// connections leaving through the bridge to it (`service_mesh_source_v4`).
+struct MeshSource {
+    let network: ServiceNetwork
+    let host: String
+
+    static func owner(host: String) -> LeaseOwner { LeaseOwner(containerID: "mesh-" + host, ifname: "mesh") }
+
+    /// Leases (once), places and announces the address; returns it. IPv4 overlays only.
+    func ensure(nft: NFTablesClient) throws(ServiceError) -> IPAddress? {
+        guard let bridge = network.bridge, let store = network.store, let settings = try settings() else { return nil }
+        let owner = Self.owner(host: host)
+        let prefix: IPPrefix
+        do {
+            let manager = try AddressManager(config: settings)
+            if let held = try manager.leases().first(where: { $0.containerID == owner.containerID && $0.host == host }),
+                let range = settings.rangeSets.first?.range(for: held.address),
+                let existing = IPPrefix(address: held.address, length: range.subnet.length)
+            {
+                prefix = existing
+            } else {
+                guard let leased = try manager.add(owner).ips.first(where: { $0.address.address.family == .v4 })
+                else { return nil }
+                prefix = leased.address
+            }
+        } catch {
+            throw ServiceError("mesh source address on \(network.name): \(error)")
+        }
+        let address = prefix.address
+        do {
+            let netlink = try RouteNetlink()
+            let link = try netlink.link(named: bridge)
+            guard let host32 = IPPrefix(address: address, length: 32), let mac = link.mac else { return nil }
+            var options = AddressOptions()
+            options.replace = true
+            try netlink.addAddress(host32, index: link.index, options: options)
+            let registry = Registry(network: network.name, store: try store.open(), host: self.host)
+            try registry.publish(
+                EndpointRecord(
+                    network: network.name, containerID: owner.containerID, ifname: owner.ifname, host: self.host,
+                    mac: mac, ips: [prefix]))
+            try ServiceRules(client: nft).setMeshSource(bridge: bridge, address: address)
+        } catch {
+            throw ServiceError("mesh source \(address) on \(bridge): \(error)")
+        }
+        return address
+    }
+
+    /// The network's IPAM settings with this host as the lease holder.
+    private func settings() throws(ServiceError) -> IPAMSettings? {
+        guard let list = try? network.leaseList(host: host), let plugin = list.plugins.first else { return nil }
+        var config = plugin.raw
+        config["name"] = .string(network.name)
+        config["cniVersion"] = .string(network.cniVersion)
+        do { return try IPAMSettings(config: config) } catch {
+            throw ServiceError("network \(network.name): IPAM settings: \(error)")
+        }
+    }
+}
