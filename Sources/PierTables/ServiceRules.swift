@@ -429,7 +429,7 @@ public struct ServiceRules {
         var batch = Batch()
         batch.deleteElements([SetElement(key: [.interfaceName(bridge)])], from: Self.meshSourceV4.path)
         batch.addElements([element], to: Self.meshSourceV4.path)
-        do { try client.commit(batch) } catch where error.isNotFound {
+        do { try client.commit(batch) } catch  where error.isNotFound {
             var add = Batch()
             add.addElements([element], to: Self.meshSourceV4.path)
             try client.commit(add)

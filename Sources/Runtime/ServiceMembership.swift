@@ -65,7 +65,8 @@ extension ContainerManager {
                     name: options.name, network: list.name, endpointMode: options.endpointMode,
                     affinity: options.affinity)
             var leased = false
-            if let held = try cluster.map({ (cluster) throws(RuntimeError) in try Self.definition(cluster, options.name) })
+            if let held = try cluster.map({ (cluster) throws(RuntimeError) in try Self.definition(cluster, options.name)
+                })
                 ?? nil
             {
                 // Another host's (or an earlier) definition holds: adopt it.
@@ -139,7 +140,13 @@ extension ContainerManager {
                 releaseVIP(network: network, service: merged.name)
                 return merged
             }
-            try services.save(merged)
+            // On an overlay the store holds the service; this host keeps a record only while it
+            // has members of its own (their memberships are what `pier` here changes).
+            if let cluster, !merged.members.contains(where: { $0.host == cluster.host }) {
+                services.remove(network: merged.network, name: merged.name)
+            } else {
+                try services.save(merged)
+            }
             try ServiceApplier(network: network).apply(
                 merged, previous: previous, stillServing: stillServing(except: merged))
         } catch {
@@ -229,7 +236,8 @@ extension ContainerManager {
                     service.members.removeAll { $0.containerID == containerID }
                     do {
                         let network = try serviceNetwork(of: service)
-                        try commit(service, previous: previous, network: network, cluster: try Self.cluster(of: network))
+                        try commit(
+                            service, previous: previous, network: network, cluster: try Self.cluster(of: network))
                     } catch {
                         failures.append("service \(service.name): \(error)")
                     }
@@ -258,7 +266,7 @@ extension ContainerManager {
     /// table, or after a restart). Returns what failed.
     public func reapplyServices() -> [String] {
         var failures: [String] = []
-        for service in services.all() {
+        for service in serviceRecords() {
             guard let list = try? configs.load(network: service.network) else {
                 failures.append("service \(service.name): network \(service.network) has no config")
                 continue
@@ -273,8 +281,19 @@ extension ContainerManager {
         return failures
     }
 
-    /// The service records, for `pier service ls` and `inspect`.
-    public func serviceRecords() -> [ServiceRecord] { services.all() }
+    /// The service records, for `pier service ls` and `inspect`: this host's, and for every
+    /// overlay network configured here, the cluster's (which this host's agent applies).
+    public func serviceRecords() -> [ServiceRecord] {
+        var records = services.all()
+        for entry in configs.entries() {
+            guard let list = entry.list, let cluster = try? Self.cluster(of: ServiceNetwork(list)),
+                let shared = try? cluster.records()
+            else { continue }
+            records.removeAll { $0.network == list.name }
+            records += shared
+        }
+        return records
+    }
 
     /// Every address other services of this host still balance to.
     private func stillServing(except service: ServiceRecord) -> Set<IPAddress> {
@@ -301,6 +320,15 @@ extension ContainerManager {
     private func leaseVIP(network: ServiceNetwork, service: String, requested: String?) throws(RuntimeError)
         -> [String]
     {
+        if network.store != nil {
+            do { return try network.leaseClusterVIP(service: service, requested: requested) } catch {
+                if let requested {
+                    throw RuntimeError.failed(
+                        "the VIP \(requested) cannot be leased on network \(network.name): \(error)")
+                }
+                throw RuntimeError.failed("no VIP for service \(service) on network \(network.name): \(error)")
+            }
+        }
         let list: NetworkConfigList
         do { list = try network.vipLeaseList() } catch { throw RuntimeError.failed(error.message) }
         let identity = ServiceNetwork.vipAttachment(service: service)
@@ -322,6 +350,10 @@ extension ContainerManager {
     }
 
     private func releaseVIP(network: ServiceNetwork, service: String) {
+        if network.store != nil {
+            network.releaseClusterVIP(service: service)
+            return
+        }
         let identity = ServiceNetwork.vipAttachment(service: service)
         let request = AttachmentRequest(
             containerID: identity.containerID, netns: Self.vipLeaseNamespace, ifName: identity.ifName)

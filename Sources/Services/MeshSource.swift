@@ -26,15 +26,24 @@ struct MeshSource {
         let prefix: IPPrefix
         do {
             let manager = try AddressManager(config: settings)
-            if let held = try manager.leases().first(where: { $0.containerID == owner.containerID && $0.host == host }),
-                let range = settings.rangeSets.first?.range(for: held.address),
-                let existing = IPPrefix(address: held.address, length: range.subnet.length)
-            {
+            func held() throws(IPAMError) -> IPPrefix? {
+                guard let lease = try manager.leases().first(where: { $0.containerID == owner.containerID }),
+                    let range = settings.rangeSets.first?.range(for: lease.address)
+                else { return nil }
+                return IPPrefix(address: lease.address, length: range.subnet.length)
+            }
+            if let existing = try held() {
                 prefix = existing
             } else {
-                guard let leased = try manager.add(owner).ips.first(where: { $0.address.address.family == .v4 })
-                else { return nil }
-                prefix = leased.address
+                do {
+                    guard let leased = try manager.add(owner).ips.first(where: { $0.address.address.family == .v4 })
+                    else { return nil }
+                    prefix = leased.address
+                } catch {
+                    // This host's agent and its `pier` may lease at the same moment: one wins.
+                    guard let existing = try held() else { throw error }
+                    prefix = existing
+                }
             }
         } catch {
             throw ServiceError("mesh source address on \(network.name): \(error)")
@@ -59,14 +68,7 @@ struct MeshSource {
         return address
     }
 
-    /// The network's IPAM settings with this host as the lease holder.
     private func settings() throws(ServiceError) -> IPAMSettings? {
-        guard let list = try? network.leaseList(host: host), let plugin = list.plugins.first else { return nil }
-        var config = plugin.raw
-        config["name"] = .string(network.name)
-        config["cniVersion"] = .string(network.cniVersion)
-        do { return try IPAMSettings(config: config) } catch {
-            throw ServiceError("network \(network.name): IPAM settings: \(error)")
-        }
+        try network.ipamSettings(host: host)
     }
 }

@@ -136,15 +136,21 @@ public struct ServiceApplier {
         let active = record.activeAddresses
         do {
             try store.withLock {
-                let template = record.members.lazy.compactMap {
-                    try? store.record(network: record.network, containerID: $0.containerID, ifName: $0.ifName)
-                }.first
+                // A member's record when it runs here, else any of the network's (a client's on
+                // a host without members): the network's settings are in every record.
+                let template =
+                    record.members.lazy.compactMap {
+                        try? store.record(network: record.network, containerID: $0.containerID, ifName: $0.ifName)
+                    }.first
+                    ?? store.records(network: record.network).first {
+                        $0.containerID != identity.containerID
+                    }
                 let wanted: [(ifName: String, name: String, addresses: [IPAddress])] = [
                     (identity.ifName, record.name, record.endpointMode == .vip ? record.vipAddresses : active),
                     (Self.tasksInterface, "tasks." + record.name, active),
                 ]
                 for (ifName, name, addresses) in wanted {
-                    if let template, !active.isEmpty, !addresses.isEmpty {
+                    if let template, !active.isEmpty, !addresses.isEmpty, !template.containerID.hasPrefix("service-") {
                         var names = template
                         names.containerID = identity.containerID
                         names.ifName = ifName

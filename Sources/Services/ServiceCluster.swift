@@ -71,7 +71,9 @@ public struct ServiceCluster {
 
     /// Widens the published ports of a held definition (a new member may publish more).
     public func update(_ definition: Definition, name: String) throws(ServiceError) {
-        _ = try call({ () throws(ClusterStoreError) in try store.put(definitionKey(name), value: Self.encode(definition)) })
+        _ = try call({ () throws(ClusterStoreError) in
+            try store.put(definitionKey(name), value: Self.encode(definition))
+        })
     }
 
     public func deleteDefinition(of name: String) throws(ServiceError) {

@@ -84,6 +84,40 @@ public struct ServiceNetwork: Sendable {
         }
     }
 
+    /// The network's IPAM settings with `host` as the cluster lease holder, for leases taken
+    /// in-process (overlay networks: the VIP, the mesh source), with no cache entry on any host.
+    func ipamSettings(host: String, requested: [String] = []) throws(ServiceError) -> IPAMSettings? {
+        guard let list = try? leaseList(host: host), let plugin = list.plugins.first else { return nil }
+        var config = plugin.raw
+        config["name"] = .string(name)
+        config["cniVersion"] = .string(cniVersion)
+        do { return try IPAMSettings(config: config, environmentIPs: requested) } catch {
+            throw ServiceError("network \(name): IPAM settings: \(error)")
+        }
+    }
+
+    /// An overlay service's VIP, leased in the cluster under `vipLeaseHost`: any host can
+    /// release it, and no host's cache or GC holds it.
+    public func leaseClusterVIP(service: String, requested: String?) throws(ServiceError) -> [String] {
+        guard let settings = try ipamSettings(host: Self.vipLeaseHost, requested: requested.map { [$0] } ?? [])
+        else { throw ServiceError("network \(name) has no IPAM to lease a service VIP from") }
+        let identity = Self.vipAttachment(service: service)
+        do {
+            let result = try AddressManager(config: settings).add(
+                LeaseOwner(containerID: identity.containerID, ifname: identity.ifName))
+            return result.ips.map { $0.address.address.description }
+        } catch {
+            throw ServiceError("\(error)")
+        }
+    }
+
+    public func releaseClusterVIP(service: String) {
+        guard let settings = try? ipamSettings(host: Self.vipLeaseHost) else { return }
+        let identity = Self.vipAttachment(service: service)
+        _ = try? AddressManager(config: settings).release(
+            LeaseOwner(containerID: identity.containerID, ifname: identity.ifName))
+    }
+
     /// The lease identity of service `name`'s VIP.
     public static func vipAttachment(service name: String) -> (containerID: String, ifName: String) {
         ("service-" + name, "vip")
