@@ -99,6 +99,29 @@ def unmovable_functions():
     return names
 
 
+def functions_with_own_section(bin_dir):
+    """Functions that Pier's own objects define each in a section of its own: the linker takes
+    the first definition, and Pier's objects come before the runtime archives, so such a
+    function is movable even where a runtime archive's plain `.text` holds the same name (a
+    generic specialization both compiled)."""
+    link_list = os.path.join(bin_dir, "pier-cni.product", "Objects.LinkFileList")
+    objects = [line.strip().strip("'\"") for line in open(link_list) if line.strip()]
+    out = subprocess.run(["readelf", "-W", "-S", "-s"] + objects, capture_output=True, text=True).stdout
+    names, own = set(), set()
+    for line in out.splitlines():
+        if line.startswith("File: "):
+            own = set()
+            continue
+        section = re.match(r"^\s*\[\s*(\d+)\] \.text\.\S+\s", line)
+        if section:
+            own.add(section.group(1))
+            continue
+        fields = line.split()
+        if len(fields) >= 8 and fields[3] == "FUNC" and fields[6] in own:
+            names.add(fields[7])
+    return names
+
+
 def main():
     benchlib.require_root()
     if not shutil.which("valgrind"):
@@ -154,7 +177,7 @@ def main():
             if name not in seen:
                 seen.add(name)
                 order.append(name)
-    unmovable = unmovable_functions()
+    unmovable = unmovable_functions() - functions_with_own_section(bin_dir)
     order = [name for name in order if name not in unmovable] + [name for name in order if name in unmovable]
     with open(ORDER_FILE, "w") as f:
         f.write("\n".join(order) + "\n")
