@@ -75,10 +75,10 @@ def unmovable_functions():
     """Functions of the Swift runtime archives that share one plain `.text` section with others
     (the standard library's Swift.o keeps 1.5 MB there): the linker can only move that section
     whole, to where its first listed function is. Listed last, it goes after everything it could
-    otherwise split up."""
+    otherwise split up. Name -> its bindings there."""
     swift = os.path.realpath(shutil.which("swift"))
     static = os.path.join(os.path.dirname(os.path.dirname(swift)), "lib", "swift_static", "linux")
-    names = set()
+    names = {}
     for archive in sorted(glob.glob(os.path.join(static, "*.a"))):
         base = os.path.basename(archive)
         if not (base.startswith("libswift") or base in ("libdispatch.a", "libBlocksRuntime.a")):
@@ -95,19 +95,17 @@ def unmovable_functions():
                 continue
             fields = line.split()
             if plain and len(fields) >= 8 and fields[3] == "FUNC" and fields[6] == plain:
-                names.add(fields[7])
+                names.setdefault(fields[7], set()).add(fields[4])
     return names
 
 
 def functions_with_own_section(bin_dir):
-    """Functions that Pier's own objects define each in a section of its own: the linker takes
-    the first definition, and Pier's objects come before the runtime archives, so such a
-    function is movable even where a runtime archive's plain `.text` holds the same name (a
-    generic specialization both compiled)."""
+    """Functions that Pier's own objects define each in a section of its own, with their
+    bindings (name -> {"WEAK", "GLOBAL", "LOCAL"})."""
     link_list = os.path.join(bin_dir, "pier-cni.product", "Objects.LinkFileList")
     objects = [line.strip().strip("'\"") for line in open(link_list) if line.strip()]
     out = subprocess.run(["readelf", "-W", "-S", "-s"] + objects, capture_output=True, text=True).stdout
-    names, own = set(), set()
+    names, own = {}, set()
     for line in out.splitlines():
         if line.startswith("File: "):
             own = set()
@@ -118,7 +116,7 @@ def functions_with_own_section(bin_dir):
             continue
         fields = line.split()
         if len(fields) >= 8 and fields[3] == "FUNC" and fields[6] in own:
-            names.add(fields[7])
+            names.setdefault(fields[7], set()).add(fields[4])
     return names
 
 
@@ -177,7 +175,15 @@ def main():
             if name not in seen:
                 seen.add(name)
                 order.append(name)
-    unmovable = unmovable_functions() - functions_with_own_section(bin_dir)
+    # A generic specialization both Pier and the standard library compiled is Pier's own,
+    # movable copy where both are weak (the linker keeps the first, and Pier's objects come
+    # first). A local one in the archive is a different function of the same name, and listing
+    # that name early would pull the whole section forward.
+    own = functions_with_own_section(bin_dir)
+    unmovable = {
+        name for name, bindings in unmovable_functions().items()
+        if not (name in own and bindings == {"WEAK"} and own[name] == {"WEAK"})
+    }
     order = [name for name in order if name not in unmovable] + [name for name in order if name in unmovable]
     with open(ORDER_FILE, "w") as f:
         f.write("\n".join(order) + "\n")
