@@ -100,7 +100,11 @@ let package = Package(
         // `PluginBuild.sourceDigest` for Plugins: which sources a pier-cni was built from, so that
         // `pier` runs a plugin in-process only when it carries the very same plugin code.
         .plugin(name: "SourceDigest", capability: .buildTool(), path: "BuildTools/SourceDigest"),
-        .executableTarget(name: "pier-cni", dependencies: ["CNI", "Plugins"]),
+        .executableTarget(
+            name: "pier-cni", dependencies: ["CNI", "Plugins"],
+            // The unwinder (libgcc_eh) linked in rather than libgcc_s.so mapped and relocated in
+            // every plugin exec (docs/design.md, "Peak RSS").
+            linkerSettings: [.unsafeFlags(["-Xclang-linker", "-static-libgcc"], .when(configuration: .release))]),
 
         // The runtime and diagnostics CLI.
         .executableTarget(

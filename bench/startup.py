@@ -70,18 +70,25 @@ def swift_floor():
     """Peak RSS (KiB, median) of the two smallest Swift programs built and linked as pier-cni is
     (bench/floor): one that prints a VERSION answer, one that reads stdin, dumps the links over
     rtnetlink and writes JSON. None if the toolchain pieces are missing."""
-    lld = os.path.join(os.path.dirname(os.path.realpath(shutil.which("swift"))), "ld.lld")
+    # scripts/build-release's lld (every -lm as-needed) and CPierShim's math functions: no libm.so,
+    # as in pier-cni.
+    lld = os.path.join(benchlib.ROOT, ".build", "release-ld")
     static_cxx = os.path.join(benchlib.ROOT, ".build", "static-libstdcxx")
     if not os.path.exists(lld):
         return None
     out_dir = benchlib.temporary_directory("pier-bench-floor-")
+    math = os.path.join(out_dir, "libm.o")
+    clang = os.path.join(os.path.dirname(os.path.realpath(shutil.which("swift"))), "clang")
+    subprocess.run([clang, "-O2", "-c", os.path.join(benchlib.ROOT, "Sources", "CPierShim", "libm.c"), "-o", math],
+                   check=True)
     floors = {}
     for program in ("hello", "netlink"):
         binary = os.path.join(out_dir, program)
         subprocess.run(
             ["swiftc", "-Osize", "-static-stdlib", "-Xlinker", "-no-pie", "-Xlinker", "--no-export-dynamic",
-             f"-L{static_cxx}", f"-ld-path={lld}", os.path.join(benchlib.ROOT, "bench", "floor", f"{program}.swift"),
-             "-o", binary], check=True, capture_output=True)
+             "-Xclang-linker", "-static-libgcc", f"-L{static_cxx}", f"-ld-path={lld}", math,
+             os.path.join(benchlib.ROOT, "bench", "floor", f"{program}.swift"), "-o", binary],
+            check=True, capture_output=True)
         subprocess.run(["strip", binary], check=True)
         floors[program] = statistics.median(
             benchlib.peak_rss_kib(binary, "VERSION", "{}") for _ in range(RSS_SAMPLES))

@@ -1,5 +1,6 @@
 import CMnl
 import CNftnl
+import Glibc
 import NetlinkCore
 
 /// Turns a `Batch` into netlink messages with libnftnl. Sequence numbers are consecutive
@@ -10,7 +11,7 @@ struct BatchEncoder {
     private var nextSetID: UInt32 = 1
     /// Scratch space for one message. Netlink attribute lengths are 16-bit, so no single
     /// nested attribute list can exceed 64 KiB; element lists are chunked well below that.
-    private var scratch = [CChar](repeating: 0, count: 1 << 17)
+    private let scratch = Scratch()
 
     static let elementsPerMessage = 64
     static let createFlags = NetlinkHeader.create | NetlinkHeader.ack
@@ -53,11 +54,10 @@ struct BatchEncoder {
     }
 
     private mutating func withScratch(_ body: (UnsafeMutablePointer<CChar>) -> [UInt8]) -> [UInt8] {
-        scratch.withUnsafeMutableBufferPointer { buffer in
-            guard let base = buffer.baseAddress else { return [] }
-            base.initialize(repeating: 0, count: buffer.count)
-            return body(base)
-        }
+        scratch.zeroUsedPart()
+        let bytes = body(scratch.base)
+        scratch.markUsed(bytes.count)
+        return bytes
     }
 
     /// Builds one nf_tables message: header by libnftnl, payload by `build`.
@@ -270,5 +270,34 @@ struct BatchEncoder {
                 nftnl_rule_nlmsg_build_payload(header, object.pointer)
             })
         return messages
+    }
+}
+
+/// The encoder's zeroed message buffer. From calloc, and before each message re-zeroed only as
+/// far as the previous one reached: a batch touches the pages its messages fill, not all
+/// 128 KiB (zeroing it all up front and per message made every plugin that writes rules keep
+/// 128 KiB more resident; docs/design.md, "Peak RSS").
+private final class Scratch {
+    static let size = 1 << 17
+    let base: UnsafeMutablePointer<CChar>
+    private var used = 0
+
+    init() {
+        guard let memory = calloc(Self.size, 1) else { fatalError("out of memory for the nf_tables scratch buffer") }
+        base = memory.bindMemory(to: CChar.self, capacity: Self.size)
+    }
+
+    deinit { free(base) }
+
+    func zeroUsedPart() {
+        base.update(repeating: 0, count: used)
+        used = 0
+    }
+
+    /// A message written at `base` is `count` bytes; its header's length says the same, and
+    /// the larger of the two is kept should a failed build have written more than it returned.
+    func markUsed(_ count: Int) {
+        let headerLength = UnsafeRawPointer(base).loadUnaligned(as: UInt32.self)
+        used = min(Self.size, max(count, Int(headerLength)))
     }
 }

@@ -40,8 +40,12 @@ public final class NetlinkSocket: NetlinkTransport {
     /// Large enough for the biggest dump skb the kernel builds (it grows dumps up to 32 KiB
     /// when the reader's buffer allows), so no reply is ever truncated.
     private static let receiveBufferSize = 64 * 1024
-    /// Reused for every receive: allocating and zeroing 64 KiB per reply adds up in dumps.
-    private var buffer = [UInt8](repeating: 0, count: receiveBufferSize)
+    /// Reused for every receive: allocating and zeroing 64 KiB per reply adds up in dumps. Not
+    /// zeroed at all (only the bytes a receive wrote are read): untouched pages cost no memory,
+    /// and most replies fill one (docs/design.md, "Peak RSS").
+    private var buffer = [UInt8](unsafeUninitializedCapacity: receiveBufferSize) { _, count in
+        count = receiveBufferSize
+    }
 
     /// Opens a socket for `netlinkProtocol` in `namespace` (the calling thread's own when nil).
     /// A reply that does not come within `receiveTimeout` is an ETIMEDOUT error: a plugin must
