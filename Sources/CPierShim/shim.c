@@ -20,6 +20,9 @@ int pier_process_has_robust_list(pid_t pid) {
     if (syscall(SYS_get_robust_list, pid, &head, &length) != 0) return -1;
     return head != 0;
 }
+int pier_pivot_root(const char *new_root, const char *put_old) {
+    return (int)syscall(SYS_pivot_root, new_root, put_old);
+}
 int pier_clone_newnet(void) { return CLONE_NEWNET; }
 int pier_clone_newuts(void) { return CLONE_NEWUTS; }
 int pier_clone_newns(void) { return CLONE_NEWNS; }
