@@ -2,6 +2,7 @@
 #include <sched.h>
 #include <unistd.h>
 #include <sys/uio.h>
+#include <sys/syscall.h>
 #include <libmnl/libmnl.h>
 #include "CPierShim.h"
 
@@ -12,6 +13,15 @@ int pier_probe_process_memory(pid_t pid) {
     char byte;
     struct iovec local = {&byte, 1}, remote = {0, 1};
     return process_vm_readv(pid, &local, 1, &remote, 1, 0) < 0 ? -1 : 0;
+}
+int pier_process_has_robust_list(pid_t pid) {
+    void *head = 0;
+    size_t length = 0;
+    if (syscall(SYS_get_robust_list, pid, &head, &length) != 0) return -1;
+    return head != 0;
+}
+int pier_pivot_root(const char *new_root, const char *put_old) {
+    return (int)syscall(SYS_pivot_root, new_root, put_old);
 }
 int pier_clone_newnet(void) { return CLONE_NEWNET; }
 int pier_clone_newuts(void) { return CLONE_NEWUTS; }

@@ -222,14 +222,20 @@ public enum ContainerInit {
         guard pier_setns(fd, type) == 0 else { throw RuntimeError.system("setns \(path)", errno: errno) }
     }
 
-    /// A private mount namespace so nothing mounted here leaks to the host, the generated files
-    /// (resolv.conf, hosts, hostname) bound over the rootfs's own, /proc, then chroot.
+    /// A private mount namespace so nothing mounted here leaks to the host, the rootfs bound on itself
+    /// (pivot_root wants a mount), the generated files (resolv.conf, hosts, hostname) bound over its own,
+    /// /proc, then pivot_root with the old root detached: the container keeps no copy of the host's
+    /// mounts, whose network namespace pins (a thousand with a thousand containers) would otherwise stay
+    /// alive in every container started after them. Where pivot_root is refused (a ramfs root), chroot.
     private static func enterRootfs(_ rootfs: String, binds: [(source: String, target: String)]) throws(RuntimeError) {
         guard pier_unshare(pier_clone_newns()) == 0 else {
             throw RuntimeError.system("unshare mount namespace", errno: errno)
         }
         guard mount("none", "/", nil, UInt(MS_REC) | UInt(MS_PRIVATE), nil) == 0 else {
             throw RuntimeError.system("make / private", errno: errno)
+        }
+        guard mount(rootfs, rootfs, nil, UInt(MS_BIND) | UInt(MS_REC), nil) == 0 else {
+            throw RuntimeError.system("bind \(rootfs) on itself", errno: errno)
         }
         for bind in binds {
             let target = rootfs + "/" + bind.target
@@ -245,8 +251,15 @@ public enum ContainerInit {
         if isDirectory(rootfs + "/proc") {
             _ = mount("proc", rootfs + "/proc", "proc", 0, nil)
         }
-        guard chroot(rootfs) == 0, chdir("/") == 0 else {
+        guard chdir(rootfs) == 0 else { throw RuntimeError.system("chdir \(rootfs)", errno: errno) }
+        if pier_pivot_root(".", ".") == 0 {
+            // The old root is now stacked on the new one: detaching it leaves the new one as "/".
+            guard umount2(".", Int32(Glibc.MNT_DETACH)) == 0 else {
+                throw RuntimeError.system("detach the host's root", errno: errno)
+            }
+        } else if chroot(".") != 0 {
             throw RuntimeError.system("chroot \(rootfs)", errno: errno)
         }
+        guard chdir("/") == 0 else { throw RuntimeError.system("chdir / in \(rootfs)", errno: errno) }
     }
 }

@@ -35,10 +35,13 @@ public struct ContainerSummary: Sendable, Equatable {
 
     /// Whether the process still runs, without parsing `/proc/<pid>/stat` (two syscalls, no path
     /// lookup): the pid still leads its own session, as a detached container's monitor does (so it
-    /// exists, and a recycled pid almost never does), and it is no zombie: a zombie has no memory left,
-    /// so reading one byte of it fails with ESRCH where a live process fails with EFAULT (or EPERM
-    /// where ptrace is denied: then nothing is known and it counts as running). Commands that signal
-    /// the process compare its start time instead (`ContainerRecord.isRunning`).
+    /// exists, and a recycled pid almost never does), and it is no zombie. A live `pier` monitor has a
+    /// robust futex list (glibc registers one per thread) and the kernel clears it at exit, so one
+    /// `get_robust_list` settles that; only a process without one (a zombie, or a libc that registers
+    /// none) gets the dearer probe: a zombie has no memory left, so reading one byte of it fails with
+    /// ESRCH where a live process fails with EFAULT (or EPERM where ptrace is denied: then nothing is
+    /// known and it counts as running). Commands that signal the process compare its start time
+    /// instead (`ContainerRecord.isRunning`).
     public var isRunning: Bool {
         guard status == .started, let pid, pid > 0 else { return false }
         guard detached else {
@@ -46,6 +49,7 @@ public struct ContainerSummary: Sendable, Equatable {
             return ProcessState.isAlive(pid: pid, startTime: pidStartTime)
         }
         guard getsid(pid) == pid else { return false }
+        if pier_process_has_robust_list(pid) == 1 { return true }
         return pier_probe_process_memory(pid) == 0 || errno != ESRCH
     }
 
@@ -58,33 +62,73 @@ public struct ContainerSummary: Sendable, Equatable {
         return (fields + [command.map(Self.escape).joined(separator: "\u{1F}")]).joined(separator: "\t")
     }
 
-    /// Parses one line's bytes (byte-wise: a thousand lines through `Character` splitting cost more than
-    /// the file read).
+    /// Parses one line's bytes.
     init?(line: ArraySlice<UInt8>) {
-        let fields = line.split(separator: Self.tab, omittingEmptySubsequences: false)
-        guard fields.count == 11, let status = ContainerRecord.Status(rawValue: Self.unescape(fields[2])) else {
-            return nil
-        }
-        id = Self.unescape(fields[0])
-        name = Self.unescape(fields[1])
+        guard let summary = line.withUnsafeBufferPointer({ Self(parsing: $0) }) else { return nil }
+        self = summary
+    }
+
+    /// Parses one line in place: one pass over its bytes, strings made straight from them, numbers read
+    /// digit by digit (a thousand lines through `split`, slices, `Character`s and `Int(String)` cost more
+    /// than reading the file).
+    init?(parsing line: UnsafeBufferPointer<UInt8>) {
+        var fields = ListingFields(line)
+        guard let id = fields.next(), let name = fields.next(), let status = fields.next(),
+            let status = ContainerRecord.Status(rawValue: Self.unescape(status)), let created = fields.next(),
+            let pid = fields.next(), let pidStartTime = fields.next(), let detached = fields.next(),
+            let exitCode = fields.next(), let network = fields.next(), let addresses = fields.next(),
+            let command = fields.next(), fields.next() == nil
+        else { return nil }
+        self.id = Self.unescape(id)
+        self.name = Self.unescape(name)
         self.status = status
-        created = Self.unescape(fields[3])
-        pid = Self.number(fields[4])
-        pidStartTime = Self.number(fields[5])
-        detached = fields[6].first == UInt8(ascii: "1")
-        exitCode = Self.number(fields[7])
-        network = Self.unescape(fields[8])
-        addresses = fields[9].isEmpty ? [] : Self.unescape(fields[9]).split(separator: ",").map(String.init)
-        command =
-            fields[10].isEmpty
-            ? [] : fields[10].split(separator: Self.unitSeparator, omittingEmptySubsequences: false).map(Self.unescape)
+        self.created = Self.unescape(created)
+        self.pid = Self.number(pid)
+        self.pidStartTime = Self.number(pidStartTime)
+        self.detached = detached.first == UInt8(ascii: "1")
+        self.exitCode = Self.number(exitCode)
+        self.network = Self.unescape(network)
+        self.addresses = Self.pieces(addresses, separator: UInt8(ascii: ","), keepingEmpty: false)
+        self.command = Self.pieces(command, separator: Self.unitSeparator, keepingEmpty: true)
     }
 
     static let tab = UInt8(ascii: "\t")
     static let unitSeparator: UInt8 = 0x1F
 
-    static func number<Number: FixedWidthInteger>(_ bytes: ArraySlice<UInt8>) -> Number? {
-        bytes.isEmpty ? nil : Number(String(decoding: bytes, as: UTF8.self))
+    /// A decimal number (an optional `-`, then digits); nil when empty, malformed or out of range.
+    static func number<Number: FixedWidthInteger, Bytes: Collection<UInt8>>(_ bytes: Bytes) -> Number? {
+        var digits = bytes[...]
+        let negative = digits.first == UInt8(ascii: "-")
+        if negative { digits = digits.dropFirst() }
+        guard !digits.isEmpty else { return nil }
+        var value: Number = 0
+        for byte in digits {
+            let digit = byte &- UInt8(ascii: "0")
+            guard digit < 10 else { return nil }
+            let (tens, overflowTens) = value.multipliedReportingOverflow(by: 10)
+            let (next, overflow) =
+                negative
+                ? tens.subtractingReportingOverflow(Number(digit)) : tens.addingReportingOverflow(Number(digit))
+            guard !overflowTens, !overflow else { return nil }
+            value = next
+        }
+        return value
+    }
+
+    /// The escaped pieces of a field joined by `separator` (which escaping never produces), unescaped.
+    static func pieces(_ field: UnsafeBufferPointer<UInt8>, separator: UInt8, keepingEmpty: Bool) -> [String] {
+        guard !field.isEmpty else { return [] }
+        var pieces: [String] = []
+        pieces.reserveCapacity(field.reduce(1) { $0 + ($1 == separator ? 1 : 0) })
+        var start = 0
+        while true {
+            let end = ListingFields.index(of: separator, in: field, from: start) ?? field.count
+            if keepingEmpty || end > start {
+                pieces.append(unescape(UnsafeBufferPointer(rebasing: field[start..<end])))
+            }
+            guard end < field.count else { return pieces }
+            start = end + 1
+        }
     }
 
     static func escape(_ text: String) -> String {
@@ -103,8 +147,10 @@ public struct ContainerSummary: Sendable, Equatable {
         return escaped
     }
 
-    static func unescape(_ bytes: ArraySlice<UInt8>) -> String {
-        guard bytes.contains(UInt8(ascii: "\\")) else { return String(decoding: bytes, as: UTF8.self) }
+    static func unescape(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+        guard ListingFields.index(of: UInt8(ascii: "\\"), in: bytes) != nil else {
+            return String(decoding: bytes, as: UTF8.self)
+        }
         var plain: [UInt8] = []
         var escaping = false
         for byte in bytes {
@@ -123,6 +169,31 @@ public struct ContainerSummary: Sendable, Equatable {
             }
         }
         return String(decoding: plain, as: UTF8.self)
+    }
+}
+
+/// A listing line's tab-separated fields, front to back, in place.
+struct ListingFields {
+    private let line: UnsafeBufferPointer<UInt8>
+    private var start: Int? = 0
+
+    init(_ line: UnsafeBufferPointer<UInt8>) { self.line = line }
+
+    /// The next field; nil after the last.
+    mutating func next() -> UnsafeBufferPointer<UInt8>? {
+        guard let from = start else { return nil }
+        let end = Self.index(of: ContainerSummary.tab, in: line, from: from) ?? line.count
+        start = end < line.count ? end + 1 : nil
+        return UnsafeBufferPointer(rebasing: line[from..<end])
+    }
+
+    /// The offset of the first `byte` at or after `start` (memchr: byte by byte, a thousand lines cost
+    /// more to scan than to read).
+    static func index(of byte: UInt8, in bytes: UnsafeBufferPointer<UInt8>, from start: Int = 0) -> Int? {
+        guard let base = bytes.baseAddress, start < bytes.count,
+            let found = memchr(base + start, Int32(byte), bytes.count - start)
+        else { return nil }
+        return UnsafeRawPointer(found) - UnsafeRawPointer(base)
     }
 }
 
@@ -169,16 +240,17 @@ extension StateStore {
             written = (try? writeListing(all().map(ContainerSummary.init))) != nil
         } else if let appended = append(line) {
             written = appended
-        } else if var lines = currentLines() {
+        } else if let (bytes, ranges) = currentLines() {
             // Compaction: the last line of each container, as bytes (nothing parsed), this change applied.
-            let key = Array((record?.id ?? id ?? "").utf8)[...]
-            let replacement = (id: key, line: Array(line.utf8)[...])
-            if let index = lines.firstIndex(where: { $0.id == key }) {
+            var lines = ranges.map { bytes[$0] }
+            let key = Array(((record?.id ?? id ?? "") + "\t").utf8)
+            let replacement = Array(line.utf8)[...]
+            if let index = lines.firstIndex(where: { $0.starts(with: key) }) {
                 if record != nil { lines[index] = replacement } else { lines.remove(at: index) }
             } else if record != nil {
                 lines.append(replacement)
             }
-            written = (try? writeListing(lines: lines.map(\.line))) != nil
+            written = (try? writeListing(lines: lines)) != nil
         } else {
             written = (try? writeListing(all().map(ContainerSummary.init))) != nil
         }
@@ -230,48 +302,84 @@ extension StateStore {
         try Files.writeAtomically(bytes, to: layout.listingPath, mode: 0o600, durable: false)
     }
 
-    /// The listing's summaries (the last line of each ID, in the order IDs first appear), nil when there
+    /// The listing's summaries (the last line of each ID, in the order IDs were added), nil when there
     /// is none, it is another boot's, or a line does not parse.
     private func readListing() -> [ContainerSummary]? {
-        guard let lines = currentLines() else { return nil }
-        var summaries: [ContainerSummary] = []
-        summaries.reserveCapacity(lines.count)
-        for (_, line) in lines {
-            guard let summary = ContainerSummary(line: line) else { return nil }
-            summaries.append(summary)
+        guard let (bytes, lines) = currentLines() else { return nil }
+        return bytes.withUnsafeBufferPointer { buffer in
+            var summaries: [ContainerSummary] = []
+            summaries.reserveCapacity(lines.count)
+            for line in lines {
+                guard let summary = ContainerSummary(parsing: UnsafeBufferPointer(rebasing: buffer[line])) else {
+                    return nil
+                }
+                summaries.append(summary)
+            }
+            return summaries
         }
-        return summaries
     }
 
-    /// The last line of each ID still listed, in the order IDs first appear, unparsed; nil when there is
-    /// no listing, it is another boot's, or a line has no ID.
-    private func currentLines() -> [(id: ArraySlice<UInt8>, line: ArraySlice<UInt8>)]? {
+    /// The listing's bytes and where the last line of each ID still listed is in them, in the order IDs
+    /// were (last) added, unparsed; nil when there is no listing, it is another boot's, or a line has no ID.
+    private func currentLines() -> (bytes: [UInt8], lines: [Range<Int>])? {
         guard let bytes = try? Files.read(layout.listingPath) else { return nil }
-        let lines = bytes[...].split(separator: UInt8(ascii: "\n"))
-        guard let header = lines.first, Self.compactedSize(header: header) != nil else { return nil }
-        var order: [ArraySlice<UInt8>] = []
-        var latest: [ArraySlice<UInt8>: ArraySlice<UInt8>] = [:]
-        for line in lines.dropFirst() {
-            guard let tab = line.firstIndex(of: ContainerSummary.tab) else { return nil }
-            let id = line[..<tab]
-            if line[line.index(after: tab)...].elementsEqual("-".utf8) {
-                latest[id] = nil
-                continue
+        let newline = UInt8(ascii: "\n")
+        let lines = bytes.withUnsafeBufferPointer { buffer -> [Range<Int>]? in
+            guard let headerEnd = ListingFields.index(of: newline, in: buffer),
+                Self.compactedSize(header: bytes[..<headerEnd]) != nil
+            else { return nil }
+            // Slot of each ID in `current` (nil there once removed): one lookup per line.
+            let estimate = buffer.count / 96
+            var slots: [ListedID: Int] = [:]
+            slots.reserveCapacity(estimate)
+            var current: [Range<Int>?] = []
+            current.reserveCapacity(estimate)
+            var start = headerEnd + 1
+            while start < buffer.count {
+                let end = ListingFields.index(of: newline, in: buffer, from: start) ?? buffer.count
+                let range = start..<end
+                start = end + 1
+                guard !range.isEmpty else { continue }
+                let line = UnsafeBufferPointer(rebasing: buffer[range])
+                guard let tab = ListingFields.index(of: ContainerSummary.tab, in: line) else { return nil }
+                let id = ListedID(bytes: UnsafeBufferPointer(rebasing: line[..<tab]))
+                if line.count == tab + 2 && line[tab + 1] == UInt8(ascii: "-") {
+                    if let slot = slots.removeValue(forKey: id) { current[slot] = nil }
+                } else if let slot = slots[id] {
+                    current[slot] = range
+                } else {
+                    slots[id] = current.count
+                    current.append(range)
+                }
             }
-            if latest.updateValue(line, forKey: id) == nil { order.append(id) }
+            return current.compactMap { $0 }
         }
-        var current: [(id: ArraySlice<UInt8>, line: ArraySlice<UInt8>)] = []
-        current.reserveCapacity(order.count)
-        for id in order {
-            guard let line = latest.removeValue(forKey: id) else { continue }
-            current.append((id, line))
-        }
-        return current
+        return lines.map { (bytes, $0) }
     }
 
     /// This boot's random ID: a listing from another boot may lack changes a power loss took.
     static func bootID() -> String {
         guard let bytes = try? Files.read("/proc/sys/kernel/random/boot_id") else { return "unknown" }
         return String(decoding: bytes, as: UTF8.self).trimmingSuffixNewlines()
+    }
+}
+
+/// A container ID in the listing as a dictionary key, hashed on its length and last eight bytes: IDs are
+/// random hex, and hashing all 64 bytes of each of a thousand IDs byte by byte cost more than parsing
+/// the lines. Equality still compares every byte. Valid only while the listing's bytes are.
+private struct ListedID: Hashable {
+    let bytes: UnsafeBufferPointer<UInt8>
+
+    func hash(into hasher: inout Hasher) {
+        var tail: UInt64 = 0
+        for byte in bytes.suffix(8) { tail = tail << 8 | UInt64(byte) }
+        hasher.combine(bytes.count)
+        hasher.combine(tail)
+    }
+
+    static func == (lhs: ListedID, rhs: ListedID) -> Bool {
+        guard lhs.bytes.count == rhs.bytes.count, let left = lhs.bytes.baseAddress, let right = rhs.bytes.baseAddress
+        else { return lhs.bytes.count == rhs.bytes.count }
+        return memcmp(left, right, lhs.bytes.count) == 0
     }
 }
