@@ -65,10 +65,9 @@ extension ContainerManager {
                     name: options.name, network: list.name, endpointMode: options.endpointMode,
                     affinity: options.affinity)
             var leased = false
-            if let held = try cluster.map({ (cluster) throws(RuntimeError) in try Self.definition(cluster, options.name)
-                })
-                ?? nil
-            {
+            let shared = try cluster.map { (cluster) throws(RuntimeError) in try Self.definition(cluster, options.name)
+            }
+            if let held = shared ?? nil {
                 // Another host's (or an earlier) definition holds: adopt it.
                 service.endpointMode = held.endpointMode
                 service.affinity = held.affinity
