@@ -127,7 +127,9 @@ struct TraceWalk {
         }
         add("source.interface", "source", .ok, "\(egress.name) is up (operational state \(Describe.state(egress)))")
         guard let bridge = hostSide(of: egress) else { return }
-        if host.isLocal(destination) {
+        if let member = serviceHop(destination) {
+            forward(member, port: port, from: bridge)
+        } else if host.isLocal(destination) {
             deliverLocally(destination, port: port, from: bridge)
         } else if route.gateway == nil {
             bridged(destination, on: bridge)

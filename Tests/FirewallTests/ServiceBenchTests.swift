@@ -18,6 +18,14 @@ import Testing
 struct ServiceBenchTests {
     private static let port = ServicePort(ipProtocol: .tcp, port: 80, targetPort: 8080)
 
+    /// `PIER_SERVICE_BENCH_WHOLE_VIP`: services as `pier run --service` makes them (every port
+    /// of the VIP, `service_vips_v4`) instead of one port (`service_slots_v4`).
+    static let benchPorts: [ServicePort] =
+        ProcessInfo.processInfo.environment["PIER_SERVICE_BENCH_WHOLE_VIP"] != nil ? [] : [port]
+    static var benchMap: NFTSet { benchPorts.isEmpty ? ServiceRules.vipsV4 : ServiceRules.slotsV4 }
+    /// The port clients connect to: the VIP's own port, or with a whole VIP the members'.
+    static var benchConnectPort: Int { benchPorts.isEmpty ? 8080 : 80 }
+
     /// VIPs in 10.96.0.0/16 by index; members in 10.97.0.0/16.
     private static func vip(_ index: Int) throws -> IPAddress {
         try #require(IPAddress(bytes: [10, 96, UInt8(index / 250 % 256), UInt8(index % 250 + 1)]))
@@ -38,7 +46,7 @@ struct ServiceBenchTests {
             for service in index..<min(services.upperBound, index + 20) {
                 batch.append(
                     contentsOf: ServiceRules.publishBatch(
-                        service: "bench/s\(service)", vip: try vip(service), ports: [port],
+                        service: "bench/s\(service)", vip: try vip(service), ports: benchPorts,
                         members: try members(service), affinity: .none))
             }
             try nft.commit(batch)
@@ -63,7 +71,7 @@ struct ServiceBenchTests {
                 let nft = try NFTablesClient(namespace: NetworkNamespace.open(path: hosts[0].path))
                 let rules = ServiceRules(client: nft)
                 try rules.publish(
-                    service: "bench/s0", vip: try Self.vip(0), ports: [Self.port], members: try Self.members(0))
+                    service: "bench/s0", vip: try Self.vip(0), ports: Self.benchPorts, members: try Self.members(0))
                 try Self.fill(nft, services: 1..<level)
                 var addService: [Double] = []
                 var addMember: [Double] = []
@@ -75,16 +83,16 @@ struct ServiceBenchTests {
                     addService.append(
                         try Self.milliseconds {
                             try rules.publish(
-                                service: service, vip: vip, ports: [Self.port], members: Array(members.prefix(3)))
+                                service: service, vip: vip, ports: Self.benchPorts, members: Array(members.prefix(3)))
                         })
                     addMember.append(
                         try Self.milliseconds {
-                            try rules.publish(service: service, vip: vip, ports: [Self.port], members: members)
+                            try rules.publish(service: service, vip: vip, ports: Self.benchPorts, members: members)
                         })
                     removeService.append(
-                        try Self.milliseconds { try rules.remove(service: service, vip: vip, ports: [Self.port]) })
+                        try Self.milliseconds { try rules.remove(service: service, vip: vip, ports: Self.benchPorts) })
                 }
-                let entries = try nft.elements(of: ServiceRules.slotsV4.path).count
+                let entries = try nft.elements(of: Self.benchMap.path).count
                 let chains = try nft.chains(family: .inet, table: PierTable.name).count
                 #expect(entries == level * ServiceRules.slotsPerPort)
                 let json: [String: Any] = [
@@ -221,14 +229,14 @@ struct ServiceBenchTests {
                 let members = try (2...4).map { try #require(IPAddress("10.99.0.\($0)")) }
                 let vip = try Self.vip(level)
                 try ServiceRules(client: nft).publish(
-                    service: "bench/target", vip: vip, ports: [Self.port], members: members)
+                    service: "bench/target", vip: vip, ports: Self.benchPorts, members: members)
                 try Self.fill(nft, services: 0..<level)
                 let script = """
                     import socket, time, json
                     lat = []
                     for i in range(1000):
                         t = time.perf_counter()
-                        s = socket.create_connection(("\(vip)", 80), timeout=2)
+                        s = socket.create_connection(("\(vip)", \(Self.benchConnectPort)), timeout=2)
                         lat.append((time.perf_counter() - t) * 1e6)
                         s.close()
                     print(json.dumps(lat))

@@ -22,7 +22,9 @@ struct ServiceRulesGoldenTests {
 
     @Test func theServiceLayoutIsTwoFixedSlotLookupsPerFamilyAndTheHairpinMasquerade() {
         var batch = Batch()
-        for set in ServiceRules.allMaps + [ServiceRules.hairpinV4, ServiceRules.hairpinV6] { batch.add(set) }
+        for set in ServiceRules.allMaps + [ServiceRules.meshSourceV4, ServiceRules.hairpinV4, ServiceRules.hairpinV6] {
+            batch.add(set)
+        }
         batch.add(ServiceRules.prerouting)
         batch.add(ServiceRules.output)
         for rule in ServiceRules.rules where rule.chain != ServiceRules.output.name { batch.add(rule) }
@@ -86,6 +88,7 @@ struct ServiceRulesGoldenTests {
         set inet pier service_vips_affinity_v6 flags 0x8 key 0x213 len 20 data 0x8 len 16
         set inet pier service_mesh_v4 flags 0x8 key 0xc353 len 12 data 0x1cd len 8
         set inet pier service_mesh_v6 flags 0x8 key 0xc353 len 12 data 0x20d len 20
+        set inet pier service_mesh_source_v4 flags 0x8 key 0x29 len 16 data 0x7 len 4
         set inet pier service_hairpin_v4 flags 0x0 key 0x1c7 len 8
         set inet pier service_hairpin_v6 flags 0x0 key 0x208 len 32
         chain inet pier service_prerouting use 0 type nat hook prerouting prio -101 policy accept packets 0 bytes 0
@@ -236,6 +239,16 @@ struct ServiceRulesGoldenTests {
             [ lookup reg 1 set service_hairpin_v6 ]
             [ masq ]
             userdata = { \x00\x18pier:service-hairpin-v6\x00 }
+        rule inet pier postrouting
+            [ meta load mark => reg 1 ]
+            [ bitwise reg 1 = ( reg 1 & 0x02000000 ) ^ 0x00000000 ]
+            [ cmp eq reg 1 0x02000000 ]
+            [ meta load nfproto => reg 1 ]
+            [ cmp eq reg 1 0x00000002 ]
+            [ meta load oifname => reg 1 ]
+            [ lookup reg 1 set service_mesh_source_v4 dreg 1 ]
+            [ nat snat ip addr_min reg 1 ]
+            userdata = { \x00\x19pier:service-mesh-source\x00 }
         rule inet pier postrouting
             [ meta load mark => reg 1 ]
             [ bitwise reg 1 = ( reg 1 & 0x02000000 ) ^ 0x00000000 ]

@@ -124,6 +124,13 @@ struct ServiceClusterTests {
         return result.stdout.split(separator: "\n").map(String.init)
     }
 
+    /// The members a host's whole-VIP slots DNAT to.
+    static func slotMembers(_ host: TestHost) throws -> Set<String> {
+        let listing = try host.nftJSON(["list", "map", "inet", "pier", "service_vips_v4"])
+        let elements = listing.compactMap { ($0["map"] as? [String: Any])?["elem"] as? [Any] }.flatMap { $0 }
+        return Set(elements.compactMap { ($0 as? [Any])?.last as? String })
+    }
+
     @Test func aServiceSpansHostsItsVIPSpreadsEvenlyAndAKilledMemberLeavesEveryHostWithinASecond() throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/etcd") else { return }
         let cluster = try Cluster()
@@ -180,6 +187,17 @@ struct ServiceClusterTests {
         usleep(1_000_000)
         let after = try Self.connections(h2, from: client, to: vip, count: 200)
         #expect(after.count == 200 && after.allSatisfy { $0 == second }, "\(Set(after))")
+
+        // Started again it is back; then a host that stops beating (its agent killed) has its
+        // member taken out of the other hosts' choice after the host timeout (3 s here).
+        try h0.mustPier(["start", first])
+        let firstAddress = try #require(try h0.address(of: first))
+        let secondAddress = try #require(try h1.address(of: second))
+        #expect(eventually(3) { (try? Self.slotMembers(cluster.hosts[2])) == [firstAddress, secondAddress] })
+        kill(cluster.agents[1].processIdentifier, SIGKILL)
+        #expect(eventually(8) { (try? Self.slotMembers(cluster.hosts[2])) == [firstAddress] })
+        let survivors = try Self.connections(h2, from: client, to: vip, count: 50)
+        #expect(survivors.count == 50 && survivors.allSatisfy { $0 == first }, "\(Set(survivors))")
 
         // Removed everywhere: the VIP is released once, every host's service state goes.
         try h0.mustPier(["rm", "-f", first])

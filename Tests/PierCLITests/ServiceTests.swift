@@ -97,6 +97,9 @@ struct ServiceTests {
             try pier.mustPier(["start", members[2]])
             #expect(eventually(2) { (try? Self.slotMembers(pier).count) == 3 })
 
+            // `pier trace` follows the VIP hop to a member.
+            let trace = try pier.pier(["trace", client, "\(vip):80"])
+            #expect(trace.succeeded && trace.stdout.contains("is the VIP of svc/web"), "\(trace.stdout)")
             let inspect = try pier.mustPier(["service", "inspect", "web"]).stdout
             #expect(inspect.contains("VIP:       \(vip)") && inspect.contains(members[0]), "\(inspect)")
             #expect(inspect.contains("service_vips_v4: \(vip) . slot 0-59 ->"), "\(inspect)")
@@ -141,6 +144,32 @@ struct ServiceTests {
             #expect(try pier.containers().contains { $0["name"] as? String == odd } == false)
 
             for name in dnsrr + sticky + [client] { try pier.mustPier(["rm", "-f", name]) }
+            #expect(try pier.leftovers() == [])
+        }
+    }
+
+    @Test func networkConnectJoinsAServiceAndDisconnectLeavesIt() throws {
+        try NameResolutionTests.withNamedPier { pier, records in
+            let third = Int.random(in: 0...255)
+            try #require(
+                try NameResolutionTests.create(pier, records, "late", ["--subnet", "10.238.\(third).0/24"]).succeeded)
+            let resident = pier.name("resident")
+            try pier.mustPier(["run", "-d", "--name", resident, "--net", "late", "sleep", "300"])
+            let joiner = pier.name("joiner")
+            try pier.mustPier([
+                "run", "-d", "--name", joiner, "--net", "none", "socat", "TCP-LISTEN:80,reuseaddr,fork",
+                "SYSTEM:echo \(joiner)",
+            ])
+            try pier.mustPier(["network", "connect", "--service", "api", "late", joiner])
+            let vip = try #require(try Self.serviceField(pier, "api", column: 3))
+            #expect(try Self.serviceField(pier, "api", column: 4) == "1/1", "running: active at once")
+            #expect(try NameResolutionTests.lookUp(pier, in: resident, "api") == [vip])
+            let answers = try Self.connections(pier, from: resident, to: "api", count: 5)
+            #expect(answers == Array(repeating: joiner, count: 5), "\(answers)")
+            try pier.mustPier(["network", "disconnect", "late", joiner])
+            #expect(try Self.serviceField(pier, "api", column: 0) == nil, "the last member left: the service went")
+            #expect(try Self.slotMembers(pier).isEmpty)
+            for name in [resident, joiner] { try pier.mustPier(["rm", "-f", name]) }
             #expect(try pier.leftovers() == [])
         }
     }
