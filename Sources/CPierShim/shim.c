@@ -3,6 +3,7 @@
 #include <unistd.h>
 #include <sys/uio.h>
 #include <sys/syscall.h>
+#include <errno.h>
 #include <libmnl/libmnl.h>
 #include "CPierShim.h"
 
@@ -22,6 +23,14 @@ int pier_process_has_robust_list(pid_t pid) {
 }
 int pier_pivot_root(const char *new_root, const char *put_old) {
     return (int)syscall(SYS_pivot_root, new_root, put_old);
+}
+int pier_pidfd_open(pid_t pid) {
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
 }
 int pier_clone_newnet(void) { return CLONE_NEWNET; }
 int pier_clone_newuts(void) { return CLONE_NEWUTS; }

@@ -48,8 +48,8 @@ public enum BridgeDevice {
     }
 
     /// Puts each gateway on the bridge with its subnet's prefix length. An IPv4 bridge holds
-    /// one address: a different one is an error unless `forceAddress` replaces it. IPv6
-    /// addresses of other subnets may coexist.
+    /// one address (besides host addresses inside the subnet: service VIPs): a different one is
+    /// an error unless `forceAddress` replaces it. IPv6 addresses of other subnets may coexist.
     ///
     /// The usual case, the gateway already there, is one exclusive add answered EEXIST: no dump
     /// of the host's addresses, which grows with every interface on the host.
@@ -67,6 +67,9 @@ public enum BridgeDevice {
             let conflicting = try netlink.addresses(index: bridge.index, family: gateway.family)
                 .filter { !$0.prefix.address.isLinkLocal && $0.prefix != wanted }
                 .filter { gateway.family == .v4 || $0.prefix.overlaps(wanted) }
+                // A host address inside the subnet is a service VIP or mesh source (`Services`),
+                // which may be put on the bridge before the network's first ADD finishes.
+                .filter { !($0.prefix.length == (gateway.family == .v4 ? 32 : 128) && wanted.overlaps($0.prefix)) }
             guard !conflicting.isEmpty else { continue }
             try ignoringMissing { try netlink.deleteAddress(wanted, index: bridge.index) }
             guard forceAddress else {

@@ -34,6 +34,16 @@ extension ContainerManager {
 
         removeAbandonedFiles()
         let remaining = store.all()
+        // Members whose container is gone (a `pier` killed between removing it and leaving its
+        // services) leave them now, so their addresses get no more connections.
+        let known = Set(remaining.map(\.id))
+        // (On an overlay the record also lists other hosts' members: leaving in their name
+        // changes nothing, as only this host's members are written to the store.)
+        for service in services.all() {
+            for member in service.members where !known.contains(member.containerID) {
+                report.errors += leaveServices(member.containerID)
+            }
+        }
         // The cache is shared with other runtimes (another `--root`, cnitool): an attachment whose
         // namespace still exists may be theirs and alive, so it is valid too.
         let liveElsewhere = executor.cache.all().filter(isLive)

@@ -79,7 +79,12 @@ public final class ServiceAgent {
             current[record.name] = record
         }
         let applier = try ServiceApplier(network: network)
-        for (name, record) in current where applied[name] != record {
+        for (name, record) in current {
+            guard applied[name] != record else {
+                // A container started here since may be the first to give the names a template.
+                try applier.publishNames(record)
+                continue
+            }
             let serving = Set(current.values.filter { $0.name != name }.flatMap(\.activeAddresses))
             try applier.apply(record, previous: applied[name], stillServing: serving)
             log("services: \(name) on \(cluster.network): \(record.activeAddresses.count) active member(s)")

@@ -129,41 +129,48 @@ public struct ServiceApplier {
     /// `S` (the VIP, or with `dnsrr` the active members) and `tasks.S` (the active members), as
     /// two records of the network's name service beside the containers' own, with the
     /// network's settings copied from a member's record. No members: both names go.
-    func publishNames(_ record: ServiceRecord) throws(ServiceError) {
+    public func publishNames(_ record: ServiceRecord) throws(ServiceError) {
         guard let directory = network.namesDirectory else { return }
         let store = NameRecordStore(directory: directory)
         let identity = ServiceNetwork.vipAttachment(service: record.name)
         let active = record.activeAddresses
         do {
             try store.withLock {
-                // A member's record when it runs here, else any of the network's (a client's on
-                // a host without members): the network's settings are in every record.
+                // A member's record when it runs here, else any container's of the network (a
+                // client's on a host without members): the network's settings are in every record.
                 let template =
                     record.members.lazy.compactMap {
                         try? store.record(network: record.network, containerID: $0.containerID, ifName: $0.ifName)
                     }.first
                     ?? store.records(network: record.network).first {
-                        $0.containerID != identity.containerID
+                        !$0.containerID.hasPrefix(ServiceNetwork.identityPrefix)
                     }
                 let wanted: [(ifName: String, name: String, addresses: [IPAddress])] = [
                     (identity.ifName, record.name, record.endpointMode == .vip ? record.vipAddresses : active),
                     (Self.tasksInterface, "tasks." + record.name, active),
                 ]
+                var changed = false
                 for (ifName, name, addresses) in wanted {
-                    if let template, !active.isEmpty, !addresses.isEmpty, !template.containerID.hasPrefix("service-") {
+                    let current = try? store.record(
+                        network: record.network, containerID: identity.containerID, ifName: ifName)
+                    if let template, !active.isEmpty, !addresses.isEmpty {
                         var names = template
                         names.containerID = identity.containerID
                         names.ifName = ifName
                         names.names = [name]
                         names.addresses = addresses
                         names.containerUpstreams = []
+                        guard current != names else { continue }
                         try store.write(names)
-                    } else {
-                        _ = try store.remove(
-                            network: record.network, containerID: identity.containerID, ifName: ifName)
+                        changed = true
+                    } else if current != nil {
+                        changed =
+                            try store.remove(network: record.network, containerID: identity.containerID, ifName: ifName)
+                            || changed
                     }
                 }
-                try NameServerControl.reload(store, network: record.network, launch: nil)
+                // Unchanged (the agent refreshes names on every store change): no reload.
+                if changed { try NameServerControl.reload(store, network: record.network, launch: nil) }
             }
         } catch {
             throw ServiceError("service \(record.name): names: \(error)")

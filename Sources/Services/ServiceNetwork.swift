@@ -120,6 +120,10 @@ public struct ServiceNetwork: Sendable {
 
     /// The lease identity of service `name`'s VIP.
     public static func vipAttachment(service name: String) -> (containerID: String, ifName: String) {
-        ("service-" + name, "vip")
+        (identityPrefix + name, "vip")
     }
+
+    /// What the container IDs of services' own attachments start with (never a container's:
+    /// runtimes use hex IDs).
+    public static let identityPrefix = "service-"
 }

@@ -42,6 +42,10 @@ int pier_process_has_robust_list(pid_t pid);
 /// pivot_root(2), which glibc does not wrap.
 int pier_pivot_root(const char *new_root, const char *put_old);
 
+/// pidfd_open(2) (Linux 5.3): a descriptor that polls readable when `pid` exits, for waiting on
+/// a process that is not our child. -1 with errno when there is no such process.
+int pier_pidfd_open(pid_t pid);
+
 /// Namespace clone flags (macros in <sched.h> behind _GNU_SOURCE).
 int pier_clone_newnet(void);
 int pier_clone_newuts(void);
