@@ -105,7 +105,7 @@ struct ServiceClusterTests {
     static func member(_ pier: PierHarness, _ name: String, network: String, _ extra: [String] = []) throws {
         try pier.mustPier(
             ["run", "-d", "--name", name, "--net", network, "--service", "web"] + extra + [
-                "socat", "TCP-LISTEN:80,reuseaddr,fork", "SYSTEM:echo \(name)",
+                "socat", "TCP-LISTEN:80,reuseaddr,fork,backlog=512", "EXEC:echo \(name)",
             ])
     }
 
@@ -116,7 +116,7 @@ struct ServiceClusterTests {
     {
         let script = """
             for i in $(seq \(count)); do
-              if exec 3<>/dev/tcp/\(address)/\(port); then read -r -t 2 line <&3 && echo "$line" || echo failed; exec 3<&-
+              if exec 3<>/dev/tcp/\(address)/\(port); then read -r -t 10 line <&3 && echo "$line" || echo failed; exec 3<&-
               else echo failed; fi
             done
             """
@@ -156,8 +156,14 @@ struct ServiceClusterTests {
             eventually(5) {
                 (try? NameResolutionTests.lookUp(h2, in: client, "web")) == [vip]
             }, "web resolves to the VIP on the client's host")
-        let byName = try h2.pier(["exec", client, "curl", "-s", "--http0.9", "-m", "3", "http://web/"])
-        #expect(byName.succeeded && [first, second].contains(byName.stdout.trimmingCharacters(in: .newlines)))
+        // (Retried: under a loaded machine a single request may outlast curl's deadline.)
+        var page = ""
+        _ = eventually(20) {
+            let fetched = try? h2.pier(["exec", client, "curl", "-s", "--http0.9", "-m", "10", "http://web/"])
+            page = fetched?.stdout.trimmingCharacters(in: .newlines) ?? ""
+            return fetched?.succeeded == true
+        }
+        #expect([first, second].contains(page), "curl http://web/ on the client's host: \(page)")
 
         // 3,000 connections from the third host: each member within ±5 % of half.
         let answers = try Self.connections(h2, from: client, to: vip, count: 3000)

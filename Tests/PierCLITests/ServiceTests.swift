@@ -8,12 +8,13 @@ import Testing
 @Suite(.enabled(if: isRoot, Comment(rawValue: needsRootReason)), .timeLimit(.minutes(4)))
 struct ServiceTests {
     /// A member answering every TCP connection on port 80 with its name and the peer it sees.
-    static func member(_ pier: PierHarness, _ name: String, service: String, network: String, _ extra: [String] = [])
-        throws
-    {
+    static func member(
+        _ pier: PierHarness, _ name: String, service: String, network: String, _ extra: [String] = [],
+        listen: String = "TCP-LISTEN:80"
+    ) throws {
         try pier.mustPier(
             ["run", "-d", "--name", name, "--net", network, "--service", service] + extra + [
-                "socat", "TCP-LISTEN:80,reuseaddr,fork", "SYSTEM:echo \(name) peer=$SOCAT_PEERADDR",
+                "socat", "\(listen),reuseaddr,fork", "SYSTEM:echo \(name) peer=$SOCAT_PEERADDR",
             ])
     }
 
@@ -170,6 +171,32 @@ struct ServiceTests {
             #expect(try Self.serviceField(pier, "api", column: 0) == nil, "the last member left: the service went")
             #expect(try Self.slotMembers(pier).isEmpty)
             for name in [resident, joiner] { try pier.mustPier(["rm", "-f", name]) }
+            #expect(try pier.leftovers() == [])
+        }
+    }
+
+    @Test func aDualStackNetworkGivesTheServiceAVIPOfEachFamily() throws {
+        try NameResolutionTests.withNamedPier { pier, records in
+            let third = Int.random(in: 0...255)
+            try #require(
+                try NameResolutionTests.create(
+                    pier, records, "dual", ["--subnet", "10.239.\(third).0/24", "--subnet", "fd5e:\(third)::/64"]
+                ).succeeded)
+            let members = [pier.name("v6a"), pier.name("v6b")]
+            for name in members {
+                try Self.member(pier, name, service: "api", network: "dual", listen: "TCP6-LISTEN:80,ipv6only=0")
+            }
+            let client = pier.name("client")
+            try pier.mustPier(["run", "-d", "--name", client, "--net", "dual", "sleep", "300"])
+            let vips = try #require(try Self.serviceField(pier, "api", column: 3)).split(separator: ",").map(
+                String.init)
+            #expect(vips.count == 2 && vips[0].hasPrefix("10.239.") && vips[1].hasPrefix("fd5e:"), "\(vips)")
+            #expect(try Self.slotMembers(pier, map: "service_vips_v6").count == 2)
+            // Over IPv6 too, to both members.
+            let answers = Self.tally(try Self.connections(pier, from: client, to: "[\(vips[1])]", count: 40))
+            #expect(answers["failed"] == nil && answers.count == 2, "\(answers)")
+            for name in members + [client] { try pier.mustPier(["rm", "-f", name]) }
+            #expect(try Self.slotMembers(pier, map: "service_vips_v6").isEmpty)
             #expect(try pier.leftovers() == [])
         }
     }
