@@ -107,15 +107,7 @@ extension RouteNetlink {
 
     /// Turns VLAN filtering on a bridge on or off (IFLA_BR_VLAN_FILTERING).
     public func setBridgeVLANFiltering(index: Int32, _ enabled: Bool) throws(NetlinkError) {
-        try changeLink(index: index, operation: "set bridge \(index) vlan_filtering \(enabled ? 1 : 0)") {
-            message in
-            message.nest(attr(IFLA_LINKINFO)) {
-                message.put(attr(IFLA_INFO_KIND), string: LinkKind.bridge.rawValue)
-                message.nest(attr(IFLA_INFO_DATA)) {
-                    message.put(attr(IFLA_BR_VLAN_FILTERING), u8: enabled ? 1 : 0)
-                }
-            }
-        }
+        try setBridgeOptions(index: index, "vlan_filtering", [IFLA_BR_VLAN_FILTERING], enabled)
     }
 
     /// Passes the bridge's IPv4 and IPv6 traffic through the netfilter hooks
@@ -123,13 +115,19 @@ extension RouteNetlink {
     /// the namespace-wide `bridge-nf-call-*` sysctls: a service VIP's replies from a member to a
     /// client on the same bridge are bridged, and conntrack must see them to undo the DNAT.
     public func setBridgeNetfilterCalls(index: Int32, _ enabled: Bool) throws(NetlinkError) {
-        try changeLink(index: index, operation: "set bridge \(index) nf_call_iptables \(enabled ? 1 : 0)") {
-            message in
+        try setBridgeOptions(
+            index: index, "nf_call_iptables", [IFLA_BR_NF_CALL_IPTABLES, IFLA_BR_NF_CALL_IP6TABLES], enabled)
+    }
+
+    /// Sets u8 bridge options (IFLA_INFO_DATA of a bridge) to 0 or 1 in one RTM_NEWLINK.
+    private func setBridgeOptions(index: Int32, _ name: String, _ options: [Int], _ enabled: Bool)
+        throws(NetlinkError)
+    {
+        try changeLink(index: index, operation: "set bridge \(index) \(name) \(enabled ? 1 : 0)") { message in
             message.nest(attr(IFLA_LINKINFO)) {
                 message.put(attr(IFLA_INFO_KIND), string: LinkKind.bridge.rawValue)
                 message.nest(attr(IFLA_INFO_DATA)) {
-                    message.put(attr(IFLA_BR_NF_CALL_IPTABLES), u8: enabled ? 1 : 0)
-                    message.put(attr(IFLA_BR_NF_CALL_IP6TABLES), u8: enabled ? 1 : 0)
+                    for option in options { message.put(attr(option), u8: enabled ? 1 : 0) }
                 }
             }
         }
