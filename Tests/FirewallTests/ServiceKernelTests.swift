@@ -37,6 +37,16 @@ struct ServiceKernelTests {
         return servers
     }
 
+    /// The routed topology with its servers running, and the router's `ServiceRules` and VIP.
+    private func withRoutedMembers(_ body: ([TestHost], ServiceRules, IPAddress) throws -> Void) throws {
+        try withTestHosts(5) { hosts in
+            let servers = try topology(hosts)
+            defer { for server in servers { server.stop() } }
+            let nft = try NFTablesClient(namespace: NetworkNamespace.open(path: hosts[1].path))
+            try body(hosts, ServiceRules(client: nft), try #require(IPAddress(Self.vip)))
+        }
+    }
+
     private func members(_ indices: [Int]) throws -> [IPAddress] {
         try indices.map { try #require(IPAddress("10.97.\($0).2")) }
     }
@@ -64,13 +74,8 @@ struct ServiceKernelTests {
     }
 
     @Test func connectionsToTheVIPAreSpreadOverMembersAndARemovedMemberGetsNoNewOnes() throws {
-        try withTestHosts(5) { hosts in
+        try withRoutedMembers { hosts, rules, vip in
             let (client, router) = (hosts[0], hosts[1])
-            let servers = try topology(hosts)
-            defer { for server in servers { server.stop() } }
-            let nft = try NFTablesClient(namespace: NetworkNamespace.open(path: router.path))
-            let vip = try #require(IPAddress(Self.vip))
-            let rules = ServiceRules(client: nft)
 
             try rules.publish(service: Self.service, vip: vip, ports: [Self.port], members: try members([1, 2, 3]))
             #expect(try rules.members(vip: vip, port: Self.port) == (try members([1, 2, 3])))
@@ -211,13 +216,8 @@ struct ServiceKernelTests {
     }
 
     @Test func aVIPWithoutPortsAnswersOnEveryPortAndTheMeshOnEveryLocalAddress() throws {
-        try withTestHosts(5) { hosts in
+        try withRoutedMembers { hosts, rules, vip in
             let (client, router) = (hosts[0], hosts[1])
-            let servers = try topology(hosts)
-            defer { for server in servers { server.stop() } }
-            let nft = try NFTablesClient(namespace: NetworkNamespace.open(path: router.path))
-            let rules = ServiceRules(client: nft)
-            let vip = try #require(IPAddress(Self.vip))
             // No ports: the whole VIP, each connection to the same port of a member (Swarm's VIP).
             try rules.publish(service: Self.service, vip: vip, ports: [], members: try members([1, 2, 3]))
             #expect(try elements(router, "service_vips_v4").count == ServiceRules.slotsPerPort)
@@ -256,13 +256,8 @@ struct ServiceKernelTests {
     }
 
     @Test func clientIPAffinityKeepsAClientOnOneMember() throws {
-        try withTestHosts(5) { hosts in
+        try withRoutedMembers { hosts, rules, vip in
             let (client, router) = (hosts[0], hosts[1])
-            let servers = try topology(hosts)
-            defer { for server in servers { server.stop() } }
-            let nft = try NFTablesClient(namespace: NetworkNamespace.open(path: router.path))
-            let rules = ServiceRules(client: nft)
-            let vip = try #require(IPAddress(Self.vip))
             try rules.publish(service: Self.service, vip: vip, ports: [Self.port], members: try members([1, 2, 3]))
             // Switching the service to affinity moves its slots from one map to the other.
             try rules.publish(
