@@ -9,8 +9,9 @@ import Testing
 final class OverlayCluster: @unchecked Sendable {
     enum StoreKind { case file, etcd }
 
-    let switchHost: TestHost
-    var hosts: [TestHost] = []
+    let underlay: Underlay
+    var switchHost: TestHost { underlay.switchHost }
+    var hosts: [TestHost] { underlay.hosts }
     var containers: [String: TestHost] = [:]
     let underlayNet: Int
     let storeDirectory: String
@@ -22,24 +23,14 @@ final class OverlayCluster: @unchecked Sendable {
 
     init(hosts count: Int, store kind: StoreKind) throws {
         self.kind = kind
-        underlayNet = Int.random(in: 0...255)
         storeDirectory = NSTemporaryDirectory() + "pier-t-store-\(uniqueTag())"
         agentLogs = storeDirectory + "-agents"
         try FileManager.default.createDirectory(atPath: agentLogs, withIntermediateDirectories: true)
-        switchHost = try TestHost()
+        let underlayNet = Int.random(in: 0...255)
+        self.underlayNet = underlayNet
+        underlay = try Underlay(hosts: count, prefix: "10.238.\(underlayNet)")
         do {
-            try switchHost.mustRun(["ip", "link", "add", "sw0", "type", "bridge"])
-            try switchHost.mustRun(["ip", "addr", "add", "\(underlayPrefix).254/24", "dev", "sw0"])
-            try switchHost.mustRun(["ip", "link", "set", "sw0", "up"])
-            for index in 0..<count {
-                let host = try TestHost()
-                hosts.append(host)
-                try connect(host, "eth0", to: switchHost, "p\(index)")
-                try switchHost.mustRun(["ip", "link", "set", "p\(index)", "master", "sw0"])
-                try host.mustRun(["ip", "addr", "add", "\(vtep(index))/24", "dev", "eth0"])
-                try host.mustRun(["ip", "route", "add", "default", "via", "\(underlayPrefix).254"])
-            }
-            if kind == .etcd { etcd = try EtcdServer(in: switchHost, address: "\(underlayPrefix).254") }
+            if kind == .etcd { etcd = try EtcdServer(in: underlay.switchHost, address: underlay.switchAddress) }
         } catch {
             tearDown()
             throw error
@@ -49,7 +40,7 @@ final class OverlayCluster: @unchecked Sendable {
     var underlayPrefix: String { "10.238.\(underlayNet)" }
     /// The plugins' and agents' runtime state (their shared lock), removed with the cluster.
     var runDirectory: String { storeDirectory + "-run" }
-    func vtep(_ index: Int) -> String { "\(underlayPrefix).\(index + 1)" }
+    func vtep(_ index: Int) -> String { underlay.address(index) }
     func hostName(_ index: Int) -> String { "h\(index)" }
 
     /// The `store` object of a network config as host `index` writes it.
@@ -121,8 +112,7 @@ final class OverlayCluster: @unchecked Sendable {
         for key in agents.keys { stopAgent(key, signal: SIGKILL) }
         etcd?.stop()
         for container in containers.values { container.destroy() }
-        for host in hosts { host.destroy() }
-        switchHost.destroy()
+        underlay.destroy()
         try? FileManager.default.removeItem(atPath: storeDirectory)
         try? FileManager.default.removeItem(atPath: agentLogs)
         try? FileManager.default.removeItem(atPath: runDirectory)

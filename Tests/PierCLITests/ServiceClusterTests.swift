@@ -9,8 +9,9 @@ struct ServiceClusterTests {
     /// Three hosts on an underlay switch (etcd on the switch), each with its own `pier` and
     /// agent, and one overlay network `N` with names on every host.
     final class Cluster: @unchecked Sendable {
-        let switchHost: TestHost
-        var hosts: [TestHost] = []
+        let fabric: Underlay
+        var switchHost: TestHost { fabric.switchHost }
+        var hosts: [TestHost] { fabric.hosts }
         var piers: [PierHarness] = []
         var agents: [Process] = []
         var etcd: EtcdServer?
@@ -21,19 +22,10 @@ struct ServiceClusterTests {
         let runDirectory = NSTemporaryDirectory() + "pier-t-svc-run-\(uniqueTag())"
 
         init() throws {
-            switchHost = try TestHost()
+            fabric = try Underlay(hosts: 3, prefix: underlay)
             do {
-                try switchHost.mustRun(["ip", "link", "add", "sw0", "type", "bridge"])
-                try switchHost.mustRun(["ip", "addr", "add", "\(underlay).254/24", "dev", "sw0"])
-                try switchHost.mustRun(["ip", "link", "set", "sw0", "up"])
-                etcd = try EtcdServer(in: switchHost, address: "\(underlay).254")
-                for index in 0..<3 {
-                    let host = try TestHost()
-                    hosts.append(host)
-                    try connect(host, "eth0", to: switchHost, "p\(index)")
-                    try switchHost.mustRun(["ip", "link", "set", "p\(index)", "master", "sw0"])
-                    try host.mustRun(["ip", "addr", "add", "\(underlay).\(index + 1)/24", "dev", "eth0"])
-                    try host.mustRun(["ip", "route", "add", "default", "via", "\(underlay).254"])
+                etcd = try EtcdServer(in: switchHost, address: fabric.switchAddress)
+                for (index, host) in hosts.enumerated() {
                     try host.mustRun(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
                     let pier = try PierHarness(in: host)
                     piers.append(pier)
@@ -95,8 +87,7 @@ struct ServiceClusterTests {
             for agent in agents where agent.isRunning { kill(agent.processIdentifier, SIGKILL) }
             for pier in piers.indices { NameResolutionTests.killNameServer(records(pier)) }
             etcd?.stop()
-            for host in hosts { host.destroy() }
-            switchHost.destroy()
+            fabric.destroy()
             try? FileManager.default.removeItem(atPath: runDirectory)
         }
     }
