@@ -32,6 +32,17 @@ struct ServiceTests {
         return result.stdout.split(separator: "\n").map(String.init)
     }
 
+    /// `run -d` returns before the member's server listens: waits (up to 15 s) until 8
+    /// connections in a row are answered, by `members` different members.
+    static func waitUntilEveryMemberAnswers(
+        _ pier: PierHarness, from client: String, to target: String, port: Int = 80, members: Int
+    ) {
+        _ = eventually(15) {
+            let answers = (try? connections(pier, from: client, to: target, port: port, count: 8)) ?? []
+            return answers.count == 8 && !answers.contains("failed") && Set(tally(answers).keys).count == members
+        }
+    }
+
     static func tally(_ answers: [String]) -> [String: Int] {
         answers.reduce(into: [:]) { counts, line in counts[String(line.prefix { $0 != " " }), default: 0] += 1 }
     }
@@ -193,6 +204,7 @@ struct ServiceTests {
             #expect(vips.count == 2 && vips[0].hasPrefix("10.239.") && vips[1].hasPrefix("fd5e:"), "\(vips)")
             #expect(try Self.slotMembers(pier, map: "service_vips_v6").count == 2)
             // Over IPv6 too, to both members.
+            Self.waitUntilEveryMemberAnswers(pier, from: client, to: "[\(vips[1])]", members: 2)
             let answers = Self.tally(try Self.connections(pier, from: client, to: "[\(vips[1])]", count: 40))
             #expect(answers["failed"] == nil && answers.count == 2, "\(answers)")
             for name in members + [client] { try pier.mustPier(["rm", "-f", name]) }
@@ -242,6 +254,7 @@ struct ServiceTests {
             try pier.mustPier(["run", "-d", "--name", client, "--net", "mesh", "sleep", "300"])
             // From a container to the host's gateway address: a local address of the host.
             let gateway = "10.235.\(third).1"
+            Self.waitUntilEveryMemberAnswers(pier, from: client, to: gateway, port: 18080, members: 2)
             let answers = Self.tally(try Self.connections(pier, from: client, to: gateway, port: 18080, count: 20))
             #expect(answers["failed"] == nil && answers.values.reduce(0, +) == 20, "\(answers)")
             #expect(Set(answers.keys).isSubset(of: Set(members)))
