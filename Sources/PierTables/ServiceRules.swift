@@ -418,21 +418,25 @@ public struct ServiceRules {
     }
 
     /// Mesh connections leaving through `bridge` are SNATed to `address` (replaced if set).
+    /// Generation-checked: this host's `pier` and its agent may set it at the same moment.
     public func setMeshSource(bridge: String, address: IPAddress) throws(FirewallError) {
         try client.apply(Self.layout, ensuring: PierTable.rules + Self.rules)
-        let element = SetElement(key: [.interfaceName(bridge)], data: [.address(address)], comment: "mesh-source")
-        if let held = try client.element([.interfaceName(bridge)], in: Self.meshSourceV4.path),
-            held.decodedData([.ipv4Address])?.first == .address(address)
-        {
-            return
-        }
-        var batch = Batch()
-        batch.deleteElements([SetElement(key: [.interfaceName(bridge)])], from: Self.meshSourceV4.path)
-        batch.addElements([element], to: Self.meshSourceV4.path)
-        do { try client.commit(batch) } catch  where error.isNotFound {
-            var add = Batch()
-            add.addElements([element], to: Self.meshSourceV4.path)
-            try client.commit(add)
+        let key: [SetValue] = [.interfaceName(bridge)]
+        try client.withGenerationCheck { _ throws(FirewallError) in
+            var batch = Batch()
+            var current: ElementRecord?
+            do throws(FirewallError) {
+                current = try client.element(key, in: Self.meshSourceV4.path)
+            } catch  where error.isNotFound {
+                current = nil
+            }
+            if let held = current {
+                if held.decodedData([.ipv4Address])?.first == .address(address) { return batch }
+                batch.deleteElements([SetElement(key: key)], from: Self.meshSourceV4.path)
+            }
+            batch.addElements(
+                [SetElement(key: key, data: [.address(address)], comment: "mesh-source")], to: Self.meshSourceV4.path)
+            return batch
         }
     }
 
