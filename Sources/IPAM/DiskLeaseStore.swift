@@ -201,6 +201,13 @@ public final class DiskLeaseStore: LeaseBackend {
             guard let furthest = LeaseFiles.lastReserved(from: recorded),
                 let furthestPosition = rangeSet.handOutPosition(of: furthest), furthestPosition < position
             else { return false }
+            // host-local, sharing the directory, advances only the round-robin marker: what it
+            // handed out lies at or before that marker.
+            if access(directory + "/" + LeaseFiles.lastReservedName(rangeSet: index), F_OK) == 0 {
+                guard let marker = lastReserved(rangeSetIndex: index),
+                    let markerPosition = rangeSet.handOutPosition(of: marker), markerPosition < position
+                else { return false }
+            }
         } else if access(directory + "/" + LeaseFiles.lastReservedName(rangeSet: index), F_OK) == 0 {
             // Addresses were handed out before there was a record (an older Pier, host-local).
             return false

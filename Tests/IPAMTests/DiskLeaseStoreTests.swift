@@ -64,6 +64,23 @@ import Testing
         try ipam.release(attachment("b"))
         #expect(try add("f") == ("10.7.0.3/29", false))
 
+        // host-local on the same directory moves only the round-robin marker: everything up to
+        // it may have been handed out, whatever Pier's own record says.
+        let shared = try TemporaryDirectory()
+        let sharedV4 = #""ranges":[[{"subnet":"10.7.0.0/29"}]],"dataDir":"\#(shared.path)""#
+        let sharedIPAM = try AddressManager(config: config(sharedV4, name: "net1"))
+        #expect(try sharedIPAM.add(attachment("p")).ips.map(\.isFirstUse) == [true])  // .2
+        try shared.write("net1/10.7.0.4", "h\r\neth0")
+        try shared.write("net1/last_reserved_ip.0", "10.7.0.4")  // host-local took .3 and .4
+        try shared.write("net1/10.7.0.5", "q\r\neth0")
+        try FileManager.default.removeItem(atPath: shared.path + "/net1/10.7.0.4")
+        // Beyond Pier's record (.2) but not beyond the marker.
+        let sharedRequest = try AddressManager(config: config(sharedV4, name: "net1", environmentIPs: ["10.7.0.4"]))
+        #expect(try sharedRequest.add(attachment("t")).ips.map(\.isFirstUse) == [false])
+        // Next after the marker: .5 is taken, .6 was never anyone's.
+        let next = try #require(try sharedIPAM.add(attachment("s")).ips.first)
+        #expect(next.address.description == "10.7.0.6/29" && next.isFirstUse)
+
         let older = try TemporaryDirectory()
         try older.write("net1/last_reserved_ip.0", "10.7.0.2")
         let olderIPAM = try AddressManager(
