@@ -50,7 +50,7 @@ public final class AddressManager {
             var ips: [IPAMResult.IP] = []
             for (index, rangeSet) in config.rangeSets.enumerated() {
                 do throws(IPAMError) {
-                    let address = try allocate(
+                    let (address, isFirstUse) = try allocate(
                         in: rangeSet, index: index, requested: requests[index], for: attachment, leases: leases,
                         taken: &taken, backend: backend)
                     reserved.append(
@@ -60,7 +60,7 @@ public final class AddressManager {
                     guard let range = rangeSet.range(for: address),
                         let prefix = IPPrefix(address: address, length: range.subnet.length)
                     else { throw IPAMError(.io, "internal: \(address) outside range set \(rangeSet)") }
-                    ips.append(IPAMResult.IP(address: prefix, gateway: range.gateway))
+                    ips.append(IPAMResult.IP(address: prefix, gateway: range.gateway, isFirstUse: isFirstUse))
                 } catch {
                     rollBack(reserved, for: attachment, backend: backend)
                     throw IPAMError(
@@ -99,8 +99,10 @@ public final class AddressManager {
     private func allocate(
         in rangeSet: RangeSet, index: Int, requested: IPAddress?, for attachment: LeaseOwner, leases: [Lease],
         taken: inout Set<IPAddress>, backend: any LeaseBackend
-    ) throws(IPAMError) -> IPAddress {
+    ) throws(IPAMError) -> (address: IPAddress, isFirstUse: Bool) {
         if let requested {
+            let isFirstUse =
+                !taken.contains(requested) && backend.recordHandOut(requested, in: rangeSet, rangeSetIndex: index)
             guard !taken.contains(requested), try backend.reserve(requested, for: attachment) else {
                 let holder = leases.first { $0.address == requested }.map {
                     " (held by \($0.containerID)/\($0.ifname ?? "?"))"
@@ -110,7 +112,7 @@ public final class AddressManager {
                     "requested IP address \(requested) is not available in range set \(rangeSet)\(holder ?? "")")
             }
             taken.insert(requested)
-            return requested
+            return (requested, isFirstUse)
         }
         // The spec forbids a second ADD for the same attachment without DEL; host-local refuses it.
         if let existing = leases.first(where: {
@@ -126,8 +128,9 @@ public final class AddressManager {
         while let candidate = candidates.next() {
             if taken.contains(candidate) { continue }
             taken.insert(candidate)
+            let isFirstUse = backend.recordHandOut(candidate, in: rangeSet, rangeSetIndex: index)
             // Another host (cluster mode) may have taken it since we listed: try the next.
-            if try backend.reserve(candidate, for: attachment) { return candidate }
+            if try backend.reserve(candidate, for: attachment) { return (candidate, isFirstUse) }
         }
         throw IPAMError(.exhausted, "no IP addresses available in range set: \(rangeSet)")
     }

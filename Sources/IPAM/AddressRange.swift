@@ -120,6 +120,12 @@ public struct RangeSet: Sendable, Hashable, CustomStringConvertible {
 
     public func range(for address: IPAddress) -> AddressRange? { ranges.first { $0.contains(address) } }
 
+    /// Where `address` comes in the order addresses are handed out (its range, then the address
+    /// within it); nil outside the set.
+    func handOutPosition(of address: IPAddress) -> (range: Int, address: IPAddress)? {
+        ranges.firstIndex { $0.contains(address) }.map { ($0, address) }
+    }
+
     public func overlaps(_ other: RangeSet) -> Bool {
         ranges.contains { range in other.ranges.contains { range.overlaps($0) } }
     }

@@ -185,6 +185,47 @@ public final class DiskLeaseStore: LeaseBackend {
 
     public func isLocal(_ lease: Lease) -> Bool { true }
 
+    /// `last_reserved_ip.<set>.furthest` (beside host-local's round-robin marker, which host-local
+    /// reads by its exact name): the furthest address of range set `index`, in hand-out order
+    /// (`RangeSet.handOutPosition`), this store ever handed out; every address after it is
+    /// unused. Round-robin allocation walks forward, so until it wraps around every address it
+    /// picks is one nobody ever had. The record advances before the lease is written, so a
+    /// failure in between only leaves it further on than needed.
+    public func recordHandOut(_ address: IPAddress, in rangeSet: RangeSet, rangeSetIndex index: Int) -> Bool {
+        let path = directory + "/" + Self.furthestHandedOutName(rangeSet: index)
+        guard let position = rangeSet.handOutPosition(of: address) else { return false }
+        let recorded: [UInt8]?
+        do { recorded = try FileSystem.read(path) } catch { return false }
+        if let recorded {
+            // Unreadable, or outside the set as configured now: what was handed out is unknown.
+            guard let furthest = LeaseFiles.lastReserved(from: recorded),
+                let furthestPosition = rangeSet.handOutPosition(of: furthest), furthestPosition < position
+            else { return false }
+            // host-local, sharing the directory, advances only the round-robin marker: what it
+            // handed out lies at or before that marker.
+            if access(directory + "/" + LeaseFiles.lastReservedName(rangeSet: index), F_OK) == 0 {
+                guard let marker = lastReserved(rangeSetIndex: index),
+                    let markerPosition = rangeSet.handOutPosition(of: marker), markerPosition < position
+                else { return false }
+            }
+        } else if access(directory + "/" + LeaseFiles.lastReservedName(rangeSet: index), F_OK) == 0 {
+            // Addresses were handed out before there was a record (an older Pier, host-local).
+            return false
+        }
+        do {
+            try FileSystem.overwrite(path, contents: LeaseFiles.lastReservedRecord(address))
+            return true
+        } catch {
+            // A record left behind would claim the address is still unused.
+            unlink(path)
+            return false
+        }
+    }
+
+    static func furthestHandedOutName(rangeSet index: Int) -> String {
+        LeaseFiles.lastReservedName(rangeSet: index) + ".furthest"
+    }
+
     /// Rewrites the index in place at the end of a lock session that listed the directory,
     /// when the directory or the entries changed. In place, not through a temporary and a
     /// rename, because a rename would change the directory's mtime after it was recorded.

@@ -13,8 +13,16 @@ public struct IPAMPlugin: CNIPlugin {
     public var about: String { "Pier ipam plugin (host-local and static compatible)" }
 
     public func add(_ request: CNIRequest) throws -> CNIResult {
-        let manager = try AddressManager(config: settings(request))
-        return try manager.add(attachment(request)).cniResult(version: request.cniVersion)
+        try addNotingFirstUse(request).result
+    }
+
+    /// ADD that also names the addresses handed out for the first time (`IPAMResult.IP.isFirstUse`).
+    public func addNotingFirstUse(_ request: CNIRequest) throws -> (result: CNIResult, firstUse: [IPAddress]) {
+        let allocated = try AddressManager(config: settings(request)).add(attachment(request))
+        return (
+            allocated.cniResult(version: request.cniVersion),
+            allocated.ips.filter(\.isFirstUse).map(\.address.address)
+        )
     }
 
     public func delete(_ request: CNIRequest) throws {
@@ -77,8 +85,14 @@ public struct IPAMPlugin: CNIPlugin {
 /// another `ipam` earlier on CNI_PATH, is exec'd as the protocol describes.
 public enum IPAMCall {
     public static func add(_ request: CNIRequest) throws -> CNIResult {
-        if runsInProcess(request) { return try IPAMPlugin().add(request) }
-        return try request.delegateAdd()
+        try addNotingFirstUse(request).result
+    }
+
+    /// ADD that also names the addresses handed out for the first time ever, which need no
+    /// announcement; known only for Pier's own IPAM in-process, otherwise empty.
+    public static func addNotingFirstUse(_ request: CNIRequest) throws -> (result: CNIResult, firstUse: [IPAddress]) {
+        if runsInProcess(request) { return try IPAMPlugin().addNotingFirstUse(request) }
+        return (try request.delegateAdd(), [])
     }
 
     /// Returns the addresses released when they are known (Pier's own IPAM, in-process);

@@ -6,10 +6,14 @@ public struct IPAMResult: Sendable, Hashable {
         /// The address with its subnet's prefix length (host bits kept).
         public let address: IPPrefix
         public let gateway: IPAddress?
+        /// Handed out for the first time in this store's life: no peer can have a neighbour
+        /// entry for it, so the interface plugin need not announce it.
+        public var isFirstUse: Bool
 
-        public init(address: IPPrefix, gateway: IPAddress?) {
+        public init(address: IPPrefix, gateway: IPAddress?, isFirstUse: Bool = false) {
             self.address = address
             self.gateway = gateway
+            self.isFirstUse = isFirstUse
         }
     }
 

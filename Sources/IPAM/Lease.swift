@@ -61,4 +61,16 @@ public protocol LeaseBackend: AnyObject {
 
     /// nil when the store can take new leases, else why not.
     func unavailableReason() -> String?
+
+    /// Called under `exclusively` before `address` of range set `index` is reserved: records
+    /// that it is being handed out, and is true only when this store knows it never handed
+    /// the address out before (so no peer can hold a neighbour entry for it). False when it
+    /// cannot tell.
+    func recordHandOut(_ address: IPAddress, in rangeSet: RangeSet, rangeSetIndex index: Int) -> Bool
+}
+
+extension LeaseBackend {
+    public func recordHandOut(_ address: IPAddress, in rangeSet: RangeSet, rangeSetIndex index: Int) -> Bool {
+        false
+    }
 }

@@ -182,7 +182,10 @@ struct BridgeLifecycleTests {
         let files =
             (try? FileManager.default.contentsOfDirectory(atPath: network.dataDirectory + "/" + network.name)) ?? []
         #expect(
-            Set(files).isSubset(of: ["lock", ".pier-lease-index", "last_reserved_ip.0", "last_reserved_ip.1"]),
+            Set(files).isSubset(of: [
+                "lock", ".pier-lease-index", "last_reserved_ip.0", "last_reserved_ip.1", "last_reserved_ip.0.furthest",
+                "last_reserved_ip.1.furthest",
+            ]),
             "\(files)")
     }
 }

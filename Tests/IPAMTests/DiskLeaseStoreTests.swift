@@ -22,17 +22,71 @@ import Testing
         let ipam = try diskIPAM(dir)
         let result = try ipam.add(attachment("c1"))
         #expect(result.addressTexts == ["10.7.0.2/29", "fd00:7::2/120"])
-        // Everything but Pier's own cache is exactly what host-local writes.
+        // Everything but Pier's own records is exactly what host-local writes.
         #expect(
             dir.names("net1") == [
-                LeaseIndex.fileName, "10.7.0.2", "fd00:7::2", "last_reserved_ip.0", "last_reserved_ip.1", "lock",
+                LeaseIndex.fileName, "10.7.0.2", "fd00:7::2", "last_reserved_ip.0", "last_reserved_ip.0.furthest",
+                "last_reserved_ip.1", "last_reserved_ip.1.furthest", "lock",
             ])
         #expect(dir.bytes("net1/10.7.0.2") == Array("c1\r\neth0".utf8))
         #expect(dir.bytes("net1/fd00:7::2") == Array("c1\r\neth0".utf8))
         #expect(dir.bytes("net1/last_reserved_ip.0") == Array("10.7.0.2".utf8))
         #expect(dir.bytes("net1/last_reserved_ip.1") == Array("fd00:7::2".utf8))
         try ipam.release(attachment("c1"))
-        #expect(dir.names("net1") == [LeaseIndex.fileName, "last_reserved_ip.0", "last_reserved_ip.1", "lock"])
+        #expect(
+            dir.names("net1") == [
+                LeaseIndex.fileName, "last_reserved_ip.0", "last_reserved_ip.0.furthest", "last_reserved_ip.1",
+                "last_reserved_ip.1.furthest", "lock",
+            ])
+    }
+
+    /// Round-robin hands out addresses nobody ever had until it wraps around: only those are
+    /// first-use (the bridge announces every other one). Not first-use: an address requested
+    /// after it was released, one reached after wrapping around, and any address of a store
+    /// that handed addresses out before it kept the record.
+    @Test func firstUseIsOnlyAnAddressNeverHandedOut() throws {
+        let dir = try TemporaryDirectory()
+        let v4 = #""ranges":[[{"subnet":"10.7.0.0/29"}]],"dataDir":"\#(dir.path)""#
+        let ipam = try AddressManager(config: config(v4))
+        func add(_ id: String, requesting: [String] = []) throws -> (String, Bool) {
+            let manager = requesting.isEmpty ? ipam : try AddressManager(config: config(v4, environmentIPs: requesting))
+            let ip = try #require(try manager.add(attachment(id)).ips.first)
+            return (ip.address.description, ip.isFirstUse)
+        }
+        #expect(try add("a") == ("10.7.0.2/29", true))
+        try ipam.release(attachment("a"))
+        #expect(try add("r", requesting: ["10.7.0.2"]) == ("10.7.0.2/29", false))
+        #expect(try add("b") == ("10.7.0.3/29", true))
+        #expect(try add("c", requesting: ["10.7.0.5"]) == ("10.7.0.5/29", true))
+        #expect(try add("d") == ("10.7.0.6/29", true))
+        // Wrapped around: .4 was passed over by the requested .5, so no longer known unused.
+        #expect(try add("e") == ("10.7.0.4/29", false))
+        try ipam.release(attachment("b"))
+        #expect(try add("f") == ("10.7.0.3/29", false))
+
+        // host-local on the same directory moves only the round-robin marker: everything up to
+        // it may have been handed out, whatever Pier's own record says.
+        let shared = try TemporaryDirectory()
+        let sharedV4 = #""ranges":[[{"subnet":"10.7.0.0/29"}]],"dataDir":"\#(shared.path)""#
+        let sharedIPAM = try AddressManager(config: config(sharedV4, name: "net1"))
+        #expect(try sharedIPAM.add(attachment("p")).ips.map(\.isFirstUse) == [true])  // .2
+        try shared.write("net1/10.7.0.4", "h\r\neth0")
+        try shared.write("net1/last_reserved_ip.0", "10.7.0.4")  // host-local took .3 and .4
+        try shared.write("net1/10.7.0.5", "q\r\neth0")
+        try FileManager.default.removeItem(atPath: shared.path + "/net1/10.7.0.4")
+        // Beyond Pier's record (.2) but not beyond the marker.
+        let sharedRequest = try AddressManager(config: config(sharedV4, name: "net1", environmentIPs: ["10.7.0.4"]))
+        #expect(try sharedRequest.add(attachment("t")).ips.map(\.isFirstUse) == [false])
+        // Next after the marker: .5 is taken, .6 was never anyone's.
+        let next = try #require(try sharedIPAM.add(attachment("s")).ips.first)
+        #expect(next.address.description == "10.7.0.6/29" && next.isFirstUse)
+
+        let older = try TemporaryDirectory()
+        try older.write("net1/last_reserved_ip.0", "10.7.0.2")
+        let olderIPAM = try AddressManager(
+            config: config(#""ranges":[[{"subnet":"10.7.0.0/29"}]],"dataDir":"\#(older.path)""#, name: "net1"))
+        #expect(try olderIPAM.add(attachment("g")).ips.map(\.isFirstUse) == [false])
+        #expect(!older.names("net1").contains(DiskLeaseStore.furthestHandedOutName(rangeSet: 0)))
     }
 
     /// The same two ADDs through the real host-local and through us give the same files.
@@ -44,7 +98,8 @@ import Testing
             _ = try ipam.add(attachment(id))
             try hostLocal("ADD", dataDir: theirs.path, body: dualStack, id: id)
         }
-        #expect(ours.names("net1").filter { $0 != LeaseIndex.fileName } == theirs.names("net1"))
+        let ourFiles = ours.names("net1").filter { $0 != LeaseIndex.fileName && !$0.hasSuffix(".furthest") }
+        #expect(ourFiles == theirs.names("net1"))
         for name in theirs.names("net1") where name != "lock" {
             #expect(ours.bytes("net1/" + name) == theirs.bytes("net1/" + name), "\(name)")
         }
