@@ -192,7 +192,7 @@ public final class DiskLeaseStore: LeaseBackend {
     /// picks is one nobody ever had. The record advances before the lease is written, so a
     /// failure in between only leaves it further on than needed.
     public func recordHandOut(_ address: IPAddress, in rangeSet: RangeSet, rangeSetIndex index: Int) -> Bool {
-        let path = directory + "/" + Self.furthestHandedOutName(rangeSet: index)
+        let path = directory + "/" + LeaseFiles.furthestHandedOutName(rangeSet: index)
         guard let position = rangeSet.handOutPosition(of: address) else { return false }
         let recorded: [UInt8]?
         do { recorded = try FileSystem.read(path) } catch { return false }
@@ -220,10 +220,6 @@ public final class DiskLeaseStore: LeaseBackend {
             unlink(path)
             return false
         }
-    }
-
-    static func furthestHandedOutName(rangeSet index: Int) -> String {
-        LeaseFiles.lastReservedName(rangeSet: index) + ".furthest"
     }
 
     /// Rewrites the index in place at the end of a lock session that listed the directory,

@@ -21,6 +21,13 @@ public enum LeaseFiles {
 
     public static func lastReservedName(rangeSet index: Int) -> String { lastReservedPrefix + String(index) }
 
+    /// Pier's record of the furthest address range set `index` ever handed out (an address
+    /// beyond it was never anyone's: its first holder need not announce it). Named under
+    /// host-local's marker prefix, which host-local's own listing skips.
+    public static func furthestHandedOutName(rangeSet index: Int) -> String {
+        lastReservedName(rangeSet: index) + ".furthest"
+    }
+
     /// The address a directory entry is the lease of. Only canonical address text names a
     /// lease: `lock`, the round-robin markers, temporaries, the index, and addresses written
     /// any other way (which neither plugin would find when it checks an address) are not.

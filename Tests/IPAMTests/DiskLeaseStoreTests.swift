@@ -86,7 +86,7 @@ import Testing
         let olderIPAM = try AddressManager(
             config: config(#""ranges":[[{"subnet":"10.7.0.0/29"}]],"dataDir":"\#(older.path)""#, name: "net1"))
         #expect(try olderIPAM.add(attachment("g")).ips.map(\.isFirstUse) == [false])
-        #expect(!older.names("net1").contains(DiskLeaseStore.furthestHandedOutName(rangeSet: 0)))
+        #expect(!older.names("net1").contains(LeaseFiles.furthestHandedOutName(rangeSet: 0)))
     }
 
     /// The same two ADDs through the real host-local and through us give the same files.
