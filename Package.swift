@@ -78,6 +78,7 @@ let package = Package(
             name: "Runtime",
             dependencies: [
                 "CNI", "NetNS", "Netlink", "CPierShim", "IPAddressing", "PierState", "Plugins", "IPAM", "Services",
+                "ClusterStore",
             ]),
         .target(
             name: "Overlay", dependencies: ["JSON", "ClusterStore", "Netlink", "NetNS", "IPAddressing", "PierState"]),

@@ -90,7 +90,8 @@ public struct ClusterStoreConfig: Sendable, Hashable {
         }
     }
 
-    static func kernelHostName() -> String {
+    /// This machine's (this UTS namespace's) host name: the default identity of a host.
+    public static func kernelHostName() -> String {
         var buffer = [CChar](repeating: 0, count: 256)
         guard gethostname(&buffer, buffer.count - 1) == 0 else { return "localhost" }
         return buffer.withUnsafeBufferPointer { pointer in

@@ -1,5 +1,6 @@
 import CNI
 import CPierShim
+import ClusterStore
 import Glibc
 import IPAddressing
 import PierState
@@ -393,9 +394,5 @@ extension ContainerManager {
         return String(text[..<slash])
     }
 
-    static var hostName: String {
-        var buffer = [CChar](repeating: 0, count: 256)
-        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "localhost" }
-        return String(cString: buffer)
-    }
+    static var hostName: String { ClusterStoreConfig.kernelHostName() }
 }
