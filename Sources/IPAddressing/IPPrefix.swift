@@ -10,12 +10,18 @@ public struct IPPrefix: Sendable, Hashable, CustomStringConvertible {
         self.length = length
     }
 
+    /// The host prefix of `address`: /32 or /128.
+    public init(host address: IPAddress) {
+        self.address = address
+        self.length = address.family.bitCount
+    }
+
     /// Parses `address/length`. With `allowBareAddress`, a lone address means a host prefix
     /// (/32 or /128), as CNI's `ips` capability allows.
     public init?(_ text: String, allowBareAddress: Bool = false) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         if parts.count == 1 && allowBareAddress, let address = IPAddress(text) {
-            self.init(address: address, length: address.family.bitCount)
+            self.init(host: address)
             return
         }
         guard parts.count == 2, let address = IPAddress(String(parts[0])),
@@ -26,6 +32,9 @@ public struct IPPrefix: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var family: IPFamily { address.family }
+
+    /// A /32 or /128: one address, no subnet.
+    public var isHost: Bool { length == family.bitCount }
 
     /// The subnet: host bits cleared.
     public var network: IPPrefix {

@@ -108,6 +108,14 @@ public struct ServiceRules {
 
     static func hairpin(for family: IPFamily) -> NFTSet { family == .v4 ? hairpinV4 : hairpinV6 }
 
+    /// The map holding whole VIPs of `family` with `affinity` (for inspect).
+    public static func vipMap(for family: IPFamily, affinity: ServiceAffinity) -> NFTSet {
+        map(for: family, affinity: affinity, shape: .allPorts)
+    }
+
+    /// The routing mesh's map of `family` (for inspect).
+    public static func meshMap(for family: IPFamily) -> NFTSet { map(for: family, affinity: .none, shape: .mesh) }
+
     static let allMaps = [
         slotsV4, affinityV4, slotsV6, affinityV6, vipsV4, vipsAffinityV4, vipsV6, vipsAffinityV6, meshV4, meshV6,
     ]

@@ -69,7 +69,7 @@ public enum BridgeDevice {
                 .filter { gateway.family == .v4 || $0.prefix.overlaps(wanted) }
                 // A host address inside the subnet is a service VIP or mesh source (`Services`),
                 // which may be put on the bridge before the network's first ADD finishes.
-                .filter { !($0.prefix.length == (gateway.family == .v4 ? 32 : 128) && wanted.overlaps($0.prefix)) }
+                .filter { !($0.prefix.isHost && wanted.overlaps($0.prefix)) }
             guard !conflicting.isEmpty else { continue }
             try ignoringMissing { try netlink.deleteAddress(wanted, index: bridge.index) }
             guard forceAddress else {

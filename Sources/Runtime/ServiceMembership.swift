@@ -105,7 +105,10 @@ extension ContainerManager {
             service.members.append(
                 ServiceMember(
                     containerID: record.id, container: record.name, ifName: attachment.ifName,
-                    host: cluster?.host ?? Self.hostName, addresses: attachment.addresses.map(Self.bareAddress),
+                    host: cluster?.host ?? Self.hostName,
+                    addresses: attachment.addresses.map {
+                        IPPrefix($0, allowBareAddress: true)?.address.description ?? $0
+                    },
                     active: active))
             do {
                 try commit(service, previous: previous, network: network, cluster: cluster)
@@ -154,6 +157,12 @@ extension ContainerManager {
             throw RuntimeError.failed("service \(service.name): \(error)")
         }
         return merged
+    }
+
+    /// `commit` for a service whose network is found from its record.
+    private func commit(_ service: ServiceRecord, previous: ServiceRecord) throws(RuntimeError) {
+        let network = try serviceNetwork(of: service)
+        try commit(service, previous: previous, network: network, cluster: try Self.cluster(of: network))
     }
 
     /// The cluster store view of an overlay network's services; nil for a host-local network.
@@ -224,8 +233,7 @@ extension ContainerManager {
                     service.members[index].active = active
                 }
                 guard service != previous else { continue }
-                let network = try serviceNetwork(of: service)
-                try commit(service, previous: previous, network: network, cluster: try Self.cluster(of: network))
+                try commit(service, previous: previous)
             }
         }
     }
@@ -244,11 +252,7 @@ extension ContainerManager {
                 {
                     let previous = service
                     service.members.removeAll { $0.containerID == containerID }
-                    do {
-                        let network = try serviceNetwork(of: service)
-                        try commit(
-                            service, previous: previous, network: network, cluster: try Self.cluster(of: network))
-                    } catch {
+                    do { try commit(service, previous: previous) } catch {
                         failures.append("service \(service.name): \(error)")
                     }
                 }
@@ -263,10 +267,8 @@ extension ContainerManager {
     /// cached config) describes it.
     private func serviceNetwork(of service: ServiceRecord) throws(RuntimeError) -> ServiceNetwork {
         if let list = try? configs.load(network: service.network) { return ServiceNetwork(list) }
-        let identity = ServiceNetwork.vipAttachment(service: service.name)
-        let request = AttachmentRequest(
-            containerID: identity.containerID, netns: Self.vipLeaseNamespace, ifName: identity.ifName)
-        guard let cached = configForDelete(network: service.network, request: request) else {
+        guard let cached = configForDelete(network: service.network, request: Self.vipLeaseRequest(service.name))
+        else {
             throw RuntimeError.failed("network \(service.network) has no config")
         }
         return ServiceNetwork(cached)
@@ -326,32 +328,32 @@ extension ContainerManager {
     /// one lives as long as the host (GC sees the lease as live while the service record keeps it).
     static let vipLeaseNamespace = "/proc/1/ns/net"
 
-    /// The VIP: an ADD of the network's IPAM alone for the attachment `service-<S>`/`vip`.
+    /// The attachment the VIP lease of `service` is (`service-<S>`/`vip`).
+    static func vipLeaseRequest(_ service: String, capabilities: JSONObject = [:]) -> AttachmentRequest {
+        let identity = ServiceNetwork.vipAttachment(service: service)
+        return AttachmentRequest(
+            containerID: identity.containerID, netns: vipLeaseNamespace, ifName: identity.ifName,
+            capabilityArgs: capabilities)
+    }
+
+    /// The VIP: an ADD of the network's IPAM alone for the attachment `service-<S>`/`vip` (an
+    /// overlay's: a cluster lease taken in-process, see `ServiceNetwork.leaseClusterVIP`).
     private func leaseVIP(network: ServiceNetwork, service: String, requested: String?) throws(RuntimeError)
         -> [String]
     {
-        if network.store != nil {
-            do { return try network.leaseClusterVIP(service: service, requested: requested) } catch {
-                if let requested {
-                    throw RuntimeError.failed(
-                        "the VIP \(requested) cannot be leased on network \(network.name): \(error)")
-                }
-                throw RuntimeError.failed("no VIP for service \(service) on network \(network.name): \(error)")
-            }
-        }
-        let list: NetworkConfigList
-        do { list = try network.vipLeaseList() } catch { throw RuntimeError.failed(error.message) }
-        let identity = ServiceNetwork.vipAttachment(service: service)
-        var capabilities = JSONObject()
-        if let requested { capabilities["ips"] = .array([.string(requested)]) }
-        let request = AttachmentRequest(
-            containerID: identity.containerID, netns: Self.vipLeaseNamespace, ifName: identity.ifName,
-            capabilityArgs: capabilities)
         do {
-            let result = try executor.add(list, request)
-            return result.ips.map { $0.address.address.description }
+            if network.store != nil { return try network.leaseClusterVIP(service: service, requested: requested) }
+            let list = try network.vipLeaseList()
+            var capabilities = JSONObject()
+            if let requested { capabilities["ips"] = .array([.string(requested)]) }
+            let request = Self.vipLeaseRequest(service, capabilities: capabilities)
+            do {
+                return try executor.add(list, request).ips.map { $0.address.address.description }
+            } catch {
+                try? executor.delete(list, request)
+                throw error
+            }
         } catch {
-            try? executor.delete(list, request)
             if let requested {
                 throw RuntimeError.failed("the VIP \(requested) cannot be leased on network \(network.name): \(error)")
             }
@@ -364,11 +366,8 @@ extension ContainerManager {
             network.releaseClusterVIP(service: service)
             return
         }
-        let identity = ServiceNetwork.vipAttachment(service: service)
-        let request = AttachmentRequest(
-            containerID: identity.containerID, netns: Self.vipLeaseNamespace, ifName: identity.ifName)
-        let list =
-            configForDelete(network: network.name, request: request) ?? (try? network.vipLeaseList())
+        let request = Self.vipLeaseRequest(service)
+        let list = configForDelete(network: network.name, request: request) ?? (try? network.vipLeaseList())
         if let list { try? executor.delete(list, request) }
     }
 
@@ -386,12 +385,6 @@ extension ContainerManager {
             throw RuntimeError.invalidArgument(
                 "service \(service.name) already has the VIP \(service.vips.joined(separator: ", ")), not \(vip)")
         }
-    }
-
-    /// `10.88.0.5/16` → `10.88.0.5`.
-    static func bareAddress(_ text: String) -> String {
-        guard let slash = text.firstIndex(of: "/") else { return text }
-        return String(text[..<slash])
     }
 
     static var hostName: String { ClusterStoreConfig.kernelHostName() }

@@ -52,10 +52,10 @@ struct MeshSource {
         do {
             let netlink = try RouteNetlink()
             let link = try netlink.link(named: bridge)
-            guard let host32 = IPPrefix(address: address, length: 32), let mac = link.mac else { return nil }
+            guard let mac = link.mac else { return nil }
             var options = AddressOptions()
             options.replace = true
-            try netlink.addAddress(host32, index: link.index, options: options)
+            try netlink.addAddress(IPPrefix(host: address), index: link.index, options: options)
             let registry = Registry(network: network.name, store: try store.open(), host: self.host)
             try registry.publish(
                 EndpointRecord(

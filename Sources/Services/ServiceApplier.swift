@@ -33,7 +33,7 @@ public struct ServiceApplier {
                 for vip in record.vipAddresses {
                     try ServiceRules(client: nft).publish(
                         service: record.owner, vip: vip, ports: [], members: active,
-                        affinity: record.affinity == .clientIP ? .clientIP : .none)
+                        affinity: record.affinity.kernel)
                 }
             }
             let families = Set(active.map(\.family) + record.vipAddresses.map(\.family))
@@ -41,11 +41,11 @@ public struct ServiceApplier {
             for family in IPFamily.allCases {
                 if !oldPorts.isEmpty {
                     try ServiceRules(client: nft).removeMesh(
-                        service: record.owner, family: family, ports: oldPorts.compactMap(Self.servicePort))
+                        service: record.owner, family: family, ports: oldPorts.compactMap(\.servicePort))
                 }
                 guard families.contains(family), !record.published.isEmpty else { continue }
                 try ServiceRules(client: nft).publishMesh(
-                    service: record.owner, family: family, ports: record.published.compactMap(Self.servicePort),
+                    service: record.owner, family: family, ports: record.published.compactMap(\.servicePort),
                     members: active)
             }
             let gone = Set(previous?.activeAddresses ?? []).subtracting(active).subtracting(stillServing)
@@ -73,7 +73,7 @@ public struct ServiceApplier {
         for family in IPFamily.allCases where !record.published.isEmpty {
             do {
                 try rules.removeMesh(
-                    service: record.owner, family: family, ports: record.published.compactMap(Self.servicePort))
+                    service: record.owner, family: family, ports: record.published.compactMap(\.servicePort))
             } catch  where !error.isNotFound {
                 failures.append("\(error)")
             } catch {}
@@ -91,11 +91,6 @@ public struct ServiceApplier {
         }
     }
 
-    static func servicePort(_ port: PublishedServicePort) -> ServicePort? {
-        guard let ipProtocol = IPProtocol(name: port.protocol) else { return nil }
-        return ServicePort(ipProtocol: ipProtocol, port: port.hostPort, targetPort: port.targetPort)
-    }
-
     /// The VIP as a host address on the bridge (a /32 or /128, so it adds no route), and the
     /// bridge's traffic through conntrack (see `setBridgeNetfilterCalls`).
     func answerForVIPs(_ vips: [IPAddress]) throws(ServiceError) {
@@ -104,11 +99,10 @@ public struct ServiceApplier {
             let netlink = try RouteNetlink()
             let link = try netlink.link(named: bridge)
             for vip in vips {
-                guard let prefix = IPPrefix(address: vip, length: vip.family == .v4 ? 32 : 128) else { continue }
                 var options = AddressOptions()
                 options.noDAD = true
                 options.replace = true
-                try netlink.addAddress(prefix, index: link.index, options: options)
+                try netlink.addAddress(IPPrefix(host: vip), index: link.index, options: options)
             }
             try netlink.setBridgeNetfilterCalls(index: link.index, true)
         } catch {
@@ -120,10 +114,7 @@ public struct ServiceApplier {
         guard let bridge = network.bridge, let netlink = try? RouteNetlink(),
             let link = try? netlink.link(named: bridge)
         else { return }
-        for vip in vips {
-            guard let prefix = IPPrefix(address: vip, length: vip.family == .v4 ? 32 : 128) else { continue }
-            try? netlink.deleteAddress(prefix, index: link.index)
-        }
+        for vip in vips { try? netlink.deleteAddress(IPPrefix(host: vip), index: link.index) }
     }
 
     /// `S` (the VIP, or with `dnsrr` the active members) and `tasks.S` (the active members), as
@@ -180,4 +171,17 @@ public struct ServiceApplier {
     /// The interface name of the `tasks.S` record (the VIP lease's identity with another
     /// interface, so GC can keep it beside the lease).
     public static let tasksInterface = "tasks"
+}
+
+extension PublishedServicePort {
+    /// The mesh port as `ServiceRules` takes it; nil for a protocol it cannot name.
+    public var servicePort: ServicePort? {
+        guard let ipProtocol = IPProtocol(name: `protocol`) else { return nil }
+        return ServicePort(ipProtocol: ipProtocol, port: hostPort, targetPort: targetPort)
+    }
+}
+
+extension ServiceRecord.Affinity {
+    /// How `ServiceRules` picks a member for it.
+    public var kernel: ServiceAffinity { self == .clientIP ? .clientIP : .none }
 }

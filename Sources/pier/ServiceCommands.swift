@@ -150,20 +150,18 @@ struct ServiceInspect: ParsableCommand {
         var lines: [String] = []
         for vip in service.vipAddresses {
             let members = (try? rules.members(vip: vip, port: nil)) ?? []
-            let map = vip.family == .v4 ? "service_vips" : "service_vips"
+            let map = ServiceRules.vipMap(for: vip.family, affinity: service.affinity.kernel).name
             lines.append(
-                "  \(map)_\(vip.family == .v4 ? "v4" : "v6")\(service.affinity == .clientIP ? " (affinity)" : ""): "
-                    + "\(vip) . slot 0-\(ServiceRules.slotsPerPort - 1) -> "
+                "  \(map): \(vip) . slot 0-\(ServiceRules.slotsPerPort - 1) -> "
                     + (members.isEmpty ? "no elements" : members.map(\.description).joined(separator: ", ")))
         }
         for port in service.published {
-            guard let ipProtocol = IPProtocol(name: port.protocol) else { continue }
-            let servicePort = ServicePort(ipProtocol: ipProtocol, port: port.hostPort, targetPort: port.targetPort)
+            guard let servicePort = port.servicePort else { continue }
             for family in IPFamily.allCases {
                 let members = (try? rules.meshMembers(family: family, port: servicePort)) ?? []
                 guard !members.isEmpty else { continue }
                 lines.append(
-                    "  service_mesh_\(family == .v4 ? "v4" : "v6"): \(port.protocol) . \(port.hostPort) . slot 0-"
+                    "  \(ServiceRules.meshMap(for: family).name): \(port.protocol) . \(port.hostPort) . slot 0-"
                         + "\(ServiceRules.slotsPerPort - 1) -> "
                         + members.map { "\($0):\(port.targetPort)" }.joined(separator: ", "))
             }
