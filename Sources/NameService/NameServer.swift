@@ -307,19 +307,24 @@ public final class NameServer {
         listeners[gateway].flatMap { zones[$0.network] }
     }
 
+    /// One datagram from `fd` into `buffer`, with its sender; nil when none is waiting.
+    private func receiveDatagram(_ fd: Int32) -> (count: Int, from: SocketAddress)? {
+        var from = SocketAddress()
+        let count = buffer.withUnsafeMutableBytes { raw in
+            withUnsafeMutablePointer(to: &from.storage) { storage in
+                storage.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    recvfrom(fd, raw.baseAddress, raw.count, 0, $0, &from.length)
+                }
+            }
+        }
+        return count >= 0 ? (count, from) : nil
+    }
+
     private func receiveQueries(_ gateway: IPAddress) {
         guard let fd = listeners[gateway]?.udp else { return }
         // A batch per wake-up, bounded so TCP and upstream answers are not starved.
         for _ in 0..<64 {
-            var from = SocketAddress()
-            let count = buffer.withUnsafeMutableBytes { raw in
-                withUnsafeMutablePointer(to: &from.storage) { storage in
-                    storage.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        recvfrom(fd, raw.baseAddress, raw.count, 0, $0, &from.length)
-                    }
-                }
-            }
-            guard count >= 0 else { return }
+            guard let (count, from) = receiveDatagram(fd) else { return }
             guard let zone = zone(for: gateway) else { return }
             let packet = Array(buffer[0..<count])
             handle(packet, zone: zone, client: .udp(fd: fd, address: from))
@@ -526,15 +531,7 @@ public final class NameServer {
     private func receiveUpstreamAnswers(_ family: IPFamily) {
         guard let fd = upstreamFDs[family] else { return }
         for _ in 0..<64 {
-            var from = SocketAddress()
-            let count = buffer.withUnsafeMutableBytes { raw in
-                withUnsafeMutablePointer(to: &from.storage) { storage in
-                    storage.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        recvfrom(fd, raw.baseAddress, raw.count, 0, $0, &from.length)
-                    }
-                }
-            }
-            guard count >= 0 else { return }
+            guard let (count, from) = receiveDatagram(fd) else { return }
             guard count >= DNSMessage.headerSize else { continue }
             let id = UInt16(buffer[0]) << 8 | UInt16(buffer[1])
             // Only from the upstream asked, with the ID it was given, while it is asked over UDP:
