@@ -114,9 +114,7 @@ public enum DNSProbe {
 
 /// A fake upstream resolver in a test host of its own: `upstream.example` is 198.51.100.7,
 /// every other name NXDOMAIN; every question it gets is appended to `log`.
-public final class FakeUpstream: @unchecked Sendable {
-    public let log = NSTemporaryDirectory() + "pier-t-upstream-\(uniqueTag()).log"
-    private var pid = ""
+public final class FakeUpstream: BackgroundUpstream, @unchecked Sendable {
 
     public init(in host: TestHost, address: String) throws {
         let server = """
@@ -147,42 +145,20 @@ public final class FakeUpstream: @unchecked Sendable {
                     answer = b""
                 s.sendto(head + q[12:end] + answer, peer)
             """
-        pid = try host.mustRun(["python3", "-c", Self.launcher, server, address, log]).stdout
-            .trimmingCharacters(in: .whitespacesAndNewlines)
+        super.init()
+        try launch(in: host, server: server, arguments: [address, log])
     }
 
     /// Starts a server script (argv: the rest) in its own session once it prints `ready`; prints its pid.
-    static let launcher = """
-        import subprocess, sys
-        p = subprocess.Popen([sys.executable, "-c", sys.argv[1]] + sys.argv[2:], stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
-        if p.stdout.readline().strip() != b"ready":
-            sys.exit("fake upstream did not start")
-        print(p.pid)
-        """
-
-    public var questions: [String] {
-        ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
-    }
-
-    public func stop() {
-        if !pid.isEmpty { _ = try? runCommand(["kill", "-9", pid]) }
-        pid = ""
-        try? FileManager.default.removeItem(atPath: log)
-    }
-
-    deinit { stop() }
 }
 
 /// A fake upstream whose answers do not fit in UDP: every A question gets, over UDP, one record
 /// with TC set and, over TCP, `TruncatingUpstream.recordCount` records (198.51.100.1 onwards,
 /// over 512 bytes); with `answersOverTCP` false it reads TCP questions and never answers them.
 /// Each question is appended to `log` as `udp name` or `tcp name`.
-public final class TruncatingUpstream: @unchecked Sendable {
+public final class TruncatingUpstream: BackgroundUpstream, @unchecked Sendable {
     public static let recordCount = 40
     public static var addresses: [String] { (1...recordCount).map { "198.51.100.\($0)" } }
-    public let log = NSTemporaryDirectory() + "pier-t-upstream-\(uniqueTag()).log"
-    private var pid = ""
 
     public init(in host: TestHost, address: String, answersOverTCP: Bool = true) throws {
         let server = """
@@ -240,10 +216,32 @@ public final class TruncatingUpstream: @unchecked Sendable {
                 c.settimeout(None)
                 threading.Thread(target=serve_tcp, args=(c,), daemon=True).start()
             """
-        pid = try host.mustRun([
-            "python3", "-c", FakeUpstream.launcher, server, address, log, answersOverTCP ? "answer" : "silent",
-        ]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        super.init()
+        try launch(in: host, server: server, arguments: [address, log, answersOverTCP ? "answer" : "silent"])
     }
+}
+
+/// What the fake upstreams share: a Python server started in a test host, detached, that
+/// appends each question it gets to `log`; `stop()` (or deinit) kills it and removes the log.
+public class BackgroundUpstream: @unchecked Sendable {
+    public let log = NSTemporaryDirectory() + "pier-t-upstream-\(uniqueTag()).log"
+    private var pid = ""
+
+    /// Runs `server` (Python source; `arguments` are its `sys.argv[1...]`) and waits for its
+    /// `ready` line.
+    func launch(in host: TestHost, server: String, arguments: [String]) throws {
+        pid = try host.mustRun(["python3", "-c", Self.launcher, server] + arguments).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static let launcher = """
+        import subprocess, sys
+        p = subprocess.Popen([sys.executable, "-c", sys.argv[1]] + sys.argv[2:], stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
+        if p.stdout.readline().strip() != b"ready":
+            sys.exit("fake upstream did not start")
+        print(p.pid)
+        """
 
     public var questions: [String] {
         ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
