@@ -109,7 +109,8 @@ public enum ContainerInit {
             if let pidFile = spec.pidFile {
                 let pid = getpid()
                 let start = ProcessState.stat(pid)?.startTime ?? 0
-                try Files.writeAtomically(Array("\(pid) \(start)\n".utf8), to: pidFile, mode: 0o600)
+                // Not synced: the process it names does not outlive a power loss.
+                try Files.writeAtomically(Array("\(pid) \(start)\n".utf8), to: pidFile, mode: 0o600, durable: false)
             }
             try enter(spec)
             for entry in spec.environment {
@@ -154,14 +155,15 @@ public enum ContainerInit {
         let text = "\(code)\n"
         _ = text.withCString { write(exitDescriptor, $0, strlen($0)) }
         close(exitDescriptor)
-        exit(code)
+        _exit(code)
     }
 
     private static func fail(_ spec: InitSpec, _ message: String, code: Int32) -> Never {
         let text = "pier: \(message)\n"
         let target = spec.reportDescriptor ?? STDERR_FILENO
         _ = text.withCString { write(target, $0, strlen($0)) }
-        exit(code)
+        // _exit: in a child forked from `pier`, `pier`'s exit handlers are not this process's to run.
+        _exit(code)
     }
 
     private static func enter(_ spec: InitSpec) throws(RuntimeError) {

@@ -190,8 +190,8 @@ public final class ContainerManager {
         for (index, list) in lists.enumerated() {
             let attachment = record.attachments[index]
             let result = try executor.add(list, record.request(for: attachment))
+            // Saved with the record's next state: teardown needs the attachments (saved before), not these.
             record.attachments[index].addresses = result.ips.map { $0.address.description }
-            try store.save(record)
         }
     }
 

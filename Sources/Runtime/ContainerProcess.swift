@@ -75,7 +75,6 @@ extension ContainerManager {
         spec.workdir = process.workdir
         Files.remove(store.exitPath(of: record.id))
         if detach { spec.exitFile = store.exitPath(of: record.id) }
-        spec.reportDescriptor = 3
         spec.pidFile = store.pidPath(of: record.id)
         if let rootfs = record.rootfs {
             spec.rootfs = rootfs
@@ -92,10 +91,10 @@ extension ContainerManager {
         let logPath = store.logPath(of: record.id)
         let pid: pid_t
         do {
-            pid = try ProcessSpawner.spawn(
-                [environment.executable, "__init"] + spec.arguments,
+            pid = try ProcessSpawner.startInit(
+                spec, executable: environment.executable,
                 output: detach ? .log(logPath) : process.interactive || process.tty ? .inherit : .inheritOutput,
-                newSession: detach, reportFailure: true)
+                newSession: detach)
         } catch {
             lock.release()
             throw error
@@ -220,11 +219,9 @@ extension ContainerManager {
             // Its own resolv.conf and hosts: a mount namespace, but the host's root.
             spec.joinMount = "/proc/\(pid)/ns/mnt"
         }
-        spec.reportDescriptor = 3
-        let child = try ProcessSpawner.spawn(
-            [environment.executable, "__init"] + spec.arguments,
-            output: process.interactive || process.tty ? .inherit : .inheritOutput, newSession: false,
-            reportFailure: true)
+        let child = try ProcessSpawner.startInit(
+            spec, executable: environment.executable,
+            output: process.interactive || process.tty ? .inherit : .inheritOutput, newSession: false)
         signal(SIGINT, SIG_IGN)
         return ProcessSpawner.wait(child)
     }
@@ -314,7 +311,8 @@ extension ContainerManager {
         var binds: [(source: String, target: String)] = []
         for (name, text) in files {
             let path = directory + "/" + name
-            try Files.writeAtomically(Array(text.utf8), to: path, mode: 0o644)
+            // Not synced: every start writes them afresh.
+            try Files.writeAtomically(Array(text.utf8), to: path, mode: 0o644, durable: false)
             binds.append((path, "etc/" + name))
         }
         return (binds, !nameservers.isEmpty || !search.isEmpty || !options.isEmpty)

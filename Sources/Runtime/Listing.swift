@@ -260,7 +260,8 @@ extension StateStore {
     /// Appends one line to this boot's listing: true when done, false when it failed, nil when the file
     /// is missing, from another boot, or due for compaction.
     private func append(_ line: String) -> Bool? {
-        let fd = open(layout.listingPath, O_WRONLY | O_APPEND | O_CLOEXEC)
+        // Read-write: the header is read through the same descriptor the line is appended on.
+        let fd = open(layout.listingPath, O_RDWR | O_APPEND | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var header = [UInt8](repeating: 0, count: 256)
@@ -358,10 +359,13 @@ extension StateStore {
     }
 
     /// This boot's random ID: a listing from another boot may lack changes a power loss took.
-    static func bootID() -> String {
+    static func bootID() -> String { currentBootID }
+
+    /// Read once a process: it cannot change while the process lives.
+    private static let currentBootID: String = {
         guard let bytes = try? Files.read("/proc/sys/kernel/random/boot_id") else { return "unknown" }
         return String(decoding: bytes, as: UTF8.self).trimmingSuffixNewlines()
-    }
+    }()
 }
 
 /// A container ID in the listing as a dictionary key, hashed on its length and last eight bytes: IDs are

@@ -110,7 +110,7 @@ struct ContainerOptions: ParsableArguments {
 
 struct Create: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Create a container: its namespaces and networks.", usage: "pier create [OPTIONS] COMMAND [ARG...]")
+        commandName: "create", abstract: "Create a container: its namespaces and networks.", usage: "pier create [OPTIONS] COMMAND [ARG...]")
     @OptionGroup var globals: GlobalOptions
     @OptionGroup var container: ContainerOptions
 
@@ -121,7 +121,7 @@ struct Create: ParsableCommand {
 }
 
 struct Start: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Start a created container's command.")
+    static let configuration = CommandConfiguration(commandName: "start", abstract: "Start a created container's command.")
     @OptionGroup var globals: GlobalOptions
     @Flag(name: [.customShort("a"), .customLong("attach")], help: "Stay in the foreground and return its exit code.")
     var attach = false
@@ -135,7 +135,7 @@ struct Start: ParsableCommand {
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Create and start a container.", usage: "pier run [OPTIONS] COMMAND [ARG...]")
+        commandName: "run", abstract: "Create and start a container.", usage: "pier run [OPTIONS] COMMAND [ARG...]")
     @OptionGroup var globals: GlobalOptions
     @Flag(name: [.customShort("d"), .customLong("detach")], help: "Run in the background and print the ID.")
     var detach = false
@@ -152,7 +152,7 @@ struct Run: ParsableCommand {
 
 struct Exec: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a command inside a running container.", usage: "pier exec [OPTIONS] CONTAINER COMMAND [ARG...]")
+        commandName: "exec", abstract: "Run a command inside a running container.", usage: "pier exec [OPTIONS] CONTAINER COMMAND [ARG...]")
     @OptionGroup var globals: GlobalOptions
     @Option(name: [.customShort("e"), .customLong("env")], help: "Set an environment variable: K=V, or K to copy it.")
     var env: [String] = []
@@ -188,7 +188,7 @@ struct StopOptions: ParsableArguments {
 
 struct Stop: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Stop containers: SIGTERM, then SIGKILL after the grace time.")
+        commandName: "stop", abstract: "Stop containers: SIGTERM, then SIGKILL after the grace time.")
     @OptionGroup var globals: GlobalOptions
     @OptionGroup var stopping: StopOptions
 
@@ -202,7 +202,7 @@ struct Stop: ParsableCommand {
 
 struct Restart: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Restart containers: stop (SIGTERM, then SIGKILL after the grace time), then start detached.")
+        commandName: "restart", abstract: "Restart containers: stop (SIGTERM, then SIGKILL after the grace time), then start detached.")
     @OptionGroup var globals: GlobalOptions
     @OptionGroup var stopping: StopOptions
 
@@ -216,7 +216,7 @@ struct Restart: ParsableCommand {
 }
 
 struct Kill: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Send a signal (default SIGKILL) to running containers.")
+    static let configuration = CommandConfiguration(commandName: "kill", abstract: "Send a signal (default SIGKILL) to running containers.")
     @OptionGroup var globals: GlobalOptions
     @Option(name: [.customShort("s"), .customLong("signal")], help: "Signal name (KILL, SIGTERM, HUP, …) or number.")
     var signal = "KILL"
@@ -267,7 +267,7 @@ func forEachContainer(_ containers: [String], _ body: (String) throws(RuntimeErr
 }
 
 struct Port: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List a container's published ports.")
+    static let configuration = CommandConfiguration(commandName: "port", abstract: "List a container's published ports.")
     @OptionGroup var globals: GlobalOptions
     @Argument(help: "Container name or ID.") var container: String
     @Argument(help: "Only this container port: PORT[/PROTOCOL].") var port: String?
@@ -288,7 +288,7 @@ struct Port: ParsableCommand {
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "CHECK a container's attachments against their cached results.")
+        commandName: "check", abstract: "CHECK a container's attachments against their cached results.")
     @OptionGroup var globals: GlobalOptions
     @Argument var container: String
 

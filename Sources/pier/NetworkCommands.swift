@@ -6,7 +6,7 @@ import Runtime
 
 struct Network: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Network configs in the config directory.",
+        commandName: "network", abstract: "Network configs in the config directory.",
         subcommands: [
             NetworkCreate.self, NetworkList.self, NetworkInspect.self, NetworkRemove.self, NetworkPrune.self,
             NetworkConnect.self, NetworkDisconnect.self,

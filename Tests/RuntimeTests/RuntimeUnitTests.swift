@@ -219,6 +219,14 @@ struct StateStoreTests {
 
         store.remove(id: first.id)
         #expect(store.summaries().map(\.name) == ["second"])
+        // A change is one appended line: the same file, grown by that line (not rewritten).
+        let before = try FileManager.default.attributesOfItem(atPath: root + "/listing")
+        second.pid = 2
+        try store.save(second)
+        let after = try FileManager.default.attributesOfItem(atPath: root + "/listing")
+        #expect(after[.systemFileNumber] as? Int == before[.systemFileNumber] as? Int)
+        #expect(
+            (after[.size] as? Int ?? 0) - (before[.size] as? Int ?? 0) == ContainerSummary(second).line.utf8.count + 1)
         // Many changes: the journal is compacted and still says the same.
         for pid in 2..<1000 {
             second.pid = Int32(pid)
