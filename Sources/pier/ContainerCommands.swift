@@ -110,7 +110,8 @@ struct ContainerOptions: ParsableArguments {
 
 struct Create: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "create", abstract: "Create a container: its namespaces and networks.", usage: "pier create [OPTIONS] COMMAND [ARG...]")
+        commandName: "create", abstract: "Create a container: its namespaces and networks.",
+        usage: "pier create [OPTIONS] COMMAND [ARG...]")
     @OptionGroup var globals: GlobalOptions
     @OptionGroup var container: ContainerOptions
 
@@ -121,7 +122,8 @@ struct Create: ParsableCommand {
 }
 
 struct Start: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "start", abstract: "Start a created container's command.")
+    static let configuration = CommandConfiguration(
+        commandName: "start", abstract: "Start a created container's command.")
     @OptionGroup var globals: GlobalOptions
     @Flag(name: [.customShort("a"), .customLong("attach")], help: "Stay in the foreground and return its exit code.")
     var attach = false
@@ -152,7 +154,8 @@ struct Run: ParsableCommand {
 
 struct Exec: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "exec", abstract: "Run a command inside a running container.", usage: "pier exec [OPTIONS] CONTAINER COMMAND [ARG...]")
+        commandName: "exec", abstract: "Run a command inside a running container.",
+        usage: "pier exec [OPTIONS] CONTAINER COMMAND [ARG...]")
     @OptionGroup var globals: GlobalOptions
     @Option(name: [.customShort("e"), .customLong("env")], help: "Set an environment variable: K=V, or K to copy it.")
     var env: [String] = []
@@ -202,7 +205,8 @@ struct Stop: ParsableCommand {
 
 struct Restart: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "restart", abstract: "Restart containers: stop (SIGTERM, then SIGKILL after the grace time), then start detached.")
+        commandName: "restart",
+        abstract: "Restart containers: stop (SIGTERM, then SIGKILL after the grace time), then start detached.")
     @OptionGroup var globals: GlobalOptions
     @OptionGroup var stopping: StopOptions
 
@@ -216,7 +220,8 @@ struct Restart: ParsableCommand {
 }
 
 struct Kill: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "kill", abstract: "Send a signal (default SIGKILL) to running containers.")
+    static let configuration = CommandConfiguration(
+        commandName: "kill", abstract: "Send a signal (default SIGKILL) to running containers.")
     @OptionGroup var globals: GlobalOptions
     @Option(name: [.customShort("s"), .customLong("signal")], help: "Signal name (KILL, SIGTERM, HUP, …) or number.")
     var signal = "KILL"
@@ -267,7 +272,8 @@ func forEachContainer(_ containers: [String], _ body: (String) throws(RuntimeErr
 }
 
 struct Port: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "port", abstract: "List a container's published ports.")
+    static let configuration = CommandConfiguration(
+        commandName: "port", abstract: "List a container's published ports.")
     @OptionGroup var globals: GlobalOptions
     @Argument(help: "Container name or ID.") var container: String
     @Argument(help: "Only this container port: PORT[/PROTOCOL].") var port: String?

@@ -67,7 +67,8 @@ func failure(_ message: String) -> PierFailure { PierFailure(message: message) }
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "inspect", abstract: "Show a container's interfaces, host peers, bridges, published ports and origin.")
+        commandName: "inspect",
+        abstract: "Show a container's interfaces, host peers, bridges, published ports and origin.")
     @OptionGroup var options: DiagnosticsOptions
     @Option(name: .customLong("netns"), help: "Inspect the network namespace at this path instead of a container.")
     var netns: String?

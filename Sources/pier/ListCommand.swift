@@ -98,7 +98,8 @@ private func width(_ cell: String) -> Int {
 }
 
 struct Logs: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Print a detached container's output.")
+    static let configuration = CommandConfiguration(
+        commandName: "logs", abstract: "Print a detached container's output.")
     @OptionGroup var globals: GlobalOptions
     @Flag(
         name: [.customShort("f"), .customLong("follow")], help: "Keep printing new output until the container stops.")
