@@ -117,8 +117,6 @@ public final class ContainerManager {
         guard store.record(named: name) == nil else { throw RuntimeError.nameInUse(name) }
 
         var record = ContainerRecord(id: id, name: name, command: options.command, networkMode: mode)
-        // Milliseconds, so `ps` lists containers made within one second in the order they were made.
-        record.created = Date.now.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
         record.rootfs = options.rootfs
         record.autoRemove = options.autoRemove
         record.ownerPID = getpid()

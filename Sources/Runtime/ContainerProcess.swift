@@ -89,9 +89,9 @@ extension ContainerManager {
             }
         }
         let logPath = store.logPath(of: record.id)
-        let pid: pid_t
+        let pending: ProcessSpawner.PendingStart
         do {
-            pid = try ProcessSpawner.startInit(
+            pending = try ProcessSpawner.startInit(
                 spec, executable: environment.executable,
                 output: detach ? .log(logPath) : process.interactive || process.tty ? .inherit : .inheritOutput,
                 newSession: detach)
@@ -99,12 +99,25 @@ extension ContainerManager {
             lock.release()
             throw error
         }
+        let pid = pending.pid
+        let before = record
         record.status = .started
         record.pid = pid
         record.pidStartTime = ProcessState.stat(pid)?.startTime
         record.detached = detach
         record.exitCode = nil
-        try store.save(record)
+        // Recorded while the child enters the container; undone when it fails before its exec.
+        var saveError: RuntimeError?
+        do { try store.save(record) } catch { saveError = error }
+        do { try pending.confirm() } catch {
+            try? store.save(before)
+            lock.release()
+            throw error
+        }
+        if let saveError {
+            lock.release()
+            throw saveError
+        }
         if detach && record.autoRemove { try startReaper(record) }
         lock.release()
         try activateServiceMemberships(record, detached: detach)
@@ -219,9 +232,11 @@ extension ContainerManager {
             // Its own resolv.conf and hosts: a mount namespace, but the host's root.
             spec.joinMount = "/proc/\(pid)/ns/mnt"
         }
-        let child = try ProcessSpawner.startInit(
+        let pending = try ProcessSpawner.startInit(
             spec, executable: environment.executable,
             output: process.interactive || process.tty ? .inherit : .inheritOutput, newSession: false)
+        try pending.confirm()
+        let child = pending.pid
         signal(SIGINT, SIG_IGN)
         return ProcessSpawner.wait(child)
     }

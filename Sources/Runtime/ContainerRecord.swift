@@ -1,5 +1,6 @@
 import CNI
 import FoundationEssentials
+import Glibc
 
 /// One container as it is kept on disk: `<root>/containers/<id>/state.json`. It is written before
 /// anything is created (status `creating`), so a `pier` killed half-way leaves a record that says
@@ -55,7 +56,7 @@ public struct ContainerRecord: Codable, Sendable, Equatable {
         self.id = id
         self.name = name
         self.status = .creating
-        self.created = Date.now.formatted(.iso8601)
+        self.created = Self.timestamp()
         self.command = command
         self.networkMode = networkMode
         self.netnsPath = nil
@@ -143,5 +144,25 @@ enum ProcessState {
     static func isAlive(pid: Int32, startTime: UInt64) -> Bool {
         guard let info = stat(pid) else { return false }
         return info.startTime == startTime && info.state != "Z" && info.state != "X"
+    }
+}
+
+extension ContainerRecord {
+    /// Now, in UTC, to the millisecond (`2026-12-04T23:30:27.125Z`), so `ps` lists containers made within
+    /// one second in the order they were made. Formatted from `clock_gettime` and `gmtime_r`: Foundation's
+    /// ISO 8601 style reads the time zone database and loads libm, a measurable share of `pier run`.
+    static func timestamp() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var seconds = now.tv_sec
+        var fields = tm()
+        gmtime_r(&seconds, &fields)
+        func padded(_ value: Int32, _ width: Int) -> String {
+            let digits = String(value)
+            return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        }
+        return padded(fields.tm_year + 1900, 4) + "-" + padded(fields.tm_mon + 1, 2) + "-" + padded(fields.tm_mday, 2)
+            + "T" + padded(fields.tm_hour, 2) + ":" + padded(fields.tm_min, 2) + ":" + padded(fields.tm_sec, 2) + "."
+            + padded(Int32(now.tv_nsec / 1_000_000), 3) + "Z"
     }
 }

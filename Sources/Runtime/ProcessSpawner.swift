@@ -82,25 +82,40 @@ enum ProcessSpawner {
         return pid
     }
 
+    /// A container process forked or spawned, not yet known to have exec'd its command: the caller may
+    /// record it meanwhile (the child's namespace work overlaps), then `confirm` waits for the exec.
+    struct PendingStart {
+        let pid: pid_t
+        /// The report pipe's read end; -1 when the start was already confirmed.
+        let report: Int32
+
+        /// Waits until the child exec'd its command or failed before; throws the child's failure.
+        func confirm() throws(RuntimeError) {
+            guard report >= 0 else { return }
+            defer { close(report) }
+            try ProcessSpawner.awaitReport(of: pid, on: report)
+        }
+    }
+
     /// Starts a container process (`ContainerInit` with `spec`): in a forked child of this process when
     /// it runs no other thread, else by spawning `executable __init` (the same code after an exec). The
     /// fork spares the container's start an exec of `pier` and its start-up (~3 ms); the child is set up
     /// as `spawn` sets up its child (descriptors, signals, session), and reports a failure before exec on
-    /// fd 3 the same way.
+    /// fd 3 the same way. Call `confirm()` on the result.
     static func startInit(
         _ spec: InitSpec, executable: String, output: Output, newSession: Bool
-    ) throws(RuntimeError) -> pid_t {
+    ) throws(RuntimeError) -> PendingStart {
         var spec = spec
         spec.reportDescriptor = 3
         guard InProcessPlugins.isSingleThreaded() else {
-            return try spawn(
+            let pid = try spawn(
                 [executable, "__init"] + spec.arguments, output: output, newSession: newSession, reportFailure: true)
+            return PendingStart(pid: pid, report: -1)
         }
         var pipeEnds: [Int32] = [-1, -1]
         guard pipe(&pipeEnds) == 0 else { throw RuntimeError.system("pipe", errno: errno) }
         _ = fcntl(pipeEnds[0], F_SETFD, FD_CLOEXEC)
         _ = fcntl(pipeEnds[1], F_SETFD, FD_CLOEXEC)
-        defer { close(pipeEnds[0]) }
         let inherited = openDescriptors()
         // Buffered output of ours must not be written twice, once by each process.
         fflush(nil)
@@ -110,9 +125,11 @@ enum ProcessSpawner {
             ContainerInit.run(spec)
         }
         close(pipeEnds[1])
-        guard pid > 0 else { throw RuntimeError.system("fork", errno: errno) }
-        try awaitReport(of: pid, on: pipeEnds[0])
-        return pid
+        guard pid > 0 else {
+            close(pipeEnds[0])
+            throw RuntimeError.system("fork", errno: errno)
+        }
+        return PendingStart(pid: pid, report: pipeEnds[0])
     }
 
     /// In the forked child: what `spawn`'s file actions and attributes do for a spawned one.
@@ -149,7 +166,7 @@ enum ProcessSpawner {
     }
 
     /// Reads the child's failure report until exec closes the pipe: empty means it exec'd.
-    private static func awaitReport(of pid: pid_t, on descriptor: Int32) throws(RuntimeError) {
+    fileprivate static func awaitReport(of pid: pid_t, on descriptor: Int32) throws(RuntimeError) {
         let report = readAll(descriptor)
         guard !report.isEmpty else { return }
         let code = wait(pid)

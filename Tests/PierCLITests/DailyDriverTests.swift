@@ -348,6 +348,23 @@ struct DailyDriverDefectTests {
         }
     }
 
+    /// A `start` whose command cannot be started (recorded as started while the forked child enters the
+    /// container) puts the record back as it was: still `created`, startable once the cause is gone.
+    @Test func aFailedStartLeavesTheContainerCreated() throws {
+        try withPier { pier in
+            try pier.addNetwork("t242", subnet: "10.242.\(Int.random(in: 0...255)).0/24")
+            let name = pier.name("fs")
+            try pier.mustPier(["create", "--net", "t242", "--name", name, "-w", "/no/such/dir", "true"])
+            let result = try pier.pier(["start", name])
+            #expect(result.status == 126, "\(result.stderr)")
+            #expect(result.stderr.contains("/no/such/dir"), "\(result.stderr)")
+            let listed = try pier.containers().first { $0["name"] as? String == name }
+            #expect(listed?["status"] as? String == "created", "\(String(describing: listed))")
+            try pier.mustPier(["rm", "-f", name])
+            #expect(try pier.leftovers() == [])
+        }
+    }
+
     /// `inspect` writes an IPv6 published endpoint as `[address]:port`.
     @Test(.enabled(if: PierHarness.portmapBuilt, "portmap is not built"))
     func inspectBracketsIPv6Endpoints() throws {
