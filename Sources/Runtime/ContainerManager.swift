@@ -144,7 +144,9 @@ public final class ContainerManager {
                     capabilityArgs: JSONValue.object(attachmentCapabilities).encodedString,
                     cniArgs: options.cniArgs.map { [$0.0, $0.1] }))
         }
-        try store.save(record)
+        // Not synced: until the plugins ran nothing outlives a power cut but their leases and cache
+        // entries, which `gc` finds without this record (libcni's GC with the records that remain).
+        try store.save(record, durable: false)
 
         do {
             try store.saveProcess(options.process, of: record.id)

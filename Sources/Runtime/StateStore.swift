@@ -35,8 +35,9 @@ public struct StateStore: Sendable {
         return try FileLock(path: layout.lockPath, inheritable: true)
     }
 
-    /// Writes the record and points the indexes at it. Callers hold the lock.
-    public func save(_ record: ContainerRecord) throws(RuntimeError) {
+    /// Writes the record and points the indexes at it. Callers hold the lock. `durable: false` skips the
+    /// sync, for a record whose loss in a power cut leaves nothing `gc` cannot find without it.
+    public func save(_ record: ContainerRecord, durable: Bool = true) throws(RuntimeError) {
         try Files.makeDirectories(directory(of: record.id), mode: 0o700)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -45,7 +46,7 @@ public struct StateStore: Sendable {
             throw RuntimeError.failed("encoding the state of \(record.name): \(error)")
         }
         let staleBefore = markListingStale()
-        try Files.writeAtomically([UInt8](data), to: statePath(of: record.id), mode: 0o600)
+        try Files.writeAtomically([UInt8](data), to: statePath(of: record.id), mode: 0o600, durable: durable)
         try index(record)
         updateListing(with: record, rebuild: staleBefore)
     }
