@@ -1,12 +1,11 @@
 import CNI
-import FoundationEssentials
 import Glibc
 
 /// One container as it is kept on disk: `<root>/containers/<id>/state.json`. It is written before
 /// anything is created (status `creating`), so a `pier` killed half-way leaves a record that says
 /// exactly what may exist and `rm -f` / `gc` can undo it.
-public struct ContainerRecord: Codable, Sendable, Equatable {
-    public enum Status: String, Codable, Sendable {
+public struct ContainerRecord: Sendable, Equatable {
+    public enum Status: String, Sendable {
         /// Namespaces and attachments are being set up (or a `pier` died while doing so).
         case creating
         /// Networking is ready; no process has been started yet.
@@ -18,7 +17,7 @@ public struct ContainerRecord: Codable, Sendable, Equatable {
     }
 
     /// How the container gets its network namespace.
-    public enum NetworkMode: Codable, Sendable, Equatable {
+    public enum NetworkMode: Sendable, Equatable {
         /// A new namespace with one interface per network (eth0, eth1, …).
         case networks([String])
         /// A new namespace with only loopback.
@@ -106,7 +105,7 @@ public struct ContainerRecord: Codable, Sendable, Equatable {
 /// the attachment (the container's ID completes its `Attachment` identity, see
 /// `ContainerRecord.identity(of:)`) and the arguments its ADD used, so DEL can repeat them. Its
 /// JSON keys are those of `state.json`.
-public struct NetworkAttachmentRecord: Codable, Sendable, Equatable {
+public struct NetworkAttachmentRecord: Sendable, Equatable {
     public var network: String
     public var ifName: String
     /// Capability arguments as a JSON object text (portMappings, ips, mac).

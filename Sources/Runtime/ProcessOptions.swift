@@ -1,8 +1,8 @@
-import FoundationEssentials
+import CNI
 
 /// How the container command runs, besides its argv: kept beside the record
 /// (`<root>/containers/<id>/process.json`) so that `start` and `restart` repeat it.
-public struct ProcessOptions: Codable, Sendable, Equatable {
+public struct ProcessOptions: Sendable, Equatable {
     /// `K=V` entries added to the command's environment.
     public var environment: [String]
     public var workdir: String?
@@ -31,16 +31,12 @@ extension StateStore {
     func exitPath(of id: String) -> String { directory(of: id) + "/exit" }
 
     func saveProcess(_ options: ProcessOptions, of id: String) throws(RuntimeError) {
-        let data: Data
-        do { data = try JSONEncoder().encode(options) } catch {
-            throw RuntimeError.failed("encoding the process options: \(error)")
-        }
-        try Files.writeAtomically([UInt8](data), to: processPath(of: id), mode: 0o600)
+        try Files.writeAtomically(options.stateJSON.encodedBytes, to: processPath(of: id), mode: 0o600)
     }
 
     func loadProcess(of id: String) -> ProcessOptions {
-        guard let bytes = try? Files.read(processPath(of: id)),
-            let options = try? JSONDecoder().decode(ProcessOptions.self, from: Data(bytes))
+        guard let bytes = try? Files.read(processPath(of: id)), let value = try? JSONValue(parsing: bytes),
+            let options = ProcessOptions(stateJSON: value)
         else { return ProcessOptions() }
         return options
     }

@@ -1,4 +1,4 @@
-import FoundationEssentials
+import CNI
 import Glibc
 import PierState
 
@@ -39,21 +39,19 @@ public struct StateStore: Sendable {
     /// sync, for a record whose loss in a power cut leaves nothing `gc` cannot find without it.
     public func save(_ record: ContainerRecord, durable: Bool = true) throws(RuntimeError) {
         try Files.makeDirectories(directory(of: record.id), mode: 0o700)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let data: Data
-        do { data = try encoder.encode(record) } catch {
-            throw RuntimeError.failed("encoding the state of \(record.name): \(error)")
-        }
         let staleBefore = markListingStale()
-        try Files.writeAtomically([UInt8](data), to: statePath(of: record.id), mode: 0o600, durable: durable)
+        try Files.writeAtomically(
+            record.stateJSON.encodedBytes + [UInt8(ascii: "\n")], to: statePath(of: record.id), mode: 0o600,
+            durable: durable)
         try index(record)
         updateListing(with: record, rebuild: staleBefore)
     }
 
     public func load(id: String) -> ContainerRecord? {
-        guard Self.isPlainName(id), let bytes = try? Files.read(statePath(of: id)) else { return nil }
-        return try? JSONDecoder().decode(ContainerRecord.self, from: Data(bytes))
+        guard Self.isPlainName(id), let bytes = try? Files.read(statePath(of: id)),
+            let value = try? JSONValue(parsing: bytes)
+        else { return nil }
+        return ContainerRecord(stateJSON: value)
     }
 
     /// Every record, oldest first; records created in the same second by name, so the order is stable.

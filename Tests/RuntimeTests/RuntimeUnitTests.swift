@@ -158,6 +158,88 @@ struct StateStoreTests {
 
     /// Names resolve through `names/`, joiners through `joined/`; a store written before the indexes
     /// existed gets them from its first save, and an index entry whose record is gone finds nothing.
+    /// Records and process options as earlier versions wrote them (Foundation's pretty-printed `Codable`
+    /// form) load, and every field survives a save and a load.
+    @Test func recordsWrittenByEarlierVersionsLoad() throws {
+        let root = NSTemporaryDirectory() + "pier-state-\(uniqueTag())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let store = StateStore(root: root)
+        let id = "8c7338556beb2c8dd1dbd6ca935a028e3d49d9af6f4f86afd5f306e25b8b5afe"
+        try FileManager.default.createDirectory(atPath: store.directory(of: id), withIntermediateDirectories: true)
+        let earlier = """
+            {
+              "attachments" : [
+                {
+                  "addresses" : [
+                    "10.161.0.135\\/16"
+                  ],
+                  "capabilityArgs" : "{\\"portMappings\\":[{\\"hostPort\\":18999,\\"containerPort\\":80}]}",
+                  "cniArgs" : [
+
+                  ],
+                  "ifName" : "eth0",
+                  "network" : "bench-e2e"
+                }
+              ],
+              "autoRemove" : false,
+              "command" : [
+                "\\/bin\\/busybox",
+                "httpd"
+              ],
+              "created" : "2026-12-05T00:02:59.514Z",
+              "detached" : true,
+              "id" : "\(id)",
+              "name" : "oldfmt",
+              "netnsPath" : "\\/run\\/netns\\/pier-oldfmt",
+              "networkMode" : {
+                "networks" : {
+                  "_0" : [
+                    "bench-e2e"
+                  ]
+                }
+              },
+              "ownsNetns" : true,
+              "pid" : 4242,
+              "pidStartTime" : 2920021,
+              "rootfs" : "\\/tmp\\/root",
+              "status" : "started"
+            }
+            """
+        try earlier.write(toFile: store.directory(of: id) + "/state.json", atomically: true, encoding: .utf8)
+        try #"{"environment":["A=b"],"workdir":"\/","interactive":false,"tty":false,"dnsServers":["10.0.0.1"]}"#
+            .write(toFile: store.directory(of: id) + "/process.json", atomically: true, encoding: .utf8)
+        var record = try #require(store.load(id: id))
+        #expect(record.name == "oldfmt" && record.status == .started && record.detached && record.ownsNetns)
+        #expect(record.command == ["/bin/busybox", "httpd"] && record.networkMode == .networks(["bench-e2e"]))
+        #expect(record.netnsPath == "/run/netns/pier-oldfmt" && record.rootfs == "/tmp/root")
+        #expect(record.pid == 4242 && record.pidStartTime == 2_920_021 && record.exitCode == nil)
+        #expect(
+            record.attachments == [
+                NetworkAttachmentRecord(
+                    network: "bench-e2e", ifName: "eth0",
+                    capabilityArgs: #"{"portMappings":[{"hostPort":18999,"containerPort":80}]}"#,
+                    addresses: ["10.161.0.135/16"])
+            ])
+        var process = store.loadProcess(of: id)
+        #expect(process.environment == ["A=b"] && process.workdir == "/" && process.dnsServers == ["10.0.0.1"])
+        #expect(process.dnsSearch == nil && !process.tty)
+
+        // Every field, every network mode, through a save and a load.
+        for mode: ContainerRecord.NetworkMode in [.none, .host, .container("other"), .networks(["a", "b"])] {
+            record.networkMode = mode
+            record.exitCode = 3
+            record.ownerPID = 77
+            record.attachments[0].cniArgs = [["K", "V"]]
+            try store.save(record)
+            #expect(store.load(id: id) == record)
+        }
+        process.dnsSearch = ["example"]
+        process.dnsOptions = ["ndots:2"]
+        process.interactive = true
+        try store.saveProcess(process, of: id)
+        #expect(store.loadProcess(of: id) == process)
+    }
+
     @Test func indexesFindOneContainerWithoutReadingAll() throws {
         let root = NSTemporaryDirectory() + "pier-state-\(uniqueTag())"
         defer { try? FileManager.default.removeItem(atPath: root) }
@@ -167,7 +249,7 @@ struct StateStoreTests {
         old.netnsPath = "/run/netns/pier-old"
         old.ownsNetns = true
         try FileManager.default.createDirectory(atPath: store.directory(of: old.id), withIntermediateDirectories: true)
-        try JSONEncoder().encode(old).write(to: URL(fileURLWithPath: root + "/containers/\(old.id)/state.json"))
+        try Data(old.stateJSON.encodedBytes).write(to: URL(fileURLWithPath: root + "/containers/\(old.id)/state.json"))
         #expect(!store.hasIndexes)
         #expect(try store.find("old").id == old.id)
 
@@ -240,7 +322,7 @@ struct StateStoreTests {
         var third = Self.record("third")
         try store.save(third)
         third.status = .created
-        let data = try JSONEncoder().encode(third)
+        let data = Data(third.stateJSON.encodedBytes)
         try data.write(to: URL(fileURLWithPath: root + "/containers/\(third.id)/state.json"))
         FileManager.default.createFile(atPath: root + "/listing.stale", contents: nil)
         #expect(store.summaries().map(\.status) == [.started, .created])
