@@ -1,5 +1,4 @@
 import CNI
-import FoundationEssentials
 import Glibc
 import NetNS
 import Netlink
