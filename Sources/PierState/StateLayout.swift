@@ -8,7 +8,8 @@
 ///     <root>/joined/<id>                  symlink to the network namespace path a container
 ///                                         joined (`--net container:NAME`) without owning it
 ///     <root>/listing                      what `ps` shows of every container, one line each
-///     <root>/listing.stale                present while a change to the records is not yet in it
+///     <root>/listing.pending              one byte, `1` while a change to the records is not yet in it
+///     <root>/listing.stale                the same mark as earlier versions made it (present = `1`)
 ///     <root>/services/<network>/<S>.json  one service on one network (`Services.ServiceRecord`)
 ///     <root>/services/lock                held while a service record and its kernel state change
 public struct StateLayout: Sendable, Equatable {
@@ -26,6 +27,7 @@ public struct StateLayout: Sendable, Equatable {
     public var namesDirectory: String { root + "/names" }
     public var joinedDirectory: String { root + "/joined" }
     public var listingPath: String { root + "/listing" }
+    public var listingPendingPath: String { root + "/listing.pending" }
     public var listingStalePath: String { root + "/listing.stale" }
     public var servicesDirectory: String { root + "/services" }
     public var servicesLockPath: String { servicesDirectory + "/lock" }

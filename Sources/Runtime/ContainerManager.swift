@@ -75,6 +75,18 @@ public final class ContainerManager {
     /// Creates the container: its record first (status `creating`), then the network namespace and one
     /// attachment per network. Any failure undoes everything done so far.
     public func create(_ options: CreateOptions) throws(RuntimeError) -> ContainerRecord {
+        var (record, lock) = try createHoldingLock(options)
+        defer { lock.release() }
+        record.status = .created
+        record.ownerPID = nil
+        try store.save(record)
+        return record
+    }
+
+    /// Everything `create` does but the final save, under the store lock, which the caller gets to
+    /// release: `run` starts the container under the same lock, and its save of the started record is
+    /// the one a power cut must keep (a `pier` killed before it leaves a `creating` record for `gc`).
+    func createHoldingLock(_ options: CreateOptions) throws(RuntimeError) -> (ContainerRecord, FileLock) {
         try requireRoot()
         guard !options.command.isEmpty else { throw RuntimeError.invalidArgument("no command given") }
         let mode = try ContainerManager.parseNetworkMode(options.networks)
@@ -109,7 +121,6 @@ public final class ContainerManager {
         }
 
         let lock = try store.lock()
-        defer { lock.release() }
         let id = ContainerID.generate()
         let name = options.name ?? ContainerID.defaultName(for: id)
         try ContainerID.validateName(name)
@@ -157,10 +168,7 @@ public final class ContainerManager {
             _ = try? tearDown(record, force: true)
             throw naming(in: error)
         }
-        record.status = .created
-        record.ownerPID = nil
-        try store.save(record)
-        return record
+        return (record, lock)
     }
 
     /// Plugins name attachments by container ID (portmap: "port is already allocated (held by … <id>/eth0)");

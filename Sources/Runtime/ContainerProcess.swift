@@ -57,13 +57,21 @@ extension ContainerManager {
     public func start(_ reference: String, detach: Bool) throws(RuntimeError) -> Int32? {
         try requireRoot()
         let lock = try store.lock()
-        var record = try store.find(reference)
+        let record = try store.find(reference)
         guard record.status == .created || (record.status == .started && !record.isRunning) else {
             lock.release()
             if record.isRunning { throw RuntimeError.failed("container \(record.name) is already running") }
             throw RuntimeError.failed("container \(record.name) is \(record.displayStatus): remove it with rm -f")
         }
-        let process = store.loadProcess(of: record.id)
+        return try launch(record, process: store.loadProcess(of: record.id), lock: lock, detach: detach)
+    }
+
+    /// Starts a created (or ended) container's command; `lock` is the store lock, released here once the
+    /// record says started (or was put back after a failure).
+    private func launch(
+        _ record: ContainerRecord, process: ProcessOptions, lock: FileLock, detach: Bool
+    ) throws(RuntimeError) -> Int32? {
+        var record = record
         if !detach && process.tty && isatty(STDIN_FILENO) == 0 {
             lock.release()
             throw RuntimeError.invalidArgument("the input device is not a TTY")
@@ -141,10 +149,14 @@ extension ContainerManager {
 
     /// `run`: create, then start; a failed start removes what create made.
     public func run(_ options: CreateOptions, detach: Bool) throws(RuntimeError) -> (ContainerRecord, Int32?) {
-        let record = try create(options)
+        var (record, lock) = try createHoldingLock(options)
+        // Started under the lock create took: its `created` state is never saved (nothing reads it).
+        record.status = .created
+        record.ownerPID = nil
         do {
-            return (record, try start(record.id, detach: detach))
+            return (record, try launch(record, process: options.process, lock: lock, detach: detach))
         } catch {
+            lock.release()
             _ = try? remove(record.id, force: true)
             throw error
         }

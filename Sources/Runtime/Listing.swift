@@ -203,31 +203,57 @@ struct ListingFields {
 /// however many containers there are. When appends have doubled the file since it was last compacted, it
 /// is rewritten with one line per container. Nothing is synced: the records are the truth, and the
 /// listing is rebuilt from them when it cannot be trusted — written before the last boot (a power loss
-/// may have lost its last lines), unreadable, or marked by `listing.stale`, which a `pier` that died
-/// between changing a record and appending its line leaves behind.
+/// may have lost its last lines), unreadable, or marked pending (`listing.pending` holds `1`), which a
+/// `pier` that died between changing a record and appending its line leaves behind. The mark is a byte
+/// rewritten in place, not a file made and removed per change: on an ext4 without a journal every new
+/// inode is found by scanning past the recently deleted ones, and a `run` changed its record four times.
 extension StateStore {
     static let listingMagic = "pier-listing 2"
 
     /// Every container's summary, oldest first: one file read, unless the listing must be rebuilt.
     public func summaries() -> [ContainerSummary] {
-        if access(layout.listingStalePath, F_OK) != 0, let listed = readListing() { return listed }
+        if !isListingPending(), let listed = readListing() { return listed }
         // Stale or missing: rebuild it when no other `pier` is changing the store, else read the records.
         guard let lock = FileLock(tryingPath: layout.lockPath) else {
             return readListing() ?? all().map(ContainerSummary.init)
         }
         defer { lock.release() }
         let summaries = all().map(ContainerSummary.init)
-        if (try? writeListing(summaries)) != nil { Files.remove(layout.listingStalePath) }
+        if (try? writeListing(summaries)) != nil { clearListingPending(rebuilt: true) }
         return summaries
     }
 
-    /// Marks the listing stale before a record changes; returns whether a dead `pier` had left it so.
+    /// Marks the listing pending before a record changes; returns whether a dead `pier` had left it so.
     func markListingStale() -> Bool {
-        let path = layout.listingStalePath
-        if access(path, F_OK) == 0 { return true }
-        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-        if fd >= 0 { close(fd) }
-        return false
+        let wasPending = isListingPending()
+        writePendingMark(UInt8(ascii: "1"))
+        return wasPending
+    }
+
+    /// Whether a change to the records may be missing from the listing.
+    private func isListingPending() -> Bool {
+        var mark: UInt8 = 0
+        let fd = open(layout.listingPendingPath, O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            defer { close(fd) }
+            if pread(fd, &mark, 1, 0) == 1 && mark == UInt8(ascii: "1") { return true }
+        }
+        return access(layout.listingStalePath, F_OK) == 0
+    }
+
+    /// Clears the mark once the listing has the change; `rebuilt` also drops an earlier version's mark,
+    /// which only a listing rebuilt from the records answers.
+    private func clearListingPending(rebuilt: Bool) {
+        writePendingMark(UInt8(ascii: "0"))
+        if rebuilt { Files.remove(layout.listingStalePath) }
+    }
+
+    private func writePendingMark(_ mark: UInt8) {
+        var byte = mark
+        let fd = open(layout.listingPendingPath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        _ = pwrite(fd, &byte, 1, 0)
+        close(fd)
     }
 
     /// Appends `record`'s line to the listing (or the removal of `removing`), then clears the stale mark.
@@ -254,7 +280,7 @@ extension StateStore {
         } else {
             written = (try? writeListing(all().map(ContainerSummary.init))) != nil
         }
-        if written { Files.remove(layout.listingStalePath) }
+        if written { clearListingPending(rebuilt: rebuild) }
     }
 
     /// Appends one line to this boot's listing: true when done, false when it failed, nil when the file

@@ -324,9 +324,18 @@ struct StateStoreTests {
         third.status = .created
         let data = Data(third.stateJSON.encodedBytes)
         try data.write(to: URL(fileURLWithPath: root + "/containers/\(third.id)/state.json"))
-        FileManager.default.createFile(atPath: root + "/listing.stale", contents: nil)
+        FileManager.default.createFile(atPath: root + "/listing.pending", contents: Data("1".utf8))
         #expect(store.summaries().map(\.status) == [.started, .created])
+        #expect(try String(contentsOfFile: root + "/listing.pending", encoding: .utf8) == "0")
+        // The same with the mark an earlier version left (a file of its own).
+        third.status = .removing
+        try Data(third.stateJSON.encodedBytes).write(
+            to: URL(fileURLWithPath: root + "/containers/\(third.id)/state.json"))
+        FileManager.default.createFile(atPath: root + "/listing.stale", contents: nil)
+        #expect(store.summaries().map(\.status) == [.started, .removing])
         #expect(!FileManager.default.fileExists(atPath: root + "/listing.stale"))
+        third.status = .created
+        try store.save(third)
         // Another boot's listing is not trusted either.
         let text = try String(contentsOfFile: root + "/listing", encoding: .utf8)
         try text.replacingOccurrences(of: StateStore.bootID(), with: "another-boot").write(
