@@ -114,7 +114,9 @@ let package = Package(
                 "CNI", "Runtime", "Diagnostics", "NetNS", "PluginSupport", "Netlink", "ClusterStore", "Overlay",
                 "PierState", "Plugins", "PierTables", "Services",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]),
+            ],
+            // As pier-cni: no libgcc_s.so to map and relocate on every `pier` start.
+            linkerSettings: [.unsafeFlags(["-Xclang-linker", "-static-libgcc"], .when(configuration: .release))]),
 
         // Tests.
         .target(name: "PierTestSupport", path: "Tests/PierTestSupport"),
