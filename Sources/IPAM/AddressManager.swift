@@ -130,7 +130,7 @@ public final class AddressManager {
         }
         var candidates = CandidateIterator(rangeSet: rangeSet, lastReserved: backend.lastReserved(rangeSetIndex: index))
         while let candidate = candidates.next() {
-            if taken.contains(candidate) { continue }
+            if taken.contains(candidate) || backend.isTaken(candidate) { continue }
             taken.insert(candidate)
             let isFirstUse = backend.recordHandOut(candidate, in: rangeSet, rangeSetIndex: index)
             // Another host (cluster mode) may have taken it since we listed: try the next.

@@ -297,11 +297,13 @@ public final class DiskLeaseStore: LeaseBackend {
         if written != bytes.count || ftruncate(fd, off_t(bytes.count)) != 0 { _ = ftruncate(fd, 0) }
     }
 
+    /// One lookup, instead of writing a temporary only to fail linking it.
+    public func isTaken(_ address: IPAddress) -> Bool { access(directory + "/" + address.description, F_OK) == 0 }
+
     public func reserve(_ address: IPAddress, for attachment: LeaseOwner) throws(IPAMError) -> Bool {
         do {
             let name = address.description
-            // Taken: one lookup instead of writing a temporary only to fail linking it.
-            if access(directory + "/" + name, F_OK) == 0 { return false }
+            if isTaken(address) { return false }
             guard
                 try FileSystem.createExclusively(
                     directory: directory, name: name,

@@ -50,6 +50,10 @@ public protocol LeaseBackend: AnyObject {
     /// only `reserve` tells whether an address is free). Called under `exclusively`.
     func leases(concerning owner: LeaseOwner) throws(IPAMError) -> [Lease]
 
+    /// True when `address` is certainly taken (a cheap look before `recordHandOut` and
+    /// `reserve`; false when unsure).
+    func isTaken(_ address: IPAddress) -> Bool
+
     /// Reserves `address` for `attachment` unless it is taken; false when taken.
     func reserve(_ address: IPAddress, for attachment: LeaseOwner) throws(IPAMError) -> Bool
 
@@ -76,6 +80,8 @@ public protocol LeaseBackend: AnyObject {
 
 extension LeaseBackend {
     public func leases(concerning owner: LeaseOwner) throws(IPAMError) -> [Lease] { try leases() }
+
+    public func isTaken(_ address: IPAddress) -> Bool { false }
 
     public func recordHandOut(_ address: IPAddress, in rangeSet: RangeSet, rangeSetIndex index: Int) -> Bool {
         false
