@@ -297,8 +297,16 @@ public final class DiskLeaseStore: LeaseBackend {
         if written != bytes.count || ftruncate(fd, off_t(bytes.count)) != 0 { _ = ftruncate(fd, 0) }
     }
 
-    /// One lookup, instead of writing a temporary only to fail linking it.
-    public func isTaken(_ address: IPAddress) -> Bool { access(directory + "/" + address.description, F_OK) == 0 }
+    /// One lookup, instead of writing a temporary only to fail linking it. An empty lease found
+    /// under the lock is reclaimed here as a listing would (see `leases()`): ADD and DEL through
+    /// the owner links list nothing.
+    public func isTaken(_ address: IPAddress) -> Bool {
+        let path = directory + "/" + address.description
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return false }
+        if isLocked, info.st_mode & S_IFMT == S_IFREG, info.st_size == 0 { return unlink(path) != 0 }
+        return true
+    }
 
     public func reserve(_ address: IPAddress, for attachment: LeaseOwner) throws(IPAMError) -> Bool {
         do {

@@ -104,6 +104,20 @@ import Testing
         #expect(try ipam.release(attachment("go1")).map(\.address) == [ip("10.9.0.9")])
     }
 
+    /// What a writer killed between create and write leaves (only host-local can) is reclaimed
+    /// by the ADD that reaches the address, though ADD lists nothing.
+    @Test func anEmptyLeaseIsReclaimedWithoutAListing() throws {
+        let dir = try TemporaryDirectory()
+        let ipam = try diskIPAM(dir)
+        _ = try ipam.add(attachment("c1"))
+        try writeUnseen(dir, "10.9.0.3", "")
+        try writeUnseen(dir, "10.9.0.4", "go1\r\neth0")
+        #expect(try ipam.add(attachment("c2")).addressTexts == ["10.9.0.3/27"])
+        #expect(dir.bytes("net1/10.9.0.3") == Array("c2\r\neth0".utf8))
+        #expect(try ipam.add(attachment("c3")).addressTexts == ["10.9.0.5/27"])
+        #expect(dir.bytes("net1/10.9.0.4") == Array("go1\r\neth0".utf8))
+    }
+
     /// A link is a hint: DEL and the duplicate check read the lease file before they believe it.
     @Test func aLinkIsCheckedAgainstTheLeaseFile() throws {
         let dir = try TemporaryDirectory()
