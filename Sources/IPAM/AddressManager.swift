@@ -14,7 +14,10 @@ public final class AddressManager {
         case .fixed:
             self.init(config: config, backend: nil)
         case .ranges(let dataDir):
-            self.init(config: config, backend: DiskLeaseStore(dataDir: dataDir, network: config.networkName))
+            self.init(
+                config: config,
+                backend: DiskLeaseStore(
+                    dataDir: dataDir, network: config.networkName, rangeSetCount: config.rangeSets.count))
         case .cluster(let storeConfig):
             let store: any ClusterStore
             let host: String
@@ -44,7 +47,8 @@ public final class AddressManager {
         }
         let requests = try assignRequests()
         return try backend.exclusively { () throws(IPAMError) -> IPAMResult in
-            let leases = try backend.leases()
+            // Possibly only the attachment's own leases: `reserve` then tells what is free.
+            let leases = try backend.leases(concerning: attachment)
             var taken = Set(leases.map(\.address))
             var reserved: [Lease] = []
             var ips: [IPAMResult.IP] = []
@@ -126,7 +130,7 @@ public final class AddressManager {
         }
         var candidates = CandidateIterator(rangeSet: rangeSet, lastReserved: backend.lastReserved(rangeSetIndex: index))
         while let candidate = candidates.next() {
-            if taken.contains(candidate) { continue }
+            if taken.contains(candidate) || backend.isTaken(candidate) { continue }
             taken.insert(candidate)
             let isFirstUse = backend.recordHandOut(candidate, in: rangeSet, rangeSetIndex: index)
             // Another host (cluster mode) may have taken it since we listed: try the next.
@@ -137,7 +141,7 @@ public final class AddressManager {
 
     private func rollBack(_ leases: [Lease], for attachment: LeaseOwner, backend: any LeaseBackend) {
         // Release through a fresh listing so cluster stores get the exact stored records.
-        guard let current = try? backend.leases() else { return }
+        guard let current = try? backend.leases(concerning: attachment) else { return }
         for lease in current
         where leases.contains(where: { $0.address == lease.address }) && backend.isLocal(lease)
             && lease.isHeld(by: attachment, includingLegacy: false)
@@ -159,7 +163,7 @@ public final class AddressManager {
         try attachment.validate()
         guard let backend else { return [] }
         return try backend.exclusively { () throws(IPAMError) -> [Lease] in
-            let local = try backend.leases().filter { backend.isLocal($0) }
+            let local = try backend.leases(concerning: attachment).filter { backend.isLocal($0) }
             var targets = local.filter { $0.isHeld(by: attachment, includingLegacy: false) }
             if targets.isEmpty {
                 targets = local.filter { $0.containerID == attachment.containerID && $0.ifname == nil }

@@ -12,9 +12,39 @@ import PierState
 /// a host-local killed mid-write can leave, is reclaimed by the next listing under the lock.
 ///
 /// Pier also keeps `<dataDir>/<network>/.pier-lease-index` (`LeaseIndex`), a cache of the
-/// owners, so listing leases is a readdir rather than a read of every lease file.
+/// owners, so listing leases is a readdir rather than a read of every lease file; and
+/// `.pier-owners/` (`LeaseOwnerLinks`), so that ADD and DEL, while nobody else writes the
+/// directory, neither list nor read it whole: they read the attachment's own link, try
+/// addresses with an exclusive create as host-local does, and rewrite one link. Their cost does
+/// not grow with the number of leases. Anything else that changed the directory sends the
+/// session back to a listing, after which the links are brought up to date.
 public final class DiskLeaseStore: LeaseBackend {
     public let directory: String
+    /// How many range sets the network has: their round-robin markers are part of what the
+    /// owner links are checked against.
+    public let rangeSetCount: Int
+
+    private enum Mode {
+        /// No ADD or DEL asked yet in this lock session.
+        case undecided
+        /// The owner links are complete: an attachment's leases are read through its link.
+        case linked
+        /// The directory was listed; the links are rebuilt at the end of the session.
+        case listed
+    }
+    private var mode = Mode.undecided
+    /// Link name → the owner, for every owner whose leases this session looked up or changed.
+    private var touchedOwners: [String: LeaseOwner] = [:]
+    /// Link name → the addresses its link named when first read in this session, plus those
+    /// reserved since.
+    private var linkedAddresses: [String: Set<String>] = [:]
+    /// Marker bytes read or written in this session (nil: the marker does not exist).
+    private var markerCache: [Int: [UInt8]?] = [:]
+    /// Whether every lease of the last listing made it into `index` (then the links can be
+    /// rebuilt from it).
+    private var indexHasEveryLease = false
+    private var linkDirectory: String { directory + "/" + LeaseOwnerLinks.directoryName }
+    private var statePath: String { linkDirectory + "/" + LeaseOwnerLinks.stateName }
 
     /// The index file as last read or written, kept so one ADD parses it at most once.
     private var saved: LeaseIndex?
@@ -27,8 +57,9 @@ public final class DiskLeaseStore: LeaseBackend {
     private var indexPath: String { directory + "/" + LeaseIndex.fileName }
 
     /// `network` must already be validated (`CNIValidation.isValidIdentifier`).
-    public init(dataDir: String, network: String) {
+    public init(dataDir: String, network: String, rangeSetCount: Int = 1) {
         self.directory = LeaseFiles.directory(dataDirectory: dataDir, network: network)
+        self.rangeSetCount = rangeSetCount
     }
 
     public func exclusively<T>(_ body: () throws(IPAMError) -> T) throws(IPAMError) -> T {
@@ -46,8 +77,14 @@ public final class DiskLeaseStore: LeaseBackend {
                 // listing under the lock sees them anyway.
                 isLocked = true
                 indexIsCurrent = false
+                mode = .undecided
+                touchedOwners = [:]
+                linkedAddresses = [:]
+                markerCache = [:]
                 defer {
                     saveIndex()
+                    saveOwnerLinks()
+                    mode = .undecided
                     isLocked = false
                     indexIsCurrent = false
                 }
@@ -124,15 +161,157 @@ public final class DiskLeaseStore: LeaseBackend {
         if isLocked, let state {
             index = LeaseIndex(directory: state, entries: current)
             indexIsCurrent = true
+            indexHasEveryLease = index?.entries.count == leases.count
         }
         // Unsorted: callers look leases up; sorting a big network's list on every ADD costs more
         // than the lookups (`AddressManager.leases()` sorts for display).
         return leases
     }
 
+    /// ADD's and DEL's view: while the owner links are complete, only `owner`'s leases, found
+    /// through its link and each confirmed by its lease file; otherwise every lease (a listing),
+    /// after which the session rebuilds the links.
+    public func leases(concerning owner: LeaseOwner) throws(IPAMError) -> [Lease] {
+        if mode == .undecided {
+            mode = isLocked && Self.linkName(of: owner) != nil && ownerLinksAreComplete() ? .linked : .listed
+        }
+        guard mode == .linked, let link = Self.linkName(of: owner) else { return try leases() }
+        touchedOwners[link] = owner
+        if linkedAddresses[link] == nil { linkedAddresses[link] = Set(readLink(link)) }
+        return (linkedAddresses[link] ?? []).sorted().compactMap { name in
+            guard let address = IPAddress(name), holds(owner, name) else { return nil }
+            return Lease(address: address, containerID: owner.containerID, ifname: owner.ifname)
+        }
+    }
+
+    private static func linkName(of owner: LeaseOwner) -> String? {
+        LeaseOwnerLinks.linkName(containerID: owner.containerID, ifname: owner.ifname)
+    }
+
+    /// Whether lease file `name` exists and records exactly `owner`.
+    private func holds(_ owner: LeaseOwner, _ name: String) -> Bool {
+        guard let bytes = (try? FileSystem.read(directory + "/" + name)) ?? nil,
+            let recorded = LeaseFiles.owner(of: bytes)
+        else { return false }
+        return recorded.containerID == owner.containerID && recorded.ifname == owner.ifname
+    }
+
+    /// True when the state Pier recorded the last time it brought the links up to date still
+    /// holds. Either way the record is emptied: until this session records a new one, a
+    /// process that dies half-way leaves links no one trusts.
+    private func ownerLinksAreComplete() -> Bool {
+        let fd = open(statePath, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 4096)
+        let count = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard count > 0 else { return false }
+        let recorded = LeaseOwnerLinks.State(decoding: Array(bytes[..<count]))
+        let isComplete = recorded != nil && recorded == currentLinkState()
+        _ = ftruncate(fd, 0)
+        return isComplete
+    }
+
+    private func currentLinkState() -> LeaseOwnerLinks.State? {
+        guard let leaseDirectory = LeaseIndex.DirectoryState(path: directory),
+            let linkDirectory = LeaseIndex.DirectoryState(path: linkDirectory)
+        else { return nil }
+        return LeaseOwnerLinks.State(
+            leaseDirectory: leaseDirectory, linkDirectory: linkDirectory, markers: (0..<rangeSetCount).map(marker))
+    }
+
+    /// The addresses `link` names; none when it is missing or unreadable.
+    private func readLink(_ link: String) -> [String] {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let count = readlink(linkDirectory + "/" + link, &buffer, buffer.count)
+        guard count > 0, count < buffer.count else { return [] }
+        let target = String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return LeaseOwnerLinks.addresses(inTarget: target)
+    }
+
+    /// Points `link` at `addresses` (a new link renamed over the old one), or removes it when
+    /// there are none. False when it could not.
+    private func writeLink(_ link: String, _ addresses: [String]) -> Bool {
+        let path = linkDirectory + "/" + link
+        guard !addresses.isEmpty else { return unlink(path) == 0 || errno == ENOENT }
+        let temporary =
+            linkDirectory + "/" + FileSystem.temporaryPrefix + String(getpid()) + "-"
+            + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        guard symlink(LeaseOwnerLinks.target(addresses: addresses), temporary) == 0 else { return false }
+        guard rename(temporary, path) == 0 else {
+            unlink(temporary)
+            return false
+        }
+        return true
+    }
+
+    /// At the end of a lock session that ran an ADD or DEL: the links of the owners it touched
+    /// (linked mode), or all of them rebuilt from the listing (listed mode), then the state
+    /// they are complete for. When they cannot be made complete no state is recorded, and the
+    /// next session lists the directory again.
+    private func saveOwnerLinks() {
+        switch mode {
+        case .undecided:
+            return
+        case .linked:
+            for (link, owner) in touchedOwners {
+                let held = (linkedAddresses[link] ?? []).filter { holds(owner, $0) }
+                guard writeLink(link, Array(held)) else { return }
+            }
+        case .listed:
+            guard indexIsCurrent, indexHasEveryLease, let entries = index?.entries else {
+                unlink(statePath)
+                return
+            }
+            var wanted: [String: [String]] = [:]
+            for (name, entry) in entries {
+                guard let ifname = entry.ifname,
+                    let link = LeaseOwnerLinks.linkName(containerID: entry.containerID, ifname: ifname)
+                else {
+                    // A legacy or unnameable owner: only a listing finds its leases.
+                    unlink(statePath)
+                    return
+                }
+                wanted[link, default: []].append(name)
+            }
+            guard mkdir(linkDirectory, 0o755) == 0 || errno == EEXIST else { return }
+            for (link, addresses) in wanted
+            where readLink(link).sorted() != addresses.sorted() {
+                guard writeLink(link, addresses) else {
+                    unlink(statePath)
+                    return
+                }
+            }
+            for name in (try? FileSystem.list(linkDirectory)) ?? []
+            where name != LeaseOwnerLinks.stateName && wanted[name] == nil {
+                unlink(linkDirectory + "/" + name)
+            }
+        }
+        // Created before the directories are looked at: creating it changes the link directory.
+        let fd = open(statePath, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        guard let state = currentLinkState() else { return }
+        let bytes = state.encoded()
+        let written = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        if written != bytes.count || ftruncate(fd, off_t(bytes.count)) != 0 { _ = ftruncate(fd, 0) }
+    }
+
+    /// One lookup, instead of writing a temporary only to fail linking it. An empty lease found
+    /// under the lock is reclaimed here as a listing would (see `leases()`): ADD and DEL through
+    /// the owner links list nothing.
+    public func isTaken(_ address: IPAddress) -> Bool {
+        let path = directory + "/" + address.description
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return false }
+        if isLocked, info.st_mode & S_IFMT == S_IFREG, info.st_size == 0 { return unlink(path) != 0 }
+        return true
+    }
+
     public func reserve(_ address: IPAddress, for attachment: LeaseOwner) throws(IPAMError) -> Bool {
         do {
             let name = address.description
+            if isTaken(address) { return false }
             guard
                 try FileSystem.createExclusively(
                     directory: directory, name: name,
@@ -146,6 +325,11 @@ public final class DiskLeaseStore: LeaseBackend {
                     ? LeaseIndex.Entry(
                         inode: UInt64(info.st_ino), containerID: attachment.containerID, ifname: attachment.ifname)
                     : nil
+                if index?.entries[name] == nil { indexHasEveryLease = false }
+            }
+            if mode == .linked, let link = Self.linkName(of: attachment) {
+                touchedOwners[link] = attachment
+                linkedAddresses[link, default: []].insert(name)
             }
             return true
         } catch {
@@ -158,6 +342,11 @@ public final class DiskLeaseStore: LeaseBackend {
         do {
             try FileSystem.remove(directory + "/" + lease.address.description)
             if indexIsCurrent { index?.entries[lease.address.description] = nil }
+            if mode == .linked, let ifname = lease.ifname,
+                let link = LeaseOwnerLinks.linkName(containerID: lease.containerID, ifname: ifname)
+            {
+                touchedOwners[link] = LeaseOwner(containerID: lease.containerID, ifname: ifname)
+            }
         } catch {
             throw IPAMError(
                 .io, "cannot release \(lease.address) in \(directory)", details: error.description, errno: error.errno)
@@ -165,17 +354,24 @@ public final class DiskLeaseStore: LeaseBackend {
     }
 
     public func lastReserved(rangeSetIndex index: Int) -> IPAddress? {
-        guard let bytes = try? FileSystem.read(directory + "/" + LeaseFiles.lastReservedName(rangeSet: index)) else {
-            return nil
-        }
+        guard let bytes = marker(index) else { return nil }
         return LeaseFiles.lastReserved(from: bytes)
+    }
+
+    /// Marker `index`'s bytes, read once per lock session (nil when missing or unreadable).
+    private func marker(_ index: Int) -> [UInt8]? {
+        if isLocked, let cached = markerCache[index] { return cached }
+        let bytes = (try? FileSystem.read(directory + "/" + LeaseFiles.lastReservedName(rangeSet: index))) ?? nil
+        if isLocked { markerCache[index] = .some(bytes) }
+        return bytes
     }
 
     public func recordLastReserved(_ address: IPAddress, rangeSetIndex index: Int) throws(IPAMError) {
         do {
-            try FileSystem.overwrite(
-                directory + "/" + LeaseFiles.lastReservedName(rangeSet: index),
-                contents: LeaseFiles.lastReservedRecord(address))
+            markerCache[index] = nil
+            let record = LeaseFiles.lastReservedRecord(address)
+            try FileSystem.overwrite(directory + "/" + LeaseFiles.lastReservedName(rangeSet: index), contents: record)
+            if isLocked { markerCache[index] = .some(record) }
         } catch {
             throw IPAMError(
                 .io, "cannot record last reserved address in \(directory)", details: error.description,

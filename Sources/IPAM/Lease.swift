@@ -45,6 +45,15 @@ public protocol LeaseBackend: AnyObject {
     /// Every lease in the network (all hosts' in cluster mode, so none is handed out twice).
     func leases() throws(IPAMError) -> [Lease]
 
+    /// What ADD and DEL of `owner` must see: every lease, or, from a store that can tell that
+    /// no other writer has been at work, every lease `owner` holds and possibly no other (then
+    /// only `reserve` tells whether an address is free). Called under `exclusively`.
+    func leases(concerning owner: LeaseOwner) throws(IPAMError) -> [Lease]
+
+    /// True when `address` is certainly taken (a cheap look before `recordHandOut` and
+    /// `reserve`; false when unsure).
+    func isTaken(_ address: IPAddress) -> Bool
+
     /// Reserves `address` for `attachment` unless it is taken; false when taken.
     func reserve(_ address: IPAddress, for attachment: LeaseOwner) throws(IPAMError) -> Bool
 
@@ -70,6 +79,10 @@ public protocol LeaseBackend: AnyObject {
 }
 
 extension LeaseBackend {
+    public func leases(concerning owner: LeaseOwner) throws(IPAMError) -> [Lease] { try leases() }
+
+    public func isTaken(_ address: IPAddress) -> Bool { false }
+
     public func recordHandOut(_ address: IPAddress, in rangeSet: RangeSet, rangeSetIndex index: Int) -> Bool {
         false
     }

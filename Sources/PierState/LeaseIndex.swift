@@ -205,3 +205,129 @@ public struct LeaseIndex: Equatable, Sendable {
         return hash
     }
 }
+
+/// Pier's owner-keyed view of a disk lease directory, so ADD and DEL find an attachment's
+/// leases without listing the directory: `<dir>/.pier-owners/<containerID>:<ifname>` is a
+/// symbolic link whose target is the comma-separated addresses the attachment holds (neither
+/// part can contain `:`, `/` or whitespace). Like `LeaseIndex` it is only a cache: a link is
+/// a hint that is checked against the lease file before it is believed, and the view as a
+/// whole is trusted only while `.pier-owners/.state` says nobody else has changed the lease
+/// directory since Pier last brought the links up to date (`LeaseOwnerLinks.State`).
+///
+/// host-local walks into the subdirectory and reads each entry as a lease: a link's target
+/// resolves to nothing, and the state line cannot equal a container ID or `id\r\nifname`.
+public enum LeaseOwnerLinks {
+    public static let directoryName = ".pier-owners"
+    public static let stateName = ".state"
+    public static let header = "pier-owner-links"
+    public static let version = "1"
+
+    /// The link's name, or nil when the pair does not fit a file name (then the directory can
+    /// only be listed).
+    public static func linkName(containerID: String, ifname: String) -> String? {
+        guard !containerID.isEmpty, !ifname.isEmpty,
+            containerID.utf8.allSatisfy(isNameByte), ifname.utf8.allSatisfy(isNameByte),
+            containerID.utf8.count + 1 + ifname.utf8.count <= 255
+        else { return nil }
+        return containerID + ":" + ifname
+    }
+
+    private static func isNameByte(_ byte: UInt8) -> Bool {
+        byte > 0x20 && byte != 0x7f && byte != UInt8(ascii: "/") && byte != UInt8(ascii: ":")
+            && byte != UInt8(ascii: ",")
+    }
+
+    public static func target(addresses: [String]) -> String { addresses.sorted().joined(separator: ",") }
+
+    public static func addresses(inTarget target: String) -> [String] {
+        target.split(separator: ",").map(String.init)
+    }
+
+    /// What must be unchanged for the links to be complete: the lease directory and the link
+    /// directory exactly as Pier left them, and the round-robin markers with the bytes Pier
+    /// left in them. Every writer of a lease rewrites its range set's marker (host-local in
+    /// `Reserve`, Pier in ADD), so a lease someone else created is noticed through the marker
+    /// even where the directory's timestamp is too coarse to have changed.
+    public struct State: Equatable, Sendable {
+        public var leaseDirectory: LeaseIndex.DirectoryState
+        public var linkDirectory: LeaseIndex.DirectoryState
+        /// Marker `i`'s bytes, nil when it does not exist.
+        public var markers: [[UInt8]?]
+
+        public init(
+            leaseDirectory: LeaseIndex.DirectoryState, linkDirectory: LeaseIndex.DirectoryState, markers: [[UInt8]?]
+        ) {
+            self.leaseDirectory = leaseDirectory
+            self.linkDirectory = linkDirectory
+            self.markers = markers
+        }
+
+        /// One line: header, version, both directories, each marker in hex (`-` when missing, `.`
+        /// when empty), and `end`, so a torn write is never taken for a whole one.
+        public func encoded() -> [UInt8] {
+            var fields = [LeaseOwnerLinks.header, LeaseOwnerLinks.version]
+            for directory in [leaseDirectory, linkDirectory] {
+                fields += [String(directory.inode), String(directory.seconds), String(directory.nanoseconds)]
+            }
+            for marker in markers {
+                fields.append(marker.map { $0.isEmpty ? "." : $0.map(State.hex).joined() } ?? "-")
+            }
+            fields.append("end")
+            return Array((fields.joined(separator: " ") + "\n").utf8)
+        }
+
+        public init?(decoding bytes: [UInt8]) {
+            guard bytes.last == UInt8(ascii: "\n") else { return nil }
+            let fields = bytes.dropLast().split(separator: UInt8(ascii: " ")).map {
+                String(decoding: $0, as: UTF8.self)
+            }
+            guard fields.count >= 9, fields[0] == LeaseOwnerLinks.header, fields[1] == LeaseOwnerLinks.version,
+                fields.last == "end"
+            else { return nil }
+            let numbers = fields[2..<8].compactMap { Int($0) }
+            guard numbers.count == 6, numbers[0] >= 0, numbers[3] >= 0 else { return nil }
+            var markers: [[UInt8]?] = []
+            for field in fields[8..<(fields.count - 1)] {
+                if field == "-" {
+                    markers.append(nil)
+                } else if field == "." {
+                    markers.append([])
+                } else {
+                    guard let bytes = State.bytes(hex: field) else { return nil }
+                    markers.append(bytes)
+                }
+            }
+            self.init(
+                leaseDirectory: .init(inode: UInt64(numbers[0]), seconds: numbers[1], nanoseconds: numbers[2]),
+                linkDirectory: .init(inode: UInt64(numbers[3]), seconds: numbers[4], nanoseconds: numbers[5]),
+                markers: markers)
+        }
+
+        private static func hex(_ byte: UInt8) -> String {
+            let digits = Array("0123456789abcdef".utf8)
+            return String(decoding: [digits[Int(byte >> 4)], digits[Int(byte & 15)]], as: UTF8.self)
+        }
+
+        private static func bytes(hex text: String) -> [UInt8]? {
+            let digits = Array(text.utf8)
+            guard !digits.isEmpty, digits.count % 2 == 0 else { return nil }
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(digits.count / 2)
+            var index = 0
+            while index < digits.count {
+                guard let high = value(digits[index]), let low = value(digits[index + 1]) else { return nil }
+                bytes.append(high << 4 | low)
+                index += 2
+            }
+            return bytes
+        }
+
+        private static func value(_ digit: UInt8) -> UInt8? {
+            switch digit {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): return digit - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): return digit - UInt8(ascii: "a") + 10
+            default: return nil
+            }
+        }
+    }
+}

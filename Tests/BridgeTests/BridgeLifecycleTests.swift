@@ -183,8 +183,8 @@ struct BridgeLifecycleTests {
             (try? FileManager.default.contentsOfDirectory(atPath: network.dataDirectory + "/" + network.name)) ?? []
         #expect(
             Set(files).isSubset(of: [
-                "lock", ".pier-lease-index", "last_reserved_ip.0", "last_reserved_ip.1", "last_reserved_ip.0.furthest",
-                "last_reserved_ip.1.furthest",
+                "lock", ".pier-lease-index", ".pier-owners", "last_reserved_ip.0", "last_reserved_ip.1",
+                "last_reserved_ip.0.furthest", "last_reserved_ip.1.furthest",
             ]),
             "\(files)")
     }

@@ -56,6 +56,8 @@ import Testing
         let dir = try TemporaryDirectory()
         let ipam = try diskIPAM(dir)
         for id in ["c1", "c2", "c3"] { _ = try ipam.add(attachment(id)) }
+        // ADD and DEL go through the owner links; a CHECK lists the directory under the lock.
+        try ipam.check(attachment("c1"))
         let index = try #require(savedIndex(dir))
         #expect(index.entries.count == 3)
         #expect(
@@ -65,8 +67,12 @@ import Testing
         // that trusts the index still reports the indexed owner, so the file was not read.
         overwriteInPlace(dir.path + "/net1/10.9.0.3", "someone\r\neth9")
         #expect(try ipam.leases().first { $0.address == ip("10.9.0.3") }?.containerID == "c2")
-        #expect(try ipam.release(attachment("c2")).map(\.address) == [ip("10.9.0.3")])
-        #expect(savedIndex(dir)?.entries.keys.sorted() == ["10.9.0.2", "10.9.0.4"])
+        // DEL believes the lease file itself, not the index: the address is someone else's now.
+        #expect(try ipam.release(attachment("c2")).isEmpty)
+        #expect(dir.bytes("net1/10.9.0.3") == Array("someone\r\neth9".utf8))
+        #expect(try ipam.release(attachment("c3")).map(\.address) == [ip("10.9.0.4")])
+        try ipam.check(attachment("c1"))
+        #expect(savedIndex(dir)?.entries.keys.sorted() == ["10.9.0.2", "10.9.0.3"])
     }
 
     /// host-local shares the directory and knows nothing of the index: whatever it adds,
@@ -111,6 +117,8 @@ import Testing
         #expect(try other.leases().map(\.description) == ["10.9.0.2 -> c1/eth0", "10.9.0.3 -> c2/eth0"])
         #expect(try other.add(attachment("c3")).addressTexts == ["10.9.0.4/28"])
         #expect(try other.release(attachment("c1")).map(\.address) == [ip("10.9.0.2")])
+        // The index is written by listings under the lock (ADD and DEL read the owner links).
+        try other.check(attachment("c2"))
         if damage != "directory" {
             #expect(savedIndex(dir)?.entries.keys.sorted() == ["10.9.0.3", "10.9.0.4"])
         }

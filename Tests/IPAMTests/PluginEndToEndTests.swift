@@ -32,7 +32,8 @@ import Testing
 
     static func leaseNames(_ dir: TemporaryDirectory) -> [String] {
         dir.names("e2enet").filter {
-            $0 != "lock" && $0 != LeaseIndex.fileName && !$0.hasPrefix("last_reserved_ip.")
+            $0 != "lock" && $0 != LeaseIndex.fileName && $0 != LeaseOwnerLinks.directoryName
+                && !$0.hasPrefix("last_reserved_ip.")
         }
     }
 

@@ -11,8 +11,10 @@ final class PluginProcess {
     let process = Process()
     private let stdout = Pipe()
 
-    init(_ verb: String, config: String, id: String, ifname: String = "eth0") throws {
-        process.executableURL = URL(fileURLWithPath: PierTestSupport.PluginRunner("ipam").pluginDirectory + "/ipam")
+    /// `executable`: another IPAM plugin than Pier's (the reference host-local).
+    init(_ verb: String, config: String, id: String, ifname: String = "eth0", executable: String? = nil) throws {
+        process.executableURL = URL(
+            fileURLWithPath: executable ?? PierTestSupport.PluginRunner("ipam").pluginDirectory + "/ipam")
         process.environment = [
             "CNI_COMMAND": verb, "CNI_CONTAINERID": id, "CNI_NETNS": PluginEndToEndTests.netns, "CNI_IFNAME": ifname,
             "CNI_PATH": "/usr/lib/cni",
@@ -62,6 +64,40 @@ final class PluginProcess {
             let text = String(decoding: dir.bytes("e2enet/" + name) ?? [], as: UTF8.self)
             #expect(text.range(of: #"^p[0-9]+\r\neth0$"#, options: .regularExpression) != nil, "\(name): \(text)")
         }
+    }
+
+    /// Pier's ipam and the reference host-local, 32 processes each, racing ADD on one /26 in one
+    /// directory (both take its flock): 61 distinct addresses between them and 3 exhaustion
+    /// errors. Pier then sees host-local's leases although its owner links never named them: a
+    /// Pier ADD of an attachment host-local serves is refused, and Pier's DEL releases them.
+    @Test func pierAndHostLocalRacingInOneDirectory() throws {
+        let dir = try TemporaryDirectory()
+        let config = PluginEndToEndTests.conf(dir, #""ranges":[[{"subnet":"10.51.0.0/26"}]]"#, version: "1.0.0")
+        let ids = (0..<64).map { ($0 % 2 == 0 ? "p" : "g") + String($0) }
+        let processes = try ids.map {
+            try PluginProcess(
+                "ADD", config: config, id: $0, executable: $0.hasPrefix("g") ? "/usr/lib/cni/host-local" : nil)
+        }
+        let outcomes = processes.map { $0.finish() }
+        var holders: [String: String] = [:]
+        for (id, outcome) in zip(ids, outcomes) where outcome.status == 0 {
+            holders[id] = (outcome.object["ips"] as? [[String: Any]])?.first?["address"] as? String
+        }
+        #expect(holders.count == 61)
+        #expect(Set(holders.values).count == 61)
+        #expect(holders.keys.contains { $0.hasPrefix("g") } && holders.keys.contains { $0.hasPrefix("p") })
+        let leases = PluginEndToEndTests.leaseNames(dir)
+        #expect(Set(leases.map { $0 + "/26" }) == Set(holders.values))
+        for name in leases {
+            let text = String(decoding: dir.bytes("e2enet/" + name) ?? [], as: UTF8.self)
+            #expect(text.range(of: #"^[pg][0-9]+\r\neth0$"#, options: .regularExpression) != nil, "\(name): \(text)")
+        }
+        let hostLocalHolder = try #require(holders.keys.first { $0.hasPrefix("g") })
+        #expect(try PluginProcess("ADD", config: config, id: hostLocalHolder).finish().status != 0)
+        for id in holders.keys.sorted() {
+            #expect(try PluginProcess("DEL", config: config, id: id).finish().status == 0, "DEL \(id)")
+        }
+        #expect(PluginEndToEndTests.leaseNames(dir).isEmpty, "left behind: \(PluginEndToEndTests.leaseNames(dir))")
     }
 
     /// ADD and DEL killed with SIGKILL at random moments, 200 times: no lease is ever partial,
@@ -132,7 +168,8 @@ final class PluginProcess {
 
     /// Every address file holds a whole record; temporaries may exist only as dead writers' debris.
     func expectOnlyWholeLeases(_ dir: TemporaryDirectory) throws {
-        for name in dir.names("e2enet") where name != "lock" && name != LeaseIndex.fileName {
+        for name in dir.names("e2enet")
+        where name != "lock" && name != LeaseIndex.fileName && name != LeaseOwnerLinks.directoryName {
             let text = String(decoding: dir.bytes("e2enet/" + name) ?? [], as: UTF8.self)
             if name.hasPrefix("last_reserved_ip.") || name.hasPrefix(".pier-tmp-") { continue }
             #expect(

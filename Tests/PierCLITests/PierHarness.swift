@@ -134,9 +134,11 @@ final class PierHarness: @unchecked Sendable {
         found += try host.linkNames().filter { $0.hasPrefix("veth") }.map { "link \($0)" }
         for network in (try? fm.contentsOfDirectory(atPath: leaseDirectory)) ?? [] {
             let files = (try? fm.contentsOfDirectory(atPath: leaseDirectory + "/" + network)) ?? []
-            // The lease index is ipam's cache, not a lease.
-            found += files.filter { $0 != "lock" && $0 != ".pier-lease-index" && !$0.hasPrefix("last_reserved_ip") }
-                .map { "lease \(network)/\($0)" }
+            // The lease index and the owner links are ipam's caches, not leases.
+            found += files.filter {
+                $0 != "lock" && $0 != ".pier-lease-index" && $0 != ".pier-owners" && !$0.hasPrefix("last_reserved_ip")
+            }
+            .map { "lease \(network)/\($0)" }
         }
         found += ((try? fm.contentsOfDirectory(atPath: cacheDirectory + "/results")) ?? []).map { "cache \($0)" }
         found += ((try? fm.contentsOfDirectory(atPath: root + "/containers")) ?? []).map { "state \($0)" }
