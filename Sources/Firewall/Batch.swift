@@ -41,6 +41,20 @@ public struct Batch: Sendable {
     public init() {}
 
     public var isEmpty: Bool { operations.isEmpty }
+
+    /// Whether committing it removes objects (rules, elements, sets, chains, tables): the kernel then
+    /// frees them after an RCU grace period, which the socket's release waits for.
+    var removesObjects: Bool {
+        operations.contains {
+            switch $0 {
+            case .deleteTable, .deleteChain, .flushChain, .deleteSet, .deleteElements, .deleteElementRecords,
+                .deleteRule:
+                return true
+            case .addTable, .addChain, .addSet, .addElements, .addRule, .insertRule:
+                return false
+            }
+        }
+    }
     public var count: Int { operations.count }
 
     /// Creates the table unless it exists (never fails because it exists).

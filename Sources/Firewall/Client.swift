@@ -41,6 +41,7 @@ public final class NFTablesClient {
     /// ruleset changed since that generation was read.
     public func commit(_ batch: Batch, generation: UInt32? = nil) throws(FirewallError) {
         guard !batch.isEmpty else { return }
+        if batch.removesObjects { NetfilterRelease.noteRemoval(on: session.transport) }
         let encoded = encode(batch, generation: generation)
         let operation = "commit batch"
         let failures: [(sequence: UInt32, error: NetlinkError)]

@@ -1,5 +1,6 @@
 import NetNS
 import NetlinkCore
+import Synchronization
 
 /// Where nftables and conntrack requests go: NetlinkCore's transport, a NETLINK_NETFILTER
 /// `NetlinkSocket` or the `RecordingTransport` fake in unit tests. Requests are whole
@@ -12,9 +13,26 @@ extension NetlinkSession {
     /// socket in a trace are easy to tell apart.
     static func netfilter(namespace: NetworkNamespace?) throws(FirewallError) -> NetlinkSession {
         do throws(NetlinkError) {
-            return NetlinkSession(transport: try NetlinkSocket(.netfilter, namespace: namespace))
+            let socket = try NetlinkSocket(.netfilter, namespace: namespace)
+            socket.releasesDetached = NetfilterRelease.removalsCommitted.load(ordering: .relaxed)
+            return NetlinkSession(transport: socket)
         } catch {
             throw FirewallError(error)
         }
+    }
+}
+
+/// nf_tables frees the objects a transaction removed after an RCU grace period (5–20 ms on a busy
+/// VM), and the release of *any* netfilter socket waits for the frees still pending: the socket that
+/// committed the removal, and a conntrack socket opened after it alike. Once this process committed a
+/// removal, its netfilter sockets are released by a detached grandchild (`NetlinkSocket.releasesDetached`),
+/// so a DEL returns when its changes are committed rather than when the kernel has freed them.
+enum NetfilterRelease {
+    static let removalsCommitted = Atomic<Bool>(false)
+
+    /// Called before committing a batch that removes objects on `transport`.
+    static func noteRemoval(on transport: NetfilterTransport) {
+        removalsCommitted.store(true, ordering: .relaxed)
+        (transport as? NetlinkSocket)?.releasesDetached = true
     }
 }

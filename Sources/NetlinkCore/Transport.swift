@@ -84,7 +84,27 @@ public final class NetlinkSocket: NetlinkTransport {
         self.receiveTimeout = receiveTimeout
     }
 
-    deinit { mnl_socket_close(socket) }
+    /// Set when closing would wait for the kernel to release what this socket committed: a netfilter
+    /// socket whose transactions deleted objects waits an RCU grace period (5–20 ms on a busy VM) in
+    /// its release, and so does a process exiting with it open. The last reference then goes to a
+    /// detached grandchild (`pier_close_detached`), which pays the wait; the changes are committed
+    /// either way, so the caller's DEL is complete when it returns.
+    public var releasesDetached = false
+
+    deinit {
+        let fd = mnl_socket_get_fd(socket)
+        if releasesDetached, case let copy = dup(fd), copy >= 0 {
+            // libmnl closes `fd` itself: point it at /dev/null first, so the copy is the socket's
+            // only reference here when it is handed over.
+            let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+            if null >= 0 {
+                dup2(null, fd)
+                close(null)
+            }
+            pier_close_detached(copy)
+        }
+        mnl_socket_close(socket)
+    }
 
     /// Joins multicast `group` of this socket's protocol, so `receive` also returns the kernel's
     /// notifications (e.g. NFNLGRP_NFTABLES: every committed nf_tables change).

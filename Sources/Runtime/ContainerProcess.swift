@@ -29,19 +29,14 @@ enum ContainerProcess {
             // Detached containers lead their own process group: take their children too.
             if getpgid(pid) == pid { _ = Glibc.kill(-pid, SIGKILL) }
             _ = Glibc.kill(pid, SIGKILL)
-            let deadline = monotonicSeconds() + 5
-            while ProcessState.isAlive(pid: pid, startTime: start) && monotonicSeconds() < deadline { usleep(10_000) }
+            _ = ProcessState.waitForExit(pid: pid, startTime: start, seconds: 5)
         }
     }
 
     /// Waits up to `seconds` for the process to go; true when it did.
     static func waitForExit(_ record: ContainerRecord, seconds: Double) -> Bool {
-        let deadline = monotonicSeconds() + seconds
-        while record.isRunning {
-            if monotonicSeconds() >= deadline { return false }
-            usleep(20_000)
-        }
-        return true
+        guard record.status == .started, let pid = record.pid, let start = record.pidStartTime else { return true }
+        return ProcessState.waitForExit(pid: pid, startTime: start, seconds: seconds)
     }
 
     static func monotonicSeconds() -> Double {

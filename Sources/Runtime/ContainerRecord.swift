@@ -1,4 +1,5 @@
 import CNI
+import CPierShim
 import Glibc
 
 /// One container as it is kept on disk: `<root>/containers/<id>/state.json`. It is written before
@@ -143,6 +144,31 @@ enum ProcessState {
     static func isAlive(pid: Int32, startTime: UInt64) -> Bool {
         guard let info = stat(pid) else { return false }
         return info.startTime == startTime && info.state != "Z" && info.state != "X"
+    }
+
+    /// Waits until the process (pid and start time) has ended, up to `seconds` (nil: for ever); true
+    /// when it has. A pidfd polls readable the moment the process exits, so nothing sleeps a fixed
+    /// interval; the start time is checked after opening it, which rules out a recycled pid. Kernels
+    /// without pidfds (before 5.3) are polled every `interval` microseconds.
+    static func waitForExit(
+        pid: Int32, startTime: UInt64, seconds: Double?, interval: useconds_t = 10_000
+    ) -> Bool {
+        let pidfd = pier_pidfd_open(pid)
+        if pidfd >= 0 {
+            defer { close(pidfd) }
+            guard isAlive(pid: pid, startTime: startTime) else { return true }
+            var wait = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+            let timeout = seconds.map { Int32(min($0 * 1000, Double(Int32.max))) } ?? -1
+            var ready: Int32
+            repeat { ready = poll(&wait, 1, timeout) } while ready < 0 && errno == EINTR
+            return ready > 0 || !isAlive(pid: pid, startTime: startTime)
+        }
+        let deadline = seconds.map { ContainerProcess.monotonicSeconds() + $0 }
+        while isAlive(pid: pid, startTime: startTime) {
+            if let deadline, ContainerProcess.monotonicSeconds() >= deadline { return false }
+            usleep(interval)
+        }
+        return true
     }
 }
 

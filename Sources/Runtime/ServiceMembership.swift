@@ -204,18 +204,8 @@ extension ContainerManager {
     /// its memberships out of the choice, unless the container was started again meanwhile.
     public func watchServiceMember(_ id: String) {
         guard let started = store.load(id: id), let pid = started.pid, let start = started.pidStartTime else { return }
-        // A pidfd polls readable when the process exits: no polling, the member leaves at once.
-        // (The start time check after opening it rules out a recycled pid.)
-        let pidfd = pier_pidfd_open(pid)
-        if pidfd >= 0 {
-            defer { close(pidfd) }
-            if ProcessState.isAlive(pid: pid, startTime: start) {
-                var wait = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
-                while poll(&wait, 1, -1) < 0 && errno == EINTR {}
-            }
-        } else {
-            while ProcessState.isAlive(pid: pid, startTime: start) { usleep(Self.serviceWatchInterval) }
-        }
+        // No polling where pidfds exist: the member leaves the moment the process ends.
+        _ = ProcessState.waitForExit(pid: pid, startTime: start, seconds: nil, interval: Self.serviceWatchInterval)
         guard let record = store.load(id: id), record.pid == pid || record.status == .removing else { return }
         try? setServiceMembersActive(id, false)
     }

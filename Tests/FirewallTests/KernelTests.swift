@@ -1,9 +1,11 @@
-import Firewall
 import Foundation
+import NetNS
+import NetlinkCore
 import IPAddressing
 import PierTestSupport
 import Testing
 
+@testable import Firewall
 @testable import PierTables
 
 /// Kernel behaviour inside throwaway namespaces; `nft -j` in that namespace is the oracle.
@@ -345,6 +347,31 @@ struct KernelTests {
             #expect(text.contains("elements = { 10.89.0.0/16 comment \"net:b\" }"))
             let left = try nft.elements(of: PierLayout.masqueradeSubnets.path)
             #expect(left.count == 2)  // the start and the end of net:b's range
+        }
+    }
+
+    /// The kernel frees what a transaction removed after an RCU grace period, and releasing any
+    /// netfilter socket waits for that: a batch that removes objects leaves the release of its socket,
+    /// and of every netfilter socket opened after it, to a detached process. The removal itself is in
+    /// effect when `commit` returns.
+    @Test func removalsLeaveSocketReleasesToADetachedProcess() throws {
+        var adds = Batch()
+        adds.add(PierLayout.table)
+        #expect(!adds.removesObjects)
+        var removal = Batch()
+        removal.delete(PierLayout.table)
+        #expect(removal.removesObjects)
+        try withTestHosts(1) { hosts in
+            let host = hosts[0]
+            var nft: NFTablesClient? = try client(in: host)
+            _ = try nft?.apply(PierLayout.setup, ensuring: PierLayout.rules)
+            try nft?.commit(removal)
+            #expect((nft?.transport as? NetlinkSocket)?.releasesDetached == true)
+            nft = nil
+            let tables = try host.nftJSON(["list", "tables"]).compactMap { $0["table"] as? [String: Any] }
+            #expect(tables.isEmpty, "\(tables)")
+            let conntrack = try ConntrackClient(namespace: NetworkNamespace.open(path: host.path))
+            #expect((conntrack.transport as? NetlinkSocket)?.releasesDetached == true)
         }
     }
 }
