@@ -1,7 +1,7 @@
 import Foundation
+import IPAddressing
 import NetNS
 import NetlinkCore
-import IPAddressing
 import PierTestSupport
 import Testing
 
