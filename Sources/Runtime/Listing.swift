@@ -200,7 +200,8 @@ struct ListingFields {
 /// `<root>/listing`: a header naming the boot it was written in, then `ContainerSummary` lines, oldest
 /// container first. It is a journal: a change to a record appends that container's line under the store
 /// lock (a removal appends `<id>\t-`), and the last line of an ID wins, so a change costs one append
-/// however many containers there are. When appends have doubled the file since it was last compacted, it
+/// however many containers there are. When appends have grown the file by a quarter (and 16 KiB) since it
+/// was last compacted, it
 /// is rewritten with one line per container. Nothing is synced: the records are the truth, and the
 /// listing is rebuilt from them when it cannot be trusted — written before the last boot (a power loss
 /// may have lost its last lines), unreadable, or marked pending (`listing.pending` holds `1`), which a
@@ -298,7 +299,9 @@ extension StateStore {
         var info = stat()
         guard fstat(fd, &info) == 0 else { return nil }
         let bytes = Array((line + "\n").utf8)
-        guard Int(info.st_size) + bytes.count <= 2 * compacted + 64 * 1024 else { return nil }
+        // `ps` reads every line, superseded ones too: at most a quarter more than there are containers
+        // (and 16 KiB), while a compaction's rewrite is paid once per that many changes.
+        guard Int(info.st_size) + bytes.count <= compacted + compacted / 4 + 16 * 1024 else { return nil }
         return bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count
     }
 

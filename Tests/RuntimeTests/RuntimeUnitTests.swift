@@ -315,7 +315,7 @@ struct StateStoreTests {
             try store.save(second)
         }
         let size = try #require(FileManager.default.attributesOfItem(atPath: root + "/listing")[.size] as? Int)
-        #expect(size < 70 * 1024)
+        #expect(size < 20 * 1024)
         #expect(store.summaries() == [ContainerSummary(second)])
 
         // A change the listing never got, behind a stale mark: rebuilt from the records.
