@@ -27,11 +27,17 @@ extension NetlinkSession {
 /// committed the removal, and a conntrack socket opened after it alike. Once this process committed a
 /// removal, its netfilter sockets are released by a detached grandchild (`NetlinkSocket.releasesDetached`),
 /// so a DEL returns when its changes are committed rather than when the kernel has freed them.
-enum NetfilterRelease {
+public enum NetfilterRelease {
+    /// Asked for by CNI plugins (`PluginKernel.system`), whose DEL a runtime waits for; a long-lived
+    /// process (`pier agent`, services) gains nothing from it and would only fork a grandchild per socket.
+    public static func detachAfterRemovals() { enabled.store(true, ordering: .relaxed) }
+
+    static let enabled = Atomic<Bool>(false)
     static let removalsCommitted = Atomic<Bool>(false)
 
     /// Called before committing a batch that removes objects on `transport`.
     static func noteRemoval(on transport: NetfilterTransport) {
+        guard enabled.load(ordering: .relaxed) else { return }
         removalsCommitted.store(true, ordering: .relaxed)
         (transport as? NetlinkSocket)?.releasesDetached = true
     }

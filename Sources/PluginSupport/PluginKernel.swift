@@ -47,7 +47,9 @@ public struct PluginKernel {
 
     /// The real kernel: sockets opened where asked, /proc/sys from a thread inside the namespace.
     public static var system: PluginKernel {
-        PluginKernel(
+        // A plugin's DEL returns once its removals are committed, not once the kernel freed them.
+        NetfilterRelease.detachAfterRemovals()
+        return PluginKernel(
             hostNetlink: { () throws(NetlinkError) in try RouteNetlink() },
             netlink: { namespace throws(NetlinkError) in try RouteNetlink(namespace: namespace) },
             nftables: { () throws(FirewallError) in try NFTablesClient() },

@@ -351,9 +351,9 @@ struct KernelTests {
     }
 
     /// The kernel frees what a transaction removed after an RCU grace period, and releasing any
-    /// netfilter socket waits for that: a batch that removes objects leaves the release of its socket,
-    /// and of every netfilter socket opened after it, to a detached process. The removal itself is in
-    /// effect when `commit` returns.
+    /// netfilter socket waits for that: in a process that asked (a plugin), a batch that removes objects
+    /// leaves the release of its socket, and of every netfilter socket opened after it, to a detached
+    /// process. The removal itself is in effect when `commit` returns.
     @Test func removalsLeaveSocketReleasesToADetachedProcess() throws {
         var adds = Batch()
         adds.add(PierLayout.table)
@@ -361,6 +361,7 @@ struct KernelTests {
         var removal = Batch()
         removal.delete(PierLayout.table)
         #expect(removal.removesObjects)
+        NetfilterRelease.detachAfterRemovals()
         try withTestHosts(1) { hosts in
             let host = hosts[0]
             var nft: NFTablesClient? = try client(in: host)
