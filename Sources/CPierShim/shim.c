@@ -15,11 +15,11 @@ int pier_probe_process_memory(pid_t pid) {
     struct iovec local = {&byte, 1}, remote = {0, 1};
     return process_vm_readv(pid, &local, 1, &remote, 1, 0) < 0 ? -1 : 0;
 }
-int pier_process_has_robust_list(pid_t pid) {
+uint64_t pier_robust_list_head(pid_t pid) {
     void *head = 0;
     size_t length = 0;
-    if (syscall(SYS_get_robust_list, pid, &head, &length) != 0) return -1;
-    return head != 0;
+    if (syscall(SYS_get_robust_list, pid, &head, &length) != 0) return 0;
+    return (uint64_t)(uintptr_t)head;
 }
 int pier_pivot_root(const char *new_root, const char *put_old) {
     return (int)syscall(SYS_pivot_root, new_root, put_old);
@@ -38,6 +38,7 @@ int pier_clone_newns(void) { return CLONE_NEWNS; }
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/syscall.h>

@@ -107,6 +107,8 @@ extension ContainerManager {
         record.status = .started
         record.pid = pid
         record.pidStartTime = ProcessState.stat(pid)?.startTime
+        // Detached, the forked child stays as the command's monitor (`ContainerInit.monitor`).
+        record.monitorRobustList = detach ? pending.robustList : nil
         record.detached = detach
         record.exitCode = nil
         // Recorded while the child enters the container; undone when it fails before its exec.

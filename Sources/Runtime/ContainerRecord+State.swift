@@ -21,6 +21,7 @@ extension ContainerRecord {
         object["ownsNetns"] = .bool(ownsNetns)
         object["pid"] = pid.map { .integer($0) }
         object["pidStartTime"] = pidStartTime.map { .integer($0) }
+        object["monitorRobustList"] = monitorRobustList.map { .integer($0) }
         object["rootfs"] = rootfs.map { .string($0) }
         object["status"] = .string(status.rawValue)
         return .object(object)
@@ -51,6 +52,7 @@ extension ContainerRecord {
         self.detached = detached
         self.pid = object["pid"]?.intValue.flatMap(Int32.init(exactly:))
         self.pidStartTime = object["pidStartTime"]?.intValue.flatMap(UInt64.init(exactly:))
+        self.monitorRobustList = object["monitorRobustList"]?.intValue.flatMap(UInt64.init(exactly:))
         self.exitCode = object["exitCode"]?.intValue.flatMap(Int32.init(exactly:))
         self.ownerPID = object["ownerPID"]?.intValue.flatMap(Int32.init(exactly:))
     }

@@ -47,6 +47,10 @@ public struct ContainerRecord: Sendable, Equatable {
     /// The process start time (clock ticks since boot, `/proc/<pid>/stat` field 22): with the pid it
     /// identifies the process, so a recycled pid is never mistaken for the container.
     public var pidStartTime: UInt64?
+    /// A detached container's monitor: the address of the robust futex list it registered, which ASLR
+    /// placed anew in the `pier` it was forked from. With the pid it identifies the live monitor in one
+    /// syscall (`ContainerSummary.isRunning`): a recycled pid, or a zombie (none), does not match.
+    public var monitorRobustList: UInt64?
     public var exitCode: Int32?
     /// The `pier` process that wrote `creating`/`removing`: for a human reading a record a dead `pier`
     /// left (the store lock, not this pid, is what tells live operations from dead ones).

@@ -12,6 +12,7 @@ public struct ContainerSummary: Sendable, Equatable {
     public var created: String
     public var pid: Int32?
     public var pidStartTime: UInt64?
+    public var monitorRobustList: UInt64?
     public var detached: Bool
     public var exitCode: Int32?
     /// `ContainerRecord.networkDescription`.
@@ -26,6 +27,7 @@ public struct ContainerSummary: Sendable, Equatable {
         created = record.created
         pid = record.pid
         pidStartTime = record.pidStartTime
+        monitorRobustList = record.monitorRobustList
         detached = record.detached
         exitCode = record.exitCode
         network = record.networkDescription
@@ -48,8 +50,10 @@ public struct ContainerSummary: Sendable, Equatable {
             guard let pidStartTime else { return false }
             return ProcessState.isAlive(pid: pid, startTime: pidStartTime)
         }
+        // One syscall where the monitor's robust list was recorded (a monitor forked from `pier`).
+        if let monitorRobustList { return pier_robust_list_head(pid) == monitorRobustList }
         guard getsid(pid) == pid else { return false }
-        if pier_process_has_robust_list(pid) == 1 { return true }
+        if pier_robust_list_head(pid) != 0 { return true }
         return pier_probe_process_memory(pid) == 0 || errno != ESRCH
     }
 
@@ -57,7 +61,8 @@ public struct ContainerSummary: Sendable, Equatable {
     var line: String {
         let fields = [
             id, name, status.rawValue, created, pid.map { String($0) } ?? "", pidStartTime.map { String($0) } ?? "",
-            detached ? "1" : "0", exitCode.map { String($0) } ?? "", network, addresses.joined(separator: ","),
+            monitorRobustList.map { String($0) } ?? "", detached ? "1" : "0", exitCode.map { String($0) } ?? "",
+            network, addresses.joined(separator: ","),
         ].map(Self.escape)
         return (fields + [command.map(Self.escape).joined(separator: "\u{1F}")]).joined(separator: "\t")
     }
@@ -75,7 +80,8 @@ public struct ContainerSummary: Sendable, Equatable {
         var fields = ListingFields(line)
         guard let id = fields.next(), let name = fields.next(), let status = fields.next(),
             let status = ContainerRecord.Status(rawValue: Self.unescape(status)), let created = fields.next(),
-            let pid = fields.next(), let pidStartTime = fields.next(), let detached = fields.next(),
+            let pid = fields.next(), let pidStartTime = fields.next(), let monitorRobustList = fields.next(),
+            let detached = fields.next(),
             let exitCode = fields.next(), let network = fields.next(), let addresses = fields.next(),
             let command = fields.next(), fields.next() == nil
         else { return nil }
@@ -85,6 +91,7 @@ public struct ContainerSummary: Sendable, Equatable {
         self.created = Self.unescape(created)
         self.pid = Self.number(pid)
         self.pidStartTime = Self.number(pidStartTime)
+        self.monitorRobustList = Self.number(monitorRobustList)
         self.detached = detached.first == UInt8(ascii: "1")
         self.exitCode = Self.number(exitCode)
         self.network = Self.unescape(network)
@@ -209,7 +216,8 @@ struct ListingFields {
 /// rewritten in place, not a file made and removed per change: on an ext4 without a journal every new
 /// inode is found by scanning past the recently deleted ones, and a `run` changed its record four times.
 extension StateStore {
-    static let listingMagic = "pier-listing 2"
+    /// 3: the monitor's robust list after the start time (a listing of another format is rebuilt).
+    static let listingMagic = "pier-listing 3"
 
     /// Every container's summary, oldest first: one file read, unless the listing must be rebuilt.
     public func summaries() -> [ContainerSummary] {

@@ -1,3 +1,4 @@
+import CPierShim
 import Glibc
 
 /// Starts container processes and `pier`'s own helpers. A container's init is forked when this process
@@ -88,6 +89,9 @@ enum ProcessSpawner {
         let pid: pid_t
         /// The report pipe's read end; -1 when the start was already confirmed.
         let report: Int32
+        /// The child's robust futex list when it was forked (this thread's: a fork registers its own
+        /// at the same address); nil when spawned.
+        var robustList: UInt64? = nil
 
         /// Waits until the child exec'd its command or failed before; throws the child's failure.
         func confirm() throws(RuntimeError) {
@@ -129,7 +133,8 @@ enum ProcessSpawner {
             close(pipeEnds[0])
             throw RuntimeError.system("fork", errno: errno)
         }
-        return PendingStart(pid: pid, report: pipeEnds[0])
+        let ownRobustList = pier_robust_list_head(0)
+        return PendingStart(pid: pid, report: pipeEnds[0], robustList: ownRobustList == 0 ? nil : ownRobustList)
     }
 
     /// In the forked child: what `spawn`'s file actions and attributes do for a spawned one.

@@ -2,7 +2,7 @@ import Foundation
 import PierTestSupport
 import Testing
 
-/// `pier ps` over a listing written by hand in its on-disk format (`pier-listing 2`): the format stays
+/// `pier ps` over a listing written by hand in its on-disk format (`pier-listing 3`): the format stays
 /// readable, liveness is checked per line, and the table is aligned. No root, namespaces or network.
 struct ListingTableTests {
     /// This test process's start time (field 22 of /proc/self/stat), for a line naming a live process.
@@ -26,23 +26,24 @@ struct ListingTableTests {
         // session and is no zombie (4194304 is above the kernel's pid limit: no such process).
         let lines = [
             [
-                live, "wéb", "started", created, "\(getpid())", try Self.ownStartTime(), "0", "", "pier", "10.1.0.2/24",
+                live, "wéb", "started", created, "\(getpid())", try Self.ownStartTime(), "", "0", "", "pier",
+                "10.1.0.2/24",
                 "sh\u{1F}-c\u{1F}echo a\\tb",
             ],
             [
-                dead, "dead", "started", created, "4194304", "99", "1", "", "pier,other", "10.1.0.3/24,fd00::3/64",
+                dead, "dead", "started", created, "4194304", "99", "", "1", "", "pier,other", "10.1.0.3/24,fd00::3/64",
                 "sleep\u{1F}9",
             ],
-            [quit, "quit", "started", created, "4194304", "99", "0", "3", "host", "", "false"],
-            [made, "made", "created", created, "", "", "0", "", "none", "", "true"],
-            [gone, "gone", "created", created, "", "", "0", "", "none", "", "true"],
+            [quit, "quit", "started", created, "4194304", "99", "", "0", "3", "host", "", "false"],
+            [made, "made", "created", created, "", "", "", "0", "", "none", "", "true"],
+            [gone, "gone", "created", created, "", "", "", "0", "", "none", "", "true"],
         ].map { $0.joined(separator: "\t") }
         // The journal: a later line for `made` wins, `gone` is removed.
         let journal = lines + [gone + "\t-", lines[3].replacingOccurrences(of: "\ttrue", with: "\ttrue\u{1F}again")]
         let body = journal.map { $0 + "\n" }.joined()
         let bootID = try String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        try ("pier-listing 2 \(bootID) \(body.utf8.count)\n" + body).write(
+        try ("pier-listing 3 \(bootID) \(body.utf8.count)\n" + body).write(
             toFile: root + "/listing", atomically: true, encoding: .utf8)
         func ps(_ arguments: [String]) throws -> String {
             let result = try runCommand([builtProductsDirectory + "/pier", "--root", root, "ps"] + arguments)

@@ -1,3 +1,4 @@
+import CPierShim
 import Foundation
 import PierTestSupport
 import Testing
@@ -13,6 +14,7 @@ struct ListingParsingTests {
         record.status = .started
         record.pid = 4_194_303
         record.pidStartTime = UInt64.max
+        record.monitorRobustList = 0x7f12_3456_78a0
         record.detached = true
         record.exitCode = -3
         record.attachments = [
@@ -42,7 +44,7 @@ struct ListingParsingTests {
     /// rebuilt from the records).
     @Test func malformedLinesAreRefused() {
         let fields = Self.summary().line.components(separatedBy: "\t")
-        #expect(fields.count == 11)
+        #expect(fields.count == 12)
         let parse = { (text: String) in ContainerSummary(line: Array(text.utf8)[...]) }
         #expect(parse(fields.joined(separator: "\t")) != nil)
         #expect(parse(fields.dropLast().joined(separator: "\t")) == nil)
@@ -118,6 +120,7 @@ struct ListingParsingTests {
     /// nobody reaped yet) or is reaped, it does not, though the pid still exists as a zombie.
     @Test func aDetachedContainersZombieIsNotRunning() throws {
         var summary = Self.summary()
+        summary.monitorRobustList = nil
         let pid = try Self.spawnSessionLeader(["sleep", "30"])
         var reaped = false
         defer {
@@ -143,6 +146,39 @@ struct ListingParsingTests {
         reaped = true
         #expect(!summary.isRunning)
         summary.status = .created
+        #expect(!summary.isRunning)
+    }
+
+    /// With the monitor's robust list recorded, one `get_robust_list` decides: the same list at that
+    /// pid runs; another list (a recycled pid) or none (a zombie) does not.
+    @Test func aRecordedRobustListIdentifiesTheMonitor() throws {
+        var summary = Self.summary()
+        let pid = try Self.spawnSessionLeader(["sleep", "30"])
+        var reaped = false
+        defer {
+            if !reaped {
+                kill(pid, SIGKILL)
+                waitpid(pid, nil, 0)
+            }
+        }
+        summary.pid = pid
+        let deadline = Date().addingTimeInterval(5)
+        // glibc registers the list as the process starts; sleep(1) is dynamically linked to glibc.
+        while (getsid(pid) != pid || pier_robust_list_head(pid) == 0) && Date() < deadline { usleep(10_000) }
+        let list = pier_robust_list_head(pid)
+        try #require(list != 0)
+        summary.monitorRobustList = list
+        #expect(summary.isRunning)
+        summary.monitorRobustList = list &+ 64
+        #expect(!summary.isRunning)
+
+        summary.monitorRobustList = list
+        kill(pid, SIGKILL)
+        while ProcessState.stat(pid)?.state != "Z" && Date() < deadline { usleep(10_000) }
+        try #require(ProcessState.stat(pid)?.state == "Z")
+        #expect(!summary.isRunning)
+        waitpid(pid, nil, 0)
+        reaped = true
         #expect(!summary.isRunning)
     }
 }

@@ -34,10 +34,11 @@ int pier_unshare(int flags);
 /// behind _GNU_SOURCE).
 int pier_probe_process_memory(pid_t pid);
 
-/// get_robust_list(2) of `pid`: 1 when it has a robust futex list registered (glibc registers one for
-/// every thread it starts; the kernel clears it when the process exits, so a zombie has none), 0 when
-/// it has none, -1 with errno (ESRCH: no such process; EPERM: not ours to look at).
-int pier_process_has_robust_list(pid_t pid);
+/// get_robust_list(2) of `pid` (0: this thread): the address of the robust futex list it registered
+/// (glibc registers one for every thread it starts, at an address ASLR places anew in every process;
+/// the kernel clears it when the process exits, so a zombie has none), 0 when it has none or on error
+/// (ESRCH: no such process; EPERM: not ours to look at).
+uint64_t pier_robust_list_head(pid_t pid);
 
 /// pivot_root(2), which glibc does not wrap.
 int pier_pivot_root(const char *new_root, const char *put_old);
