@@ -72,7 +72,8 @@ def main():
     piers, floors = {}, {}
     background = {level: [] for level in levels}
     floor_background = {level: [] for level in levels}  # (namespace, state)
-    samples = {level: {k: [] for k in ("run", "ps", "inspect", "rm", "floor add", "floor del")} for level in levels}
+    samples = {level: {k: [] for k in ("run", "ps", "ps alone", "inspect", "rm", "floor add", "floor del")}
+               for level in levels}
     try:
         for level in levels:
             pier_host = benchlib.Netns("pier-b-scale").__enter__()
@@ -106,6 +107,13 @@ def main():
                     add_s, floor_state = floor.add(f"m{level}-{i}", ns.path, runtime_config=mapping(40000 + i))
                     sample["floor add"].append(add_s)
                     sample["floor del"].append(floor.delete(f"m{level}-{i}", ns.path, floor_state))
+        # `ps` above runs right after a start whose detached helpers (ARP announcement, netfilter socket
+        # release) may still be at work; `ps alone` is the same command back to back, once things settled,
+        # levels taken in turn.
+        time.sleep(2)
+        for _ in range(3 * args.samples):
+            for level in levels:
+                samples[level]["ps alone"].append(piers[level].timed(["ps"])[0])
         results = {level: {k: statistics.median(v) * 1000 for k, v in samples[level].items()} for level in levels}
         for level in levels:
             print(level, results[level], flush=True)
@@ -137,18 +145,21 @@ def write_report(args, levels, results):
         "levels (so load drifting over the run hits every level alike); every container publishes one TCP port and "
         "runs busybox `sleep` in its own rootfs. N = containers running in the level, the measured one included. `run` is `pier run -d` to its return "
         "(network chain in-process), `ps` lists every container, `inspect` one, `rm` is `rm -f` of the measured "
-        "one. The floor is the same kernel work by `ip -batch` and `nft -f` (veth, address, route, one DNAT "
+        "one; `ps alone` is `ps` again, three times as many samples, back to back after all the others, levels "
+        "in turn (the `ps` beside `run` follows a start whose detached helpers may still be at work). "
+        "The floor is the same kernel work by `ip -batch` and `nft -f` (veth, address, route, one DNAT "
         f"map element) with as many attachments present. Median of {args.samples} samples; growth is relative "
         f"to N={measured[0]}. Targets: `run` growth ≤ floor growth + 0.05; `ps`, `inspect`, `rm` ≤ 2× their "
         "cost at the first level.\n\n")
-    headers = ["N", "run ms", "floor add ms", "run growth", "floor growth", "ps ms", "ps growth", "inspect ms",
-               "inspect growth", "rm ms", "rm growth", "floor del ms"]
+    headers = ["N", "run ms", "floor add ms", "run growth", "floor growth", "ps ms", "ps growth", "ps alone ms",
+               "ps alone growth", "inspect ms", "inspect growth", "rm ms", "rm growth", "floor del ms"]
     rows = []
     for level in measured:
         r = results[level]
         rows.append([
             level, f"{r['run']:.1f}", f"{r['floor add']:.1f}", f"{r['run'] / first['run']:.2f}",
             f"{r['floor add'] / first['floor add']:.2f}", f"{r['ps']:.1f}", f"{r['ps'] / first['ps']:.2f}",
+            f"{r['ps alone']:.1f}", f"{r['ps alone'] / first['ps alone']:.2f}",
             f"{r['inspect']:.1f}", f"{r['inspect'] / first['inspect']:.2f}", f"{r['rm']:.1f}",
             f"{r['rm'] / first['rm']:.2f}", f"{r['floor del']:.1f}"])
     report += benchlib.table(headers, rows) + "\n"
