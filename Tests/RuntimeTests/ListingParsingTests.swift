@@ -106,14 +106,41 @@ struct ListingParsingTests {
         #expect(store.summaries()[6].pid == 77)
     }
 
-    /// A session leader under `setsid`, spawned without Foundation (which would reap it): the pid.
-    static func spawnSessionLeader(_ command: [String]) throws -> pid_t {
-        var pid: pid_t = 0
-        let argv = (["/usr/bin/setsid"] + command).map { strdup($0) } + [nil]
-        defer { for argument in argv { free(argument) } }
-        let result = posix_spawn(&pid, "/usr/bin/setsid", nil, nil, argv, environ)
-        try #require(result == 0, "posix_spawn setsid: \(result)")
-        return pid
+    /// A `sleep` under `setsid`, spawned without Foundation (which would reap it), waited for until it
+    /// leads its own session; killed and reaped at the end of the test whatever happened.
+    final class SessionLeader {
+        let pid: pid_t
+        let deadline = Date().addingTimeInterval(5)
+        private var reaped = false
+
+        init() throws {
+            var pid: pid_t = 0
+            let command: [String] = ["/usr/bin/setsid", "sleep", "30"]
+            let argv = command.map { strdup($0) } + [nil]
+            defer { for argument in argv { free(argument) } }
+            let result = posix_spawn(&pid, "/usr/bin/setsid", nil, nil, argv, environ)
+            try #require(result == 0, "posix_spawn setsid: \(result)")
+            self.pid = pid
+            // setsid(1) makes its own process the session leader, then execs `sleep` in it.
+            while getsid(pid) != pid && Date() < deadline { usleep(10_000) }
+            try #require(getsid(pid) == pid)
+        }
+
+        /// Killed but not reaped: a zombie, whose pid still exists.
+        func makeZombie() throws {
+            kill(pid, SIGKILL)
+            while ProcessState.stat(pid)?.state != "Z" && Date() < deadline { usleep(10_000) }
+            try #require(ProcessState.stat(pid)?.state == "Z")
+        }
+
+        func reap() {
+            guard !reaped else { return }
+            kill(pid, SIGKILL)
+            waitpid(pid, nil, 0)
+            reaped = true
+        }
+
+        deinit { reap() }
     }
 
     /// `ps`'s liveness of a detached container: a live session leader runs; once it has exited (a zombie
@@ -121,29 +148,15 @@ struct ListingParsingTests {
     @Test func aDetachedContainersZombieIsNotRunning() throws {
         var summary = Self.summary()
         summary.monitorRobustList = nil
-        let pid = try Self.spawnSessionLeader(["sleep", "30"])
-        var reaped = false
-        defer {
-            if !reaped {
-                kill(pid, SIGKILL)
-                waitpid(pid, nil, 0)
-            }
-        }
-        summary.pid = pid
-        // setsid(1) makes its own process the session leader, then execs `sleep` in it.
-        let deadline = Date().addingTimeInterval(5)
-        while getsid(pid) != pid && Date() < deadline { usleep(10_000) }
-        try #require(getsid(pid) == pid)
+        let leader = try SessionLeader()
+        summary.pid = leader.pid
         #expect(summary.isRunning)
 
-        kill(pid, SIGKILL)
-        while ProcessState.stat(pid)?.state != "Z" && Date() < deadline { usleep(10_000) }
-        try #require(ProcessState.stat(pid)?.state == "Z")
-        #expect(getsid(pid) == pid)
+        try leader.makeZombie()
+        #expect(getsid(leader.pid) == leader.pid)
         #expect(!summary.isRunning)
 
-        waitpid(pid, nil, 0)
-        reaped = true
+        leader.reap()
         #expect(!summary.isRunning)
         summary.status = .created
         #expect(!summary.isRunning)
@@ -153,19 +166,11 @@ struct ListingParsingTests {
     /// pid runs; another list (a recycled pid) or none (a zombie) does not.
     @Test func aRecordedRobustListIdentifiesTheMonitor() throws {
         var summary = Self.summary()
-        let pid = try Self.spawnSessionLeader(["sleep", "30"])
-        var reaped = false
-        defer {
-            if !reaped {
-                kill(pid, SIGKILL)
-                waitpid(pid, nil, 0)
-            }
-        }
-        summary.pid = pid
-        let deadline = Date().addingTimeInterval(5)
+        let leader = try SessionLeader()
+        summary.pid = leader.pid
         // glibc registers the list as the process starts; sleep(1) is dynamically linked to glibc.
-        while (getsid(pid) != pid || pier_robust_list_head(pid) == 0) && Date() < deadline { usleep(10_000) }
-        let list = pier_robust_list_head(pid)
+        while pier_robust_list_head(leader.pid) == 0 && Date() < leader.deadline { usleep(10_000) }
+        let list = pier_robust_list_head(leader.pid)
         try #require(list != 0)
         summary.monitorRobustList = list
         #expect(summary.isRunning)
@@ -173,12 +178,9 @@ struct ListingParsingTests {
         #expect(!summary.isRunning)
 
         summary.monitorRobustList = list
-        kill(pid, SIGKILL)
-        while ProcessState.stat(pid)?.state != "Z" && Date() < deadline { usleep(10_000) }
-        try #require(ProcessState.stat(pid)?.state == "Z")
+        try leader.makeZombie()
         #expect(!summary.isRunning)
-        waitpid(pid, nil, 0)
-        reaped = true
+        leader.reap()
         #expect(!summary.isRunning)
     }
 }
