@@ -139,9 +139,15 @@ enum ProcessSpawner {
 
     /// In the forked child: what `spawn`'s file actions and attributes do for a spawned one.
     private static func becomeContainerProcess(output: Output, newSession: Bool, report: Int32, inherited: [Int32]) {
+        // A file that cannot be opened fails the start as a failed posix_spawn action did: reported on the
+        // pipe (an exit without a report would read as a successful exec).
         func redirect(_ target: Int32, to path: String, flags: Int32) {
             let fd = open(path, flags | O_CLOEXEC, 0o640)
-            guard fd >= 0 else { _exit(126) }
+            guard fd >= 0 else {
+                let message = "pier: open \(path): \(String(cString: strerror(errno)))\n"
+                _ = message.withCString { write(report, $0, strlen($0)) }
+                _exit(126)
+            }
             dup2(fd, target)
             close(fd)
         }

@@ -362,6 +362,20 @@ struct DailyDriverDefectTests {
             #expect(listed?["status"] as? String == "created", "\(String(describing: listed))")
             try pier.mustPier(["rm", "-f", name])
             #expect(try pier.leftovers() == [])
+
+            // A log that cannot be opened fails the start too, before the forked child goes further.
+            let logless = pier.name("fl")
+            let id = try pier.mustPier(["create", "--net", "t242", "--name", logless, "true"]).stdout
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            try FileManager.default.createDirectory(
+                atPath: pier.root + "/containers/\(id)/log", withIntermediateDirectories: true)
+            let refused = try pier.pier(["start", logless])
+            #expect(refused.status == 126, "\(refused.stderr)")
+            #expect(refused.stderr.contains("/log"), "\(refused.stderr)")
+            let after = try pier.containers().first { $0["name"] as? String == logless }
+            #expect(after?["status"] as? String == "created", "\(String(describing: after))")
+            try pier.mustPier(["rm", "-f", logless])
+            #expect(try pier.leftovers() == [])
         }
     }
 
