@@ -233,22 +233,35 @@ extension StateStore {
     }
 
     /// Marks the listing pending before a record changes; returns whether a dead `pier` had left it so.
+    /// One open of the mark for reading it and setting it.
     func markListingStale() -> Bool {
-        let wasPending = isListingPending()
-        writePendingMark(UInt8(ascii: "1"))
+        let fd = open(layout.listingPendingPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return isListingPending() }
+        defer { close(fd) }
+        let wasPending = Self.marksPending(fd) || hasEarlierVersionsMark
+        var mark = UInt8(ascii: "1")
+        _ = pwrite(fd, &mark, 1, 0)
         return wasPending
     }
 
     /// Whether a change to the records may be missing from the listing.
     private func isListingPending() -> Bool {
-        var mark: UInt8 = 0
         let fd = open(layout.listingPendingPath, O_RDONLY | O_CLOEXEC)
         if fd >= 0 {
             defer { close(fd) }
-            if pread(fd, &mark, 1, 0) == 1 && mark == UInt8(ascii: "1") { return true }
+            if Self.marksPending(fd) { return true }
         }
-        return access(layout.listingStalePath, F_OK) == 0
+        return hasEarlierVersionsMark
     }
+
+    /// The mark file (open in `fd`) holds `1`.
+    private static func marksPending(_ fd: Int32) -> Bool {
+        var mark: UInt8 = 0
+        return pread(fd, &mark, 1, 0) == 1 && mark == UInt8(ascii: "1")
+    }
+
+    /// `listing.stale`, the mark as versions before `listing.pending` made it.
+    private var hasEarlierVersionsMark: Bool { access(layout.listingStalePath, F_OK) == 0 }
 
     /// Clears the mark once the listing has the change; `rebuilt` also drops an earlier version's mark,
     /// which only a listing rebuilt from the records answers.
