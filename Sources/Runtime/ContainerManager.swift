@@ -75,17 +75,16 @@ public final class ContainerManager {
     /// Creates the container: its record first (status `creating`), then the network namespace and one
     /// attachment per network. Any failure undoes everything done so far.
     public func create(_ options: CreateOptions) throws(RuntimeError) -> ContainerRecord {
-        var (record, lock) = try createHoldingLock(options)
+        let (record, lock) = try createHoldingLock(options)
         defer { lock.release() }
-        record.status = .created
-        record.ownerPID = nil
         try store.save(record)
         return record
     }
 
     /// Everything `create` does but the final save, under the store lock, which the caller gets to
-    /// release: `run` starts the container under the same lock, and its save of the started record is
-    /// the one a power cut must keep (a `pier` killed before it leaves a `creating` record for `gc`).
+    /// release; the record returned is `created`, saved as `creating`. `run` starts the container under
+    /// the same lock, and its save of the started record is the one a power cut must keep (a `pier`
+    /// killed before it leaves the `creating` record for `gc`).
     func createHoldingLock(_ options: CreateOptions) throws(RuntimeError) -> (ContainerRecord, FileLock) {
         try requireRoot()
         guard !options.command.isEmpty else { throw RuntimeError.invalidArgument("no command given") }
@@ -168,6 +167,8 @@ public final class ContainerManager {
             _ = try? tearDown(record, force: true)
             throw naming(in: error)
         }
+        record.status = .created
+        record.ownerPID = nil
         return (record, lock)
     }
 

@@ -146,10 +146,8 @@ extension ContainerManager {
 
     /// `run`: create, then start; a failed start removes what create made.
     public func run(_ options: CreateOptions, detach: Bool) throws(RuntimeError) -> (ContainerRecord, Int32?) {
-        var (record, lock) = try createHoldingLock(options)
         // Started under the lock create took: its `created` state is never saved (nothing reads it).
-        record.status = .created
-        record.ownerPID = nil
+        let (record, lock) = try createHoldingLock(options)
         do {
             return (record, try launch(record, process: options.process, lock: lock, detach: detach))
         } catch {
