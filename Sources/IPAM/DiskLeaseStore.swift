@@ -234,9 +234,7 @@ public final class DiskLeaseStore: LeaseBackend {
     private func writeLink(_ link: String, _ addresses: [String]) -> Bool {
         let path = linkDirectory + "/" + link
         guard !addresses.isEmpty else { return unlink(path) == 0 || errno == ENOENT }
-        let temporary =
-            linkDirectory + "/" + FileSystem.temporaryPrefix + String(getpid()) + "-"
-            + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        let temporary = FileSystem.temporaryPath(in: linkDirectory)
         guard symlink(LeaseOwnerLinks.target(addresses: addresses), temporary) == 0 else { return false }
         guard rename(temporary, path) == 0 else {
             unlink(temporary)

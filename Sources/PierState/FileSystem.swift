@@ -177,6 +177,13 @@ public enum FileSystem {
         throw FileSystemError("unlink", path, errno: Glibc.errno)
     }
 
+    /// A fresh name in `directory` for a temporary (`temporaryPrefix`, pid, random): what
+    /// `removeStrayTemporaries` and the listings that skip temporaries recognise.
+    public static func temporaryPath(in directory: String) -> String {
+        directory + "/" + temporaryPrefix + String(getpid()) + "-"
+            + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+    }
+
     /// Removes temporary files left by writers that died. Call only while holding the lock.
     public static func removeStrayTemporaries(in directory: String) {
         guard let names = try? list(directory) else { return }
@@ -199,9 +206,7 @@ public enum FileSystem {
     private static func writeTemporary(
         directory: String, contents: [UInt8], mode: mode_t, durable: Bool
     ) throws(FileSystemError) -> String {
-        let path =
-            directory + "/" + temporaryPrefix + String(getpid()) + "-"
-            + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        let path = temporaryPath(in: directory)
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         if fd < 0 { throw FileSystemError("open", path, errno: Glibc.errno) }
         var written = 0
