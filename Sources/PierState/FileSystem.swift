@@ -64,16 +64,27 @@ public enum FileSystem {
             throw FileSystemError("open", path, errno: Glibc.errno)
         }
         defer { close(fd) }
-        var contents: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
+        // Read straight into one array sized from fstat (with room to see the end in the same read, and to
+        // grow for files such as /proc's that report no size): a big file read 4 KiB at a time and appended
+        // was copied over and over as the array grew.
+        var info = stat()
+        let expected = fstat(fd, &info) == 0 && info.st_size > 0 ? Int(info.st_size) : 0
+        var contents = [UInt8](repeating: 0, count: expected + 4096)
+        var count = 0
         while true {
-            let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
+            if count == contents.count { contents += repeatElement(0, count: contents.count) }
+            let got = contents.withUnsafeMutableBytes {
+                Glibc.read(fd, $0.baseAddress.map { $0 + count }, $0.count - count)
+            }
+            if got < 0 {
                 if Glibc.errno == EINTR { continue }
                 throw FileSystemError("read", path, errno: Glibc.errno)
             }
-            if count == 0 { return contents }
-            contents.append(contentsOf: buffer[0..<count])
+            if got == 0 {
+                contents.removeLast(contents.count - count)
+                return contents
+            }
+            count += got
         }
     }
 

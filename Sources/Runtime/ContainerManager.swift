@@ -299,7 +299,10 @@ public final class ContainerManager {
     public func list() -> [ContainerRecord] { store.all() }
 
     /// What `ps` lists, from the one-file listing.
-    public func summaries() -> [ContainerSummary] { store.summaries() }
+    /// Every container's listing line, read in place for `body` (`StateStore.withListedContainers`).
+    public func withListedContainers<Result>(_ body: ([ListedContainer]) -> Result) -> Result {
+        store.withListedContainers(body)
+    }
 
     public func find(_ reference: String) throws(RuntimeError) -> ContainerRecord {
         try store.find(reference)

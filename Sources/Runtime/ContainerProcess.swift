@@ -193,11 +193,11 @@ extension ContainerManager {
         return "exited (\(code))"
     }
 
-    /// `statusText(of:)` for a listing line whose liveness `ps` checked once (`ContainerSummary.isRunning`).
-    public func statusText(of summary: ContainerSummary, running: Bool) -> String {
-        guard summary.status == .started else { return summary.status.rawValue }
+    /// `statusText(of:)` for a listing line whose liveness `ps` checked once (`ListedContainer.isRunning`).
+    public func statusText(of listed: ListedContainer, running: Bool) -> String {
+        guard listed.status == .started else { return listed.status.rawValue }
         if running { return "running" }
-        guard let code = endedCode(id: summary.id, recorded: summary.exitCode, detached: summary.detached) else {
+        guard let code = endedCode(id: listed.id.string, recorded: listed.exitCode, detached: listed.detached) else {
             return "exited"
         }
         return "exited (\(code))"
@@ -249,10 +249,10 @@ extension ContainerManager {
     }
 
     /// What a detached container wrote to stdout and stderr (empty for foreground ones).
-    public func logs(_ reference: String) throws(RuntimeError) -> String {
+    /// A detached container's output as it wrote it (not necessarily UTF-8).
+    public func logs(_ reference: String) throws(RuntimeError) -> [UInt8] {
         let record = try store.find(reference)
-        guard let bytes = try? Files.read(store.logPath(of: record.id)) else { return "" }
-        return String(decoding: bytes, as: UTF8.self)
+        return (try? Files.read(store.logPath(of: record.id))) ?? []
     }
 
     /// A detached `pier __reap` that removes a `--rm` container once its process has gone; there is no

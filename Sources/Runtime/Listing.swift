@@ -35,26 +35,11 @@ public struct ContainerSummary: Sendable, Equatable {
         command = record.command
     }
 
-    /// Whether the process still runs, without parsing `/proc/<pid>/stat` (two syscalls, no path
-    /// lookup): the pid still leads its own session, as a detached container's monitor does (so it
-    /// exists, and a recycled pid almost never does), and it is no zombie. A live `pier` monitor has a
-    /// robust futex list (glibc registers one per thread) and the kernel clears it at exit, so one
-    /// `get_robust_list` settles that; only a process without one (a zombie, or a libc that registers
-    /// none) gets the dearer probe: a zombie has no memory left, so reading one byte of it fails with
-    /// ESRCH where a live process fails with EFAULT (or EPERM where ptrace is denied: then nothing is
-    /// known and it counts as running). Commands that signal the process compare its start time
-    /// instead (`ContainerRecord.isRunning`).
+    /// Whether the process still runs (`ListedContainer.isRunning`).
     public var isRunning: Bool {
-        guard status == .started, let pid, pid > 0 else { return false }
-        guard detached else {
-            guard let pidStartTime else { return false }
-            return ProcessState.isAlive(pid: pid, startTime: pidStartTime)
-        }
-        // One syscall where the monitor's robust list was recorded (a monitor forked from `pier`).
-        if let monitorRobustList { return pier_robust_list_head(pid) == monitorRobustList }
-        guard getsid(pid) == pid else { return false }
-        if pier_robust_list_head(pid) != 0 { return true }
-        return pier_probe_process_memory(pid) == 0 || errno != ESRCH
+        ListedContainer.isRunning(
+            status: status, pid: pid, pidStartTime: pidStartTime, monitorRobustList: monitorRobustList,
+            detached: detached)
     }
 
     /// One line: tab-separated fields, the command's words separated by 0x1F, each field escaped.
@@ -73,30 +58,25 @@ public struct ContainerSummary: Sendable, Equatable {
         self = summary
     }
 
-    /// Parses one line in place: one pass over its bytes, strings made straight from them, numbers read
-    /// digit by digit (a thousand lines through `split`, slices, `Character`s and `Int(String)` cost more
-    /// than reading the file).
+    /// Parses one line in place (`ListedContainer`), its text fields unescaped into strings.
     init?(parsing line: UnsafeBufferPointer<UInt8>) {
-        var fields = ListingFields(line)
-        guard let id = fields.next(), let name = fields.next(), let status = fields.next(),
-            let status = ContainerRecord.Status(rawValue: Self.unescape(status)), let created = fields.next(),
-            let pid = fields.next(), let pidStartTime = fields.next(), let monitorRobustList = fields.next(),
-            let detached = fields.next(),
-            let exitCode = fields.next(), let network = fields.next(), let addresses = fields.next(),
-            let command = fields.next(), fields.next() == nil
-        else { return nil }
-        self.id = Self.unescape(id)
-        self.name = Self.unescape(name)
-        self.status = status
-        self.created = Self.unescape(created)
-        self.pid = Self.number(pid)
-        self.pidStartTime = Self.number(pidStartTime)
-        self.monitorRobustList = Self.number(monitorRobustList)
-        self.detached = detached.first == UInt8(ascii: "1")
-        self.exitCode = Self.number(exitCode)
-        self.network = Self.unescape(network)
-        self.addresses = Self.pieces(addresses, separator: UInt8(ascii: ","), keepingEmpty: false)
-        self.command = Self.pieces(command, separator: Self.unitSeparator, keepingEmpty: true)
+        guard let listed = ListedContainer(parsing: line) else { return nil }
+        self.init(listed)
+    }
+
+    public init(_ listed: ListedContainer) {
+        id = listed.id.string
+        name = listed.name.string
+        status = listed.status
+        created = listed.created.string
+        pid = listed.pid
+        pidStartTime = listed.pidStartTime
+        monitorRobustList = listed.monitorRobustList
+        detached = listed.detached
+        exitCode = listed.exitCode
+        network = listed.network.string
+        addresses = Self.pieces(listed.addresses.escaped, separator: UInt8(ascii: ","), keepingEmpty: false)
+        command = Self.pieces(listed.command.escaped, separator: Self.unitSeparator, keepingEmpty: true)
     }
 
     static let tab = UInt8(ascii: "\t")
@@ -154,28 +134,143 @@ public struct ContainerSummary: Sendable, Equatable {
         return escaped
     }
 
+    /// The byte an escape `\<byte>` stands for.
+    static func unescaped(_ byte: UInt8) -> UInt8 {
+        switch byte {
+        case UInt8(ascii: "t"): tab
+        case UInt8(ascii: "n"): UInt8(ascii: "\n")
+        case UInt8(ascii: "u"): unitSeparator
+        default: byte
+        }
+    }
+
     static func unescape(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
         guard ListingFields.index(of: UInt8(ascii: "\\"), in: bytes) != nil else {
             return String(decoding: bytes, as: UTF8.self)
         }
         var plain: [UInt8] = []
+        ListedText(escaped: bytes).append(to: &plain)
+        return String(decoding: plain, as: UTF8.self)
+    }
+}
+
+/// One listing line read in place, for `ps`: numbers and status parsed, text fields left as escaped
+/// bytes until asked for, so listing a thousand containers makes no string per field. Valid only while
+/// the listing's bytes are (inside `StateStore.withListedContainers`).
+public struct ListedContainer {
+    public let id: ListedText
+    public let name: ListedText
+    public let status: ContainerRecord.Status
+    public let created: ListedText
+    public let pid: Int32?
+    public let pidStartTime: UInt64?
+    public let monitorRobustList: UInt64?
+    public let detached: Bool
+    public let exitCode: Int32?
+    /// `ContainerRecord.networkDescription`.
+    public let network: ListedText
+    /// The addresses joined by commas.
+    public let addresses: ListedText
+    /// The command's words joined by 0x1F (`ListedText.append(to:separator:)` writes them with spaces).
+    public let command: ListedText
+
+    /// Parses one line: one pass over its bytes, numbers read digit by digit.
+    init?(parsing line: UnsafeBufferPointer<UInt8>) {
+        var fields = ListingFields(line)
+        guard let id = fields.next(), let name = fields.next(), let status = fields.next(),
+            let status = Self.status(status), let created = fields.next(),
+            let pid = fields.next(), let pidStartTime = fields.next(), let monitorRobustList = fields.next(),
+            let detached = fields.next(),
+            let exitCode = fields.next(), let network = fields.next(), let addresses = fields.next(),
+            let command = fields.next(), fields.next() == nil
+        else { return nil }
+        // Escapes are rare: one search of the line spares one per field.
+        let escapes = ListingFields.index(of: UInt8(ascii: "\\"), in: line) != nil
+        self.id = ListedText(escaped: id, escapes: escapes)
+        self.name = ListedText(escaped: name, escapes: escapes)
+        self.status = status
+        self.created = ListedText(escaped: created, escapes: escapes)
+        self.pid = ContainerSummary.number(pid)
+        self.pidStartTime = ContainerSummary.number(pidStartTime)
+        self.monitorRobustList = ContainerSummary.number(monitorRobustList)
+        self.detached = detached.first == UInt8(ascii: "1")
+        self.exitCode = ContainerSummary.number(exitCode)
+        self.network = ListedText(escaped: network, escapes: escapes)
+        self.addresses = ListedText(escaped: addresses, escapes: escapes)
+        self.command = ListedText(escaped: command, escapes: escapes)
+    }
+
+    /// A status from its (never escaped) name, compared as bytes.
+    private static func status(_ bytes: UnsafeBufferPointer<UInt8>) -> ContainerRecord.Status? {
+        let statuses: [ContainerRecord.Status] = [.started, .created, .creating, .removing]
+        return statuses.first { $0.rawValue.utf8.elementsEqual(bytes) }
+    }
+
+    /// Whether the process still runs (`isRunning(status:pid:...)`).
+    public var isRunning: Bool {
+        Self.isRunning(
+            status: status, pid: pid, pidStartTime: pidStartTime, monitorRobustList: monitorRobustList,
+            detached: detached)
+    }
+
+    /// Whether the process still runs, without parsing `/proc/<pid>/stat` (two syscalls, no path
+    /// lookup): the pid still leads its own session, as a detached container's monitor does (so it
+    /// exists, and a recycled pid almost never does), and it is no zombie. A live `pier` monitor has a
+    /// robust futex list (glibc registers one per thread) and the kernel clears it at exit, so one
+    /// `get_robust_list` settles that; only a process without one (a zombie, or a libc that registers
+    /// none) gets the dearer probe: a zombie has no memory left, so reading one byte of it fails with
+    /// ESRCH where a live process fails with EFAULT (or EPERM where ptrace is denied: then nothing is
+    /// known and it counts as running). Commands that signal the process compare its start time
+    /// instead (`ContainerRecord.isRunning`).
+    static func isRunning(
+        status: ContainerRecord.Status, pid: Int32?, pidStartTime: UInt64?, monitorRobustList: UInt64?,
+        detached: Bool
+    ) -> Bool {
+        guard status == .started, let pid, pid > 0 else { return false }
+        guard detached else {
+            guard let pidStartTime else { return false }
+            return ProcessState.isAlive(pid: pid, startTime: pidStartTime)
+        }
+        // One syscall where the monitor's robust list was recorded (a monitor forked from `pier`).
+        if let monitorRobustList { return pier_robust_list_head(pid) == monitorRobustList }
+        guard getsid(pid) == pid else { return false }
+        if pier_robust_list_head(pid) != 0 { return true }
+        return pier_probe_process_memory(pid) == 0 || errno != ESRCH
+    }
+
+}
+
+/// A listing field as it is stored, escaped (`ContainerSummary.escape`).
+public struct ListedText {
+    let escaped: UnsafeBufferPointer<UInt8>
+    /// Whether the text may hold escapes (false: it is as stored).
+    var escapes = true
+
+    public var string: String { ContainerSummary.unescape(escaped) }
+
+    /// Appends the text unescaped, with each 0x1F that joins pieces (a command's words) written as
+    /// `separator`; an escaped 0x1F inside a piece stays one.
+    public func append(to bytes: inout [UInt8], joiningPiecesWith separator: UInt8 = 0x1F) {
+        // Most fields have neither: one copy.
+        let plain =
+            (!escapes || ListingFields.index(of: UInt8(ascii: "\\"), in: escaped) == nil)
+            && (separator == ContainerSummary.unitSeparator
+                || ListingFields.index(of: ContainerSummary.unitSeparator, in: escaped) == nil)
+        guard !plain else {
+            bytes.append(contentsOf: escaped)
+            return
+        }
         var escaping = false
-        for byte in bytes {
+        for byte in escaped {
             if escaping {
-                switch byte {
-                case UInt8(ascii: "t"): plain.append(tab)
-                case UInt8(ascii: "n"): plain.append(UInt8(ascii: "\n"))
-                case UInt8(ascii: "u"): plain.append(unitSeparator)
-                default: plain.append(byte)
-                }
+                bytes.append(ContainerSummary.unescaped(byte))
                 escaping = false
             } else if byte == UInt8(ascii: "\\") {
                 escaping = true
             } else {
-                plain.append(byte)
+                bytes.append(byte == ContainerSummary.unitSeparator ? separator : byte)
             }
         }
-        return String(decoding: plain, as: UTF8.self)
     }
 }
 
@@ -221,15 +316,56 @@ extension StateStore {
 
     /// Every container's summary, oldest first: one file read, unless the listing must be rebuilt.
     public func summaries() -> [ContainerSummary] {
-        if !isListingPending(), let listed = readListing() { return listed }
-        // Stale or missing: rebuild it when no other `pier` is changing the store, else read the records.
-        guard let lock = FileLock(tryingPath: layout.lockPath) else {
-            return readListing() ?? all().map(ContainerSummary.init)
+        withListedContainers { $0.map(ContainerSummary.init) }
+    }
+
+    /// Every container's listing line, oldest first, read in place for `body`: one file read, unless the
+    /// listing must be rebuilt (then the lines are made from the records).
+    public func withListedContainers<Result>(_ body: ([ListedContainer]) -> Result) -> Result {
+        if !isListingPending(), let result = parsingListing(body) { return result }
+        // Stale or missing: rebuild it when no other `pier` is changing the store, else read it anyway
+        // (that `pier` marked it pending for its own change) or, failing that, the records.
+        let summaries: [ContainerSummary]
+        if let lock = FileLock(tryingPath: layout.lockPath) {
+            defer { lock.release() }
+            summaries = all().map(ContainerSummary.init)
+            if (try? writeListing(summaries)) != nil { clearListingPending(rebuilt: true) }
+        } else {
+            if let result = parsingListing(body) { return result }
+            summaries = all().map(ContainerSummary.init)
         }
-        defer { lock.release() }
-        let summaries = all().map(ContainerSummary.init)
-        if (try? writeListing(summaries)) != nil { clearListingPending(rebuilt: true) }
-        return summaries
+        let lines = summaries.map { Array($0.line.utf8) + [UInt8(ascii: "\n")] }
+        var start = 0
+        let ranges = lines.map { line in
+            defer { start += line.count }
+            return start..<start + line.count - 1
+        }
+        // Lines made from records always parse.
+        return Self.parsing(Array(lines.joined()), lines: ranges, body) ?? body([])
+    }
+
+    /// `body` over the listing file's current lines; nil when there is none, it is another boot's, or a
+    /// line does not parse.
+    private func parsingListing<Result>(_ body: ([ListedContainer]) -> Result) -> Result? {
+        guard let (bytes, lines) = currentLines() else { return nil }
+        return Self.parsing(bytes, lines: lines, body)
+    }
+
+    /// `body` over `lines` of `bytes` parsed; nil when one does not parse.
+    private static func parsing<Result>(
+        _ bytes: [UInt8], lines: [Range<Int>], _ body: ([ListedContainer]) -> Result
+    ) -> Result? {
+        bytes.withUnsafeBufferPointer { buffer in
+            var listed: [ListedContainer] = []
+            listed.reserveCapacity(lines.count)
+            for line in lines {
+                guard let container = ListedContainer(parsing: UnsafeBufferPointer(rebasing: buffer[line])) else {
+                    return nil
+                }
+                listed.append(container)
+            }
+            return body(listed)
+        }
     }
 
     /// Marks the listing pending before a record changes; returns whether a dead `pier` had left it so.
@@ -351,23 +487,6 @@ extension StateStore {
         }
         let bytes = Array((Self.headerPrefix + String(body.count) + "\n").utf8) + body
         try Files.writeAtomically(bytes, to: layout.listingPath, mode: 0o600, durable: false)
-    }
-
-    /// The listing's summaries (the last line of each ID, in the order IDs were added), nil when there
-    /// is none, it is another boot's, or a line does not parse.
-    private func readListing() -> [ContainerSummary]? {
-        guard let (bytes, lines) = currentLines() else { return nil }
-        return bytes.withUnsafeBufferPointer { buffer in
-            var summaries: [ContainerSummary] = []
-            summaries.reserveCapacity(lines.count)
-            for line in lines {
-                guard let summary = ContainerSummary(parsing: UnsafeBufferPointer(rebasing: buffer[line])) else {
-                    return nil
-                }
-                summaries.append(summary)
-            }
-            return summaries
-        }
     }
 
     /// The listing's bytes and where the last line of each ID still listed is in them, in the order IDs

@@ -16,20 +16,43 @@ struct List: ParsableCommand {
 
     func run() throws {
         let manager = globals.manager
-        // One read of the listing and one cheap liveness check per container (see `ContainerSummary`).
-        let summaries = manager.summaries()
-        let running = summaries.map(\.isRunning)
+        // One read of the listing and one cheap liveness check per container, each line read in place
+        // (`ListedContainer`): the table is written from the listing's bytes, no string per field.
         let all = all
-        let listed = summaries.indices.filter { all || running[$0] }
-        if quiet {
-            // One write for the whole list: a thousand lines were a thousand write(2)s.
-            let ids = listed.map { String(decoding: summaries[$0].id.utf8.prefix(12), as: UTF8.self) }
-            if !ids.isEmpty { printLine(ids.joined(separator: "\n")) }
-            return
+        var ids: [String] = []
+        let output = manager.withListedContainers { containers -> [UInt8] in
+            let listed = containers.lazy.map { ($0, $0.isRunning) }.filter { all || $0.1 }
+            if quiet {
+                var text: [UInt8] = []
+                for (container, _) in listed {
+                    let start = text.count
+                    container.id.append(to: &text)
+                    text.removeLast(max(0, text.count - start - 12))
+                    text.append(UInt8(ascii: "\n"))
+                }
+                return text
+            }
+            if json {
+                ids = listed.map { $0.0.id.string }
+                return []
+            }
+            var table = TableText(
+                ["CONTAINER ID", "NAME", "STATUS", "NETWORKS", "ADDRESSES", "COMMAND"], rows: containers.count,
+                bytes: containers.count * 128)
+            for (container, running) in listed {
+                table.cell { container.id.append(to: &$0) }
+                table.truncateCell(to: 12)
+                table.cell { container.name.append(to: &$0) }
+                table.cell(manager.statusText(of: container, running: running))
+                table.cell { container.network.append(to: &$0) }
+                table.cell { container.addresses.append(to: &$0) }
+                table.cell { container.command.append(to: &$0, joiningPiecesWith: UInt8(ascii: " ")) }
+            }
+            return table.text + [UInt8(ascii: "\n")]
         }
         if json {
-            let objects = listed.compactMap { index in
-                (try? manager.find(summaries[index].id)).map { record in
+            let objects = ids.compactMap { id in
+                (try? manager.find(id)).map { record in
                     var record = record
                     record.exitCode = manager.exitCode(of: record)
                     return record.json
@@ -38,63 +61,95 @@ struct List: ParsableCommand {
             printLine(JSONValue.array(objects).encodedString)
             return
         }
-        var cells = ["CONTAINER ID", "NAME", "STATUS", "NETWORKS", "ADDRESSES", "COMMAND"]
-        cells.reserveCapacity(cells.count * (listed.count + 1))
-        for index in listed {
-            let summary = summaries[index]
-            cells += [
-                String(decoding: summary.id.utf8.prefix(12), as: UTF8.self), summary.name,
-                manager.statusText(of: summary, running: running[index]), summary.network,
-                summary.addresses.joined(separator: ","), summary.command.joined(separator: " "),
-            ]
-        }
-        printLine(tableText(cells, columns: 6))
+        // One write for the whole list: a thousand lines were a thousand write(2)s.
+        writeOut(output)
     }
 }
 
 /// Columns padded to their widest cell, two spaces apart, one line per row.
 func table(_ rows: [[String]]) -> [String] {
     guard let header = rows.first else { return [] }
-    return tableText(rows.flatMap { $0 }, columns: header.count).split(
-        separator: "\n", omittingEmptySubsequences: false
-    ).map(String.init)
+    var table = TableText(header)
+    for cell in rows.dropFirst().joined() { table.cell(cell) }
+    return String(decoding: table.text, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        .map(String.init)
 }
 
-/// `table` as one text (lines joined by newlines) of `cells` row after row, built as bytes: a
-/// thousand-row `ps` spent more on padding and joining strings cell by cell than on everything else it
-/// does per container.
-func tableText(_ cells: [String], columns: Int) -> String {
-    guard columns > 0, !cells.isEmpty else { return "" }
-    var widths = [Int](repeating: 0, count: columns)
-    var cellWidths: [Int] = []
-    cellWidths.reserveCapacity(cells.count)
-    var total = 0
-    for (index, cell) in cells.enumerated() {
-        let cellWidth = width(cell)
-        cellWidths.append(cellWidth)
-        widths[index % columns] = max(widths[index % columns], cellWidth)
-        total += cell.utf8.count
-    }
-    var text: [UInt8] = []
-    text.reserveCapacity(total + cells.count / columns * (widths.reduce(0, +) + 2 * columns))
-    for (index, cell) in cells.enumerated() {
-        let column = index % columns
-        if column == 0 && index > 0 { text.append(UInt8(ascii: "\n")) }
-        text.append(contentsOf: cell.utf8)
-        guard column < columns - 1 else { continue }
-        text.append(contentsOf: repeatElement(UInt8(ascii: " "), count: widths[column] - cellWidths[index] + 2))
-    }
-    return String(decoding: text, as: UTF8.self)
-}
+/// A table built as bytes, cell after cell, row after row: columns padded to their widest cell (counted in
+/// Unicode scalars), two spaces apart, one line per row. A thousand-row `ps` spent more on strings per cell
+/// and on padding and joining them than on everything else it does per container.
+struct TableText {
+    private let columns: Int
+    /// The cells' bytes, back to back.
+    private var cells: [UInt8] = []
+    /// Where each cell ends in `cells`, and its width.
+    private var ends: [(end: Int, width: Int)] = []
 
-/// Columns a cell takes: its Unicode scalars, counted from the UTF-8 bytes (counting characters
-/// walks grapheme clusters, which a thousand-row `ps` felt).
-private func width(_ cell: String) -> Int {
-    let continuations =
-        cell.utf8.withContiguousStorageIfAvailable { bytes in
-            bytes.reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 1 : 0) }
-        } ?? cell.utf8.reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 1 : 0) }
-    return cell.utf8.count - continuations
+    /// `rows` (and `bytes` of cells), when known, sizes the buffers once.
+    init(_ header: [String], rows: Int = 0, bytes: Int = 0) {
+        columns = header.count
+        ends.reserveCapacity(columns * (rows + 1))
+        cells.reserveCapacity(bytes)
+        for title in header { cell(title) }
+    }
+
+    mutating func cell(_ text: String) {
+        cell { $0.append(contentsOf: text.utf8) }
+    }
+
+    /// A cell whose bytes `write` appends.
+    mutating func cell(_ write: (inout [UInt8]) -> Void) {
+        let start = cells.count
+        write(&cells)
+        ends.append((cells.count, width(from: start)))
+    }
+
+    /// Cuts the last cell to its first `count` bytes (an ID to its short form).
+    mutating func truncateCell(to count: Int) {
+        guard let last = ends.popLast() else { return }
+        let start = ends.last?.end ?? 0
+        if last.end - start > count { cells.removeLast(last.end - start - count) }
+        ends.append((cells.count, width(from: start)))
+    }
+
+    /// The lines joined by newlines (no newline after the last).
+    var text: [UInt8] {
+        guard columns > 0 else { return [] }
+        var widths = [Int](repeating: 0, count: columns)
+        for (index, cell) in ends.enumerated() { widths[index % columns] = max(widths[index % columns], cell.width) }
+        var text: [UInt8] = []
+        text.reserveCapacity(cells.count + ends.count / columns * (widths.reduce(0, +) + 2 * columns + 1))
+        cells.withUnsafeBufferPointer { cells in
+            var start = 0
+            for (index, cell) in ends.enumerated() {
+                let column = index % columns
+                if column == 0 && index > 0 { text.append(UInt8(ascii: "\n")) }
+                text.append(contentsOf: UnsafeBufferPointer(rebasing: cells[start..<cell.end]))
+                start = cell.end
+                guard column < columns - 1 else { continue }
+                text.append(contentsOf: repeatElement(UInt8(ascii: " "), count: widths[column] - cell.width + 2))
+            }
+        }
+        return text
+    }
+
+    /// Columns the cell from `start` to the end of `cells` takes: its Unicode scalars, counted from the
+    /// UTF-8 bytes (counting characters walks grapheme clusters, which a thousand-row `ps` felt).
+    private func width(from start: Int) -> Int {
+        cells.withUnsafeBytes { cells in
+            let bytes = UnsafeRawBufferPointer(rebasing: cells[start...])
+            // Eight bytes at a time: a continuation byte (10xxxxxx) has bit 7 set and bit 6 clear.
+            var continuations = 0
+            var offset = 0
+            while offset + 8 <= bytes.count {
+                let word = bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+                continuations += (word & ~(word << 1) & 0x8080_8080_8080_8080).nonzeroBitCount
+                offset += 8
+            }
+            for byte in bytes[offset...] where byte & 0xC0 == 0x80 { continuations += 1 }
+            return bytes.count - continuations
+        }
+    }
 }
 
 struct Logs: ParsableCommand {
@@ -114,18 +169,13 @@ struct Logs: ParsableCommand {
 
     func run() throws {
         let manager = globals.manager
-        var text = try reporting { () throws(RuntimeError) in try manager.logs(container) }
-        if let count = Int(tail) {
-            var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-            if lines.last == "" { lines.removeLast() }
-            text = lines.suffix(count).map { $0 + "\n" }.joined()
-        }
-        writeOut(Array(text.utf8))
+        let output = try reporting { () throws(RuntimeError) in try manager.logs(container) }
+        writeOut(Int(tail).map { Array(Self.lastLines($0, of: output)) } ?? output)
         guard follow else { return }
-        var offset = try reporting { () throws(RuntimeError) in try manager.logs(container) }.utf8.count
+        var offset = output.count
         while true {
             let running = (try? manager.find(container))?.isRunning ?? false
-            let bytes = Array(((try? manager.logs(container)) ?? "").utf8)
+            let bytes = (try? manager.logs(container)) ?? []
             if bytes.count > offset {
                 writeOut(Array(bytes[offset...]))
                 offset = bytes.count
@@ -133,5 +183,19 @@ struct Logs: ParsableCommand {
             if !running { return }
             usleep(200_000)
         }
+    }
+
+    /// The last `count` lines of `output`, as they are (a last line without its newline counts as one).
+    static func lastLines(_ count: Int, of output: [UInt8]) -> ArraySlice<UInt8> {
+        guard count > 0 else { return [] }
+        let newline = UInt8(ascii: "\n")
+        var end = output.last == newline ? output.count - 1 : output.count
+        var remaining = count
+        while let cut = output[..<end].lastIndex(of: newline) {
+            remaining -= 1
+            if remaining == 0 { return output[(cut + 1)...] }
+            end = cut
+        }
+        return output[...]
     }
 }

@@ -104,20 +104,20 @@ func reporting<T>(_ body: () throws(RuntimeError) -> T) throws -> T {
 
 /// Unbuffered, so output interleaves correctly with plugins' and containers' output on the same streams.
 func printLine(_ text: String) {
-    writeAll(STDOUT_FILENO, text + "\n")
+    writeAll(STDOUT_FILENO, Array(text.utf8) + [UInt8(ascii: "\n")])
 }
 
-/// Raw bytes to stdout (container output need not be UTF-8 or end in a newline).
+/// Raw bytes to stdout, as they are (container output need not be UTF-8 or end in a newline).
 func writeOut(_ bytes: [UInt8]) {
-    writeAll(STDOUT_FILENO, String(decoding: bytes, as: UTF8.self))
+    writeAll(STDOUT_FILENO, bytes)
 }
 
 func printError(_ text: String) {
-    writeAll(STDERR_FILENO, text + "\n")
+    writeAll(STDERR_FILENO, Array(text.utf8) + [UInt8(ascii: "\n")])
 }
 
-private func writeAll(_ descriptor: Int32, _ text: String) {
-    var bytes = Array(text.utf8)[...]
+private func writeAll(_ descriptor: Int32, _ bytes: [UInt8]) {
+    var bytes = bytes[...]
     while !bytes.isEmpty {
         let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
         if written < 0 && errno == EINTR { continue }

@@ -447,6 +447,14 @@ struct EverydayCommandTests {
             #expect(try pier.mustPier(["inspect", quits]).stdout.contains("exited (3)"))
             #expect(try pier.mustPier(["logs", "--tail", "2", quits]).stdout == "two\nthree\n")
             #expect(try pier.mustPier(["logs", "-n", "0", quits]).stdout == "")
+            // Output that is not UTF-8 comes back byte for byte (no replacement characters).
+            let binary = pier.name("binary")
+            try pier.mustPier(["run", "-d", "--name", binary, "--net", "none", "printf", "a\\377b"])
+            #expect(eventually { (try? container(pier, binary))?["exitCode"] as? Int == 0 })
+            let dumped = try runCommand([
+                "sh", "-c", pier.command(["logs", binary]).map { "'\($0)'" }.joined(separator: " ") + " | od -An -tx1",
+            ])
+            #expect(dumped.stdout.split(separator: " ").map(String.init) == ["61", "ff", "62\n"])
 
             let sleeper = pier.name("sleeper")
             try pier.mustPier(["run", "-d", "--name", sleeper, "--net", "none", "sleep", "300"])
@@ -464,7 +472,7 @@ struct EverydayCommandTests {
                 "run", "-d", "--name", talker, "--net", "none", "sh", "-c", "echo first; sleep 1; echo second",
             ])
             #expect(try pier.mustPier(["logs", "-f", talker]).stdout == "first\nsecond\n")
-            try pier.mustPier(["rm", quits, sleeper, talker])
+            try pier.mustPier(["rm", quits, sleeper, talker, binary])
             #expect(try pier.leftovers() == [])
         }
     }

@@ -3,7 +3,7 @@ import PierTestSupport
 import Testing
 
 /// `pier ps` over a listing written by hand in its on-disk format (`pier-listing 3`): the format stays
-/// readable, liveness is checked per line, and the table is aligned. No root, namespaces or network.
+/// readable, liveness is checked per line, and the table is aligned (widths in Unicode scalars). No root, namespaces or network.
 struct ListingTableTests {
     /// This test process's start time (field 22 of /proc/self/stat), for a line naming a live process.
     static func ownStartTime() throws -> String {
@@ -26,7 +26,7 @@ struct ListingTableTests {
         // session and is no zombie (4194304 is above the kernel's pid limit: no such process).
         let lines = [
             [
-                live, "wéb", "started", created, "\(getpid())", try Self.ownStartTime(), "", "0", "", "pier",
+                live, "wébsérvïcé", "started", created, "\(getpid())", try Self.ownStartTime(), "", "0", "", "pier",
                 "10.1.0.2/24",
                 "sh\u{1F}-c\u{1F}echo a\\tb",
             ],
@@ -53,17 +53,17 @@ struct ListingTableTests {
 
         #expect(
             try ps(["-a"]) == """
-                CONTAINER ID  NAME  STATUS        NETWORKS    ADDRESSES               COMMAND
-                aaaaaaaaaaaa  wéb   running       pier        10.1.0.2/24             sh -c echo a\tb
-                bbbbbbbbbbbb  dead  exited (137)  pier,other  10.1.0.3/24,fd00::3/64  sleep 9
-                cccccccccccc  quit  exited (3)    host                                false
-                dddddddddddd  made  created       none                                true again
+                CONTAINER ID  NAME        STATUS        NETWORKS    ADDRESSES               COMMAND
+                aaaaaaaaaaaa  wébsérvïcé  running       pier        10.1.0.2/24             sh -c echo a\tb
+                bbbbbbbbbbbb  dead        exited (137)  pier,other  10.1.0.3/24,fd00::3/64  sleep 9
+                cccccccccccc  quit        exited (3)    host                                false
+                dddddddddddd  made        created       none                                true again
 
                 """)
         #expect(
             try ps([]) == """
-                CONTAINER ID  NAME  STATUS   NETWORKS  ADDRESSES    COMMAND
-                aaaaaaaaaaaa  wéb   running  pier      10.1.0.2/24  sh -c echo a\tb
+                CONTAINER ID  NAME        STATUS   NETWORKS  ADDRESSES    COMMAND
+                aaaaaaaaaaaa  wébsérvïcé  running  pier      10.1.0.2/24  sh -c echo a\tb
 
                 """)
         #expect(try ps(["-aq"]) == [live, dead, quit, made].map { String($0.prefix(12)) + "\n" }.joined())

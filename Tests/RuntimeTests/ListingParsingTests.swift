@@ -40,6 +40,36 @@ struct ListingParsingTests {
         #expect(parsedBare.command.isEmpty)
     }
 
+    /// Read in place, as `ps` reads it: the text fields written out unescaped, a command's words joined
+    /// by spaces while a 0x1F inside a word stays, and the numbers as the summary has them.
+    @Test func linesReadInPlaceMatchTheSummary() throws {
+        func text(_ field: ListedText, separator: UInt8 = 0x1F) -> String {
+            var out: [UInt8] = []
+            field.append(to: &out, joiningPiecesWith: separator)
+            return String(decoding: out, as: UTF8.self)
+        }
+        let summary = Self.summary()
+        try Array(summary.line.utf8).withUnsafeBufferPointer { line in
+            let listed = try #require(ListedContainer(parsing: line))
+            #expect(text(listed.name) == summary.name)
+            #expect(text(listed.id) == summary.id && listed.id.string == summary.id)
+            #expect(text(listed.addresses) == summary.addresses.joined(separator: ","))
+            #expect(text(listed.command, separator: UInt8(ascii: " ")) == summary.command.joined(separator: " "))
+            #expect(text(listed.network) == "pier,other")
+            #expect(listed.status == .started && listed.pid == summary.pid && listed.exitCode == -3)
+            #expect(listed.monitorRobustList == summary.monitorRobustList && listed.detached)
+            #expect(ContainerSummary(listed) == summary)
+        }
+        // A line without escapes is copied as it is.
+        let plain = ContainerSummary(
+            ContainerRecord(id: "abc", name: "plain", command: ["a", "b"], networkMode: .none))
+        try Array(plain.line.utf8).withUnsafeBufferPointer { line in
+            let listed = try #require(ListedContainer(parsing: line))
+            #expect(text(listed.command, separator: UInt8(ascii: " ")) == "a b")
+            #expect(text(listed.name) == "plain")
+        }
+    }
+
     /// A line with a field too few or too many, or an unknown status, is refused (the listing is then
     /// rebuilt from the records).
     @Test func malformedLinesAreRefused() {
