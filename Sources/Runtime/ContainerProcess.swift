@@ -1,6 +1,7 @@
 import CNI
 import Glibc
 import NetNS
+import PierState
 
 /// Starting, signalling and entering container processes.
 enum ContainerProcess {

@@ -84,45 +84,21 @@ enum Files {
     }
 }
 
-/// An exclusive `flock` on a file, held until `release()` or the process dies. The kernel drops it
-/// when the last descriptor closes, so a `pier` killed mid-operation never leaves it stuck.
-final class FileLock {
-    private var descriptor: Int32
-
-    /// `inheritable` leaves the descriptor open across exec: plugins started while the lock is held keep
-    /// it until they exit, so a `pier` killed during an ADD cannot let `gc` race the orphaned plugin.
-    init(path: String, inheritable: Bool) throws(RuntimeError) {
-        let flags = O_RDWR | O_CREAT | (inheritable ? 0 : O_CLOEXEC)
-        let fd = open(path, flags, 0o600)
-        guard fd >= 0 else { throw RuntimeError.system("open lock \(path)", errno: errno) }
-        while flock(fd, LOCK_EX) != 0 {
-            guard errno == EINTR else {
-                let code = errno
-                close(fd)
-                throw RuntimeError.system("lock \(path)", errno: code)
-            }
+extension FileLock {
+    /// The lock at `path`, held (waiting for it) until `release()`; `inheritable` as in `init`.
+    static func held(at path: String, inheritable: Bool) throws(RuntimeError) -> FileLock {
+        do throws(FileSystemError) {
+            let lock = try FileLock(path: path, mode: 0o600, inheritable: inheritable)
+            try lock.lock()
+            return lock
+        } catch {
+            throw RuntimeError.system("lock \(path)", errno: error.errno)
         }
-        descriptor = fd
     }
 
-    /// The lock if nobody holds it now, nil otherwise (never waits; not inherited by children).
-    init?(tryingPath path: String) {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return nil }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            close(fd)
-            return nil
-        }
-        descriptor = fd
+    /// The lock at `path` if nobody holds it now, nil otherwise (never waits; not inherited by children).
+    static func ifFree(at path: String) -> FileLock? {
+        guard let lock = try? FileLock(path: path, mode: 0o600), lock.tryLock() else { return nil }
+        return lock
     }
-
-    var fileDescriptor: Int32 { descriptor }
-
-    func release() {
-        guard descriptor >= 0 else { return }
-        close(descriptor)
-        descriptor = -1
-    }
-
-    deinit { release() }
 }

@@ -326,7 +326,7 @@ extension StateStore {
         // Stale or missing: rebuild it when no other `pier` is changing the store, else read it anyway
         // (that `pier` marked it pending for its own change) or, failing that, the records.
         let summaries: [ContainerSummary]
-        if let lock = FileLock(tryingPath: layout.lockPath) {
+        if let lock = FileLock.ifFree(at: layout.lockPath) {
             defer { lock.release() }
             summaries = all().map(ContainerSummary.init)
             if (try? writeListing(summaries)) != nil { clearListingPending(rebuilt: true) }

@@ -32,7 +32,7 @@ public struct StateStore: Sendable {
     /// Takes the store-wide lock. See `FileLock` for why plugins inherit it.
     func lock() throws(RuntimeError) -> FileLock {
         try Files.makeDirectories(root, mode: 0o700)
-        return try FileLock(path: layout.lockPath, inheritable: true)
+        return try FileLock.held(at: layout.lockPath, inheritable: true)
     }
 
     /// Writes the record and points the indexes at it. Callers hold the lock. `durable: false` skips the
