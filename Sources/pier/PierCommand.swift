@@ -60,21 +60,26 @@ struct Pier: ParsableCommand {
 }
 
 extension Pier {
-    /// A subcommand without subcommands of its own, named first, parsed on its own: the root's parse
-    /// builds the whole command tree, reflecting on every command (about 2 ms of every `pier run`).
-    /// Whatever does not parse that way (help, a usage error) is parsed again from the root, so help and
-    /// messages are the root's.
+    /// A subcommand without subcommands of its own, named first (after the groups it is in, as in
+    /// `pier plugin del`), parsed on its own: the root's parse builds the whole command tree, reflecting
+    /// on every command (about 2 ms of every `pier run`). Whatever does not parse that way (help, a usage
+    /// error, a group's default subcommand) is parsed again from the root, so help and messages are the
+    /// root's.
     static func parsedAlone(_ arguments: [String]) -> ParsableCommand? {
-        guard let name = arguments.first,
-            let command = configuration.subcommands.first(where: { $0.configuration.commandName == name }),
-            command.configuration.subcommands.isEmpty
-        else { return nil }
-        // A help request parses as the parser's own help command, which would print the subcommand's
-        // usage without the `pier` before it.
-        guard let parsed = try? command.parseAsRoot(Array(arguments.dropFirst())), type(of: parsed) == command else {
-            return nil
+        var candidates = configuration.subcommands
+        var rest = arguments[...]
+        while let name = rest.first, let command = candidates.first(where: { $0.configuration.commandName == name }) {
+            rest = rest.dropFirst()
+            guard command.configuration.subcommands.isEmpty else {
+                candidates = command.configuration.subcommands
+                continue
+            }
+            // A help request parses as the parser's own help command, which would print the subcommand's
+            // usage without the `pier` before it.
+            guard let parsed = try? command.parseAsRoot(Array(rest)), type(of: parsed) == command else { return nil }
+            return parsed
         }
-        return parsed
+        return nil
     }
 }
 
