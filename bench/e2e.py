@@ -6,7 +6,7 @@ containers already running. Everything happens inside a test host namespace: the
 started there, the client connects there to a local address of that host, through the
 published port's DNAT.
 
-Usage: bench/e2e.py [--levels 1,100] [--samples 5] [--peers pier,podman-cni,podman-netavark]
+Usage: bench/e2e.py [--levels 1,100] [--samples 5] [--peers pier,podman-cni,podman-netavark] [--settle 1.0]
 (as root; writes bench/results/e2e.md). Samples are interleaved between peers.
 """
 import argparse
@@ -114,6 +114,8 @@ def main():
     parser.add_argument("--levels", default="1,100")
     parser.add_argument("--samples", type=int, default=5)
     parser.add_argument("--peers", default="pier,podman-cni,podman-netavark")
+    parser.add_argument("--settle", type=float, default=1.0,
+                        help="seconds to pause before each sample (see write_report)")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     peers = args.peers.split(",")
@@ -146,6 +148,7 @@ def main():
                 for peer, runtime in runtimes.items():
                     host = hosts[peer].name
                     port = 40000 + i
+                    time.sleep(args.settle)
                     start = time.perf_counter()
                     cid = runtime.run(host, rootfs, port)
                     wait_answer(host, port)
@@ -179,8 +182,10 @@ def write_report(args, peers, levels, results, partial=False):
         "the published port is answered (polled every millisecond), then `rm -f` is timed. `pier` with Pier's "
         "plugins (run in-process); `podman-cni` = Podman 4.3 with its CNI backend and the reference plugins "
         "(/usr/lib/cni); `podman-netavark` = Podman with netavark 1.4. N = running containers including the "
-        f"measured one. Median of {args.samples} samples, interleaved between runtimes; the machine is shared "
-        "with other jobs, so absolute numbers are noisy.\n\n")
+        f"measured one. Median of {args.samples} samples, interleaved between runtimes, each after a "
+        f"{args.settle:g} s pause: what a runtime leaves running once its command returned (Podman's conmon starts "
+        "`podman container cleanup` when a container exits) must not land in the next runtime's sample. The "
+        "machine is shared with other jobs, so absolute numbers are noisy.\n\n")
     headers = ["N"] + [f"{p} run→answer ms" for p in peers] + [f"{p} rm ms" for p in peers]
     if "pier" in peers:
         headers += [f"pier ÷ {p}" for p in peers if p != "pier"]
