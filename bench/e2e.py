@@ -63,7 +63,10 @@ def run_in(host_netns, argv, env=None):
 
 class Pier:
     def __init__(self, binary, cni_path, state, leases):
-        self.base = [binary, "--root", state + "/root", "--cache-dir", state + "/cache", "--config-dir",
+        # The state root on the benchmark's tmpfs, as /run/pier is on a standard host; the result cache
+        # (as /var/lib/cni) and leases on disk.
+        root = benchlib.runtime_state_directory("pier-root-")
+        self.base = [binary, "--root", root, "--cache-dir", state + "/cache", "--config-dir",
                      state + "/conf", "--cni-path", cni_path]
         os.makedirs(state + "/conf", exist_ok=True)
         import json
@@ -83,16 +86,19 @@ class Podman:
     layout), ulimits below the hard limits here, file locks, its own storage and network dirs."""
 
     def __init__(self, backend, state):
-        for d in ("root", "runroot", "tmp", "net"):
+        for d in ("root", "net"):
             os.makedirs(f"{state}/{d}", exist_ok=True)
+        # runroot and tmp_dir on the benchmark's tmpfs (as /run/containers and /run/libpod are on a
+        # standard host); the image store (graphroot) on disk.
+        run = benchlib.runtime_state_directory(f"podman-{backend}-")
         with open(state + "/containers.conf", "w") as f:
             f.write(
                 '[containers]\nlog_driver = "k8s-file"\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n'
                 f'pids_limit = 0\n[network]\nnetwork_backend = "{backend}"\ncni_plugin_dirs = ["{benchlib.REFERENCE_DIR}"]\n'
                 f'network_config_dir = "{state}/net"\n[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "none"\n'
-                f'tmp_dir = "{state}/tmp"\nlock_type = "file"\nruntime = "runc"\n')
+                f'tmp_dir = "{run}/tmp"\nlock_type = "file"\nruntime = "runc"\n')
         with open(state + "/storage.conf", "w") as f:
-            f.write(f'[storage]\ndriver = "vfs"\ngraphroot = "{state}/root"\nrunroot = "{state}/runroot"\n')
+            f.write(f'[storage]\ndriver = "vfs"\ngraphroot = "{state}/root"\nrunroot = "{run}/runroot"\n')
         self.env = dict(os.environ, CONTAINERS_CONF=state + "/containers.conf",
                         CONTAINERS_STORAGE_CONF=state + "/storage.conf", CONTAINERS_REGISTRIES_CONF="/dev/null")
         self.base = ["podman"]
@@ -158,6 +164,8 @@ def main():
                     samples[peer]["rm"].append(time.perf_counter() - start)
             results[level] = {p: {k: statistics.median(v) * 1000 for k, v in s.items()} for p, s in samples.items()}
             print(level, results[level], flush=True)
+            for peer in peers:
+                print(f"  {peer} run samples ms:", [round(x * 1000, 1) for x in samples[peer]["run"]], flush=True)
             write_report(args, peers, levels, results, partial=level != levels[-1])
     finally:
         for peer, runtime in runtimes.items():
@@ -179,7 +187,10 @@ def write_report(args, peers, levels, results, partial=False):
     report += (
         "Same rootfs (static busybox `httpd`), same published TCP port, each runtime inside its own test host "
         "namespace; the clock runs from starting `run -d` until an HTTP GET to a local address of that host on "
-        "the published port is answered (polled every millisecond), then `rm -f` is timed. `pier` with Pier's "
+        "the published port is answered (polled every millisecond), then `rm -f` is timed. What each runtime "
+        "keeps under /run on a standard host (`pier`'s state root; Podman's runroot and tmp_dir) is on a tmpfs, "
+        "as /run is there; leases, the result cache and Podman's image store are on disk (`benchlib."
+        "runtime_state_directory` says why). `pier` with Pier's "
         "plugins (run in-process); `podman-cni` = Podman 4.3 with its CNI backend and the reference plugins "
         "(/usr/lib/cni); `podman-netavark` = Podman with netavark 1.4. N = running containers including the "
         f"measured one. Median of {args.samples} samples, interleaved between runtimes, each after a "

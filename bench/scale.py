@@ -33,8 +33,10 @@ class PierRunner:
 
     def __init__(self, pier, cni_path, host_netns, state, leases):
         self.host_netns = host_netns
-        self.base = [pier, "--root", state + "/root", "--cache-dir", state + "/cache", "--config-dir",
-                     state + "/conf", "--cni-path", cni_path]
+        # The state root on the benchmark's tmpfs, as /run/pier is on a standard host (see
+        # benchlib.runtime_state_directory); the result cache and leases on disk.
+        self.base = [pier, "--root", benchlib.runtime_state_directory("pier-root-"), "--cache-dir", state + "/cache",
+                     "--config-dir", state + "/conf", "--cni-path", cni_path]
         os.makedirs(state + "/conf", exist_ok=True)
         with open(state + "/conf/bench-scale.conflist", "w") as f:
             json.dump(conflist("pier", "bench-scale", "piersc0", "10.171.0.0/16", leases), f)
@@ -143,7 +145,7 @@ def write_report(args, levels, results):
     report += (
         "One test host namespace and `pier` state per level, all filled before the samples, which go round the "
         "levels (so load drifting over the run hits every level alike); every container publishes one TCP port and "
-        "runs busybox `sleep` in its own rootfs. N = containers running in the level, the measured one included. `run` is `pier run -d` to its return "
+        "runs busybox `sleep` in its own rootfs; `pier`'s state root is on a tmpfs, as /run is on a standard host, its leases and result cache on disk. N = containers running in the level, the measured one included. `run` is `pier run -d` to its return "
         "(network chain in-process), `ps` lists every container, `inspect` one, `rm` is `rm -f` of the measured "
         "one; `ps alone` is `ps` again, three times as many samples, back to back after all the others, levels "
         "in turn (the `ps` beside `run` follows a start whose detached helpers may still be at work). "
