@@ -451,10 +451,15 @@ struct EverydayCommandTests {
             let binary = pier.name("binary")
             try pier.mustPier(["run", "-d", "--name", binary, "--net", "none", "printf", "a\\377b"])
             #expect(eventually { (try? container(pier, binary))?["exitCode"] as? Int == 0 })
-            let dumped = try runCommand([
-                "sh", "-c", pier.command(["logs", binary]).map { "'\($0)'" }.joined(separator: " ") + " | od -An -tx1",
-            ])
-            #expect(dumped.stdout.split(separator: " ").map(String.init) == ["61", "ff", "62\n"])
+            // With --tail too; a last line without its newline is one line, and gets none added.
+            for tail in [[], ["--tail", "1"]] {
+                let dumped = try runCommand([
+                    "sh", "-c",
+                    pier.command(["logs"] + tail + [binary]).map { "'\($0)'" }.joined(separator: " ")
+                        + " | od -An -tx1",
+                ])
+                #expect(dumped.stdout.split(separator: " ").map(String.init) == ["61", "ff", "62\n"], "\(tail)")
+            }
 
             let sleeper = pier.name("sleeper")
             try pier.mustPier(["run", "-d", "--name", sleeper, "--net", "none", "sleep", "300"])
