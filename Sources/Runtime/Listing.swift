@@ -171,7 +171,7 @@ public struct ListedContainer {
     public let network: ListedText
     /// The addresses joined by commas.
     public let addresses: ListedText
-    /// The command's words joined by 0x1F (`ListedText.append(to:separator:)` writes them with spaces).
+    /// The command's words joined by 0x1F (`append(to:joiningPiecesWith:)` writes them joined by spaces).
     public let command: ListedText
 
     /// Parses one line: one pass over its bytes, numbers read digit by digit.
@@ -237,7 +237,6 @@ public struct ListedContainer {
         if pier_robust_list_head(pid) != 0 { return true }
         return pier_probe_process_memory(pid) == 0 || errno != ESRCH
     }
-
 }
 
 /// A listing field as it is stored, escaped (`ContainerSummary.escape`).
