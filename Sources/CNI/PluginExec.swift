@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// How a plugin process ended and what it printed on stdout.
 public struct PluginExecution: Sendable, Equatable {
@@ -126,18 +127,22 @@ public enum PluginExec {
     }
 
     /// Reads a started plugin's stdout to its end and waits for it: the one way an exec'd plugin and
-    /// one `pier` forked to run in-process are both turned into a `PluginExecution`.
-    public static func collect(pid: pid_t, stdout readEnd: Int32, name path: String) throws(CNIError)
-        -> PluginExecution
-    {
-        var stdout: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(readEnd, $0.baseAddress, $0.count) }
-            if count > 0 {
-                stdout.append(contentsOf: buffer[0..<count])
-            } else if count == 0 || errno != EINTR {
-                break
+    /// one `pier` forked to run in-process are both turned into a `PluginExecution`. `reportedExit`,
+    /// when given, is read after stdout: a forked plugin writes its exit code there before it exits, so
+    /// the caller need not wait while the kernel tears down the child's copy of its address space; the
+    /// child is then left for `reapExited()`. Without a report (or when it is cut short) the child is
+    /// waited for.
+    public static func collect(
+        pid: pid_t, stdout readEnd: Int32, name path: String, reportedExit: Int32? = nil
+    ) throws(CNIError) -> PluginExecution {
+        let stdout = readToEnd(readEnd)
+        if let reportedExit {
+            let report = readToEnd(reportedExit)
+            if report.count == 4 {
+                let code = report.withUnsafeBytes { $0.loadUnaligned(as: Int32.self) }
+                unreaped.withLock { $0.append(pid) }
+                reapExited()
+                return PluginExecution(stdout: stdout, exitCode: code, signal: nil)
             }
         }
         var status: Int32 = 0
@@ -150,6 +155,34 @@ public enum PluginExec {
             return PluginExecution(stdout: stdout, exitCode: (status >> 8) & 0xff, signal: nil)
         }
         return PluginExecution(stdout: stdout, exitCode: nil, signal: terminatingSignal)
+    }
+
+    /// Children that reported their exit and may not have finished exiting.
+    private static let unreaped = Mutex<[pid_t]>([])
+
+    /// Reaps the children `collect` left behind once they have exited; `waiting` waits for them all.
+    public static func reapExited(waiting: Bool = false) {
+        unreaped.withLock { pids in
+            pids.removeAll { pid in
+                var status: Int32 = 0
+                var result = waitpid(pid, &status, waiting ? 0 : WNOHANG)
+                while result < 0 && errno == EINTR { result = waitpid(pid, &status, waiting ? 0 : WNOHANG) }
+                return result != 0
+            }
+        }
+    }
+
+    private static func readToEnd(_ descriptor: Int32) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count > 0 {
+                bytes.append(contentsOf: buffer[0..<count])
+            } else if count == 0 || errno != EINTR {
+                return bytes
+            }
+        }
     }
 
     /// `pipe2` is not visible to Swift, so close-on-exec is set right after creation.

@@ -94,6 +94,14 @@ final class InProcessPlugins: Sendable {
         guard pipe(&ends) == 0 else { throw CNIError(.ioFailure, "creating a pipe: \(lastError())") }
         let (readEnd, writeEnd) = (ends[0], ends[1])
         _ = fcntl(readEnd, F_SETFD, FD_CLOEXEC)
+        // The exit code, reported before the child exits (`PluginExec.collect`).
+        var exitEnds: [Int32] = [-1, -1]
+        guard pipe(&exitEnds) == 0 else {
+            close(readEnd)
+            close(writeEnd)
+            throw CNIError(.ioFailure, "creating a pipe: \(lastError())")
+        }
+        for end in exitEnds { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
         // Buffered output of ours must not be written twice, once by each process.
         fflush(nil)
         let pid = fork()
@@ -114,12 +122,21 @@ final class InProcessPlugins: Sendable {
             write(all: outcome.stderr, to: STDERR_FILENO)
             write(all: outcome.stdout, to: STDOUT_FILENO)
             fflush(nil)
+            // Output and exit code (as `waitpid` would give it) out, then the pipes closed: the parent goes
+            // on while this process's copy of `pier`'s memory is torn down.
+            write(all: withUnsafeBytes(of: Int32(outcome.exitCode) & 0xff) { Array($0) }, to: exitEnds[1])
+            close(STDOUT_FILENO)
+            close(exitEnds[1])
             _exit(outcome.exitCode)
         }
         close(writeEnd)
-        defer { close(readEnd) }
+        close(exitEnds[1])
+        defer {
+            close(readEnd)
+            close(exitEnds[0])
+        }
         guard pid > 0 else { throw CNIError(.internalError, "fork for \(executable): \(lastError())") }
-        return try PluginExec.collect(pid: pid, stdout: readEnd, name: executable)
+        return try PluginExec.collect(pid: pid, stdout: readEnd, name: executable, reportedExit: exitEnds[0])
     }
 
     private static func write(all bytes: [UInt8], to descriptor: Int32) {
