@@ -172,7 +172,8 @@ public enum PluginExec {
         }
     }
 
-    private static func readToEnd(_ descriptor: Int32) -> [UInt8] {
+    /// Everything readable from `descriptor` until end-of-file (or an error).
+    public static func readToEnd(_ descriptor: Int32) -> [UInt8] {
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {

@@ -1,3 +1,4 @@
+import CNI
 import CPierShim
 import Glibc
 
@@ -178,7 +179,7 @@ enum ProcessSpawner {
 
     /// Reads the child's failure report until exec closes the pipe: empty means it exec'd.
     fileprivate static func awaitReport(of pid: pid_t, on descriptor: Int32) throws(RuntimeError) {
-        let report = readAll(descriptor)
+        let report = PluginExec.readToEnd(descriptor)
         guard !report.isEmpty else { return }
         let code = wait(pid)
         let message = String(decoding: report, as: UTF8.self).trimmingSuffixNewlines()
@@ -189,19 +190,6 @@ enum ProcessSpawner {
     /// The descriptors open in this process now (the directory's own, closed again, filtered out).
     static func openDescriptors() -> [Int32] {
         Files.list("/proc/self/fd").compactMap { Int32($0) }.filter { fcntl($0, F_GETFD) >= 0 }
-    }
-
-    static func readAll(_ descriptor: Int32) -> [UInt8] {
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-            if count > 0 {
-                bytes.append(contentsOf: buffer[0..<count])
-            } else if count == 0 || errno != EINTR {
-                return bytes
-            }
-        }
     }
 
     /// Waits for a child; returns its exit code (128 + signal when killed, as shells report it).
