@@ -187,7 +187,7 @@ public enum PluginExec {
     }
 
     /// `pipe2` is not visible to Swift, so close-on-exec is set right after creation.
-    static func makePipe() throws(CNIError) -> (read: Int32, write: Int32) {
+    public static func makePipe() throws(CNIError) -> (read: Int32, write: Int32) {
         var ends: [Int32] = [-1, -1]
         guard pipe(&ends) == 0 else { throw systemError("creating a pipe") }
         _ = fcntl(ends[0], F_SETFD, FD_CLOEXEC)

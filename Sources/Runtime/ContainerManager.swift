@@ -298,7 +298,6 @@ public final class ContainerManager {
 
     public func list() -> [ContainerRecord] { store.all() }
 
-    /// What `ps` lists, from the one-file listing.
     /// Every container's listing line, read in place for `body` (`StateStore.withListedContainers`).
     public func withListedContainers<Result>(_ body: ([ListedContainer]) -> Result) -> Result {
         store.withListedContainers(body)

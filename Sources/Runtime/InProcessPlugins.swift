@@ -90,18 +90,14 @@ final class InProcessPlugins: Sendable {
     static func runForked(
         _ plugin: some CNIPlugin, executable: String, environment: [String: String], stdin: [UInt8]
     ) throws(CNIError) -> PluginExecution {
-        var ends: [Int32] = [-1, -1]
-        guard pipe(&ends) == 0 else { throw CNIError(.ioFailure, "creating a pipe: \(lastError())") }
-        let (readEnd, writeEnd) = (ends[0], ends[1])
-        _ = fcntl(readEnd, F_SETFD, FD_CLOEXEC)
+        let (readEnd, writeEnd) = try PluginExec.makePipe()
         // The exit code, reported before the child exits (`PluginExec.collect`).
-        var exitEnds: [Int32] = [-1, -1]
-        guard pipe(&exitEnds) == 0 else {
+        let exitEnds: (read: Int32, write: Int32)
+        do { exitEnds = try PluginExec.makePipe() } catch {
             close(readEnd)
             close(writeEnd)
-            throw CNIError(.ioFailure, "creating a pipe: \(lastError())")
+            throw error
         }
-        for end in exitEnds { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
         // Buffered output of ours must not be written twice, once by each process.
         fflush(nil)
         let pid = fork()
@@ -124,19 +120,19 @@ final class InProcessPlugins: Sendable {
             fflush(nil)
             // Output and exit code (as `waitpid` would give it) out, then the pipes closed: the parent goes
             // on while this process's copy of `pier`'s memory is torn down.
-            write(all: withUnsafeBytes(of: Int32(outcome.exitCode) & 0xff) { Array($0) }, to: exitEnds[1])
+            write(all: withUnsafeBytes(of: outcome.exitCode & 0xff) { Array($0) }, to: exitEnds.write)
             close(STDOUT_FILENO)
-            close(exitEnds[1])
+            close(exitEnds.write)
             _exit(outcome.exitCode)
         }
         close(writeEnd)
-        close(exitEnds[1])
+        close(exitEnds.write)
         defer {
             close(readEnd)
-            close(exitEnds[0])
+            close(exitEnds.read)
         }
         guard pid > 0 else { throw CNIError(.internalError, "fork for \(executable): \(lastError())") }
-        return try PluginExec.collect(pid: pid, stdout: readEnd, name: executable, reportedExit: exitEnds[0])
+        return try PluginExec.collect(pid: pid, stdout: readEnd, name: executable, reportedExit: exitEnds.read)
     }
 
     private static func write(all bytes: [UInt8], to descriptor: Int32) {

@@ -25,9 +25,7 @@ struct List: ParsableCommand {
             if quiet {
                 var text: [UInt8] = []
                 for (container, _) in listed {
-                    let start = text.count
-                    container.id.append(to: &text)
-                    text.removeLast(max(0, text.count - start - 12))
+                    appendShortID(of: container, to: &text)
                     text.append(UInt8(ascii: "\n"))
                 }
                 return text
@@ -40,8 +38,7 @@ struct List: ParsableCommand {
                 ["CONTAINER ID", "NAME", "STATUS", "NETWORKS", "ADDRESSES", "COMMAND"], rows: containers.count,
                 bytes: containers.count * 128)
             for (container, running) in listed {
-                table.cell { container.id.append(to: &$0) }
-                table.truncateCell(to: 12)
+                table.cell { appendShortID(of: container, to: &$0) }
                 table.cell { container.name.append(to: &$0) }
                 table.cell(manager.statusText(of: container, running: running))
                 table.cell { container.network.append(to: &$0) }
@@ -64,6 +61,13 @@ struct List: ParsableCommand {
         // One write for the whole list: a thousand lines were a thousand write(2)s.
         writeOut(output)
     }
+}
+
+/// The ID as `ps` shows it: its first 12 characters (IDs are hex, so 12 bytes).
+private func appendShortID(of container: ListedContainer, to bytes: inout [UInt8]) {
+    let start = bytes.count
+    container.id.append(to: &bytes)
+    bytes.removeLast(max(0, bytes.count - start - 12))
 }
 
 /// Columns padded to their widest cell, two spaces apart, one line per row.
@@ -101,14 +105,6 @@ struct TableText {
     mutating func cell(_ write: (inout [UInt8]) -> Void) {
         let start = cells.count
         write(&cells)
-        ends.append((cells.count, width(from: start)))
-    }
-
-    /// Cuts the last cell to its first `count` bytes (an ID to its short form).
-    mutating func truncateCell(to count: Int) {
-        guard let last = ends.popLast() else { return }
-        let start = ends.last?.end ?? 0
-        if last.end - start > count { cells.removeLast(last.end - start - count) }
         ends.append((cells.count, width(from: start)))
     }
 

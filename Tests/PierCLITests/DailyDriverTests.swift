@@ -353,15 +353,19 @@ struct DailyDriverDefectTests {
     @Test func aFailedStartLeavesTheContainerCreated() throws {
         try withPier { pier in
             try pier.addNetwork("t242", subnet: "10.242.\(Int.random(in: 0...255)).0/24")
+            // `start` fails with 126 naming `cause`, the container stays `created`, and `rm` leaves nothing.
+            func expectFailedStart(_ name: String, naming cause: String) throws {
+                let result = try pier.pier(["start", name])
+                #expect(result.status == 126, "\(result.stderr)")
+                #expect(result.stderr.contains(cause), "\(result.stderr)")
+                let listed = try pier.containers().first { $0["name"] as? String == name }
+                #expect(listed?["status"] as? String == "created", "\(String(describing: listed))")
+                try pier.mustPier(["rm", "-f", name])
+                #expect(try pier.leftovers() == [])
+            }
             let name = pier.name("fs")
             try pier.mustPier(["create", "--net", "t242", "--name", name, "-w", "/no/such/dir", "true"])
-            let result = try pier.pier(["start", name])
-            #expect(result.status == 126, "\(result.stderr)")
-            #expect(result.stderr.contains("/no/such/dir"), "\(result.stderr)")
-            let listed = try pier.containers().first { $0["name"] as? String == name }
-            #expect(listed?["status"] as? String == "created", "\(String(describing: listed))")
-            try pier.mustPier(["rm", "-f", name])
-            #expect(try pier.leftovers() == [])
+            try expectFailedStart(name, naming: "/no/such/dir")
 
             // A log that cannot be opened fails the start too, before the forked child goes further.
             let logless = pier.name("fl")
@@ -369,13 +373,7 @@ struct DailyDriverDefectTests {
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             try FileManager.default.createDirectory(
                 atPath: pier.root + "/containers/\(id)/log", withIntermediateDirectories: true)
-            let refused = try pier.pier(["start", logless])
-            #expect(refused.status == 126, "\(refused.stderr)")
-            #expect(refused.stderr.contains("/log"), "\(refused.stderr)")
-            let after = try pier.containers().first { $0["name"] as? String == logless }
-            #expect(after?["status"] as? String == "created", "\(String(describing: after))")
-            try pier.mustPier(["rm", "-f", logless])
-            #expect(try pier.leftovers() == [])
+            try expectFailedStart(logless, naming: "/log")
         }
     }
 
